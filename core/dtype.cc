@@ -1,0 +1,99 @@
+#include "core/dtype.h"
+
+#include <string>
+
+namespace cohort {
+
+std::string_view DTypeName(DType t) {
+  switch (t) {
+    case DType::kF32: return "float";
+    case DType::kF64: return "double";
+    case DType::kF16: return "half";
+    case DType::kBF16: return "bfloat16";
+    case DType::kI32: return "int32";
+    case DType::kI64: return "int64";
+  }
+  return "?";
+}
+
+std::string_view DTypeSafetensorsName(DType t) {
+  switch (t) {
+    case DType::kF32: return "F32";
+    case DType::kF64: return "F64";
+    case DType::kF16: return "F16";
+    case DType::kBF16: return "BF16";
+    case DType::kI32: return "I32";
+    case DType::kI64: return "I64";
+  }
+  return "?";
+}
+
+Result<DType> ParseDType(std::string_view name) {
+  for (DType t : kAllDTypes) {
+    if (name == DTypeName(t) || name == DTypeSafetensorsName(t)) return t;
+  }
+  if (name == "fp32" || name == "f32") return DType::kF32;
+  if (name == "fp64" || name == "f64") return DType::kF64;
+  if (name == "fp16" || name == "f16") return DType::kF16;
+  if (name == "bf16") return DType::kBF16;
+  return InvalidArgument("unknown dtype '" + std::string(name) +
+                         "' (expected one of float, double, half, bfloat16, int32, int64)");
+}
+
+std::string_view DeviceName(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
+
+float F16ToFloat(Float16 h) {
+  const uint32_t sign = static_cast<uint32_t>(h.bits & 0x8000u) << 16;
+  uint32_t exp = (h.bits >> 10) & 0x1fu;
+  uint32_t mant = h.bits & 0x3ffu;
+  uint32_t u;
+  if (exp == 0) {
+    if (mant == 0) {
+      u = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400u) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      mant &= 0x3ffu;
+      u = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 0x1f) {
+    u = sign | 0x7f800000u | (mant << 13);
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+Float16 FloatToF16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t abs = u & 0x7fffffffu;
+  if (abs > 0x7f800000u) return Float16{static_cast<uint16_t>(sign | 0x7e00u)};  // NaN
+  if (abs >= 0x477ff000u) return Float16{static_cast<uint16_t>(sign | 0x7c00u)};  // overflow -> inf
+  if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+    if (abs < 0x33000000u) return Float16{sign};  // rounds to zero
+    const uint32_t exp = abs >> 23;
+    const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
+    // value = mant * 2^(exp-150); a half subnormal counts units of 2^-24.
+    const uint32_t d = 126 - exp;  // 14..24
+    uint32_t q = mant >> d;
+    const uint32_t rem = mant & ((1u << d) - 1);
+    const uint32_t halfway = 1u << (d - 1);
+    if (rem > halfway || (rem == halfway && (q & 1u))) ++q;
+    return Float16{static_cast<uint16_t>(sign | q)};
+  }
+  // Normal: rebias exponent, round mantissa from 23 to 10 bits (nearest even).
+  uint32_t v = abs - ((127u - 15u) << 23);
+  const uint32_t rem = v & 0x1fffu;
+  v >>= 13;
+  if (rem > 0x1000u || (rem == 0x1000u && (v & 1u))) ++v;  // may carry into exponent: correct
+  return Float16{static_cast<uint16_t>(sign | v)};
+}
+
+}  // namespace cohort

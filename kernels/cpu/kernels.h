@@ -1,0 +1,85 @@
+#pragma once
+// CPU kernels: one signature per op, over raw row-major fp32 arrays.
+//
+// Every kernel here has a CUDA twin in kernels/cuda/ with the same signature
+// (namespace cohort::kernels::cuda) and a plain-loop reference in the tests.
+// The caller owns every buffer; kernels allocate nothing and are thread-safe on
+// disjoint outputs. Sizes are element counts. Shapes use (rows, cols) of
+// row-major matrices: a batch of `rows` samples with `cols` features.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cohort::kernels {
+
+// C = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or X^T.
+// op(A) is m x k, op(B) is k x n, C is m x n. Leading dimensions are the row
+// strides of the matrices as stored. Backed by OpenBLAS's cblas_sgemm.
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+          int64_t ldc);
+
+enum class Activation : uint8_t { kNone = 0, kRelu = 1, kGelu = 2 };
+
+// y[r, c] = act(x[r, c] + bias[c]). `x` and `y` may alias (in place).
+void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, int64_t cols,
+                    Activation act);
+
+// y[i] = act(z[i]); y may alias z.
+void ActForward(const float* z, float* y, int64_t n, Activation act);
+
+// Given the pre-activation z = x + bias (for GELU) or the output y (for ReLU:
+// y > 0 iff z > 0), and dy: writes dz = dy * act'(z), in place allowed
+// (dz may alias dy). `z_or_y` is z for GELU and may be either for ReLU.
+void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, Activation act);
+
+// db[c] = sum_r dz[r, c] (overwrites db).
+void BiasGrad(const float* dz, float* db, int64_t rows, int64_t cols);
+
+// GELU, tanh approximation (as in GPT-2 / PyTorch approximate="tanh").
+float Gelu(float x);
+float GeluGrad(float x);
+
+// Softmax cross-entropy over `rows` samples of `cols` classes. Writes the
+// softmax probabilities to `probs` (rows x cols) and returns the mean loss
+// over the rows. Labels must lie in [0, cols); the caller checks them.
+double SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
+                                  int64_t rows, int64_t cols);
+// dlogits = (probs - onehot(labels)) * scale; scale is 1/rows for a mean loss.
+// `dlogits` may alias `probs`.
+void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits,
+                                 int64_t rows, int64_t cols, float scale);
+
+struct SgdOptions {
+  float lr = 0.01f;
+  float momentum = 0.0f;
+  float weight_decay = 0.0f;  // L2, added to the gradient (as torch.optim.SGD)
+  bool nesterov = false;
+};
+// PyTorch semantics: g = grad + wd * p; buf = momentum * buf + g (buf = g on
+// the first step, signalled by `first_step`); p -= lr * (nesterov ? g + momentum*buf : buf).
+void SgdMomentumUpdate(float* param, const float* grad, float* momentum_buf, int64_t n,
+                       const SgdOptions& opt, bool first_step);
+
+struct AdamWOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.01f;  // decoupled (Loshchilov & Hutter)
+};
+// One AdamW step; `step` counts from 1. m and v are the moment buffers.
+void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n,
+                 const AdamWOptions& opt, int64_t step);
+
+// y *= s over n elements.
+void Scale(float* y, int64_t n, float s);
+
+}  // namespace cohort::kernels
+
+namespace cohort::kernels {
+// Threads OpenBLAS uses for GEMM in this process. Several ranks per host
+// should share the cores (MEASURED.md: oversubscribing BLAS threads costs 2.5x).
+void SetBlasThreads(int threads);
+int BlasThreads();
+}  // namespace cohort::kernels

@@ -1,0 +1,297 @@
+#include "runtime/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "core/crc32c.h"
+#include "core/file_util.h"
+#include "runtime/rng.h"
+
+namespace cohort {
+namespace {
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// Walks one YAML mapping, refusing keys it was not told about.
+class Section {
+ public:
+  Section(const YAML::Node& node, std::string path, const std::string& origin)
+      : node_(node), path_(std::move(path)), origin_(origin) {}
+
+  Status Init(const std::vector<std::string>& allowed) {
+    if (!node_.IsMap()) return Error(node_, "must be a mapping of keys to values");
+    for (const auto& kv : node_) {
+      const std::string key = kv.first.as<std::string>();
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+      std::string best;
+      size_t best_d = 3;  // suggest only close matches
+      for (const auto& a : allowed) {
+        const size_t d = EditDistance(key, a);
+        if (d < best_d) {
+          best_d = d;
+          best = a;
+        }
+      }
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      std::string msg = "unknown key '" + Join(key) + "'";
+      msg += best.empty() ? " (valid keys here: " + list + ")"
+                          : " (did you mean '" + Join(best) + "'?)";
+      return Error(kv.first, msg);
+    }
+    return Status::Ok();
+  }
+
+  bool Has(const std::string& key) const { return static_cast<bool>(node_[key]); }
+  YAML::Node Get(const std::string& key) const { return node_[key]; }
+  std::string Join(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  template <typename T>
+  Status Read(const std::string& key, T* out, bool required = false) {
+    YAML::Node v = node_[key];
+    if (!v) {
+      if (required) return Error(node_, "missing required key '" + Join(key) + "'");
+      return Status::Ok();
+    }
+    if (!v.IsScalar()) return Error(v, "key '" + Join(key) + "' must be a single value");
+    try {
+      *out = v.as<T>();
+    } catch (const YAML::Exception&) {
+      return Error(v, "key '" + Join(key) + "' must be " + TypeName<T>() + ", not '" +
+                          v.Scalar() + "'");
+    }
+    return Status::Ok();
+  }
+
+  Status Error(const YAML::Node& at, const std::string& what) const {
+    const YAML::Mark m = at.Mark();
+    std::string where = origin_;
+    if (m.line >= 0) where += ":" + std::to_string(m.line + 1);
+    return InvalidArgument("config " + where + ": " + what);
+  }
+
+ private:
+  template <typename T>
+  static std::string TypeName() {
+    if constexpr (std::is_same_v<T, bool>) return "true or false";
+    else if constexpr (std::is_integral_v<T>) return "an integer";
+    else if constexpr (std::is_floating_point_v<T>) return "a number";
+    else return "a string";
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  const std::string& origin_;
+};
+
+Status Positive(Section& s, const std::string& key, double v) {
+  if (!(v > 0)) return s.Error(s.Get(key), "key '" + s.Join(key) + "' must be positive");
+  return Status::Ok();
+}
+
+Status ParseModel(Section& s, ModelConfig* m) {
+  COHORT_RETURN_IF_ERROR(s.Init({"layers", "activation"}));
+  YAML::Node layers = s.Get("layers");
+  if (!layers) return s.Error(s.Get("layers"), "missing required key 'model.layers'");
+  if (!layers.IsSequence() || layers.size() < 2) {
+    return s.Error(layers, "'model.layers' must be a list of at least two sizes "
+                           "(input, ..., classes), e.g. [784, 1024, 10]");
+  }
+  m->layers.clear();
+  for (const auto& l : layers) {
+    int64_t v = 0;
+    try {
+      v = l.as<int64_t>();
+    } catch (const YAML::Exception&) {
+      return s.Error(l, "'model.layers' entries must be integers, not '" + l.Scalar() + "'");
+    }
+    if (v <= 0 || v > (int64_t{1} << 20)) {
+      return s.Error(l, "'model.layers' entries must be in [1, 1048576], not " + std::to_string(v));
+    }
+    m->layers.push_back(v);
+  }
+  std::string act = "relu";
+  COHORT_RETURN_IF_ERROR(s.Read("activation", &act));
+  if (act == "relu") m->activation = kernels::Activation::kRelu;
+  else if (act == "gelu") m->activation = kernels::Activation::kGelu;
+  else return s.Error(s.Get("activation"), "'model.activation' must be relu or gelu, not '" + act + "'");
+  return Status::Ok();
+}
+
+Status ParseOptimizer(Section& s, OptimizerConfig* o) {
+  COHORT_RETURN_IF_ERROR(s.Init({"type", "lr", "momentum", "nesterov", "weight_decay", "beta1",
+                                 "beta2", "eps"}));
+  std::string type = "sgd";
+  COHORT_RETURN_IF_ERROR(s.Read("type", &type));
+  if (type == "sgd") o->type = OptimizerType::kSgd;
+  else if (type == "adamw") o->type = OptimizerType::kAdamW;
+  else return s.Error(s.Get("type"), "'optimizer.type' must be sgd or adamw, not '" + type + "'");
+  if (o->type == OptimizerType::kAdamW) {
+    o->weight_decay = 0.01f;
+    o->lr = 1e-3f;
+  }
+  COHORT_RETURN_IF_ERROR(s.Read("lr", &o->lr, /*required=*/true));
+  COHORT_RETURN_IF_ERROR(Positive(s, "lr", o->lr));
+  const bool sgd = o->type == OptimizerType::kSgd;
+  for (const char* k : {"momentum", "nesterov"}) {
+    if (!sgd && s.Has(k)) return s.Error(s.Get(k), std::string("'optimizer.") + k + "' applies to sgd only");
+  }
+  for (const char* k : {"beta1", "beta2", "eps"}) {
+    if (sgd && s.Has(k)) return s.Error(s.Get(k), std::string("'optimizer.") + k + "' applies to adamw only");
+  }
+  COHORT_RETURN_IF_ERROR(s.Read("momentum", &o->momentum));
+  COHORT_RETURN_IF_ERROR(s.Read("nesterov", &o->nesterov));
+  COHORT_RETURN_IF_ERROR(s.Read("weight_decay", &o->weight_decay));
+  COHORT_RETURN_IF_ERROR(s.Read("beta1", &o->beta1));
+  COHORT_RETURN_IF_ERROR(s.Read("beta2", &o->beta2));
+  COHORT_RETURN_IF_ERROR(s.Read("eps", &o->eps));
+  if (o->momentum < 0 || o->momentum >= 1) return s.Error(s.Get("momentum"), "'optimizer.momentum' must be in [0, 1)");
+  if (o->weight_decay < 0) return s.Error(s.Get("weight_decay"), "'optimizer.weight_decay' must be >= 0");
+  if (o->beta1 < 0 || o->beta1 >= 1) return s.Error(s.Get("beta1"), "'optimizer.beta1' must be in [0, 1)");
+  if (o->beta2 < 0 || o->beta2 >= 1) return s.Error(s.Get("beta2"), "'optimizer.beta2' must be in [0, 1)");
+  if (!(o->eps > 0)) return s.Error(s.Get("eps"), "'optimizer.eps' must be positive");
+  return Status::Ok();
+}
+
+Status ParseTrain(Section& s, TrainConfig* t) {
+  COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every"}));
+  COHORT_RETURN_IF_ERROR(s.Read("steps", &t->steps));
+  COHORT_RETURN_IF_ERROR(s.Read("batch_per_rank", &t->batch_per_rank));
+  COHORT_RETURN_IF_ERROR(s.Read("global_batch", &t->global_batch));
+  COHORT_RETURN_IF_ERROR(s.Read("log_every", &t->log_every));
+  if (t->steps <= 0) return s.Error(s.Get("steps"), "'train.steps' must be positive");
+  if (s.Has("batch_per_rank") == s.Has("global_batch")) {
+    return s.Error(s.Get("batch_per_rank") ? s.Get("batch_per_rank") : YAML::Node(),
+                   "set exactly one of 'train.batch_per_rank' and 'train.global_batch'");
+  }
+  if (s.Has("batch_per_rank") && t->batch_per_rank <= 0) {
+    return s.Error(s.Get("batch_per_rank"), "'train.batch_per_rank' must be positive");
+  }
+  if (s.Has("global_batch") && t->global_batch <= 0) {
+    return s.Error(s.Get("global_batch"), "'train.global_batch' must be positive");
+  }
+  if (t->log_every < 0) return s.Error(s.Get("log_every"), "'train.log_every' must be >= 0");
+  return Status::Ok();
+}
+
+Status ParseData(Section& s, DataConfig* d) {
+  COHORT_RETURN_IF_ERROR(s.Init({"source", "samples", "teacher_hidden", "path"}));
+  std::string src = "synthetic";
+  COHORT_RETURN_IF_ERROR(s.Read("source", &src));
+  if (src == "synthetic") d->source = DataSource::kSynthetic;
+  else if (src == "shards") d->source = DataSource::kShards;
+  else return s.Error(s.Get("source"), "'data.source' must be synthetic or shards, not '" + src + "'");
+  if (d->source == DataSource::kSynthetic) {
+    if (s.Has("path")) return s.Error(s.Get("path"), "'data.path' applies to source: shards only");
+    COHORT_RETURN_IF_ERROR(s.Read("samples", &d->samples));
+    COHORT_RETURN_IF_ERROR(s.Read("teacher_hidden", &d->teacher_hidden));
+    if (d->samples <= 0) return s.Error(s.Get("samples"), "'data.samples' must be positive");
+    if (d->teacher_hidden <= 0) return s.Error(s.Get("teacher_hidden"), "'data.teacher_hidden' must be positive");
+  } else {
+    for (const char* k : {"samples", "teacher_hidden"}) {
+      if (s.Has(k)) {
+        return s.Error(s.Get(k), std::string("'data.") + k +
+                                     "' applies to source: synthetic only (a shard directory "
+                                     "records its own size)");
+      }
+    }
+    COHORT_RETURN_IF_ERROR(s.Read("path", &d->path, /*required=*/true));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(const std::string& yaml_text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    return InvalidArgument("config " + origin + ":" + std::to_string(e.mark.line + 1) +
+                           ": not valid YAML: " + e.msg);
+  }
+  if (!root || root.IsNull()) return InvalidArgument("config " + origin + ": the file is empty");
+  Config c;
+  c.source = origin;
+  Section top(root, "", origin);
+  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data"}));
+  COHORT_RETURN_IF_ERROR(top.Read("seed", &c.seed));
+  for (const char* required : {"model", "optimizer", "train"}) {
+    if (!top.Has(required)) {
+      return top.Error(root, std::string("missing required section '") + required + "'");
+    }
+  }
+  Section model(top.Get("model"), "model", origin);
+  COHORT_RETURN_IF_ERROR(ParseModel(model, &c.model));
+  Section opt(top.Get("optimizer"), "optimizer", origin);
+  COHORT_RETURN_IF_ERROR(ParseOptimizer(opt, &c.optimizer));
+  Section train(top.Get("train"), "train", origin);
+  COHORT_RETURN_IF_ERROR(ParseTrain(train, &c.train));
+  if (top.Has("data")) {
+    Section data(top.Get("data"), "data", origin);
+    COHORT_RETURN_IF_ERROR(ParseData(data, &c.data));
+  }
+  return c;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound) {
+      return NotFound("config file not found: " + path);
+    }
+    return text.status();
+  }
+  return ParseConfig(*text, path);
+}
+
+Result<int64_t> Config::BatchPerRank(int world_size) const {
+  if (train.batch_per_rank > 0) return train.batch_per_rank;
+  if (train.global_batch % world_size != 0) {
+    return InvalidArgument("config " + source + ": train.global_batch " +
+                           std::to_string(train.global_batch) + " does not divide over " +
+                           std::to_string(world_size) + " ranks; use a multiple of " +
+                           std::to_string(world_size) + " or set train.batch_per_rank");
+  }
+  return train.global_batch / world_size;
+}
+
+std::string Config::Canonical() const {
+  std::ostringstream os;
+  os.precision(9);
+  os << "seed=" << seed << ";layers=";
+  for (int64_t l : model.layers) os << l << ",";
+  os << ";act=" << static_cast<int>(model.activation);
+  os << ";opt=" << static_cast<int>(optimizer.type) << "," << optimizer.lr << ","
+     << optimizer.momentum << "," << optimizer.nesterov << "," << optimizer.weight_decay << ","
+     << optimizer.beta1 << "," << optimizer.beta2 << "," << optimizer.eps;
+  os << ";train=" << train.steps << "," << train.batch_per_rank << "," << train.global_batch;
+  os << ";data=" << static_cast<int>(data.source) << "," << data.samples << ","
+     << data.teacher_hidden << "," << data.path;
+  return os.str();
+}
+
+uint64_t Config::Hash() const {
+  const std::string c = Canonical();
+  return HashCombine(Crc32c(c), c.size(), Crc32cExtend(0x5a5a5a5a, c.data(), c.size()));
+}
+
+}  // namespace cohort

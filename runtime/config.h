@@ -1,0 +1,78 @@
+#pragma once
+// The training configuration: a YAML file, checked strictly. An unknown key, a
+// value of the wrong type or range, or a missing required key is an error
+// that names the file, the key and its line, and suggests the nearest valid
+// key for a misspelling.
+//
+// Example (examples/mlp.yaml):
+//   seed: 42
+//   model: {layers: [784, 1024, 1024, 10], activation: relu}
+//   optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
+//   train: {steps: 300, batch_per_rank: 128}
+//   data: {source: synthetic, samples: 60000, teacher_hidden: 64}
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "kernels/cpu/kernels.h"
+
+namespace cohort {
+
+struct ModelConfig {
+  std::vector<int64_t> layers;  // sizes: input, hidden..., classes; at least 2
+  kernels::Activation activation = kernels::Activation::kRelu;
+};
+
+enum class OptimizerType { kSgd, kAdamW };
+
+struct OptimizerConfig {
+  OptimizerType type = OptimizerType::kSgd;
+  float lr = 0.01f;
+  float momentum = 0.0f;      // sgd
+  bool nesterov = false;      // sgd
+  float weight_decay = 0.0f;  // sgd: L2; adamw: decoupled
+  float beta1 = 0.9f;         // adamw
+  float beta2 = 0.999f;       // adamw
+  float eps = 1e-8f;          // adamw
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int64_t batch_per_rank = 0;  // exactly one of batch_per_rank and global_batch is set
+  int64_t global_batch = 0;
+  int64_t log_every = 0;       // 0: print progress about once a second
+};
+
+enum class DataSource { kSynthetic, kShards };
+
+struct DataConfig {
+  DataSource source = DataSource::kSynthetic;
+  int64_t samples = 60000;     // synthetic: samples in one epoch
+  int64_t teacher_hidden = 64; // synthetic: width of the teacher network
+  std::string path;            // shards: the directory `cohort data gen` wrote
+};
+
+struct Config {
+  std::string source;  // the file it came from, for messages
+  uint64_t seed = 1;
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  TrainConfig train;
+  DataConfig data;
+
+  // The per-rank batch for a world of `world_size` ranks, or an error when
+  // the configured batch does not divide over it.
+  Result<int64_t> BatchPerRank(int world_size) const;
+  // A canonical text of every resolved value; equal configs give equal text.
+  std::string Canonical() const;
+  // 64-bit hash of Canonical(), compared across ranks.
+  uint64_t Hash() const;
+};
+
+Result<Config> LoadConfigFile(const std::string& path);
+// `origin` names the text in messages (a file path, or "<string>").
+Result<Config> ParseConfig(const std::string& yaml_text, const std::string& origin);
+
+}  // namespace cohort

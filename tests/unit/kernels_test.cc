@@ -1,0 +1,181 @@
+// Each CPU kernel against a plain-loop reference that reads like the math
+// (STYLE.md #8), on seeded random inputs, with a stated tolerance.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+
+namespace cohort::kernels {
+namespace {
+
+std::vector<float> Random(size_t n, uint32_t seed, float lo = -1, float hi = 1) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+void ExpectClose(const std::vector<float>& got, const std::vector<double>& ref, double rtol, double atol) {
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], ref[i], atol + rtol * std::abs(ref[i])) << "element " << i;
+  }
+}
+
+// Reference: C = alpha op(A) op(B) + beta C with double accumulation.
+std::vector<double> GemmRef(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                            const std::vector<float>& a, int64_t lda, const std::vector<float>& b,
+                            int64_t ldb, float beta, const std::vector<float>& c, int64_t ldc) {
+  std::vector<double> out(c.begin(), c.end());
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        const double av = ta ? a[p * lda + i] : a[i * lda + p];
+        const double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+        acc += av * bv;
+      }
+      out[i * ldc + j] = alpha * acc + beta * c[i * ldc + j];
+    }
+  return out;
+}
+
+TEST(Gemm, AllTransposesAgainstReference) {
+  const int64_t m = 37, n = 29, k = 51;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
+      auto a = Random(static_cast<size_t>(m * k), 1), b = Random(static_cast<size_t>(k * n), 2);
+      auto c = Random(static_cast<size_t>(m * n), 3);
+      auto ref = GemmRef(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 0.25f, c, ldc);
+      Gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, 0.25f, c.data(), ldc);
+      ExpectClose(c, ref, 1e-5, 1e-5);
+    }
+}
+
+double GeluRef(double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+TEST(BiasAct, ForwardMatchesReference) {
+  const int64_t rows = 13, cols = 17;
+  auto x = Random(static_cast<size_t>(rows * cols), 4, -3, 3), bias = Random(static_cast<size_t>(cols), 5);
+  for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kGelu}) {
+    std::vector<float> y(x.size());
+    BiasActForward(x.data(), bias.data(), y.data(), rows, cols, act);
+    std::vector<double> ref(x.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const double z = static_cast<double>(x[r * cols + c]) + bias[c];
+        ref[r * cols + c] = act == Activation::kNone ? z : act == Activation::kRelu ? std::max(z, 0.0) : GeluRef(z);
+      }
+    ExpectClose(y, ref, 1e-6, 1e-6);
+    std::vector<float> y2(x.size());
+    std::vector<float> z(x.size());
+    BiasActForward(x.data(), bias.data(), z.data(), rows, cols, Activation::kNone);
+    ActForward(z.data(), y2.data(), rows * cols, act);
+    EXPECT_EQ(y, y2) << "ActForward(z) equals the fused form";
+  }
+}
+
+TEST(BiasAct, BackwardMatchesFiniteDifferences) {
+  const int64_t n = 257;
+  auto z = Random(static_cast<size_t>(n), 6, -3, 3), dy = Random(static_cast<size_t>(n), 7);
+  for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kGelu}) {
+    std::vector<float> dz(static_cast<size_t>(n));
+    ActBackward(z.data(), dy.data(), dz.data(), n, act);
+    std::vector<double> ref(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const double h = 1e-4, zi = z[i];
+      auto f = [&](double v) {
+        return act == Activation::kNone ? v : act == Activation::kRelu ? std::max(v, 0.0) : GeluRef(v);
+      };
+      ref[i] = dy[i] * (f(zi + h) - f(zi - h)) / (2 * h);
+    }
+    ExpectClose(dz, ref, 1e-3, 1e-4);
+  }
+}
+
+TEST(BiasGrad, IsTheColumnSum) {
+  const int64_t rows = 9, cols = 11;
+  auto dz = Random(static_cast<size_t>(rows * cols), 8);
+  std::vector<float> db(static_cast<size_t>(cols), 123.0f);
+  BiasGrad(dz.data(), db.data(), rows, cols);
+  std::vector<double> ref(static_cast<size_t>(cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) ref[c] += dz[r * cols + c];
+  ExpectClose(db, ref, 1e-6, 1e-6);
+}
+
+TEST(SoftmaxCrossEntropy, ForwardAndBackwardMatchReference) {
+  const int64_t rows = 8, cols = 10;
+  auto logits = Random(static_cast<size_t>(rows * cols), 9, -20, 20);  // large: tests stability
+  std::vector<int32_t> labels(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) labels[r] = static_cast<int32_t>((r * 7) % cols);
+  std::vector<float> probs(logits.size());
+  const double loss = SoftmaxCrossEntropyForward(logits.data(), labels.data(), probs.data(), rows, cols);
+  double ref_loss = 0;
+  std::vector<double> ref_probs(logits.size()), ref_grad(logits.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    double mx = -1e300, sum = 0;
+    for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, static_cast<double>(logits[r * cols + c]));
+    for (int64_t c = 0; c < cols; ++c) sum += std::exp(logits[r * cols + c] - mx);
+    for (int64_t c = 0; c < cols; ++c) {
+      ref_probs[r * cols + c] = std::exp(logits[r * cols + c] - mx) / sum;
+      ref_grad[r * cols + c] = (ref_probs[r * cols + c] - (c == labels[r] ? 1.0 : 0.0)) / rows;
+    }
+    ref_loss += -std::log(ref_probs[r * cols + labels[r]]);
+  }
+  ref_loss /= rows;
+  EXPECT_NEAR(loss, ref_loss, 1e-5 * std::abs(ref_loss));
+  ExpectClose(probs, ref_probs, 1e-5, 1e-7);
+  std::vector<float> grad(logits.size());
+  SoftmaxCrossEntropyBackward(probs.data(), labels.data(), grad.data(), rows, cols, 1.0f / rows);
+  ExpectClose(grad, ref_grad, 1e-5, 1e-7);
+}
+
+TEST(Sgd, MomentumNesterovAndWeightDecayFollowPyTorch) {
+  const int64_t n = 64;
+  for (bool nesterov : {false, true}) {
+    auto p = Random(static_cast<size_t>(n), 10);
+    std::vector<float> buf(static_cast<size_t>(n), 0.0f);
+    std::vector<double> rp(p.begin(), p.end()), rbuf(static_cast<size_t>(n), 0.0);
+    SgdOptions o{0.1f, 0.9f, 0.01f, nesterov};
+    for (int step = 0; step < 5; ++step) {
+      auto g = Random(static_cast<size_t>(n), 20 + static_cast<uint32_t>(step));
+      SgdMomentumUpdate(p.data(), g.data(), buf.data(), n, o, step == 0);
+      for (int64_t i = 0; i < n; ++i) {
+        const double gi = g[i] + 0.01 * rp[i];
+        rbuf[i] = step == 0 ? gi : 0.9 * rbuf[i] + gi;
+        rp[i] -= 0.1 * (nesterov ? gi + 0.9 * rbuf[i] : rbuf[i]);
+      }
+    }
+    ExpectClose(p, rp, 1e-5, 1e-6);
+  }
+}
+
+TEST(AdamW, MatchesTheAlgorithm) {
+  const int64_t n = 64;
+  auto p = Random(static_cast<size_t>(n), 11);
+  std::vector<float> m(static_cast<size_t>(n), 0.0f), v(static_cast<size_t>(n), 0.0f);
+  std::vector<double> rp(p.begin(), p.end()), rm(static_cast<size_t>(n), 0), rv(static_cast<size_t>(n), 0);
+  AdamWOptions o{1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f};
+  for (int step = 1; step <= 6; ++step) {
+    auto g = Random(static_cast<size_t>(n), 40 + static_cast<uint32_t>(step));
+    AdamWUpdate(p.data(), g.data(), m.data(), v.data(), n, o, step);
+    for (int64_t i = 0; i < n; ++i) {
+      rp[i] *= 1 - 1e-2 * 0.1;
+      rm[i] = 0.9 * rm[i] + 0.1 * g[i];
+      rv[i] = 0.999 * rv[i] + 0.001 * static_cast<double>(g[i]) * g[i];
+      const double mhat = rm[i] / (1 - std::pow(0.9, step)), vhat = rv[i] / (1 - std::pow(0.999, step));
+      rp[i] -= 1e-2 * mhat / (std::sqrt(vhat) + 1e-8);
+    }
+  }
+  ExpectClose(p, rp, 1e-5, 1e-6);
+}
+
+}  // namespace
+}  // namespace cohort::kernels

@@ -1,0 +1,54 @@
+// The `cohort` command-line tool. CLI11 is included here and nowhere else.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cohort/config.h"
+#include <iostream>
+
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Cohort: data- and model-parallel training runtime"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("cohort ") + COHORT_VERSION);
+
+  cohort::tools::TrainOptions train;
+  CLI::App* train_cmd = app.add_subcommand("train", "Run one training worker (under mpirun: one rank)");
+  train_cmd->add_option("--config", train.config_path, "YAML training config")->required();
+  train_cmd->add_option("--steps", train.steps, "Override train.steps");
+  train_cmd->add_option("--backend", train.backend, "Communication backend: auto | mpi");
+  train_cmd->add_option("--save-params", train.save_params, "Write the final parameters (safetensors)");
+  train_cmd->add_option("--threads", train.threads, "BLAS threads per rank (default: cores / ranks on this host)");
+  train_cmd->add_option("--log-level", train.log_level, "stderr log level: debug | info | warn | error");
+  train_cmd->add_flag("--verbose,-v", train.verbose, "Every rank logs at info level to stderr");
+
+  CLI::App* data_cmd = app.add_subcommand("data", "Write and check datasets");
+  data_cmd->require_subcommand(1);
+  cohort::DataGenOptions gen;
+  int64_t classes = gen.teacher.classes;
+  CLI::App* gen_cmd = data_cmd->add_subcommand("gen", "Write the synthetic teacher dataset as shard files");
+  gen_cmd->add_option("--out", gen.out_dir, "Output directory")->required();
+  gen_cmd->add_option("--samples", gen.samples, "Samples in total");
+  gen_cmd->add_option("--shards", gen.num_shards, "Number of shard files");
+  gen_cmd->add_option("--seed", gen.teacher.seed, "Seed (same as the config's seed for identical data)");
+  gen_cmd->add_option("--features", gen.teacher.features, "Input features");
+  gen_cmd->add_option("--classes", classes, "Classes");
+  gen_cmd->add_option("--teacher-hidden", gen.teacher.hidden, "Width of the teacher network");
+  std::string verify_dir;
+  CLI::App* verify_cmd = data_cmd->add_subcommand("verify", "Check every shard's header and checksum");
+  verify_cmd->add_option("dir", verify_dir, "Dataset directory")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (*train_cmd) return cohort::tools::RunTrain(train, &argc, &argv);
+  if (*gen_cmd) {
+    gen.teacher.classes = static_cast<int32_t>(classes);
+    return cohort::tools::RunDataGen(gen);
+  }
+  if (*verify_cmd) return cohort::tools::RunDataVerify(verify_dir);
+  return 2;
+}

@@ -1,0 +1,167 @@
+// `cohort train`: one worker of a data-parallel job. Under mpirun, rank and
+// world come from MPI. Rank 0 alone writes to standard output: progress lines
+// and, as the last line, one JSON summary. Other ranks write to standard error
+// only when something is wrong (or with --verbose).
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "collectives/mpi/mpi_communicator.h"
+#include "core/logging.h"
+#include "kernels/cpu/kernels.h"
+#include "runtime/config.h"
+#include "runtime/safetensors.h"
+#include "runtime/trainer.h"
+#include "tools/commands.h"
+
+namespace cohort::tools {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int LocalRanks() {
+  const char* v = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  return v ? std::max(1, std::atoi(v)) : 1;
+}
+
+std::string HumanCount(int64_t n) {
+  char buf[32];
+  if (n >= 1000000) std::snprintf(buf, sizeof(buf), "%.2fM", static_cast<double>(n) / 1e6);
+  else if (n >= 1000) std::snprintf(buf, sizeof(buf), "%.1fk", static_cast<double>(n) / 1e3);
+  else std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(n));
+  return buf;
+}
+
+// Runs the job; returns the error every rank agrees on, or OK.
+Status Train(const TrainOptions& opt, Communicator& comm, double wall_start) {
+  const bool lead = comm.rank() == 0;
+  Status local;
+  Result<Config> config = LoadConfigFile(opt.config_path);
+  if (!config.ok()) local = config.status();
+  if (local.ok() && opt.steps < 0) local = InvalidArgument("--steps must be positive");
+  if (local.ok() && opt.steps > 0) config->train.steps = opt.steps;
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local));
+
+  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, comm));
+  const Config& c = *config;
+  if (lead) {
+    std::string shape;
+    for (int64_t l : c.model.layers) shape += (shape.empty() ? "" : "-") + std::to_string(l);
+    std::printf("cohort train: %d rank%s (%s), MLP %s (%s params), batch %lld/rank (%lld global), "
+                "%lld steps, BLAS threads %d\n",
+                comm.size(), comm.size() == 1 ? "" : "s", std::string(comm.backend()).c_str(),
+                shape.c_str(), HumanCount(trainer->model().num_params()).c_str(),
+                static_cast<long long>(trainer->batch_per_rank()),
+                static_cast<long long>(trainer->batch_per_rank() * comm.size()),
+                static_cast<long long>(c.train.steps), kernels::BlasThreads());
+    std::fflush(stdout);
+  }
+  auto report = [&](const StepReport& r) {
+    if (!lead) return;
+    std::printf("step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%\n",
+                static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
+                r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share);
+    std::fflush(stdout);
+  };
+  COHORT_ASSIGN_OR_RETURN(TrainSummary s, trainer->Run(c.train.steps, report));
+
+  Status save;
+  if (!opt.save_params.empty() && lead) {
+    std::vector<NamedTensor> ts;
+    for (auto& [name, t] : trainer->NamedParams()) ts.push_back({name, t});
+    save = WriteSafetensors(opt.save_params, ts,
+                            {{"format", "cohort.mlp"}, {"steps", std::to_string(s.steps)},
+                             {"world_size", std::to_string(s.world_size)}});
+  }
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, save));
+  if (lead) {
+    nlohmann::json j = {
+        {"world_size", s.world_size}, {"backend", s.backend}, {"steps", s.steps},
+        {"global_batch", s.global_batch}, {"params", s.num_params},
+        {"initial_loss", s.initial_loss}, {"final_loss", s.final_loss}, {"last_loss", s.last_loss},
+        {"loss_ratio", s.initial_loss > 0 ? s.final_loss / s.initial_loss : 0.0},
+        {"samples_per_s", s.samples_per_s}, {"train_s", s.train_s}, {"wall_s", Now() - wall_start},
+        {"step_ms", s.step_ms}, {"data_ms", s.data_ms}, {"forward_ms", s.forward_ms},
+        {"backward_ms", s.backward_ms}, {"allreduce_ms", s.allreduce_ms},
+        {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
+        {"optimizer_state_bytes", s.optimizer_state_bytes},
+        {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
+    std::printf("%s\n", j.dump().c_str());
+    std::fflush(stdout);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
+  const double wall_start = Now();
+  if (opt.backend != "auto" && opt.backend != "mpi") {
+    std::fprintf(stderr, "cohort train: error: unknown --backend '%s' (expected auto or mpi)\n", opt.backend.c_str());
+    return 2;
+  }
+  Status st = MpiRuntime::Init(argc, argv);
+  if (!st.ok()) {
+    std::fprintf(stderr, "cohort train: error: %s\n", st.message().c_str());
+    return 1;
+  }
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  InitLogging("rank " + std::to_string(rank),
+              opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
+  // BLAS threads: split the cores among the ranks on this host unless told.
+  const char* env_threads = std::getenv("OPENBLAS_NUM_THREADS");
+  int threads = opt.threads;
+  if (threads == 0 && env_threads == nullptr) {
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / LocalRanks());
+  }
+  if (threads > 0) kernels::SetBlasThreads(threads);
+
+  int code = 0;
+  {
+    auto comm = MpiCommunicator::World();
+    if (!comm.ok()) {
+      st = comm.status();
+    } else {
+      COHORT_LOG_INFO("rank {} of {} on pid {}", (*comm)->rank(), (*comm)->size(), ::getpid());
+      st = Train(opt, **comm, wall_start);
+    }
+    if (!st.ok()) {
+      // Every rank agreed on this error; rank 0 prints it once.
+      if (rank == 0) std::fprintf(stderr, "cohort train: error: %s\n", st.message().c_str());
+      code = 1;
+    }
+  }
+  MpiRuntime::Finalize();
+  return code;
+}
+
+int RunDataGen(const DataGenOptions& opt) {
+  auto r = GenerateShards(opt, &std::cout);
+  if (!r.ok()) {
+    std::fprintf(stderr, "cohort data gen: error: %s\n", r.status().message().c_str());
+    return 1;
+  }
+  std::printf("{\"dir\": \"%s\", \"samples\": %lld, \"shards\": %d, \"bytes\": %lld}\n", opt.out_dir.c_str(),
+              static_cast<long long>(opt.samples), opt.num_shards, static_cast<long long>(*r));
+  return 0;
+}
+
+int RunDataVerify(const std::string& dir) {
+  Status s = VerifyShards(dir);
+  if (!s.ok()) {
+    std::fprintf(stderr, "cohort data verify: error: %s\n", s.message().c_str());
+    return 1;
+  }
+  std::printf("%s: all shards intact\n", dir.c_str());
+  return 0;
+}
+
+}  // namespace cohort::tools
