@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "tools/commands.h"
+#include "tools/shard_cmd.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Cohort: data- and model-parallel training runtime"};
@@ -39,6 +40,19 @@ int main(int argc, char** argv) {
   CLI::App* verify_cmd = data_cmd->add_subcommand("verify", "Check every shard's header and checksum");
   verify_cmd->add_option("dir", verify_dir, "Dataset directory")->required();
 
+  cohort::ShardCmdOptions shard;
+  CLI::App* shard_cmd = app.add_subcommand(
+      "shard", "Consistent-hash shard placement, and how many shards move when workers join or leave");
+  shard_cmd->add_option("--workers", shard.workers, "Workers before the change")->required();
+  shard_cmd->add_option("--shards", shard.shards, "Dataset shards")->required();
+  shard_cmd->add_option("--vnodes", shard.vnodes, "Virtual nodes per worker (ring, bounded)");
+  shard_cmd->add_option("--join", shard.join, "Workers that join");
+  shard_cmd->add_option("--leave", shard.leave, "Workers that leave (chosen by --seed)");
+  shard_cmd->add_option("--scheme", shard.scheme, "ring | bounded | jump | rendezvous | all");
+  shard_cmd->add_option("--seed", shard.seed, "Hash seed and choice of leaving workers");
+  shard_cmd->add_option("--eps", shard.eps, "Bounded-loads slack: no worker above (1+eps) x mean");
+  shard_cmd->add_flag("--json", shard.json, "Print one JSON object instead of the table");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -49,6 +63,7 @@ int main(int argc, char** argv) {
     gen.teacher.classes = static_cast<int32_t>(classes);
     return cohort::tools::RunDataGen(gen);
   }
+  if (*shard_cmd) return cohort::RunShardCommand(shard, std::cout, std::cerr);
   if (*verify_cmd) return cohort::tools::RunDataVerify(verify_dir);
   return 2;
 }
