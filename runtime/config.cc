@@ -193,14 +193,16 @@ Status ParseTrain(Section& s, TrainConfig* t) {
 }
 
 Status ParseData(Section& s, DataConfig* d) {
-  COHORT_RETURN_IF_ERROR(s.Init({"source", "samples", "teacher_hidden", "path"}));
+  COHORT_RETURN_IF_ERROR(s.Init({"source", "samples", "teacher_hidden", "path", "placement"}));
   std::string src = "synthetic";
   COHORT_RETURN_IF_ERROR(s.Read("source", &src));
   if (src == "synthetic") d->source = DataSource::kSynthetic;
   else if (src == "shards") d->source = DataSource::kShards;
   else return s.Error(s.Get("source"), "'data.source' must be synthetic or shards, not '" + src + "'");
   if (d->source == DataSource::kSynthetic) {
-    if (s.Has("path")) return s.Error(s.Get("path"), "'data.path' applies to source: shards only");
+    for (const char* k : {"path", "placement"}) {
+      if (s.Has(k)) return s.Error(s.Get(k), std::string("'data.") + k + "' applies to source: shards only");
+    }
     COHORT_RETURN_IF_ERROR(s.Read("samples", &d->samples));
     COHORT_RETURN_IF_ERROR(s.Read("teacher_hidden", &d->teacher_hidden));
     if (d->samples <= 0) return s.Error(s.Get("samples"), "'data.samples' must be positive");
@@ -214,6 +216,23 @@ Status ParseData(Section& s, DataConfig* d) {
       }
     }
     COHORT_RETURN_IF_ERROR(s.Read("path", &d->path, /*required=*/true));
+    COHORT_RETURN_IF_ERROR(s.Read("placement", &d->placement));
+    static const std::set<std::string> kPlacements = {"modulo", "ring", "bounded", "jump", "rendezvous"};
+    if (!kPlacements.count(d->placement)) {
+      return s.Error(s.Get("placement"), "'data.placement' must be modulo, ring, bounded, jump or rendezvous, not '" +
+                                             d->placement + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ParseParallel(Section& s, ParallelConfig* p) {
+  COHORT_RETURN_IF_ERROR(s.Init({"tensor", "zero"}));
+  COHORT_RETURN_IF_ERROR(s.Read("tensor", &p->tensor));
+  COHORT_RETURN_IF_ERROR(s.Read("zero", &p->zero));
+  if (p->tensor < 1 || p->tensor > 4096) return s.Error(s.Get("tensor"), "'parallel.tensor' must be in [1, 4096]");
+  if (p->zero != 0 && p->zero != 1) {
+    return s.Error(s.Get("zero"), "'parallel.zero' must be 0 or 1 (ZeRO stage 1 partitions the optimizer state)");
   }
   return Status::Ok();
 }
@@ -232,7 +251,7 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   Config c;
   c.source = origin;
   Section top(root, "", origin);
-  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data"}));
+  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data", "parallel"}));
   COHORT_RETURN_IF_ERROR(top.Read("seed", &c.seed));
   for (const char* required : {"model", "optimizer", "train"}) {
     if (!top.Has(required)) {
@@ -249,6 +268,10 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
     Section data(top.Get("data"), "data", origin);
     COHORT_RETURN_IF_ERROR(ParseData(data, &c.data));
   }
+  if (top.Has("parallel")) {
+    Section par(top.Get("parallel"), "parallel", origin);
+    COHORT_RETURN_IF_ERROR(ParseParallel(par, &c.parallel));
+  }
   return c;
 }
 
@@ -263,15 +286,15 @@ Result<Config> LoadConfigFile(const std::string& path) {
   return ParseConfig(*text, path);
 }
 
-Result<int64_t> Config::BatchPerRank(int world_size) const {
+Result<int64_t> Config::BatchPerRank(int data_ranks) const {
   if (train.batch_per_rank > 0) return train.batch_per_rank;
-  if (train.global_batch % world_size != 0) {
+  if (train.global_batch % data_ranks != 0) {
     return InvalidArgument("config " + source + ": train.global_batch " +
                            std::to_string(train.global_batch) + " does not divide over " +
-                           std::to_string(world_size) + " ranks; use a multiple of " +
-                           std::to_string(world_size) + " or set train.batch_per_rank");
+                           std::to_string(data_ranks) + " data-parallel ranks; use a multiple of " +
+                           std::to_string(data_ranks) + " or set train.batch_per_rank");
   }
-  return train.global_batch / world_size;
+  return train.global_batch / data_ranks;
 }
 
 std::string Config::Canonical() const {
@@ -285,7 +308,8 @@ std::string Config::Canonical() const {
      << optimizer.beta1 << "," << optimizer.beta2 << "," << optimizer.eps;
   os << ";train=" << train.steps << "," << train.batch_per_rank << "," << train.global_batch;
   os << ";data=" << static_cast<int>(data.source) << "," << data.samples << ","
-     << data.teacher_hidden << "," << data.path;
+     << data.teacher_hidden << "," << data.path << "," << data.placement;
+  os << ";parallel=" << parallel.tensor << "," << parallel.zero;
   return os.str();
 }
 

@@ -10,6 +10,7 @@
 //   optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
 //   train: {steps: 300, batch_per_rank: 128}
 //   data: {source: synthetic, samples: 60000, teacher_hidden: 64}
+//   parallel: {tensor: 1, zero: 0}        # optional
 
 #include <cstdint>
 #include <string>
@@ -52,6 +53,15 @@ struct DataConfig {
   int64_t samples = 60000;     // synthetic: samples in one epoch
   int64_t teacher_hidden = 64; // synthetic: width of the teacher network
   std::string path;            // shards: the directory `cohort data gen` wrote
+  // shards: how shards are placed on data-parallel ranks: "modulo" (rank r
+  // reads shards r, r+D, ...; exactly balanced) or a consistent scheme from
+  // sharding/placement.h (ring, bounded, jump, rendezvous).
+  std::string placement = "modulo";
+};
+
+struct ParallelConfig {
+  int tensor = 1;  // tensor-parallel group size; world = data x tensor
+  int zero = 0;    // ZeRO stage: 0 (replicated optimizer state) or 1 (partitioned)
 };
 
 struct Config {
@@ -61,10 +71,12 @@ struct Config {
   OptimizerConfig optimizer;
   TrainConfig train;
   DataConfig data;
+  ParallelConfig parallel;
 
-  // The per-rank batch for a world of `world_size` ranks, or an error when
-  // the configured batch does not divide over it.
-  Result<int64_t> BatchPerRank(int world_size) const;
+  // The batch of each data-parallel rank when there are `data_ranks` of them
+  // (world / parallel.tensor), or an error when the configured global batch
+  // does not divide over them. batch_per_rank is per data-parallel rank.
+  Result<int64_t> BatchPerRank(int data_ranks) const;
   // A canonical text of every resolved value; equal configs give equal text.
   std::string Canonical() const;
   // 64-bit hash of Canonical(), compared across ranks.

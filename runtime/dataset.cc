@@ -12,6 +12,7 @@
 #include "core/crc32c.h"
 #include "core/file_util.h"
 #include "runtime/rng.h"
+#include "sharding/data_plan.h"
 
 namespace cohort {
 namespace {
@@ -319,24 +320,36 @@ void GlobalSampler::Indices(int64_t step, std::span<int64_t> out) {
   for (int64_t i = 0; i < batch_; ++i) out[static_cast<size_t>(i)] = perm_[static_cast<size_t>(start + i)];
 }
 
-LocalSampler::LocalSampler(std::vector<int64_t> local_ids, int64_t batch, int rank, uint64_t seed)
-    : ids_(std::move(local_ids)), batch_(batch), rank_(rank), seed_(seed) {
-  COHORT_CHECK(static_cast<int64_t>(ids_.size()) >= batch_) << "fewer local samples than one batch";
+ShardWalkSampler::ShardWalkSampler(std::vector<Shard> owned, int64_t batch, uint64_t member_id, uint64_t seed)
+    : owned_(std::move(owned)), batch_(batch), member_id_(member_id), seed_(seed) {
+  for (const Shard& s : owned_) total_ += s.samples;
+  COHORT_CHECK(total_ >= batch_) << "fewer owned samples than one batch";
 }
 
-int64_t LocalSampler::steps_per_epoch() const { return static_cast<int64_t>(ids_.size()) / batch_; }
+void ShardWalkSampler::BuildEpoch(int64_t epoch) {
+  std::vector<Shard> walk = owned_;
+  std::sort(walk.begin(), walk.end(), [&](const Shard& a, const Shard& b) {
+    const uint64_t pa = sharding::WalkPriority(seed_, epoch, member_id_, a.index);
+    const uint64_t pb = sharding::WalkPriority(seed_, epoch, member_id_, b.index);
+    return pa != pb ? pa < pb : a.index < b.index;
+  });
+  order_.clear();
+  for (const Shard& s : walk) {
+    std::vector<int64_t> ids(static_cast<size_t>(s.samples));
+    std::iota(ids.begin(), ids.end(), s.first_sample);
+    SeededShuffle(ids, HashCombine(seed_, kStreamShuffle + 1 + static_cast<uint64_t>(s.index),
+                                   static_cast<uint64_t>(epoch)));
+    order_.insert(order_.end(), ids.begin(), ids.end());
+  }
+  epoch_ = epoch;
+}
 
-void LocalSampler::Indices(int64_t step, std::span<int64_t> out) {
+void ShardWalkSampler::Indices(int64_t step, std::span<int64_t> out) {
   const int64_t per_epoch = steps_per_epoch();
   const int64_t epoch = step / per_epoch;
-  if (epoch != epoch_) {
-    perm_ = ids_;
-    SeededShuffle(perm_, HashCombine(seed_, kStreamShuffle + 1 + static_cast<uint64_t>(rank_),
-                                     static_cast<uint64_t>(epoch)));
-    epoch_ = epoch;
-  }
+  if (epoch != epoch_) BuildEpoch(epoch);
   const int64_t start = (step % per_epoch) * batch_;
-  for (int64_t i = 0; i < batch_; ++i) out[static_cast<size_t>(i)] = perm_[static_cast<size_t>(start + i)];
+  for (int64_t i = 0; i < batch_; ++i) out[static_cast<size_t>(i)] = order_[static_cast<size_t>(start + i)];
 }
 
 }  // namespace cohort

@@ -145,21 +145,33 @@ class GlobalSampler final : public Sampler {
   std::vector<int64_t> perm_;
 };
 
-// Local sampling over the samples this rank holds (its own shards): each
-// epoch walks them in a seeded order of its own.
-class LocalSampler final : public Sampler {
+// Sampling over the shards this rank owns (its own files). Each epoch the
+// rank walks its shards in the order of sharding::WalkPriority(seed, epoch,
+// member, shard) and each shard's samples in a seeded permutation, so over one
+// epoch of its walk every sample of its shards is read exactly once. The tail
+// that does not fill a batch is dropped each epoch. Ranks that own different
+// numbers of samples (consistent placement is balanced only within a bound)
+// run epochs of different lengths; exactly-once holds per rank walk.
+class ShardWalkSampler final : public Sampler {
  public:
-  LocalSampler(std::vector<int64_t> local_ids, int64_t batch, int rank, uint64_t seed);
+  struct Shard {
+    int64_t index;         // shard number
+    int64_t first_sample;  // global id of its first sample
+    int64_t samples;
+  };
+  ShardWalkSampler(std::vector<Shard> owned, int64_t batch, uint64_t member_id, uint64_t seed);
   void Indices(int64_t step, std::span<int64_t> out) override;
-  int64_t steps_per_epoch() const;
+  int64_t steps_per_epoch() const { return total_ / batch_; }
+  int64_t owned_samples() const { return total_; }
 
  private:
-  std::vector<int64_t> ids_;
-  std::vector<int64_t> perm_;
+  void BuildEpoch(int64_t epoch);
+  std::vector<Shard> owned_;
   int64_t batch_;
-  int rank_;
-  uint64_t seed_;
+  uint64_t member_id_, seed_;
+  int64_t total_ = 0;
   int64_t epoch_ = -1;
+  std::vector<int64_t> order_;  // this epoch's sample ids in reading order
 };
 
 }  // namespace cohort

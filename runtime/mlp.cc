@@ -12,43 +12,93 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 constexpr uint64_t kStreamInit = 100;
+
+LayerSplit SplitOf(size_t l, size_t num_layers, int tp_size) {
+  if (tp_size <= 1) return LayerSplit::kReplicated;
+  if (l % 2 == 1) return LayerSplit::kRow;
+  return l + 1 < num_layers ? LayerSplit::kColumn : LayerSplit::kReplicated;
+}
 }  // namespace
 
-Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation)
-    : layers_(std::move(layers)), activation_(activation) {
+Status Mlp::CheckTensorParallel(const std::vector<int64_t>& layers, int tp_size) {
+  if (tp_size < 1) return InvalidArgument("parallel.tensor must be at least 1, not " + std::to_string(tp_size));
+  if (tp_size == 1) return Status::Ok();
+  const size_t n = layers.size() - 1;
+  if (n < 2) {
+    return InvalidArgument("parallel.tensor " + std::to_string(tp_size) +
+                           " needs at least two linear layers to split (column- then row-parallel); "
+                           "model.layers has " + std::to_string(n));
+  }
+  for (size_t l = 0; l < n; ++l) {
+    if (SplitOf(l, n, tp_size) == LayerSplit::kColumn && layers[l + 1] % tp_size != 0) {
+      return InvalidArgument("parallel.tensor " + std::to_string(tp_size) + " does not divide the width " +
+                             std::to_string(layers[l + 1]) + " of hidden layer " + std::to_string(l + 1) +
+                             " (model.layers); use a tensor size that divides every split width");
+    }
+  }
+  return Status::Ok();
+}
+
+Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp)
+    : layers_(std::move(layers)), activation_(activation), tp_(tp) {
   COHORT_CHECK(layers_.size() >= 2) << "an MLP needs at least input and output sizes";
-  for (size_t l = 0; l + 1 < layers_.size(); ++l) {
-    const int64_t in = layers_[l], out = layers_[l + 1];
-    w_offset_.push_back(num_params_);
-    info_.push_back({"layers." + std::to_string(l) + ".weight", num_params_, {in, out}});
-    num_params_ += in * out;
-    b_offset_.push_back(num_params_);
-    info_.push_back({"layers." + std::to_string(l) + ".bias", num_params_, {out}});
-    num_params_ += out;
+  if (tp_ != nullptr) {
+    tp_size_ = tp_->size();
+    tp_rank_ = tp_->rank();
+  }
+  COHORT_CHECK(CheckTensorParallel(layers_, tp_size_).ok()) << "unchecked tensor-parallel split";
+  const size_t n = layers_.size() - 1;
+  for (size_t l = 0; l < n; ++l) {
+    Layer L;
+    L.in = layers_[l];
+    L.out = layers_[l + 1];
+    L.split = SplitOf(l, n, tp_size_);
+    L.in_local = L.split == LayerSplit::kRow ? L.in / tp_size_ : L.in;
+    L.out_local = L.split == LayerSplit::kColumn ? L.out / tp_size_ : L.out;
+    L.w_full_offset = full_num_params_;
+    full_num_params_ += L.in * L.out + L.out;
+    L.w_offset = num_params_;
+    info_.push_back({"layers." + std::to_string(l) + ".weight", num_params_, {L.in_local, L.out_local},
+                     {L.in, L.out}, L.split, false});
+    num_params_ += L.in_local * L.out_local;
+    const int64_t b_local = L.split == LayerSplit::kColumn ? L.out_local : L.out;
+    L.b_offset = num_params_;
+    info_.push_back({"layers." + std::to_string(l) + ".bias", num_params_, {b_local}, {L.out}, L.split, true});
+    num_params_ += b_local;
+    layer_.push_back(L);
   }
 }
 
 void Mlp::Init(float* params, uint64_t seed) const {
-  for (size_t l = 0; l + 1 < layers_.size(); ++l) {
-    const int64_t in = layers_[l], out = layers_[l + 1];
-    const float bound = 1.0f / std::sqrt(static_cast<float>(in));
-    for (int64_t i = 0; i < in * out + out; ++i) {
-      const int64_t off = w_offset_[l] + i;  // weights then bias are contiguous
-      params[off] = UniformFloat(HashCombine(seed, kStreamInit, static_cast<uint64_t>(off)), -bound, bound);
+  for (const Layer& L : layer_) {
+    const float bound = 1.0f / std::sqrt(static_cast<float>(L.in));
+    auto value = [&](int64_t full_offset) {
+      return UniformFloat(HashCombine(seed, kStreamInit, static_cast<uint64_t>(full_offset)), -bound, bound);
+    };
+    const int64_t row0 = L.split == LayerSplit::kRow ? tp_rank_ * L.in_local : 0;
+    const int64_t col0 = L.split == LayerSplit::kColumn ? tp_rank_ * L.out_local : 0;
+    for (int64_t i = 0; i < L.in_local; ++i) {
+      for (int64_t j = 0; j < L.out_local; ++j) {
+        params[L.w_offset + i * L.out_local + j] = value(L.w_full_offset + (row0 + i) * L.out + (col0 + j));
+      }
+    }
+    const int64_t b_local = L.split == LayerSplit::kColumn ? L.out_local : L.out;
+    for (int64_t j = 0; j < b_local; ++j) {
+      params[L.b_offset + j] = value(L.w_full_offset + L.in * L.out + col0 + j);
     }
   }
 }
 
 void Mlp::Reserve(int64_t batch) {
   if (batch <= reserved_batch_) return;
-  const size_t n = layers_.size() - 1;
+  const size_t n = layer_.size();
   z_.assign(n, {});
   a_.assign(n, {});
   int64_t widest = 0;
   for (size_t l = 0; l < n; ++l) {
-    z_[l].resize(static_cast<size_t>(batch * layers_[l + 1]));
-    a_[l].resize(static_cast<size_t>(batch * layers_[l + 1]));
-    widest = std::max(widest, layers_[l + 1]);
+    z_[l].resize(static_cast<size_t>(batch * layer_[l].out_local));
+    a_[l].resize(static_cast<size_t>(batch * layer_[l].out_local));
+    widest = std::max({widest, layer_[l].out_local, layer_[l].in_local});
   }
   probs_.resize(static_cast<size_t>(batch * layers_.back()));
   dz_.resize(static_cast<size_t>(batch * widest));
@@ -56,48 +106,61 @@ void Mlp::Reserve(int64_t batch) {
   reserved_batch_ = batch;
 }
 
-void Mlp::Forward(const float* params, const float* x, int64_t batch) {
+Status Mlp::TensorAllReduce(float* buf, int64_t n, StepTimes* times) {
+  const double t0 = Now();
+  Status s = tp_->AllReduce(buf, buf, static_cast<size_t>(n), DType::kF32, ReduceOp::kSum);
+  if (times) times->tensor_comm_s += Now() - t0;
+  return s.WithContext("tensor-parallel all-reduce");
+}
+
+Status Mlp::Forward(const float* params, const float* x, int64_t batch, StepTimes* times) {
   Reserve(batch);
-  const size_t n = layers_.size() - 1;
+  const size_t n = layer_.size();
   const float* in = x;
   for (size_t l = 0; l < n; ++l) {
-    const int64_t k = layers_[l], m = layers_[l + 1];
+    const Layer& L = layer_[l];
     float* z = z_[l].data();
-    kernels::Gemm(false, false, batch, m, k, 1.0f, in, k, params + w_offset_[l], m, 0.0f, z, m);
-    const bool last = l + 1 == n;
+    kernels::Gemm(false, false, batch, L.out_local, L.in_local, 1.0f, in, L.in_local, params + L.w_offset,
+                  L.out_local, 0.0f, z, L.out_local);
+    // Row-parallel: sum the partial products before the (replicated) bias.
+    if (L.split == LayerSplit::kRow) COHORT_RETURN_IF_ERROR(TensorAllReduce(z, batch * L.out_local, times));
     // z keeps the pre-activation (GELU's backward needs it); a is the output.
-    kernels::BiasActForward(z, params + b_offset_[l], z, batch, m, kernels::Activation::kNone);
-    if (!last) kernels::ActForward(z, a_[l].data(), batch * m, activation_);
+    kernels::BiasActForward(z, params + L.b_offset, z, batch, L.out_local, kernels::Activation::kNone);
+    const bool last = l + 1 == n;
+    if (!last) kernels::ActForward(z, a_[l].data(), batch * L.out_local, activation_);
     in = last ? z : a_[l].data();
   }
+  return Status::Ok();
 }
 
-double Mlp::Loss(const float* params, const float* x, const int32_t* labels, int64_t batch) {
-  Forward(params, x, batch);
-  return kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch,
-                                             layers_.back());
+Result<double> Mlp::Loss(const float* params, const float* x, const int32_t* labels, int64_t batch) {
+  COHORT_RETURN_IF_ERROR(Forward(params, x, batch, nullptr));
+  return kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch, layers_.back());
 }
 
-double Mlp::ForwardBackward(const float* params, const float* x, const int32_t* labels,
-                            int64_t batch, float* grads, StepTimes* times) {
+Result<double> Mlp::ForwardBackward(const float* params, const float* x, const int32_t* labels,
+                                    int64_t batch, float* grads, StepTimes* times) {
   const double t0 = Now();
-  const double loss = Loss(params, x, labels, batch);
+  COHORT_RETURN_IF_ERROR(Forward(params, x, batch, times));
+  const double loss = kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch,
+                                                          layers_.back());
   const double t1 = Now();
-  const size_t n = layers_.size() - 1;
-  const int64_t classes = layers_.back();
-  kernels::SoftmaxCrossEntropyBackward(probs_.data(), labels, dz_.data(), batch, classes,
+  kernels::SoftmaxCrossEntropyBackward(probs_.data(), labels, dz_.data(), batch, layers_.back(),
                                        1.0f / static_cast<float>(batch));
-  for (size_t li = n; li-- > 0;) {
-    const int64_t k = layers_[li], m = layers_[li + 1];
+  for (size_t li = layer_.size(); li-- > 0;) {
+    const Layer& L = layer_[li];
     const float* in = li == 0 ? x : a_[li - 1].data();
     // dW = a^T dz ; db = colsum(dz)
-    kernels::Gemm(true, false, k, m, batch, 1.0f, in, k, dz_.data(), m, 0.0f, grads + w_offset_[li], m);
-    kernels::BiasGrad(dz_.data(), grads + b_offset_[li], batch, m);
+    kernels::Gemm(true, false, L.in_local, L.out_local, batch, 1.0f, in, L.in_local, dz_.data(), L.out_local,
+                  0.0f, grads + L.w_offset, L.out_local);
+    kernels::BiasGrad(dz_.data(), grads + L.b_offset, batch, L.out_local);
     if (li == 0) break;  // no gradient for the input
-    // da = dz W^T ; dz_prev = da * act'(z_prev)
-    kernels::Gemm(false, true, batch, k, m, 1.0f, dz_.data(), m, params + w_offset_[li], m, 0.0f,
-                  da_.data(), k);
-    kernels::ActBackward(z_[li - 1].data(), da_.data(), dz_.data(), batch * k, activation_);
+    // da = dz W^T ; for a column-parallel layer each rank holds a partial sum
+    // over its output columns of the (replicated) input's gradient.
+    kernels::Gemm(false, true, batch, L.in_local, L.out_local, 1.0f, dz_.data(), L.out_local,
+                  params + L.w_offset, L.out_local, 0.0f, da_.data(), L.in_local);
+    if (L.split == LayerSplit::kColumn) COHORT_RETURN_IF_ERROR(TensorAllReduce(da_.data(), batch * L.in_local, times));
+    kernels::ActBackward(z_[li - 1].data(), da_.data(), dz_.data(), batch * L.in_local, activation_);
   }
   const double t2 = Now();
   if (times) {
@@ -105,6 +168,33 @@ double Mlp::ForwardBackward(const float* params, const float* x, const int32_t* 
     times->backward_s += t2 - t1;
   }
   return loss;
+}
+
+Result<std::vector<std::vector<float>>> Mlp::GatherFull(const float* params) {
+  std::vector<std::vector<float>> out;
+  for (const ParamInfo& p : info_) {
+    int64_t local = 1, full = 1;
+    for (int64_t d : p.shape) local *= d;
+    for (int64_t d : p.full_shape) full *= d;
+    std::vector<float> whole(static_cast<size_t>(full));
+    if (local == full) {
+      std::memcpy(whole.data(), params + p.offset, static_cast<size_t>(full) * 4);
+      out.push_back(std::move(whole));
+      continue;
+    }
+    std::vector<float> parts(static_cast<size_t>(local * tp_size_));
+    COHORT_RETURN_IF_ERROR(tp_->AllGather(params + p.offset, parts.data(), static_cast<size_t>(local), DType::kF32));
+    if (p.split == LayerSplit::kRow || p.is_bias) {
+      whole = std::move(parts);  // row blocks (or bias slices) concatenate in rank order
+    } else {                     // column blocks: interleave each row's slices
+      const int64_t rows = p.full_shape[0], cols = p.full_shape[1], w = p.shape[1];
+      for (int r = 0; r < tp_size_; ++r)
+        for (int64_t i = 0; i < rows; ++i)
+          std::memcpy(whole.data() + i * cols + r * w, parts.data() + r * local + i * w, static_cast<size_t>(w) * 4);
+    }
+    out.push_back(std::move(whole));
+  }
+  return out;
 }
 
 }  // namespace cohort

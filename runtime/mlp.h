@@ -1,5 +1,6 @@
 #pragma once
-// A multi-layer perceptron over one flat parameter buffer.
+// A multi-layer perceptron over one flat parameter buffer, optionally split
+// across a tensor-parallel group (Megatron-style).
 //
 // Layer l maps a_l (batch x in_l) to z_l = a_l W_l + b_l with W_l stored
 // row-major as (in_l x out_l) and b_l (out_l); hidden layers apply the
@@ -8,62 +9,103 @@
 // gradients share that layout, so one all-reduce (or a few buckets) covers
 // them with no packing.
 //
+// Tensor parallelism over T ranks pairs the layers: layer 0 is
+// column-parallel (each rank holds out_0/T output columns of W_0 and b_0 and
+// produces its slice of the activation), layer 1 row-parallel (each rank holds
+// the matching in_1/T rows of W_1; partial outputs are summed with one
+// all-reduce, then the replicated bias is added), and so on. With an odd
+// number of layers the last one is replicated. Every rank of the group sees
+// the same batch. Forward costs one all-reduce per row-parallel layer and
+// backward one per column-parallel layer after the first (Megatron's f/g).
+//
 // An Mlp owns its activation workspace and is not thread-safe.
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "collectives/communicator.h"
 #include "core/status.h"
 #include "kernels/cpu/kernels.h"
 
 namespace cohort {
 
+enum class LayerSplit : uint8_t { kReplicated, kColumn, kRow };
+
 struct ParamInfo {
-  std::string name;            // "layers.0.weight", "layers.0.bias", ...
-  int64_t offset;              // in elements, into the flat buffer
-  std::vector<int64_t> shape;  // weight: {in, out}; bias: {out}
+  std::string name;                 // "layers.0.weight", "layers.0.bias", ...
+  int64_t offset;                   // in elements, into this rank's flat buffer
+  std::vector<int64_t> shape;       // this rank's part: weight {in, out}; bias {out}
+  std::vector<int64_t> full_shape;  // the whole tensor
+  LayerSplit split;                 // how the layer is split across the group
+  bool is_bias;
 };
 
 struct StepTimes {
   double forward_s = 0;
   double backward_s = 0;
+  double tensor_comm_s = 0;  // tensor-parallel all-reduces
 };
 
 class Mlp {
  public:
-  Mlp(std::vector<int64_t> layers, kernels::Activation activation);
+  // `tp` is the tensor-parallel group (nullptr or size 1: no splitting).
+  // The caller validates with CheckTensorParallel first; violating it aborts.
+  Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp = nullptr);
 
-  int64_t num_params() const { return num_params_; }
+  // InvalidArgument when `tp_size` cannot split `layers` (a split width not
+  // divisible by it, or fewer than two layers to pair).
+  static Status CheckTensorParallel(const std::vector<int64_t>& layers, int tp_size);
+
+  int64_t num_params() const { return num_params_; }  // this rank's part
+  int64_t full_num_params() const { return full_num_params_; }
   const std::vector<ParamInfo>& params() const { return info_; }
   const std::vector<int64_t>& layers() const { return layers_; }
   int64_t inputs() const { return layers_.front(); }
   int64_t classes() const { return layers_.back(); }
+  int tp_size() const { return tp_size_; }
 
-  // Deterministic initialisation from `seed` (PyTorch nn.Linear's
-  // U(-1/sqrt(in), 1/sqrt(in)) for weights and biases), identical on every rank.
+  // Deterministic initialisation from `seed`, PyTorch nn.Linear's
+  // U(-1/sqrt(in), 1/sqrt(in)) for weights and biases. Each element's value
+  // depends on its place in the whole (unsplit) model, so every split of the
+  // model starts from the same network.
   void Init(float* params, uint64_t seed) const;
 
-  // Runs forward and backward on a batch: returns the mean cross-entropy
-  // loss over the batch and overwrites `grads` (num_params floats) with the
-  // gradient of that mean. Labels must lie in [0, classes()).
-  double ForwardBackward(const float* params, const float* x, const int32_t* labels,
-                         int64_t batch, float* grads, StepTimes* times = nullptr);
+  // Forward and backward on a batch: returns the mean cross-entropy loss over
+  // the batch and overwrites `grads` (num_params floats) with the gradient of
+  // that mean. Labels must lie in [0, classes()). Fails only when a
+  // tensor-parallel collective fails.
+  Result<double> ForwardBackward(const float* params, const float* x, const int32_t* labels,
+                                 int64_t batch, float* grads, StepTimes* times = nullptr);
   // The mean loss only.
-  double Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
+  Result<double> Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
+
+  // Assembles the whole model's tensors from every rank's part (a collective
+  // over the tensor-parallel group). Returns tensors in the order of params().
+  Result<std::vector<std::vector<float>>> GatherFull(const float* params);
 
  private:
-  void Forward(const float* params, const float* x, int64_t batch);
+  struct Layer {
+    int64_t in, out;              // full sizes
+    int64_t in_local, out_local;  // this rank's
+    LayerSplit split;
+    int64_t w_offset, b_offset;   // into this rank's flat buffer
+    int64_t w_full_offset;        // into the whole model's flat layout
+  };
+  Status Forward(const float* params, const float* x, int64_t batch, StepTimes* times);
   void Reserve(int64_t batch);
+  Status TensorAllReduce(float* buf, int64_t n, StepTimes* times);
 
   std::vector<int64_t> layers_;
   kernels::Activation activation_;
+  Communicator* tp_;
+  int tp_size_ = 1, tp_rank_ = 0;
+  std::vector<Layer> layer_;
   std::vector<ParamInfo> info_;
-  std::vector<int64_t> w_offset_, b_offset_;
-  int64_t num_params_ = 0;
+  int64_t num_params_ = 0, full_num_params_ = 0;
   int64_t reserved_batch_ = 0;
-  // Workspace: z_[l] pre-activations (batch x out_l); a_[l] post-activation
-  // inputs of layer l+1; probs_ and grad scratch.
+  // Workspace: z_[l] pre-activations (batch x out_local); a_[l] activations
+  // (inputs of layer l+1); probs_ and gradient scratch.
   std::vector<std::vector<float>> z_, a_;
   std::vector<float> probs_, dz_, da_;
 };

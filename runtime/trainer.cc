@@ -4,6 +4,8 @@
 #include <deque>
 #include <numeric>
 
+#include "sharding/data_plan.h"
+
 namespace cohort {
 namespace {
 
@@ -11,58 +13,88 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-Status ValidateLocal(const Config& config, int world, int rank, int64_t* batch,
+// Which shards data rank `rank` of `ranks` owns, by the configured placement.
+Result<std::vector<int>> OwnedShards(const Config& config, int num_shards, int rank, int ranks) {
+  std::vector<int> mine;
+  if (config.data.placement == "modulo") {
+    if (num_shards % ranks != 0) {
+      return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(num_shards) +
+                             " shards, which do not divide over " + std::to_string(ranks) +
+                             " ranks; regenerate it with a multiple of " + std::to_string(ranks) +
+                             " shards or use a consistent data.placement");
+    }
+    for (int s = rank; s < num_shards; s += ranks) mine.push_back(s);
+    return mine;
+  }
+  sharding::DataPlanOptions opt;
+  opt.scheme = config.data.placement;
+  opt.shuffle_seed = config.seed;
+  COHORT_ASSIGN_OR_RETURN(sharding::EpochPlan plan,
+                          sharding::PlanEpoch(num_shards, sharding::MakeMembers(ranks), 0, opt));
+  for (int64_t s : plan.walks[static_cast<size_t>(rank)].shards) mine.push_back(static_cast<int>(s));
+  return mine;
+}
+
+Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* batch,
                      std::unique_ptr<Dataset>* data, std::unique_ptr<Sampler>* sampler) {
-  COHORT_ASSIGN_OR_RETURN(*batch, config.BatchPerRank(world));
+  const int world = g.world->size();
+  const int tensor = config.parallel.tensor;
+  if (world % tensor != 0) {
+    return InvalidArgument("config " + config.source + ": parallel.tensor " + std::to_string(tensor) +
+                           " does not divide the world of " + std::to_string(world) + " ranks");
+  }
+  COHORT_RETURN_IF_ERROR(Mlp::CheckTensorParallel(config.model.layers, tensor).WithContext("config " + config.source));
+  const int dranks = world / tensor;
+  const int drank = g.world->rank() / tensor;
+  COHORT_ASSIGN_OR_RETURN(*batch, config.BatchPerRank(dranks));
   const int64_t inputs = config.model.layers.front();
   const int64_t classes = config.model.layers.back();
   if (classes < 2) return InvalidArgument("config " + config.source + ": the last of model.layers (classes) must be at least 2");
   if (config.data.source == DataSource::kSynthetic) {
-    const int64_t global = *batch * world;
+    const int64_t global = *batch * dranks;
     if (config.data.samples < global) {
       return InvalidArgument("config " + config.source + ": data.samples " + std::to_string(config.data.samples) +
                              " is smaller than one global batch of " + std::to_string(global) +
-                             " (" + std::to_string(*batch) + " per rank x " + std::to_string(world) + " ranks)");
+                             " (" + std::to_string(*batch) + " per data rank x " + std::to_string(dranks) + ")");
     }
     TeacherSpec t{config.seed, inputs, static_cast<int32_t>(classes), config.data.teacher_hidden};
     *data = std::make_unique<SyntheticDataset>(t, config.data.samples);
-    *sampler = std::make_unique<GlobalSampler>(config.data.samples, *batch, rank, world, config.seed);
+    *sampler = std::make_unique<GlobalSampler>(config.data.samples, *batch, drank, dranks, config.seed);
     return Status::Ok();
   }
   COHORT_ASSIGN_OR_RETURN(auto ds, ShardedDataset::Open(config.data.path));
-  if (ds->num_shards() % world != 0) {
-    return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(ds->num_shards()) +
-                           " shards, which do not divide over " + std::to_string(world) +
-                           " ranks; regenerate it with a multiple of " + std::to_string(world) + " shards");
-  }
   if (ds->features() != inputs || ds->classes() != classes) {
     return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(ds->features()) +
                            " features and " + std::to_string(ds->classes()) + " classes, but model.layers is " +
                            std::to_string(inputs) + " ... " + std::to_string(classes));
   }
-  // Rank r owns shards r, r + world, r + 2*world, ...
-  std::vector<int> mine;
-  for (int s = rank; s < ds->num_shards(); s += world) mine.push_back(s);
+  COHORT_ASSIGN_OR_RETURN(std::vector<int> mine, OwnedShards(config, ds->num_shards(), drank, dranks));
   COHORT_RETURN_IF_ERROR(ds->Load(mine));
-  std::vector<int64_t> ids = ds->LoadedSampleIds();
-  if (static_cast<int64_t>(ids.size()) < *batch) {
-    return InvalidArgument("dataset " + config.data.path + " gives each rank " + std::to_string(ids.size()) +
-                           " samples, fewer than one batch of " + std::to_string(*batch));
+  std::vector<ShardWalkSampler::Shard> owned;
+  int64_t samples = 0;
+  for (int s : mine) {
+    const ShardHeader& h = ds->header(s);
+    owned.push_back({s, static_cast<int64_t>(h.first_sample), static_cast<int64_t>(h.samples)});
+    samples += static_cast<int64_t>(h.samples);
   }
-  *sampler = std::make_unique<LocalSampler>(std::move(ids), *batch, rank, config.seed);
+  if (samples < *batch) {
+    return InvalidArgument("dataset " + config.data.path + " gives data rank " + std::to_string(drank) + " " +
+                           std::to_string(samples) + " samples, fewer than one batch of " + std::to_string(*batch));
+  }
+  *sampler = std::make_unique<ShardWalkSampler>(std::move(owned), *batch, static_cast<uint64_t>(drank), config.seed);
   *data = std::move(ds);
   return Status::Ok();
 }
 
 }  // namespace
 
-Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, Communicator& comm) {
+Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g) {
   // 1. Same config everywhere: compare hashes so a rank with another file
   //    fails cleanly rather than deadlocking on a different schedule.
-  const int world = comm.size();
+  const int world = g.world->size();
   std::vector<int64_t> hashes(static_cast<size_t>(world));
   const int64_t mine = static_cast<int64_t>(config.Hash());
-  COHORT_RETURN_IF_ERROR(comm.AllGather(&mine, hashes.data(), 1, DType::kI64));
+  COHORT_RETURN_IF_ERROR(g.world->AllGather(&mine, hashes.data(), 1, DType::kI64));
   for (int r = 1; r < world; ++r) {
     if (hashes[static_cast<size_t>(r)] != hashes[0]) {
       return InvalidArgument("ranks started with different configs: rank 0 has config hash " +
@@ -71,63 +103,107 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, Communica
                              "; give every rank the same --config and flags");
     }
   }
-  auto t = std::unique_ptr<Trainer>(new Trainer(config, comm));
-  // 2. Data and batch, agreed across ranks.
-  Status local = ValidateLocal(config, world, comm.rank(), &t->batch_, &t->data_, &t->sampler_);
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local));
-  // 3. The replica: init from the seed, then rank 0's copy wins.
-  t->model_ = std::make_unique<Mlp>(config.model.layers, config.model.activation);
+  auto t = std::unique_ptr<Trainer>(new Trainer(config, g));
+  // 2. Layout, data and batch, agreed across ranks.
+  Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_);
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, local));
+  COHORT_CHECK(g.tensor->size() == config.parallel.tensor && g.data->size() * g.tensor->size() == world)
+      << "parallel groups were not split by parallel.tensor";
+  // 3. This rank's part of the model: init from the seed, then data rank 0's
+  //    copy wins (all data ranks hold the same part).
+  t->model_ = std::make_unique<Mlp>(config.model.layers, config.model.activation,
+                                    g.tensor->size() > 1 ? g.tensor : nullptr);
   const int64_t n = t->model_->num_params();
-  t->params_ = Tensor::Zeros({n});
-  t->grads_ = Tensor::Zeros({n + 1});
+  const int64_t d = g.data->size();
+  t->partition_ = config.parallel.zero == 1 ? (n + d - 1) / d : n;
+  const int64_t padded = config.parallel.zero == 1 ? t->partition_ * d : n;
+  t->params_ = Tensor::Zeros({padded});
+  t->grads_ = Tensor::Zeros({padded + 1});
   t->model_->Init(t->params_.data<float>(), config.seed);
-  COHORT_RETURN_IF_ERROR(comm.Broadcast(t->params_, 0));
-  t->optimizer_ = MakeOptimizer(config.optimizer, n);
+  COHORT_RETURN_IF_ERROR(g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
+  if (config.parallel.zero == 1) {
+    t->grad_part_ = Tensor::Zeros({t->partition_});
+    t->optimizer_ = MakeOptimizer(config.optimizer, t->partition_);
+  } else {
+    t->optimizer_ = MakeOptimizer(config.optimizer, n);
+  }
   return t;
 }
 
-std::vector<std::pair<std::string, Tensor>> Trainer::NamedParams() const {
+Result<std::vector<std::pair<std::string, Tensor>>> Trainer::FullParams() {
+  COHORT_ASSIGN_OR_RETURN(auto whole, model_->GatherFull(params_.data<float>()));
   std::vector<std::pair<std::string, Tensor>> out;
-  for (const ParamInfo& p : model_->params()) {
-    out.emplace_back(p.name, params_.View(p.offset, p.shape).value());
+  const auto& info = model_->params();
+  for (size_t i = 0; i < info.size(); ++i) {
+    Tensor t = Tensor::Zeros(info[i].full_shape);
+    std::copy(whole[i].begin(), whole[i].end(), t.data<float>());
+    out.emplace_back(info[i].name, std::move(t));
   }
   return out;
 }
 
+Status Trainer::SyncAndStep(float* loss, double* comm_s, double* optim_s) {
+  Communicator& data = *g_.data;
+  float* g = grads_.data<float>();
+  float* p = params_.data<float>();
+  const int64_t padded = params_.numel();
+  const double t0 = Now();
+  if (config_.parallel.zero == 0) {
+    g[padded] = *loss;
+    COHORT_RETURN_IF_ERROR(data.AllReduce(g, g, static_cast<size_t>(padded + 1), DType::kF32, ReduceOp::kAvg));
+    *loss = g[padded];
+    const double t1 = Now();
+    *comm_s += t1 - t0;
+    optimizer_->Step(p, g);
+    *optim_s += Now() - t1;
+    return Status::Ok();
+  }
+  // ZeRO-1: my partition of the averaged gradient, my partition's update,
+  // then everyone's partitions back into the full parameters.
+  const int64_t offset = partition_ * data.rank();
+  COHORT_RETURN_IF_ERROR(data.ReduceScatter(g, grad_part_.raw(), static_cast<size_t>(partition_), DType::kF32,
+                                            ReduceOp::kAvg));
+  COHORT_RETURN_IF_ERROR(data.AllReduce(loss, loss, 1, DType::kF32, ReduceOp::kAvg));
+  const double t1 = Now();
+  optimizer_->Step(p + offset, grad_part_.data<float>());
+  const double t2 = Now();
+  COHORT_RETURN_IF_ERROR(data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
+  *comm_s += (t1 - t0) + (Now() - t2);
+  *optim_s += t2 - t1;
+  return Status::Ok();
+}
+
 Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const StepReport&)>& report) {
   TrainSummary s;
-  s.world_size = comm_.size();
-  s.backend = std::string(comm_.backend());
+  s.world_size = g_.world->size();
+  s.data_parallel = g_.data->size();
+  s.tensor_parallel = g_.tensor->size();
+  s.zero = config_.parallel.zero;
+  s.backend = std::string(g_.world->backend());
   s.steps = steps;
-  s.global_batch = batch_ * comm_.size();
-  s.num_params = model_->num_params();
-  const int64_t n = model_->num_params();
+  s.global_batch = batch_ * g_.data->size();
+  s.num_params = model_->full_num_params();
+  s.local_params = model_->num_params();
   const int64_t inputs = model_->inputs();
   std::vector<float> x(static_cast<size_t>(batch_ * inputs));
   std::vector<int32_t> y(static_cast<size_t>(batch_));
   std::vector<int64_t> ids(static_cast<size_t>(batch_));
   std::deque<double> recent;
   StepTimes times;
-  double data_s = 0, allreduce_s = 0, optim_s = 0;
+  double data_s = 0, sync_s = 0, optim_s = 0;
   const double start = Now();
-  double last_report = start, allreduce_at_report = 0;
+  double last_report = start, sync_at_report = 0;
   int64_t step_at_report = 0;
   for (int64_t i = 0; i < steps; ++i, ++step_) {
-    double t0 = Now();
+    const double t0 = Now();
     sampler_->Indices(step_, ids);
     COHORT_RETURN_IF_ERROR(data_->Fill(ids, x.data(), y.data()));
-    double t1 = Now();
-    data_s += t1 - t0;
-    float* g = grads_.data<float>();
-    g[n] = static_cast<float>(model_->ForwardBackward(params_.data<float>(), x.data(), y.data(), batch_, g, &times));
-    double t2 = Now();
-    COHORT_RETURN_IF_ERROR(comm_.AllReduce(grads_, ReduceOp::kAvg).WithContext("gradient all-reduce at step " +
-                                                                               std::to_string(step_ + 1)));
-    double t3 = Now();
-    allreduce_s += t3 - t2;
-    optimizer_->Step(params_.data<float>(), g);
-    optim_s += Now() - t3;
-    const double loss = g[n];
+    data_s += Now() - t0;
+    COHORT_ASSIGN_OR_RETURN(double local_loss, model_->ForwardBackward(params_.data<float>(), x.data(), y.data(),
+                                                                       batch_, grads_.data<float>(), &times));
+    float loss = static_cast<float>(local_loss);
+    COHORT_RETURN_IF_ERROR(
+        SyncAndStep(&loss, &sync_s, &optim_s).WithContext("gradient sync at step " + std::to_string(step_ + 1)));
     if (i == 0) s.initial_loss = loss;
     s.last_loss = loss;
     recent.push_back(loss);
@@ -144,11 +220,11 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       r.loss = loss;
       r.samples_per_s = span > 0 ? static_cast<double>(done * s.global_batch) / span : 0;
       r.step_ms = done > 0 ? span * 1e3 / static_cast<double>(done) : 0;
-      r.allreduce_share = span > 0 ? (allreduce_s - allreduce_at_report) / span : 0;
+      r.allreduce_share = span > 0 ? (sync_s - sync_at_report) / span : 0;
       report(r);
       last_report = now;
       step_at_report = i + 1;
-      allreduce_at_report = allreduce_s;
+      sync_at_report = sync_s;
     }
   }
   s.train_s = Now() - start;
@@ -159,9 +235,10 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   s.data_ms = data_s * per;
   s.forward_ms = times.forward_s * per;
   s.backward_ms = times.backward_s * per;
-  s.allreduce_ms = allreduce_s * per;
+  s.tensor_comm_ms = times.tensor_comm_s * per;
+  s.allreduce_ms = sync_s * per;
   s.optimizer_ms = optim_s * per;
-  s.allreduce_share = allreduce_s / s.train_s;
+  s.allreduce_share = sync_s / s.train_s;
   s.optimizer_state_bytes = optimizer_->state_bytes();
   return s;
 }

@@ -1,12 +1,22 @@
 #pragma once
-// The data-parallel Trainer: forward, backward, gradient all-reduce (average)
-// and the optimizer step, on every rank of a Communicator.
+// The Trainer: forward, backward, gradient synchronisation and the optimizer
+// step, on every rank of a job laid out as data-parallel x tensor-parallel.
 //
-// Every rank holds a full replica. Parameters are initialised from the seed
-// and broadcast from rank 0; gradients live in one flat buffer with one extra
-// slot that carries the batch loss, so a single all-reduce averages both.
-// Set-up failures on any rank are agreed on (AgreeOnStatus) so every rank
-// returns the same error instead of waiting in a collective.
+// Layout: world = D x T ranks; rank r is tensor rank r % T of tensor group
+// r / T, and data rank r / T of data group r % T (tensor groups are
+// contiguous ranks, usually one host). Every rank of a tensor group sees the
+// same batch; data ranks see different slices of the global batch.
+//
+// Gradient sync over the data group:
+// - ZeRO 0: one all-reduce (average) of the flat gradient buffer, with one
+//   extra slot carrying the batch loss.
+// - ZeRO 1: reduce-scatter (average) so each data rank gets 1/D of the
+//   gradient, the optimizer updates that partition with its 1/D of the
+//   state, and an all-gather rebuilds the parameters. Optimizer memory per
+//   rank falls as 1/D.
+// Parameters start from the seed (identically everywhere, whatever the split)
+// and are then broadcast from data rank 0. Set-up failures on any rank are
+// agreed on (AgreeOnStatus), so every rank returns the same error.
 
 #include <cstdint>
 #include <functional>
@@ -23,6 +33,16 @@
 
 namespace cohort {
 
+// The communicators of one rank. `world` is every rank; `data` the ranks
+// that hold the same model part; `tensor` the ranks that split one replica.
+// Not owned. `data` and `tensor` may be the same object as `world` when the
+// other dimension is 1.
+struct ParallelGroups {
+  Communicator* world = nullptr;
+  Communicator* data = nullptr;
+  Communicator* tensor = nullptr;
+};
+
 struct StepReport {
   int64_t step;          // 1-based, after it completed
   int64_t total_steps;
@@ -34,10 +54,12 @@ struct StepReport {
 
 struct TrainSummary {
   int world_size = 1;
+  int data_parallel = 1, tensor_parallel = 1, zero = 0;
   std::string backend;
   int64_t steps = 0;
   int64_t global_batch = 0;
-  int64_t num_params = 0;
+  int64_t num_params = 0;        // the whole model
+  int64_t local_params = 0;      // this rank's part (tensor parallel)
   double initial_loss = 0;
   double final_loss = 0;   // mean of the last min(10, steps) global-batch losses
   double last_loss = 0;    // the last step's global-batch loss
@@ -45,40 +67,45 @@ struct TrainSummary {
   double train_s = 0;      // the training loop
   double step_ms = 0;
   double data_ms = 0, forward_ms = 0, backward_ms = 0, allreduce_ms = 0, optimizer_ms = 0;
-  double allreduce_share = 0;
-  int64_t optimizer_state_bytes = 0;
+  double tensor_comm_ms = 0;
+  double allreduce_share = 0;      // gradient sync time / step time
+  int64_t optimizer_state_bytes = 0;  // this rank's optimizer state
 };
 
 class Trainer {
  public:
-  // Validates the config against the world (batch divides, data matches the
-  // model, shards divide over ranks), loads this rank's data and builds the
-  // replica. Collective: every rank calls it; every rank gets the same error.
-  static Result<std::unique_ptr<Trainer>> Create(const Config& config, Communicator& comm);
+  // Validates the config against the layout (batch divides over the data
+  // ranks, data matches the model, the tensor size divides the world and the
+  // layers, shards divide over the ranks), loads this rank's data and builds
+  // its part of the model. Collective over groups.world.
+  static Result<std::unique_ptr<Trainer>> Create(const Config& config, ParallelGroups groups);
 
   // Runs `steps` steps. `report` (may be empty) is called on every rank at
   // each progress point: every `log_every` steps, or about once a second when
-  // log_every is 0, and after the last step.
+  // log_every is 0, and after the first and last step.
   Result<TrainSummary> Run(int64_t steps, const std::function<void(const StepReport&)>& report);
 
   const Mlp& model() const { return *model_; }
-  const Tensor& params() const { return params_; }
-  // The parameters as named tensors (views into the flat buffer).
-  std::vector<std::pair<std::string, Tensor>> NamedParams() const;
   int64_t batch_per_rank() const { return batch_; }
+  // The whole model's parameters, assembled from the tensor group's parts
+  // (collective over the tensor group; every rank gets them).
+  Result<std::vector<std::pair<std::string, Tensor>>> FullParams();
 
  private:
-  Trainer(const Config& config, Communicator& comm) : config_(config), comm_(comm) {}
+  Trainer(const Config& config, ParallelGroups groups) : config_(config), g_(groups) {}
+  Status SyncAndStep(float* loss, double* comm_s, double* optim_s);
 
   Config config_;
-  Communicator& comm_;
+  ParallelGroups g_;
   int64_t batch_ = 0;
   std::unique_ptr<Dataset> data_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<Mlp> model_;
   std::unique_ptr<Optimizer> optimizer_;
-  Tensor params_;  // num_params
-  Tensor grads_;   // num_params + 1 (the loss rides in the last slot)
+  int64_t partition_ = 0;  // ZeRO-1: parameters per data rank (padded)
+  Tensor params_;          // local params, padded to partition_ * data ranks
+  Tensor grads_;           // the same size + 1 (the loss slot at the end)
+  Tensor grad_part_;       // ZeRO-1: this rank's reduced gradient partition
   int64_t step_ = 0;
 };
 

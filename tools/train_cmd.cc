@@ -40,7 +40,7 @@ std::string HumanCount(int64_t n) {
 }
 
 // Runs the job; returns the error every rank agrees on, or OK.
-Status Train(const TrainOptions& opt, Communicator& comm, double wall_start) {
+Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) {
   const bool lead = comm.rank() == 0;
   Status local;
   Result<Config> config = LoadConfigFile(opt.config_path);
@@ -49,17 +49,28 @@ Status Train(const TrainOptions& opt, Communicator& comm, double wall_start) {
   if (local.ok() && opt.steps > 0) config->train.steps = opt.steps;
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local));
 
-  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, comm));
+  // Tensor groups are contiguous ranks; data groups stride across them. A
+  // tensor size that does not divide the world is reported by Trainer::Create.
+  const int tensor = comm.size() % config->parallel.tensor == 0 ? config->parallel.tensor : 1;
+  COHORT_ASSIGN_OR_RETURN(auto tensor_comm, comm.Split(comm.rank() / tensor, comm.rank()));
+  COHORT_ASSIGN_OR_RETURN(auto data_comm, comm.Split(comm.rank() % tensor, comm.rank()));
+  ParallelGroups groups{&comm, data_comm.get(), tensor_comm.get()};
+  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups));
   const Config& c = *config;
   if (lead) {
     std::string shape;
     for (int64_t l : c.model.layers) shape += (shape.empty() ? "" : "-") + std::to_string(l);
-    std::printf("cohort train: %d rank%s (%s), MLP %s (%s params), batch %lld/rank (%lld global), "
+    std::string layout;
+    if (c.parallel.tensor > 1 || c.parallel.zero > 0) {
+      layout = " = data " + std::to_string(data_comm->size()) + " x tensor " + std::to_string(tensor_comm->size());
+      if (c.parallel.zero > 0) layout += ", ZeRO-" + std::to_string(c.parallel.zero);
+    }
+    std::printf("cohort train: %d rank%s (%s%s), MLP %s (%s params), batch %lld/data rank (%lld global), "
                 "%lld steps, BLAS threads %d\n",
-                comm.size(), comm.size() == 1 ? "" : "s", std::string(comm.backend()).c_str(),
-                shape.c_str(), HumanCount(trainer->model().num_params()).c_str(),
+                comm.size(), comm.size() == 1 ? "" : "s", std::string(comm.backend()).c_str(), layout.c_str(),
+                shape.c_str(), HumanCount(trainer->model().full_num_params()).c_str(),
                 static_cast<long long>(trainer->batch_per_rank()),
-                static_cast<long long>(trainer->batch_per_rank() * comm.size()),
+                static_cast<long long>(trainer->batch_per_rank() * data_comm->size()),
                 static_cast<long long>(c.train.steps), kernels::BlasThreads());
     std::fflush(stdout);
   }
@@ -73,17 +84,24 @@ Status Train(const TrainOptions& opt, Communicator& comm, double wall_start) {
   COHORT_ASSIGN_OR_RETURN(TrainSummary s, trainer->Run(c.train.steps, report));
 
   Status save;
-  if (!opt.save_params.empty() && lead) {
-    std::vector<NamedTensor> ts;
-    for (auto& [name, t] : trainer->NamedParams()) ts.push_back({name, t});
-    save = WriteSafetensors(opt.save_params, ts,
-                            {{"format", "cohort.mlp"}, {"steps", std::to_string(s.steps)},
-                             {"world_size", std::to_string(s.world_size)}});
+  if (!opt.save_params.empty()) {
+    auto full = trainer->FullParams();  // collective over the tensor group
+    if (!full.ok()) {
+      save = full.status();
+    } else if (lead) {
+      std::vector<NamedTensor> ts;
+      for (auto& [name, t] : *full) ts.push_back({name, t});
+      save = WriteSafetensors(opt.save_params, ts,
+                              {{"format", "cohort.mlp"}, {"steps", std::to_string(s.steps)},
+                               {"world_size", std::to_string(s.world_size)}});
+    }
   }
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, save));
   if (lead) {
     nlohmann::json j = {
         {"world_size", s.world_size}, {"backend", s.backend}, {"steps", s.steps},
+        {"data_parallel", s.data_parallel}, {"tensor_parallel", s.tensor_parallel}, {"zero", s.zero},
+        {"local_params", s.local_params}, {"tensor_comm_ms", s.tensor_comm_ms},
         {"global_batch", s.global_batch}, {"params", s.num_params},
         {"initial_loss", s.initial_loss}, {"final_loss", s.final_loss}, {"last_loss", s.last_loss},
         {"loss_ratio", s.initial_loss > 0 ? s.final_loss / s.initial_loss : 0.0},

@@ -44,7 +44,7 @@ expect_error "wrong value type" "'train.steps' must be an integer" --config "$WO
 expect_error "missing config file" "config file not found: $WORK/nope.yaml" --config "$WORK/nope.yaml"
 
 sed 's/global_batch: 128/global_batch: 127/' "$WORK/good.yaml" > "$WORK/batch.yaml"
-expect_error "batch does not divide" "global_batch 127 does not divide over 2 ranks" --config "$WORK/batch.yaml"
+expect_error "batch does not divide" "global_batch 127 does not divide over 2 data-parallel ranks" --config "$WORK/batch.yaml"
 
 "$COHORT" data gen --out "$WORK/ds3" --samples 3072 --shards 3 --seed 3 > /dev/null
 sed "s|source: synthetic|source: shards|; s|samples: 4096|path: $WORK/ds3|" "$WORK/good.yaml" > "$WORK/ds3.yaml"
@@ -64,6 +64,12 @@ expect_error "truncated shard" "shard-00001-of-00004.cds is truncated" --config 
 rm -rf "$WORK/ds"; cp -r "$WORK/ds.orig" "$WORK/ds"
 printf '\xff' | dd of="$WORK/ds/shard-00002-of-00004.cds" bs=1 seek=9000 conv=notrunc status=none
 expect_error "corrupted shard" "shard-00002-of-00004.cds is corrupted: payload checksum mismatch" --config "$WORK/ds.yaml"
+
+cp "$WORK/good.yaml" "$WORK/tp3.yaml"; printf 'parallel:\n  tensor: 3\n' >> "$WORK/tp3.yaml"
+expect_error "tensor size does not divide the world" "parallel.tensor 3 does not divide the world of 2 ranks" --config "$WORK/tp3.yaml"
+
+sed 's/\[784, 128, 128, 10\]/[784, 127, 128, 10]/' "$WORK/good.yaml" > "$WORK/tp2.yaml"; printf 'parallel:\n  tensor: 2\n' >> "$WORK/tp2.yaml"
+expect_error "tensor size does not divide the layers" "parallel.tensor 2 does not divide the width 127 of hidden layer 1" --config "$WORK/tp2.yaml"
 
 sed 's/lr: 0.05/lr: 0.06/' "$WORK/good.yaml" > "$WORK/other.yaml"
 MPMD=1 MPMD_A="$WORK/good.yaml" MPMD_B="$WORK/other.yaml" \

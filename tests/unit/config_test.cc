@@ -31,7 +31,7 @@ TEST(Config, ParsesAGoodFile) {
   EXPECT_FLOAT_EQ(c->optimizer.momentum, 0.9f);
   EXPECT_EQ(*c->BatchPerRank(4), 64);
   EXPECT_FALSE(c->BatchPerRank(3).ok());
-  EXPECT_NE(c->BatchPerRank(3).status().message().find("does not divide over 3 ranks"), std::string::npos);
+  EXPECT_NE(c->BatchPerRank(3).status().message().find("does not divide over 3 data-parallel ranks"), std::string::npos);
 }
 
 void ExpectError(const std::string& yaml, const std::string& needle) {

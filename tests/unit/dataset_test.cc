@@ -153,16 +153,23 @@ TEST(Sampler, RanksSplitTheGlobalBatchExactly) {
   EXPECT_EQ(seen.size(), 40u);
 }
 
-TEST(Sampler, LocalWalksOwnSamplesOncePerEpoch) {
-  std::vector<int64_t> ids = {10, 11, 12, 13, 14, 15};
-  LocalSampler s(ids, 2, 0, 3);
-  std::multiset<int64_t> seen;
-  for (int64_t step = 0; step < 3; ++step) {
-    std::vector<int64_t> b(2);
-    s.Indices(step, b);
-    seen.insert(b.begin(), b.end());
+TEST(Sampler, ShardWalkReadsOwnSamplesOncePerEpochInNewOrders) {
+  std::vector<ShardWalkSampler::Shard> owned = {{1, 10, 4}, {5, 50, 4}, {6, 60, 4}};
+  ShardWalkSampler s(owned, 3, /*member_id=*/2, /*seed=*/3);
+  ASSERT_EQ(s.steps_per_epoch(), 4);
+  std::multiset<int64_t> expect;
+  for (const auto& sh : owned)
+    for (int64_t i = 0; i < sh.samples; ++i) expect.insert(sh.first_sample + i);
+  std::vector<std::vector<int64_t>> epochs(2);
+  for (int64_t e = 0; e < 2; ++e) {
+    for (int64_t step = 0; step < 4; ++step) {
+      std::vector<int64_t> b(3);
+      s.Indices(e * 4 + step, b);
+      epochs[static_cast<size_t>(e)].insert(epochs[static_cast<size_t>(e)].end(), b.begin(), b.end());
+    }
+    EXPECT_EQ(std::multiset<int64_t>(epochs[static_cast<size_t>(e)].begin(), epochs[static_cast<size_t>(e)].end()), expect);
   }
-  EXPECT_EQ(seen, std::multiset<int64_t>(ids.begin(), ids.end()));
+  EXPECT_NE(epochs[0], epochs[1]) << "each epoch walks in a new order";
 }
 
 }  // namespace

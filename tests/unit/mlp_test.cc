@@ -30,14 +30,14 @@ TEST(Mlp, GradientMatchesFiniteDifferences) {
     std::vector<float> x(4 * 6);
     for (auto& v : x) v = d(rng);
     std::vector<int32_t> y = {0, 2, 1, 2};
-    m.ForwardBackward(p.data(), x.data(), y.data(), 4, g.data());
+    ASSERT_TRUE(m.ForwardBackward(p.data(), x.data(), y.data(), 4, g.data()).ok());
     int checked = 0, kinks = 0;
     auto fd = [&](size_t i, float h) {
       const float keep = p[i];
       p[i] = keep + h;
-      const double up = m.Loss(p.data(), x.data(), y.data(), 4);
+      const double up = *m.Loss(p.data(), x.data(), y.data(), 4);
       p[i] = keep - h;
-      const double down = m.Loss(p.data(), x.data(), y.data(), 4);
+      const double down = *m.Loss(p.data(), x.data(), y.data(), 4);
       p[i] = keep;
       return (up - down) / (2 * h);
     };
@@ -72,11 +72,11 @@ TEST(Mlp, SgdDrivesTheLossDown) {
   oc.lr = 0.1f;
   oc.momentum = 0.9f;
   auto opt = MakeOptimizer(oc, m.num_params());
-  const double first = m.ForwardBackward(p.data(), x.data(), y.data(), 32, g.data());
+  const double first = *m.ForwardBackward(p.data(), x.data(), y.data(), 32, g.data());
   double last = first;
   for (int s = 0; s < 200; ++s) {
     opt->Step(p.data(), g.data());
-    last = m.ForwardBackward(p.data(), x.data(), y.data(), 32, g.data());
+    last = *m.ForwardBackward(p.data(), x.data(), y.data(), 32, g.data());
   }
   EXPECT_LT(last, 0.2 * first);
 }
