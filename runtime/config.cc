@@ -172,7 +172,15 @@ Status ParseOptimizer(Section& s, OptimizerConfig* o) {
 }
 
 Status ParseTrain(Section& s, TrainConfig* t) {
-  COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every"}));
+  COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every", "bucket_mb",
+                                 "first_bucket_mb", "overlap"}));
+  COHORT_RETURN_IF_ERROR(s.Read("bucket_mb", &t->bucket_mb));
+  COHORT_RETURN_IF_ERROR(s.Read("first_bucket_mb", &t->first_bucket_mb));
+  COHORT_RETURN_IF_ERROR(s.Read("overlap", &t->overlap));
+  if (t->bucket_mb < 0 || t->bucket_mb > 4096) return s.Error(s.Get("bucket_mb"), "'train.bucket_mb' must be in [0, 4096]");
+  if (t->first_bucket_mb < 0 || t->first_bucket_mb > 4096) {
+    return s.Error(s.Get("first_bucket_mb"), "'train.first_bucket_mb' must be in [0, 4096]");
+  }
   COHORT_RETURN_IF_ERROR(s.Read("steps", &t->steps));
   COHORT_RETURN_IF_ERROR(s.Read("batch_per_rank", &t->batch_per_rank));
   COHORT_RETURN_IF_ERROR(s.Read("global_batch", &t->global_batch));
@@ -306,7 +314,8 @@ std::string Config::Canonical() const {
   os << ";opt=" << static_cast<int>(optimizer.type) << "," << optimizer.lr << ","
      << optimizer.momentum << "," << optimizer.nesterov << "," << optimizer.weight_decay << ","
      << optimizer.beta1 << "," << optimizer.beta2 << "," << optimizer.eps;
-  os << ";train=" << train.steps << "," << train.batch_per_rank << "," << train.global_batch;
+  os << ";train=" << train.steps << "," << train.batch_per_rank << "," << train.global_batch << ","
+     << train.bucket_mb << "," << train.first_bucket_mb << "," << train.overlap;
   os << ";data=" << static_cast<int>(data.source) << "," << data.samples << ","
      << data.teacher_hidden << "," << data.path << "," << data.placement;
   os << ";parallel=" << parallel.tensor << "," << parallel.zero;

@@ -44,6 +44,12 @@ struct TrainConfig {
   int64_t batch_per_rank = 0;  // exactly one of batch_per_rank and global_batch is set
   int64_t global_batch = 0;
   int64_t log_every = 0;       // 0: print progress about once a second
+  // Gradient buckets (ZeRO 0): cap in MiB (0: one bucket), a smaller first
+  // bucket so communication starts early, and whether a bucket's all-reduce
+  // overlaps the rest of backward (on a communication thread).
+  double bucket_mb = 0;
+  double first_bucket_mb = 1;
+  bool overlap = false;
 };
 
 enum class DataSource { kSynthetic, kShards };

@@ -138,12 +138,23 @@ Result<double> Mlp::Loss(const float* params, const float* x, const int32_t* lab
   return kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch, layers_.back());
 }
 
+std::vector<std::pair<int64_t, int64_t>> Mlp::LayerRanges() const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (size_t l = 0; l < layer_.size(); ++l) {
+    const int64_t end = l + 1 < layer_.size() ? layer_[l + 1].w_offset : num_params_;
+    out.emplace_back(layer_[l].w_offset, end - layer_[l].w_offset);
+  }
+  return out;
+}
+
 Result<double> Mlp::ForwardBackward(const float* params, const float* x, const int32_t* labels,
-                                    int64_t batch, float* grads, StepTimes* times) {
+                                    int64_t batch, float* grads, StepTimes* times,
+                                    const std::function<void(int)>* on_layer_grads) {
   const double t0 = Now();
   COHORT_RETURN_IF_ERROR(Forward(params, x, batch, times));
   const double loss = kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch,
                                                           layers_.back());
+  last_loss_ = loss;
   const double t1 = Now();
   kernels::SoftmaxCrossEntropyBackward(probs_.data(), labels, dz_.data(), batch, layers_.back(),
                                        1.0f / static_cast<float>(batch));
@@ -154,6 +165,7 @@ Result<double> Mlp::ForwardBackward(const float* params, const float* x, const i
     kernels::Gemm(true, false, L.in_local, L.out_local, batch, 1.0f, in, L.in_local, dz_.data(), L.out_local,
                   0.0f, grads + L.w_offset, L.out_local);
     kernels::BiasGrad(dz_.data(), grads + L.b_offset, batch, L.out_local);
+    if (on_layer_grads) (*on_layer_grads)(static_cast<int>(li));
     if (li == 0) break;  // no gradient for the input
     // da = dz W^T ; for a column-parallel layer each rank holds a partial sum
     // over its output columns of the (replicated) input's gradient.

@@ -21,6 +21,7 @@
 // An Mlp owns its activation workspace and is not thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,9 @@ class Mlp {
   int64_t inputs() const { return layers_.front(); }
   int64_t classes() const { return layers_.back(); }
   int tp_size() const { return tp_size_; }
+  // The loss of the last forward pass; set before backward starts (so the
+  // on_layer_grads callback can read it).
+  double last_loss() const { return last_loss_; }
 
   // Deterministic initialisation from `seed`, PyTorch nn.Linear's
   // U(-1/sqrt(in), 1/sqrt(in)) for weights and biases. Each element's value
@@ -74,9 +78,14 @@ class Mlp {
   // Forward and backward on a batch: returns the mean cross-entropy loss over
   // the batch and overwrites `grads` (num_params floats) with the gradient of
   // that mean. Labels must lie in [0, classes()). Fails only when a
-  // tensor-parallel collective fails.
+  // tensor-parallel collective fails. `on_layer_grads` (may be null) is
+  // called with l as soon as layer l's weight and bias gradients are final,
+  // from the last layer down to 0, so their all-reduce can start early.
   Result<double> ForwardBackward(const float* params, const float* x, const int32_t* labels,
-                                 int64_t batch, float* grads, StepTimes* times = nullptr);
+                                 int64_t batch, float* grads, StepTimes* times = nullptr,
+                                 const std::function<void(int)>* on_layer_grads = nullptr);
+  // (offset, count) of each layer's parameters (weight then bias) in the flat buffer.
+  std::vector<std::pair<int64_t, int64_t>> LayerRanges() const;
   // The mean loss only.
   Result<double> Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
 
@@ -104,6 +113,7 @@ class Mlp {
   std::vector<ParamInfo> info_;
   int64_t num_params_ = 0, full_num_params_ = 0;
   int64_t reserved_batch_ = 0;
+  double last_loss_ = 0;
   // Workspace: z_[l] pre-activations (batch x out_local); a_[l] activations
   // (inputs of layer l+1); probs_ and gradient scratch.
   std::vector<std::vector<float>> z_, a_;

@@ -88,7 +88,7 @@ Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* bat
 
 }  // namespace
 
-Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g) {
+Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g, Timeline* timeline) {
   // 1. Same config everywhere: compare hashes so a rank with another file
   //    fails cleanly rather than deadlocking on a different schedule.
   const int world = g.world->size();
@@ -103,7 +103,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
                              "; give every rank the same --config and flags");
     }
   }
-  auto t = std::unique_ptr<Trainer>(new Trainer(config, g));
+  auto t = std::unique_ptr<Trainer>(new Trainer(config, g, timeline));
   // 2. Layout, data and batch, agreed across ranks.
   Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_);
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, local));
@@ -126,6 +126,12 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     t->optimizer_ = MakeOptimizer(config.optimizer, t->partition_);
   } else {
     t->optimizer_ = MakeOptimizer(config.optimizer, n);
+    const auto mib = [](double m) { return static_cast<int64_t>(m * 1024 * 1024); };
+    auto buckets = PlanGradBuckets(t->model_->LayerRanges(), padded + 1, mib(config.train.bucket_mb),
+                                   mib(config.train.first_bucket_mb));
+    t->sync_ = std::make_unique<GradientSync>(*g.data, t->grads_.data<float>(), std::move(buckets),
+                                              static_cast<int>(config.model.layers.size() - 1),
+                                              config.train.overlap, timeline);
   }
   return t;
 }
@@ -142,24 +148,13 @@ Result<std::vector<std::pair<std::string, Tensor>>> Trainer::FullParams() {
   return out;
 }
 
-Status Trainer::SyncAndStep(float* loss, double* comm_s, double* optim_s) {
+Status Trainer::ZeroStep(float* loss, double* comm_s, double* optim_s) {
+  // ZeRO-1: my partition of the averaged gradient, my partition's update,
+  // then everyone's partitions back into the full parameters.
   Communicator& data = *g_.data;
   float* g = grads_.data<float>();
   float* p = params_.data<float>();
-  const int64_t padded = params_.numel();
   const double t0 = Now();
-  if (config_.parallel.zero == 0) {
-    g[padded] = *loss;
-    COHORT_RETURN_IF_ERROR(data.AllReduce(g, g, static_cast<size_t>(padded + 1), DType::kF32, ReduceOp::kAvg));
-    *loss = g[padded];
-    const double t1 = Now();
-    *comm_s += t1 - t0;
-    optimizer_->Step(p, g);
-    *optim_s += Now() - t1;
-    return Status::Ok();
-  }
-  // ZeRO-1: my partition of the averaged gradient, my partition's update,
-  // then everyone's partitions back into the full parameters.
   const int64_t offset = partition_ * data.rank();
   COHORT_RETURN_IF_ERROR(data.ReduceScatter(g, grad_part_.raw(), static_cast<size_t>(partition_), DType::kF32,
                                             ReduceOp::kAvg));
@@ -168,8 +163,14 @@ Status Trainer::SyncAndStep(float* loss, double* comm_s, double* optim_s) {
   optimizer_->Step(p + offset, grad_part_.data<float>());
   const double t2 = Now();
   COHORT_RETURN_IF_ERROR(data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
-  *comm_s += (t1 - t0) + (Now() - t2);
+  const double t3 = Now();
+  *comm_s += (t1 - t0) + (t3 - t2);
   *optim_s += t2 - t1;
+  if (timeline_) {
+    timeline_->Add("reduce-scatter", Timeline::kCommTrack, t0, t1);
+    timeline_->Add("optimizer (own partition)", Timeline::kComputeTrack, t1, t2);
+    timeline_->Add("all-gather", Timeline::kCommTrack, t2, t3);
+  }
   return Status::Ok();
 }
 
@@ -190,20 +191,62 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   std::vector<int64_t> ids(static_cast<size_t>(batch_));
   std::deque<double> recent;
   StepTimes times;
-  double data_s = 0, sync_s = 0, optim_s = 0;
+  double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0;
+  const double sync_base = sync_ ? sync_->comm_seconds() : 0;
   const double start = Now();
-  double last_report = start, sync_at_report = 0;
+  double last_report = start, sync_at_report = sync_base;
   int64_t step_at_report = 0;
   for (int64_t i = 0; i < steps; ++i, ++step_) {
     const double t0 = Now();
     sampler_->Indices(step_, ids);
     COHORT_RETURN_IF_ERROR(data_->Fill(ids, x.data(), y.data()));
     data_s += Now() - t0;
-    COHORT_ASSIGN_OR_RETURN(double local_loss, model_->ForwardBackward(params_.data<float>(), x.data(), y.data(),
-                                                                       batch_, grads_.data<float>(), &times));
-    float loss = static_cast<float>(local_loss);
-    COHORT_RETURN_IF_ERROR(
-        SyncAndStep(&loss, &sync_s, &optim_s).WithContext("gradient sync at step " + std::to_string(step_ + 1)));
+    const double t1 = Now();
+    const double fwd_before = times.forward_s;
+    float* g = grads_.data<float>();
+    const int64_t padded = params_.numel();
+    float loss = 0;
+    if (sync_) {
+      // ZeRO 0: buckets launch as backward finishes their layers; the loss
+      // rides in the last slot of the first bucket.
+      sync_->Begin();
+      const int last_layer = static_cast<int>(model_->layers().size()) - 2;
+      std::function<void(int)> ready = [&](int layer) {
+        if (layer == last_layer) g[padded] = static_cast<float>(model_->last_loss());
+        sync_->LayerReady(layer);
+      };
+      auto fb = model_->ForwardBackward(params_.data<float>(), x.data(), y.data(), batch_, g, &times, &ready);
+      const double t2 = Now();
+      Status st = sync_->Finish();  // always wait: the comm thread may still use the buffer
+      COHORT_RETURN_IF_ERROR(fb.status());
+      COHORT_RETURN_IF_ERROR(st.WithContext("gradient sync at step " + std::to_string(step_ + 1)));
+      const double t3 = Now();
+      wait_s += t3 - t2;
+      loss = g[padded];
+      optimizer_->Step(params_.data<float>(), g);
+      const double t4 = Now();
+      optim_s += t4 - t3;
+      if (timeline_) {
+        const double fwd_end = t1 + (times.forward_s - fwd_before);
+        timeline_->Add("forward", Timeline::kComputeTrack, t1, fwd_end);
+        timeline_->Add("backward", Timeline::kComputeTrack, fwd_end, t2);
+        if (t3 - t2 > 1e-6) timeline_->Add("wait for all-reduce", Timeline::kComputeTrack, t2, t3);
+        timeline_->Add("optimizer", Timeline::kComputeTrack, t3, t4);
+      }
+    } else {
+      COHORT_ASSIGN_OR_RETURN(double local_loss, model_->ForwardBackward(params_.data<float>(), x.data(), y.data(),
+                                                                         batch_, g, &times));
+      const double t2 = Now();
+      if (timeline_) {
+        const double fwd_end = t1 + (times.forward_s - fwd_before);
+        timeline_->Add("forward", Timeline::kComputeTrack, t1, fwd_end);
+        timeline_->Add("backward", Timeline::kComputeTrack, fwd_end, t2);
+      }
+      loss = static_cast<float>(local_loss);
+      COHORT_RETURN_IF_ERROR(
+          ZeroStep(&loss, &sync_s, &optim_s).WithContext("gradient sync at step " + std::to_string(step_ + 1)));
+    }
+    if (timeline_) timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
     if (i == 0) s.initial_loss = loss;
     s.last_loss = loss;
     recent.push_back(loss);
@@ -220,14 +263,16 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       r.loss = loss;
       r.samples_per_s = span > 0 ? static_cast<double>(done * s.global_batch) / span : 0;
       r.step_ms = done > 0 ? span * 1e3 / static_cast<double>(done) : 0;
-      r.allreduce_share = span > 0 ? (sync_s - sync_at_report) / span : 0;
+      const double synced = sync_s + (sync_ ? sync_->comm_seconds() : 0);
+      r.allreduce_share = span > 0 ? (synced - sync_at_report) / span : 0;
       report(r);
       last_report = now;
       step_at_report = i + 1;
-      sync_at_report = sync_s;
+      sync_at_report = synced;
     }
   }
   s.train_s = Now() - start;
+  if (sync_) sync_s += sync_->comm_seconds() - sync_base;
   s.final_loss = std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
   s.samples_per_s = static_cast<double>(steps * s.global_batch) / s.train_s;
   const double per = 1e3 / static_cast<double>(steps);
@@ -239,6 +284,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   s.allreduce_ms = sync_s * per;
   s.optimizer_ms = optim_s * per;
   s.allreduce_share = sync_s / s.train_s;
+  s.allreduce_wait_ms = (sync_ ? wait_s : sync_s) * per;
   s.optimizer_state_bytes = optimizer_->state_bytes();
   return s;
 }

@@ -28,8 +28,10 @@
 #include "core/tensor.h"
 #include "runtime/config.h"
 #include "runtime/dataset.h"
+#include "runtime/grad_sync.h"
 #include "runtime/mlp.h"
 #include "runtime/optimizer.h"
+#include "runtime/timeline.h"
 
 namespace cohort {
 
@@ -69,6 +71,7 @@ struct TrainSummary {
   double data_ms = 0, forward_ms = 0, backward_ms = 0, allreduce_ms = 0, optimizer_ms = 0;
   double tensor_comm_ms = 0;
   double allreduce_share = 0;      // gradient sync time / step time
+  double allreduce_wait_ms = 0;    // per step, time compute waited for gradient sync (exposed)
   int64_t optimizer_state_bytes = 0;  // this rank's optimizer state
 };
 
@@ -78,7 +81,11 @@ class Trainer {
   // ranks, data matches the model, the tensor size divides the world and the
   // layers, shards divide over the ranks), loads this rank's data and builds
   // its part of the model. Collective over groups.world.
-  static Result<std::unique_ptr<Trainer>> Create(const Config& config, ParallelGroups groups);
+  // `timeline` (may be null, not owned) records each phase of each step.
+  static Result<std::unique_ptr<Trainer>> Create(const Config& config, ParallelGroups groups,
+                                                 Timeline* timeline = nullptr);
+  // The gradient buckets (ZeRO 0), last layers first.
+  std::vector<GradBucket> buckets() const { return sync_ ? sync_->buckets() : std::vector<GradBucket>{}; }
 
   // Runs `steps` steps. `report` (may be empty) is called on every rank at
   // each progress point: every `log_every` steps, or about once a second when
@@ -92,11 +99,14 @@ class Trainer {
   Result<std::vector<std::pair<std::string, Tensor>>> FullParams();
 
  private:
-  Trainer(const Config& config, ParallelGroups groups) : config_(config), g_(groups) {}
-  Status SyncAndStep(float* loss, double* comm_s, double* optim_s);
+  Trainer(const Config& config, ParallelGroups groups, Timeline* timeline)
+      : config_(config), g_(groups), timeline_(timeline) {}
+  Status ZeroStep(float* loss, double* comm_s, double* optim_s);
 
   Config config_;
   ParallelGroups g_;
+  Timeline* timeline_;
+  std::unique_ptr<GradientSync> sync_;  // ZeRO 0
   int64_t batch_ = 0;
   std::unique_ptr<Dataset> data_;
   std::unique_ptr<Sampler> sampler_;

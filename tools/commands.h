@@ -14,6 +14,7 @@ struct TrainOptions {
   int64_t steps = 0;               // 0: from the config
   std::string backend = "auto";    // auto | mpi
   std::string save_params;         // write final parameters (safetensors) from rank 0
+  std::string timeline;            // write a Chrome trace of every rank's steps
   int threads = 0;                 // BLAS threads per rank; 0: cores / local ranks
   std::string log_level = "warn";  // for ranks' stderr logs
   bool verbose = false;            // every rank logs at info

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--steps", train.steps, "Override train.steps");
   train_cmd->add_option("--backend", train.backend, "Communication backend: auto | mpi");
   train_cmd->add_option("--save-params", train.save_params, "Write the final parameters (safetensors)");
+  train_cmd->add_option("--timeline", train.timeline, "Write a Chrome trace (Perfetto) of every rank's steps");
   train_cmd->add_option("--threads", train.threads, "BLAS threads per rank (default: cores / ranks on this host)");
   train_cmd->add_option("--log-level", train.log_level, "stderr log level: debug | info | warn | error");
   train_cmd->add_flag("--verbose,-v", train.verbose, "Every rank logs at info level to stderr");

@@ -55,7 +55,12 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   COHORT_ASSIGN_OR_RETURN(auto tensor_comm, comm.Split(comm.rank() / tensor, comm.rank()));
   COHORT_ASSIGN_OR_RETURN(auto data_comm, comm.Split(comm.rank() % tensor, comm.rank()));
   ParallelGroups groups{&comm, data_comm.get(), tensor_comm.get()};
-  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups));
+  std::unique_ptr<Timeline> timeline;
+  if (!opt.timeline.empty()) {
+    COHORT_RETURN_IF_ERROR(comm.Barrier());  // a common time origin for ranks on one host
+    timeline = std::make_unique<Timeline>(comm.rank(), Now());
+  }
+  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups, timeline.get()));
   const Config& c = *config;
   if (lead) {
     std::string shape;
@@ -97,6 +102,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
     }
   }
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, save));
+  if (timeline) COHORT_RETURN_IF_ERROR(timeline->WriteMerged(comm, opt.timeline));
   if (lead) {
     nlohmann::json j = {
         {"world_size", s.world_size}, {"backend", s.backend}, {"steps", s.steps},
@@ -109,6 +115,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"step_ms", s.step_ms}, {"data_ms", s.data_ms}, {"forward_ms", s.forward_ms},
         {"backward_ms", s.backward_ms}, {"allreduce_ms", s.allreduce_ms},
         {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
+        {"allreduce_wait_ms", s.allreduce_wait_ms}, {"buckets", trainer->buckets().size()},
+        {"overlap", c.train.overlap},
         {"optimizer_state_bytes", s.optimizer_state_bytes},
         {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
     std::printf("%s\n", j.dump().c_str());
