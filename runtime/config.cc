@@ -245,6 +245,17 @@ Status ParseParallel(Section& s, ParallelConfig* p) {
   return Status::Ok();
 }
 
+Status ParseCheckpoint(Section& s, CheckpointConfig* c) {
+  COHORT_RETURN_IF_ERROR(s.Init({"dir", "every", "keep"}));
+  COHORT_RETURN_IF_ERROR(s.Read("dir", &c->dir, /*required=*/true));
+  COHORT_RETURN_IF_ERROR(s.Read("every", &c->every));
+  COHORT_RETURN_IF_ERROR(s.Read("keep", &c->keep));
+  if (c->dir.empty()) return s.Error(s.Get("dir"), "'checkpoint.dir' must not be empty");
+  if (c->every < 0) return s.Error(s.Get("every"), "'checkpoint.every' must be >= 0");
+  if (c->keep < 0) return s.Error(s.Get("keep"), "'checkpoint.keep' must be >= 0");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& origin) {
@@ -259,7 +270,7 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   Config c;
   c.source = origin;
   Section top(root, "", origin);
-  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data", "parallel"}));
+  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data", "parallel", "checkpoint"}));
   COHORT_RETURN_IF_ERROR(top.Read("seed", &c.seed));
   for (const char* required : {"model", "optimizer", "train"}) {
     if (!top.Has(required)) {
@@ -279,6 +290,10 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   if (top.Has("parallel")) {
     Section par(top.Get("parallel"), "parallel", origin);
     COHORT_RETURN_IF_ERROR(ParseParallel(par, &c.parallel));
+  }
+  if (top.Has("checkpoint")) {
+    Section ck(top.Get("checkpoint"), "checkpoint", origin);
+    COHORT_RETURN_IF_ERROR(ParseCheckpoint(ck, &c.checkpoint));
   }
   return c;
 }
@@ -319,6 +334,7 @@ std::string Config::Canonical() const {
   os << ";data=" << static_cast<int>(data.source) << "," << data.samples << ","
      << data.teacher_hidden << "," << data.path << "," << data.placement;
   os << ";parallel=" << parallel.tensor << "," << parallel.zero;
+  os << ";checkpoint=" << checkpoint.dir << "," << checkpoint.every << "," << checkpoint.keep;
   return os.str();
 }
 

@@ -65,6 +65,12 @@ struct DataConfig {
   std::string placement = "modulo";
 };
 
+struct CheckpointConfig {
+  std::string dir;    // empty: no checkpoints
+  int64_t every = 0;  // steps between checkpoints (0: only at the end)
+  int keep = 3;       // committed checkpoints kept (0: all)
+};
+
 struct ParallelConfig {
   int tensor = 1;  // tensor-parallel group size; world = data x tensor
   int zero = 0;    // ZeRO stage: 0 (replicated optimizer state) or 1 (partitioned)
@@ -78,6 +84,7 @@ struct Config {
   TrainConfig train;
   DataConfig data;
   ParallelConfig parallel;
+  CheckpointConfig checkpoint;
 
   // The batch of each data-parallel rank when there are `data_ranks` of them
   // (world / parallel.tensor), or an error when the configured global batch

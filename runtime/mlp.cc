@@ -40,13 +40,47 @@ Status Mlp::CheckTensorParallel(const std::vector<int64_t>& layers, int tp_size)
 }
 
 Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp)
-    : layers_(std::move(layers)), activation_(activation), tp_(tp) {
-  COHORT_CHECK(layers_.size() >= 2) << "an MLP needs at least input and output sizes";
-  if (tp_ != nullptr) {
-    tp_size_ = tp_->size();
-    tp_rank_ = tp_->rank();
+    : Mlp(std::move(layers), activation, tp, tp ? tp->size() : 1, tp ? tp->rank() : 0) {}
+
+Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp, int tp_size, int tp_rank)
+    : layers_(std::move(layers)), activation_(activation), tp_(tp), tp_size_(tp_size), tp_rank_(tp_rank) {
+  BuildLayout();
+}
+
+Mlp Mlp::Layout(std::vector<int64_t> layers, int tp_size, int tp_rank) {
+  return Mlp(std::move(layers), kernels::Activation::kRelu, nullptr, tp_size, tp_rank);
+}
+
+void Mlp::LocalToFull(const float* local, float* full) const {
+  for (const Layer& L : layer_) {
+    const int64_t row0 = L.split == LayerSplit::kRow ? tp_rank_ * L.in_local : 0;
+    const int64_t col0 = L.split == LayerSplit::kColumn ? tp_rank_ * L.out_local : 0;
+    for (int64_t i = 0; i < L.in_local; ++i) {
+      std::memcpy(full + L.w_full_offset + (row0 + i) * L.out + col0, local + L.w_offset + i * L.out_local,
+                  static_cast<size_t>(L.out_local) * 4);
+    }
+    const int64_t b_local = L.split == LayerSplit::kColumn ? L.out_local : L.out;
+    std::memcpy(full + L.w_full_offset + L.in * L.out + col0, local + L.b_offset, static_cast<size_t>(b_local) * 4);
   }
+}
+
+void Mlp::FullToLocal(const float* full, float* local) const {
+  for (const Layer& L : layer_) {
+    const int64_t row0 = L.split == LayerSplit::kRow ? tp_rank_ * L.in_local : 0;
+    const int64_t col0 = L.split == LayerSplit::kColumn ? tp_rank_ * L.out_local : 0;
+    for (int64_t i = 0; i < L.in_local; ++i) {
+      std::memcpy(local + L.w_offset + i * L.out_local, full + L.w_full_offset + (row0 + i) * L.out + col0,
+                  static_cast<size_t>(L.out_local) * 4);
+    }
+    const int64_t b_local = L.split == LayerSplit::kColumn ? L.out_local : L.out;
+    std::memcpy(local + L.b_offset, full + L.w_full_offset + L.in * L.out + col0, static_cast<size_t>(b_local) * 4);
+  }
+}
+
+void Mlp::BuildLayout() {
+  COHORT_CHECK(layers_.size() >= 2) << "an MLP needs at least input and output sizes";
   COHORT_CHECK(CheckTensorParallel(layers_, tp_size_).ok()) << "unchecked tensor-parallel split";
+  COHORT_CHECK(tp_rank_ >= 0 && tp_rank_ < tp_size_) << "tensor rank out of range";
   const size_t n = layers_.size() - 1;
   for (size_t l = 0; l < n; ++l) {
     Layer L;

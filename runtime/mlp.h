@@ -53,6 +53,15 @@ class Mlp {
   // `tp` is the tensor-parallel group (nullptr or size 1: no splitting).
   // The caller validates with CheckTensorParallel first; violating it aborts.
   Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp = nullptr);
+  // The layout of tensor rank `tp_rank` of `tp_size` without a communicator:
+  // for mapping parameters between splits (checkpoints); it cannot run a
+  // split forward pass.
+  static Mlp Layout(std::vector<int64_t> layers, int tp_size, int tp_rank);
+
+  // Copies this rank's part (num_params) into / out of the whole model's flat
+  // layout (full_num_params, the layout of the unsplit model).
+  void LocalToFull(const float* local, float* full) const;
+  void FullToLocal(const float* full, float* local) const;
 
   // InvalidArgument when `tp_size` cannot split `layers` (a split width not
   // divisible by it, or fewer than two layers to pair).
@@ -94,6 +103,9 @@ class Mlp {
   Result<std::vector<std::vector<float>>> GatherFull(const float* params);
 
  private:
+  Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp, int tp_size,
+      int tp_rank);
+  void BuildLayout();
   struct Layer {
     int64_t in, out;              // full sizes
     int64_t in_local, out_local;  // this rank's

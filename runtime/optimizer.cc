@@ -16,8 +16,8 @@ class Sgd final : public Optimizer {
   }
   void Step(float* params, const float* grads) override {
     kernels::SgdMomentumUpdate(params, grads, momentum_.defined() ? momentum_.data<float>() : nullptr,
-                               n_, opt_, first_);
-    first_ = false;
+                               n_, opt_, steps_ == 0);
+    ++steps_;
   }
   std::vector<std::pair<std::string, Tensor>> State() const override {
     if (!momentum_.defined()) return {};
@@ -28,7 +28,6 @@ class Sgd final : public Optimizer {
   int64_t n_;
   kernels::SgdOptions opt_;
   Tensor momentum_;
-  bool first_ = true;
 };
 
 class AdamW final : public Optimizer {
@@ -41,7 +40,7 @@ class AdamW final : public Optimizer {
     opt_.weight_decay = c.weight_decay;
   }
   void Step(float* params, const float* grads) override {
-    kernels::AdamWUpdate(params, grads, m_.data<float>(), v_.data<float>(), n_, opt_, ++step_);
+    kernels::AdamWUpdate(params, grads, m_.data<float>(), v_.data<float>(), n_, opt_, ++steps_);
   }
   std::vector<std::pair<std::string, Tensor>> State() const override {
     return {{"exp_avg", m_}, {"exp_avg_sq", v_}};
@@ -51,7 +50,6 @@ class AdamW final : public Optimizer {
   int64_t n_;
   kernels::AdamWOptions opt_;
   Tensor m_, v_;
-  int64_t step_ = 0;
 };
 
 }  // namespace

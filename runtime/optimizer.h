@@ -18,9 +18,17 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // One update of params[0, n) from grads[0, n).
   virtual void Step(float* params, const float* grads) = 0;
-  // Named state tensors (for checkpoints and memory accounting).
+  // Named state tensors (for checkpoints and memory accounting). They share
+  // storage with the optimizer: writing into them restores state.
   virtual std::vector<std::pair<std::string, Tensor>> State() const = 0;
   int64_t state_bytes() const;
+  // Updates applied so far (AdamW's bias correction and SGD's first-step
+  // rule depend on it); set when restoring a checkpoint.
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+
+ protected:
+  int64_t steps_ = 0;
 };
 
 std::unique_ptr<Optimizer> MakeOptimizer(const OptimizerConfig& config, int64_t num_params);

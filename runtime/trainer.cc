@@ -1,6 +1,8 @@
 #include "runtime/trainer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <numeric>
 
@@ -133,7 +135,100 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
                                               static_cast<int>(config.model.layers.size() - 1),
                                               config.train.overlap, timeline);
   }
+  if (!config.checkpoint.dir.empty()) t->writer_ = std::make_unique<CheckpointWriter>();
   return t;
+}
+
+CheckpointLayout Trainer::Layout() const {
+  CheckpointLayout l;
+  l.step = step_;
+  l.world_size = g_.world->size();
+  l.tensor = g_.tensor->size();
+  l.data = g_.data->size();
+  l.zero = config_.parallel.zero;
+  l.layers = config_.model.layers;
+  l.optimizer = config_.optimizer.type == OptimizerType::kAdamW ? "adamw" : "sgd";
+  l.optimizer_steps = optimizer_->steps();
+  l.config_hash = std::to_string(config_.Hash());
+  return l;
+}
+
+CheckpointShard Trainer::MakeShard() const {
+  CheckpointShard sh;
+  sh.rank = g_.world->rank();
+  sh.tensor_rank = g_.tensor->rank();
+  sh.data_rank = g_.data->rank();
+  const int64_t n = model_->num_params();
+  auto copy = [](const float* src, int64_t count) {
+    Tensor t = Tensor::Zeros({count});
+    if (count > 0) std::memcpy(t.raw(), src, static_cast<size_t>(count) * 4);
+    return t;
+  };
+  if (sh.data_rank == 0) sh.tensors.emplace_back("param", copy(params_.data<float>(), n));
+  if (config_.parallel.zero == 1) {
+    sh.optim_offset = std::min(n, partition_ * sh.data_rank);
+    const int64_t count = std::max<int64_t>(0, std::min(partition_, n - sh.optim_offset));
+    for (const auto& [name, t] : optimizer_->State()) sh.tensors.emplace_back("optim." + name, copy(t.data<float>(), count));
+  } else if (sh.data_rank == 0) {
+    for (const auto& [name, t] : optimizer_->State()) sh.tensors.emplace_back("optim." + name, copy(t.data<float>(), n));
+  }
+  return sh;
+}
+
+Status Trainer::Checkpoint(bool next) {
+  Communicator& world = *g_.world;
+  if (writer_->pending()) {
+    auto written = writer_->Wait();
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world, written.status()).WithContext("writing checkpoint"));
+    // Every rank's (bytes, crc) so rank 0 can write the manifest.
+    const int64_t mine[2] = {written->bytes, static_cast<int64_t>(written->crc32c)};
+    std::vector<int64_t> all(static_cast<size_t>(2 * world.size()));
+    COHORT_RETURN_IF_ERROR(world.AllGather(mine, all.data(), 2, DType::kI64));
+    Status commit;
+    if (world.rank() == 0) {
+      std::vector<ShardWritten> shards;
+      for (int r = 0; r < world.size(); ++r) {
+        shards.push_back({all[static_cast<size_t>(2 * r)], static_cast<uint32_t>(all[static_cast<size_t>(2 * r + 1)])});
+      }
+      commit = CommitCheckpoint(config_.checkpoint.dir, pending_, shards, config_.checkpoint.keep);
+    }
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world, commit).WithContext("committing checkpoint"));
+    ++committed_;
+  }
+  if (next) {
+    pending_ = Layout();
+    writer_->Submit(config_.checkpoint.dir, pending_, MakeShard());
+  }
+  return Status::Ok();
+}
+
+Status Trainer::Restore(const LoadedCheckpoint& ck) {
+  const CheckpointLayout& l = ck.layout;
+  if (l.layers != config_.model.layers) {
+    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " holds another model (layers differ from model.layers)");
+  }
+  const std::string opt = config_.optimizer.type == OptimizerType::kAdamW ? "adamw" : "sgd";
+  if (l.optimizer != opt) {
+    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " was written with optimizer " +
+                              l.optimizer + ", the config uses " + opt);
+  }
+  const int64_t n = model_->num_params();
+  model_->FullToLocal(ck.params.data(), params_.data<float>());
+  std::vector<float> local(static_cast<size_t>(n));
+  const int64_t offset = config_.parallel.zero == 1 ? partition_ * g_.data->rank() : 0;
+  for (auto& [name, t] : optimizer_->State()) {
+    auto it = ck.optim.find(name);
+    if (it == ck.optim.end()) {
+      return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " lacks optimizer state '" + name + "'");
+    }
+    model_->FullToLocal(it->second.data(), local.data());
+    std::fill(t.data<float>(), t.data<float>() + t.numel(), 0.0f);
+    const int64_t count = std::max<int64_t>(0, std::min(t.numel(), n - offset));
+    if (count > 0) std::memcpy(t.data<float>(), local.data() + offset, static_cast<size_t>(count) * 4);
+  }
+  optimizer_->set_steps(l.optimizer_steps);
+  step_ = l.step;
+  return Status::Ok();
 }
 
 Result<std::vector<std::pair<std::string, Tensor>>> Trainer::FullParams() {
@@ -191,7 +286,8 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   std::vector<int64_t> ids(static_cast<size_t>(batch_));
   std::deque<double> recent;
   StepTimes times;
-  double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0;
+  double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0, ckpt_s = 0;
+  s.start_step = step_;
   const double sync_base = sync_ ? sync_->comm_seconds() : 0;
   const double start = Now();
   double last_report = start, sync_at_report = sync_base;
@@ -247,6 +343,14 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
           ZeroStep(&loss, &sync_s, &optim_s).WithContext("gradient sync at step " + std::to_string(step_ + 1)));
     }
     if (timeline_) timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
+    if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps) {
+      const double c0 = Now();
+      ++step_;  // the checkpoint records the steps completed
+      Status cs = Checkpoint(/*next=*/true);
+      --step_;
+      COHORT_RETURN_IF_ERROR(cs);
+      ckpt_s += Now() - c0;
+    }
     if (i == 0) s.initial_loss = loss;
     s.last_loss = loss;
     recent.push_back(loss);
@@ -271,8 +375,17 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       sync_at_report = synced;
     }
   }
+  if (writer_ && steps > 0) {  // the final checkpoint, committed before returning
+    const double c0 = Now();
+    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
+    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));
+    ckpt_s += Now() - c0;
+  }
+  s.end_step = step_;
+  s.checkpoints_committed = committed_;
   s.train_s = Now() - start;
   if (sync_) sync_s += sync_->comm_seconds() - sync_base;
+  if (steps == 0) return s;  // resumed at the end: nothing ran
   s.final_loss = std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
   s.samples_per_s = static_cast<double>(steps * s.global_batch) / s.train_s;
   const double per = 1e3 / static_cast<double>(steps);
@@ -285,6 +398,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   s.optimizer_ms = optim_s * per;
   s.allreduce_share = sync_s / s.train_s;
   s.allreduce_wait_ms = (sync_ ? wait_s : sync_s) * per;
+  s.checkpoint_ms = ckpt_s * per;
   s.optimizer_state_bytes = optimizer_->state_bytes();
   return s;
 }

@@ -26,6 +26,7 @@
 
 #include "collectives/communicator.h"
 #include "core/tensor.h"
+#include "runtime/checkpoint.h"
 #include "runtime/config.h"
 #include "runtime/dataset.h"
 #include "runtime/grad_sync.h"
@@ -73,6 +74,9 @@ struct TrainSummary {
   double allreduce_share = 0;      // gradient sync time / step time
   double allreduce_wait_ms = 0;    // per step, time compute waited for gradient sync (exposed)
   int64_t optimizer_state_bytes = 0;  // this rank's optimizer state
+  int64_t start_step = 0, end_step = 0;  // global step counts (resumed runs start later)
+  int64_t checkpoints_committed = 0;
+  double checkpoint_ms = 0;  // per step, time the loop spent on checkpoints
 };
 
 class Trainer {
@@ -86,6 +90,12 @@ class Trainer {
                                                  Timeline* timeline = nullptr);
   // The gradient buckets (ZeRO 0), last layers first.
   std::vector<GradBucket> buckets() const { return sync_ ? sync_->buckets() : std::vector<GradBucket>{}; }
+
+  // Continues from a committed checkpoint (any layout with the same model
+  // and optimizer type): parameters, optimizer state and the step count.
+  // Local; the caller agrees on the outcome across ranks.
+  Status Restore(const LoadedCheckpoint& ck);
+  int64_t step() const { return step_; }
 
   // Runs `steps` steps. `report` (may be empty) is called on every rank at
   // each progress point: every `log_every` steps, or about once a second when
@@ -102,6 +112,12 @@ class Trainer {
   Trainer(const Config& config, ParallelGroups groups, Timeline* timeline)
       : config_(config), g_(groups), timeline_(timeline) {}
   Status ZeroStep(float* loss, double* comm_s, double* optim_s);
+  // Collective: collects the previous checkpoint write, commits it when every
+  // rank wrote its shard, and (when `next` is set) starts writing one at the
+  // current step in the background.
+  Status Checkpoint(bool next);
+  CheckpointShard MakeShard() const;
+  CheckpointLayout Layout() const;
 
   Config config_;
   ParallelGroups g_;
@@ -117,6 +133,9 @@ class Trainer {
   Tensor grads_;           // the same size + 1 (the loss slot at the end)
   Tensor grad_part_;       // ZeRO-1: this rank's reduced gradient partition
   int64_t step_ = 0;
+  std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
+  CheckpointLayout pending_;                   // the write in flight
+  int64_t committed_ = 0;
 };
 
 }  // namespace cohort

@@ -18,10 +18,13 @@ struct TrainOptions {
   int threads = 0;                 // BLAS threads per rank; 0: cores / local ranks
   std::string log_level = "warn";  // for ranks' stderr logs
   bool verbose = false;            // every rank logs at info
+  bool no_resume = false;          // ignore checkpoints in checkpoint.dir
 };
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv);
 
 int RunDataGen(const DataGenOptions& opt);
+int RunCkptInspect(const std::string& dir, bool json);
+int RunCkptVerify(const std::string& dir);
 int RunDataVerify(const std::string& dir);
 
 }  // namespace cohort::tools

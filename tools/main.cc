@@ -24,6 +24,17 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--threads", train.threads, "BLAS threads per rank (default: cores / ranks on this host)");
   train_cmd->add_option("--log-level", train.log_level, "stderr log level: debug | info | warn | error");
   train_cmd->add_flag("--verbose,-v", train.verbose, "Every rank logs at info level to stderr");
+  train_cmd->add_flag("--no-resume", train.no_resume, "Start afresh even when checkpoint.dir holds a checkpoint");
+
+  CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "Inspect and verify checkpoints");
+  ckpt_cmd->require_subcommand(1);
+  std::string ckpt_dir;
+  bool ckpt_json = false;
+  CLI::App* inspect_cmd = ckpt_cmd->add_subcommand("inspect", "List the checkpoints in a directory");
+  inspect_cmd->add_option("dir", ckpt_dir, "Checkpoint directory (checkpoint.dir)")->required();
+  inspect_cmd->add_flag("--json", ckpt_json, "Print JSON");
+  CLI::App* ckverify_cmd = ckpt_cmd->add_subcommand("verify", "Check every committed checkpoint's shards");
+  ckverify_cmd->add_option("dir", ckpt_dir, "Checkpoint directory (checkpoint.dir)")->required();
 
   CLI::App* data_cmd = app.add_subcommand("data", "Write and check datasets");
   data_cmd->require_subcommand(1);
@@ -65,6 +76,8 @@ int main(int argc, char** argv) {
     return cohort::tools::RunDataGen(gen);
   }
   if (*shard_cmd) return cohort::RunShardCommand(shard, std::cout, std::cerr);
+  if (*inspect_cmd) return cohort::tools::RunCkptInspect(ckpt_dir, ckpt_json);
+  if (*ckverify_cmd) return cohort::tools::RunCkptVerify(ckpt_dir);
   if (*verify_cmd) return cohort::tools::RunDataVerify(verify_dir);
   return 2;
 }

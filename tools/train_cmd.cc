@@ -14,6 +14,7 @@
 #include "collectives/mpi/mpi_communicator.h"
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"
+#include "runtime/checkpoint.h"
 #include "runtime/config.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
@@ -62,6 +63,35 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   }
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups, timeline.get()));
   const Config& c = *config;
+  // Resume from the newest committed checkpoint, whatever layout wrote it.
+  std::string resumed;
+  if (!c.checkpoint.dir.empty() && !opt.no_resume) {
+    std::vector<std::string> warnings;
+    Status local_restore;
+    int64_t step = -1;
+    auto ck = LoadLatestCheckpoint(c.checkpoint.dir, &warnings);
+    if (ck.ok()) {
+      local_restore = trainer->Restore(*ck);
+      step = ck->layout.step;
+      resumed = "resumed from " + CheckpointStepDir(c.checkpoint.dir, step) + " (written by " +
+                std::to_string(ck->layout.world_size) + " ranks: data " + std::to_string(ck->layout.data) +
+                " x tensor " + std::to_string(ck->layout.tensor) + ", ZeRO-" + std::to_string(ck->layout.zero) + ")";
+    } else if (ck.status().code() != StatusCode::kNotFound) {
+      local_restore = ck.status();
+    }
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local_restore));
+    int64_t lo = step, hi = step;
+    COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &lo, 1, DType::kI64, ReduceOp::kMin));
+    COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &hi, 1, DType::kI64, ReduceOp::kMax));
+    if (lo != hi) {
+      return DataLoss("ranks found different checkpoints in " + c.checkpoint.dir + " (steps " + std::to_string(lo) +
+                      " and " + std::to_string(hi) + "); is the directory shared by every rank?");
+    }
+    if (lead) {
+      for (const auto& w : warnings) std::fprintf(stderr, "cohort train: warning: %s\n", w.c_str());
+    }
+  }
+  const int64_t to_run = std::max<int64_t>(0, c.train.steps - trainer->step());
   if (lead) {
     std::string shape;
     for (int64_t l : c.model.layers) shape += (shape.empty() ? "" : "-") + std::to_string(l);
@@ -86,7 +116,12 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
                 r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share);
     std::fflush(stdout);
   };
-  COHORT_ASSIGN_OR_RETURN(TrainSummary s, trainer->Run(c.train.steps, report));
+  if (lead && !resumed.empty()) {
+    std::printf("%s at step %lld; %lld steps to go\n", resumed.c_str(), static_cast<long long>(trainer->step()),
+                static_cast<long long>(to_run));
+    std::fflush(stdout);
+  }
+  COHORT_ASSIGN_OR_RETURN(TrainSummary s, trainer->Run(to_run, report));
 
   Status save;
   if (!opt.save_params.empty()) {
@@ -117,7 +152,9 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
         {"allreduce_wait_ms", s.allreduce_wait_ms}, {"buckets", trainer->buckets().size()},
         {"overlap", c.train.overlap},
-        {"optimizer_state_bytes", s.optimizer_state_bytes},
+        {"optimizer_state_bytes", s.optimizer_state_bytes}, {"start_step", s.start_step},
+        {"end_step", s.end_step}, {"checkpoints_committed", s.checkpoints_committed},
+        {"checkpoint_ms", s.checkpoint_ms},
         {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
@@ -178,6 +215,69 @@ int RunDataGen(const DataGenOptions& opt) {
   std::printf("{\"dir\": \"%s\", \"samples\": %lld, \"shards\": %d, \"bytes\": %lld}\n", opt.out_dir.c_str(),
               static_cast<long long>(opt.samples), opt.num_shards, static_cast<long long>(*r));
   return 0;
+}
+
+int RunCkptInspect(const std::string& dir, bool json) {
+  auto all = ListCheckpoints(dir);
+  if (!all.ok()) {
+    std::fprintf(stderr, "cohort ckpt inspect: error: %s\n", all.status().message().c_str());
+    return 1;
+  }
+  if (json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& c : *all) {
+      nlohmann::json e = {{"step", c.step}, {"path", c.path}, {"committed", c.committed}, {"bytes", c.bytes}};
+      if (c.committed) {
+        e["world_size"] = c.layout.world_size;
+        e["data"] = c.layout.data;
+        e["tensor"] = c.layout.tensor;
+        e["zero"] = c.layout.zero;
+        e["optimizer"] = c.layout.optimizer;
+      }
+      j.push_back(e);
+    }
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%-12s %-10s %6s %6s %6s %5s %-9s %10s\n", "step", "state", "world", "data", "tensor", "zero",
+              "optimizer", "KiB");
+  for (const auto& c : *all) {
+    if (c.committed) {
+      std::printf("%-12lld %-10s %6d %6d %6d %5d %-9s %10lld\n", static_cast<long long>(c.step), "committed",
+                  c.layout.world_size, c.layout.data, c.layout.tensor, c.layout.zero, c.layout.optimizer.c_str(),
+                  static_cast<long long>(c.bytes / 1024));
+    } else {
+      std::printf("%-12lld %-10s %6s %6s %6s %5s %-9s %10lld\n", static_cast<long long>(c.step), "partial", "-", "-",
+                  "-", "-", "-", static_cast<long long>(c.bytes / 1024));
+    }
+  }
+  return 0;
+}
+
+int RunCkptVerify(const std::string& dir) {
+  auto all = ListCheckpoints(dir);
+  if (!all.ok()) {
+    std::fprintf(stderr, "cohort ckpt verify: error: %s\n", all.status().message().c_str());
+    return 1;
+  }
+  int bad = 0, good = 0;
+  for (const auto& c : *all) {
+    if (!c.committed) continue;
+    auto ck = LoadCheckpoint(c.path);
+    if (ck.ok()) {
+      std::printf("ok       %s\n", c.path.c_str());
+      ++good;
+    } else {
+      std::printf("DAMAGED  %s: %s\n", c.path.c_str(), ck.status().message().c_str());
+      ++bad;
+    }
+  }
+  std::printf("%d committed checkpoint(s) intact, %d damaged\n", good, bad);
+  if (good == 0 && bad == 0) {
+    std::fprintf(stderr, "cohort ckpt verify: error: no committed checkpoint in %s\n", dir.c_str());
+    return 1;
+  }
+  return bad == 0 ? 0 : 1;
 }
 
 int RunDataVerify(const std::string& dir) {
