@@ -1,11 +1,164 @@
 #include "collectives/communicator.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cohort {
+
+// ---- CommHandle -------------------------------------------------------------
+
+Status CommHandle::Wait(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [this] { return done_; })) {
+    return DeadlineExceeded("asynchronous collective not complete after " +
+                            std::to_string(timeout.count()) +
+                            " ms; its buffers stay in use until Test() is true");
+  }
+  return status_;
+}
+
+bool CommHandle::Test() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+
+void CommHandle::Complete(Status status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = std::move(status);
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+// ---- Communicator: asynchronous calls and default registered memory ----------
+
+Communicator::~Communicator() { StopAsync(); }
+
+void Communicator::StopAsync() {
+  {
+    std::unique_lock<std::mutex> lock(async_mu_);
+    if (!async_thread_.joinable()) return;
+    async_stop_ = true;
+  }
+  async_cv_.notify_all();
+  async_thread_.join();
+}
+
+void Communicator::AsyncLoop() {
+  std::unique_lock<std::mutex> lock(async_mu_);
+  for (;;) {
+    async_cv_.wait(lock, [this] { return async_stop_ || !async_queue_.empty(); });
+    if (async_queue_.empty()) return;  // stopping, and everything queued has run
+    auto [fn, handle] = std::move(async_queue_.front());
+    async_queue_.pop_front();
+    lock.unlock();
+    Status s = fn(*this);
+    handle->Complete(std::move(s));
+    lock.lock();
+  }
+}
+
+CommHandlePtr Communicator::SubmitAsync(std::function<Status(Communicator&)> fn) {
+  auto handle = std::make_shared<CommHandle>();
+  {
+    std::lock_guard<std::mutex> lock(async_mu_);
+    if (async_stop_) {
+      handle->Complete(FailedPrecondition("communicator is shutting down; no new async calls"));
+      return handle;
+    }
+    if (async_queue_.size() >= kMaxQueuedAsyncOps) {
+      handle->Complete(Unavailable("more than " + std::to_string(kMaxQueuedAsyncOps) +
+                                   " asynchronous collectives queued; Wait() on some first"));
+      return handle;
+    }
+    async_queue_.emplace_back(std::move(fn), handle);
+    if (!async_thread_.joinable()) async_thread_ = std::thread([this] { AsyncLoop(); });
+  }
+  async_cv_.notify_one();
+  return handle;
+}
+
+CommHandlePtr Communicator::AllReduceAsync(const void* send, void* recv, size_t count, DType dtype,
+                                           ReduceOp op) {
+  return SubmitAsync([=](Communicator& c) { return c.AllReduce(send, recv, count, dtype, op); });
+}
+CommHandlePtr Communicator::BroadcastAsync(void* buf, size_t count, DType dtype, int root) {
+  return SubmitAsync([=](Communicator& c) { return c.Broadcast(buf, count, dtype, root); });
+}
+CommHandlePtr Communicator::AllGatherAsync(const void* send, void* recv, size_t count,
+                                           DType dtype) {
+  return SubmitAsync([=](Communicator& c) { return c.AllGather(send, recv, count, dtype); });
+}
+CommHandlePtr Communicator::ReduceScatterAsync(const void* send, void* recv, size_t count,
+                                               DType dtype, ReduceOp op) {
+  return SubmitAsync(
+      [=](Communicator& c) { return c.ReduceScatter(send, recv, count, dtype, op); });
+}
+CommHandlePtr Communicator::ReduceAsync(const void* send, void* recv, size_t count, DType dtype,
+                                        ReduceOp op, int root) {
+  return SubmitAsync([=](Communicator& c) { return c.Reduce(send, recv, count, dtype, op, root); });
+}
+CommHandlePtr Communicator::AllToAllAsync(const void* send, void* recv, size_t count, DType dtype) {
+  return SubmitAsync([=](Communicator& c) { return c.AllToAll(send, recv, count, dtype); });
+}
+CommHandlePtr Communicator::SendAsync(const void* buf, size_t count, DType dtype, int peer) {
+  return SubmitAsync([=](Communicator& c) { return c.Send(buf, count, dtype, peer); });
+}
+CommHandlePtr Communicator::RecvAsync(void* buf, size_t count, DType dtype, int peer) {
+  return SubmitAsync([=](Communicator& c) { return c.Recv(buf, count, dtype, peer); });
+}
+CommHandlePtr Communicator::BarrierAsync() {
+  return SubmitAsync([](Communicator& c) { return c.Barrier(); });
+}
+
+Result<void*> Communicator::AllocateRegistered(size_t bytes) {
+  if (bytes == 0 || bytes > kMaxRegisteredBytes) {
+    return InvalidArgument("AllocateRegistered: " + std::to_string(bytes) +
+                           " bytes outside [1, kMaxRegisteredBytes]");
+  }
+  auto block = std::make_unique<char[]>(bytes + 64);
+  auto addr = reinterpret_cast<uintptr_t>(block.get());
+  void* aligned = reinterpret_cast<void*>((addr + 63) & ~uintptr_t{63});
+  heap_registered_.push_back(std::move(block));
+  heap_registered_aligned_.push_back(aligned);
+  return aligned;
+}
+
+Status Communicator::FreeRegistered(void* ptr) {
+  for (size_t i = 0; i < heap_registered_aligned_.size(); ++i) {
+    if (heap_registered_aligned_[i] == ptr) {
+      heap_registered_aligned_.erase(heap_registered_aligned_.begin() + static_cast<long>(i));
+      heap_registered_.erase(heap_registered_.begin() + static_cast<long>(i));
+      return Status::Ok();
+    }
+  }
+  return InvalidArgument("FreeRegistered: pointer was not returned by AllocateRegistered");
+}
+
+Status CheckRoot(int root, int size, std::string_view what) {
+  if (root < 0 || root >= size) {
+    return InvalidArgument(std::string(what) + " root " + std::to_string(root) + " outside [0, " +
+                           std::to_string(size) + ")");
+  }
+  return Status::Ok();
+}
+
+Status CheckPeer(int peer, int rank, int size, std::string_view what) {
+  if (peer < 0 || peer >= size || peer == rank) {
+    return InvalidArgument(std::string(what) + " peer " + std::to_string(peer) +
+                           " must be in [0, " + std::to_string(size) + ") and not this rank (" +
+                           std::to_string(rank) + ")");
+  }
+  return Status::Ok();
+}
+
+// ---- Reductions and agreement ------------------------------------------------
+
 
 std::string_view ReduceOpName(ReduceOp op) {
   switch (op) {

@@ -47,8 +47,16 @@ Result<std::shared_ptr<Storage>> Storage::Allocate(size_t bytes, Device device) 
 #endif
 }
 
+std::shared_ptr<Storage> Storage::Wrap(void* data, size_t bytes, Device device, std::function<void()> release) {
+  auto s = std::shared_ptr<Storage>(new Storage(data, bytes, device));
+  s->release_ = std::move(release);
+  return s;
+}
+
 Storage::~Storage() {
-  if (device_ == Device::kCpu) {
+  if (release_) {
+    release_();
+  } else if (device_ == Device::kCpu) {
     std::free(data_);
   } else {
 #if COHORT_HAVE_CUDA
@@ -65,6 +73,18 @@ Result<Tensor> Tensor::Empty(Shape shape, DType dtype, Device device) {
   t.shape_ = std::move(shape);
   t.dtype_ = dtype;
   COHORT_ASSIGN_OR_RETURN(t.storage_, Storage::Allocate(t.nbytes(), device));
+  return t;
+}
+
+Result<Tensor> Tensor::FromStorage(std::shared_ptr<Storage> storage, Shape shape, DType dtype) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  if (t.nbytes() > storage->bytes()) {
+    return InvalidArgument("tensor of " + std::to_string(t.nbytes()) + " bytes over storage of " +
+                           std::to_string(storage->bytes()));
+  }
+  t.storage_ = std::move(storage);
   return t;
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -27,6 +28,9 @@ std::string ShapeToString(const Shape& shape);
 class Storage {
  public:
   static Result<std::shared_ptr<Storage>> Allocate(size_t bytes, Device device);
+  // Storage over memory someone else allocated (e.g. a communicator's
+  // registered buffer); `release` runs when the last tensor using it goes.
+  static std::shared_ptr<Storage> Wrap(void* data, size_t bytes, Device device, std::function<void()> release);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -38,6 +42,7 @@ class Storage {
  private:
   Storage(void* data, size_t bytes, Device device) : data_(data), bytes_(bytes), device_(device) {}
   void* data_;
+  std::function<void()> release_;  // set for wrapped memory
   size_t bytes_;
   Device device_;
 };
@@ -49,6 +54,8 @@ class Tensor {
   static Result<Tensor> Empty(Shape shape, DType dtype, Device device = Device::kCpu);
   // CPU-only convenience that aborts on allocation failure (out of memory is fatal).
   static Tensor Zeros(Shape shape, DType dtype = DType::kF32);
+  // A tensor over wrapped storage (Storage::Wrap), which must hold its bytes.
+  static Result<Tensor> FromStorage(std::shared_ptr<Storage> storage, Shape shape, DType dtype);
 
   const Shape& shape() const { return shape_; }
   int64_t dim(int i) const { return shape_.at(static_cast<size_t>(i)); }

@@ -120,7 +120,20 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   t->partition_ = config.parallel.zero == 1 ? (n + d - 1) / d : n;
   const int64_t padded = config.parallel.zero == 1 ? t->partition_ * d : n;
   t->params_ = Tensor::Zeros({padded});
-  t->grads_ = Tensor::Zeros({padded + 1});
+  // Gradients live in the data communicator's registered memory where it has
+  // some (shared memory for shm), so the all-reduce copies nothing.
+  const size_t grad_bytes = static_cast<size_t>(padded + 1) * sizeof(float);
+  auto registered = g.data->AllocateRegistered(grad_bytes);
+  if (registered.ok()) {
+    std::memset(*registered, 0, grad_bytes);
+    // Not freed one by one: FreeRegistered is collective on shm, and a rank
+    // leaving on an error must not wait for its peers. The communicator
+    // releases its registered memory when it is destroyed, after the trainer.
+    auto storage = Storage::Wrap(*registered, grad_bytes, Device::kCpu, [] {});
+    COHORT_ASSIGN_OR_RETURN(t->grads_, Tensor::FromStorage(std::move(storage), {padded + 1}, DType::kF32));
+  } else {
+    t->grads_ = Tensor::Zeros({padded + 1});
+  }
   t->model_->Init(t->params_.data<float>(), config.seed);
   COHORT_RETURN_IF_ERROR(g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
   if (config.parallel.zero == 1) {

@@ -6,6 +6,7 @@
 #include "cohort/config.h"
 #include <iostream>
 
+#include "tools/bench_cmd.h"
 #include "tools/commands.h"
 #include "tools/shard_cmd.h"
 
@@ -18,7 +19,8 @@ int main(int argc, char** argv) {
   CLI::App* train_cmd = app.add_subcommand("train", "Run one training worker (under mpirun: one rank)");
   train_cmd->add_option("--config", train.config_path, "YAML training config")->required();
   train_cmd->add_option("--steps", train.steps, "Override train.steps");
-  train_cmd->add_option("--backend", train.backend, "Communication backend: auto | mpi");
+  train_cmd->add_option("--backend", train.backend, "Communication backend: auto | mpi | shm | gloo");
+  train_cmd->add_option("--store-dir", train.store_dir, "gloo: rendezvous directory every rank sees (default: a temp dir, one host)");
   train_cmd->add_option("--save-params", train.save_params, "Write the final parameters (safetensors)");
   train_cmd->add_option("--timeline", train.timeline, "Write a Chrome trace (Perfetto) of every rank's steps");
   train_cmd->add_option("--threads", train.threads, "BLAS threads per rank (default: cores / ranks on this host)");
@@ -65,12 +67,31 @@ int main(int argc, char** argv) {
   shard_cmd->add_option("--eps", shard.eps, "Bounded-loads slack: no worker above (1+eps) x mean");
   shard_cmd->add_flag("--json", shard.json, "Print one JSON object instead of the table");
 
+  cohort::tools::BenchCmdOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench", "Collective benchmark with the nccl-tests interface (run under mpirun)");
+  bench_cmd->add_option("-b,--minbytes", bench.min_bytes, "Smallest message (K/M/G suffixes)");
+  bench_cmd->add_option("-e,--maxbytes", bench.max_bytes, "Largest message (K/M/G suffixes)");
+  bench_cmd->add_option("-f,--stepfactor", bench.step_factor, "Size multiplier per step");
+  bench_cmd->add_option("-n,--iters", bench.iters, "Timed iterations per size");
+  bench_cmd->add_option("-w,--warmup_iters", bench.warmup, "Warm-up iterations per size");
+  bench_cmd->add_option("-c,--check", bench.check, "Check every element of every result (0/1)");
+  bench_cmd->add_option("-d,--datatype", bench.dtype, "float|double|half|bfloat16|int32|int64|all");
+  bench_cmd->add_option("-o,--redop", bench.op, "sum|avg|max|min|prod|all");
+  bench_cmd->add_option("-r,--root", bench.root, "Root of broadcast and reduce");
+  bench_cmd->add_option("-R,--registered", bench.registered, "1: buffers registered with the communicator");
+  bench_cmd->add_option("--op", bench.collective, "allreduce|reducescatter|allgather|broadcast|reduce|alltoall");
+  bench_cmd->add_option("--backend", bench.backends, "Backends to compare, comma-separated: mpi,shm");
+  bench_cmd->add_option("--json", bench.json, "Write every row as a JSON list to FILE");
+  bench_cmd->add_option("--plot", bench.plot, "Draw busbw against size per backend to FILE.png");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   if (*train_cmd) return cohort::tools::RunTrain(train, &argc, &argv);
+  if (*bench_cmd) return cohort::tools::RunBench(bench, &argc, &argv);
   if (*gen_cmd) {
     gen.teacher.classes = static_cast<int32_t>(classes);
     return cohort::tools::RunDataGen(gen);

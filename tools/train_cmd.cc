@@ -6,12 +6,16 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "collectives/gloo/gloo_communicator.h"
 #include "collectives/mpi/mpi_communicator.h"
+#include "collectives/shm/shm_communicator.h"
+#include "collectives/store.h"
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/checkpoint.h"
@@ -40,6 +44,75 @@ std::string HumanCount(int64_t n) {
   return buf;
 }
 
+// Builds the data and tensor groups' communicators on the chosen backend from
+// their MPI twins, and owns them. auto = mpi (the measured choice between
+// backends per message size arrives with the auto backend).
+class GroupBackend {
+ public:
+  GroupBackend(std::string backend, std::string store_dir, MpiCommunicator& world)
+      : backend_(std::move(backend)), store_dir_(std::move(store_dir)), world_(world) {}
+  ~GroupBackend() {
+    owned_.clear();
+    if (made_store_dir_) {
+      std::error_code ec;
+      std::filesystem::remove_all(store_dir_, ec);
+    }
+  }
+
+  // Collective over `group` (every rank of the world calls Make in the same order).
+  Result<Communicator*> Make(MpiCommunicator& group, const std::string& name) {
+    if (backend_ == "auto" || backend_ == "mpi") return static_cast<Communicator*>(&group);
+    if (backend_ == "shm") {
+      Result<std::unique_ptr<ShmCommunicator>> c = CreateShmFromCommunicator(group);
+      Status local = c.ok() ? Status::Ok() : c.status();
+      COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("shm backend"));
+      owned_.push_back(std::move(*c));
+      return owned_.back().get();
+    }
+    // gloo: bootstrap through a file store every rank can see.
+    COHORT_RETURN_IF_ERROR(EnsureStore());
+    GlooOptions o;
+    o.prefix = name;
+    auto c = GlooCommunicator::Create(store_, group.rank(), group.size(), o);
+    Status local = c.ok() ? Status::Ok() : c.status();
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("gloo backend"));
+    owned_.push_back(std::move(*c));
+    return owned_.back().get();
+  }
+
+ private:
+  Status EnsureStore() {
+    if (store_) return Status::Ok();
+    // Rank 0 makes a fresh directory unless --store-dir names one (it must
+    // be shared across hosts), and tells the others over MPI.
+    std::vector<char> path(4096, 0);
+    Status local;
+    if (world_.rank() == 0) {
+      if (store_dir_.empty()) {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "cohort-store-XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr) local = IoError("mkdtemp for the gloo store failed");
+        store_dir_ = tmpl;
+        made_store_dir_ = true;
+      }
+      std::snprintf(path.data(), path.size(), "%s", store_dir_.c_str());
+    }
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local));
+    COHORT_RETURN_IF_ERROR(world_.Broadcast(path.data(), path.size() / 4, DType::kI32, 0));
+    store_dir_ = path.data();
+    auto fs = FileStore::Open(store_dir_);
+    local = fs.ok() ? Status::Ok() : fs.status();
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("gloo store in " + store_dir_));
+    store_ = std::shared_ptr<Store>(std::move(*fs));
+    return Status::Ok();
+  }
+
+  std::string backend_, store_dir_;
+  MpiCommunicator& world_;
+  bool made_store_dir_ = false;
+  std::shared_ptr<Store> store_;
+  std::vector<std::unique_ptr<Communicator>> owned_;
+};
+
 // Runs the job; returns the error every rank agrees on, or OK.
 Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) {
   const bool lead = comm.rank() == 0;
@@ -53,9 +126,14 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   // Tensor groups are contiguous ranks; data groups stride across them. A
   // tensor size that does not divide the world is reported by Trainer::Create.
   const int tensor = comm.size() % config->parallel.tensor == 0 ? config->parallel.tensor : 1;
-  COHORT_ASSIGN_OR_RETURN(auto tensor_comm, comm.Split(comm.rank() / tensor, comm.rank()));
-  COHORT_ASSIGN_OR_RETURN(auto data_comm, comm.Split(comm.rank() % tensor, comm.rank()));
-  ParallelGroups groups{&comm, data_comm.get(), tensor_comm.get()};
+  COHORT_ASSIGN_OR_RETURN(auto tensor_mpi, comm.Split(comm.rank() / tensor, comm.rank()));
+  COHORT_ASSIGN_OR_RETURN(auto data_mpi, comm.Split(comm.rank() % tensor, comm.rank()));
+  // The groups run on the chosen backend; MPI stays underneath for
+  // bootstrap and for the job-wide agreement steps.
+  GroupBackend backends(opt.backend, opt.store_dir, comm);
+  COHORT_ASSIGN_OR_RETURN(Communicator* tensor_comm, backends.Make(*tensor_mpi, "tensor-" + std::to_string(comm.rank() / tensor)));
+  COHORT_ASSIGN_OR_RETURN(Communicator* data_comm, backends.Make(*data_mpi, "data-" + std::to_string(comm.rank() % tensor)));
+  ParallelGroups groups{&comm, data_comm, tensor_comm};
   std::unique_ptr<Timeline> timeline;
   if (!opt.timeline.empty()) {
     COHORT_RETURN_IF_ERROR(comm.Barrier());  // a common time origin for ranks on one host
@@ -102,7 +180,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
     }
     std::printf("cohort train: %d rank%s (%s%s), MLP %s (%s params), batch %lld/data rank (%lld global), "
                 "%lld steps, BLAS threads %d\n",
-                comm.size(), comm.size() == 1 ? "" : "s", std::string(comm.backend()).c_str(), layout.c_str(),
+                comm.size(), comm.size() == 1 ? "" : "s", std::string(data_comm->backend()).c_str(), layout.c_str(),
                 shape.c_str(), HumanCount(trainer->model().full_num_params()).c_str(),
                 static_cast<long long>(trainer->batch_per_rank()),
                 static_cast<long long>(trainer->batch_per_rank() * data_comm->size()),
@@ -140,7 +218,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   if (timeline) COHORT_RETURN_IF_ERROR(timeline->WriteMerged(comm, opt.timeline));
   if (lead) {
     nlohmann::json j = {
-        {"world_size", s.world_size}, {"backend", s.backend}, {"steps", s.steps},
+        {"world_size", s.world_size}, {"backend", std::string(data_comm->backend())}, {"steps", s.steps},
         {"data_parallel", s.data_parallel}, {"tensor_parallel", s.tensor_parallel}, {"zero", s.zero},
         {"local_params", s.local_params}, {"tensor_comm_ms", s.tensor_comm_ms},
         {"global_batch", s.global_batch}, {"params", s.num_params},
@@ -166,8 +244,9 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
 
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
   const double wall_start = Now();
-  if (opt.backend != "auto" && opt.backend != "mpi") {
-    std::fprintf(stderr, "cohort train: error: unknown --backend '%s' (expected auto or mpi)\n", opt.backend.c_str());
+  if (opt.backend != "auto" && opt.backend != "mpi" && opt.backend != "shm" && opt.backend != "gloo") {
+    std::fprintf(stderr, "cohort train: error: unknown --backend '%s' (expected auto, mpi, shm or gloo)\n",
+                 opt.backend.c_str());
     return 2;
   }
   Status st = MpiRuntime::Init(argc, argv);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cohort {
@@ -178,6 +179,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm) : comm_(comm) {
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  StopAsync();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -197,10 +199,7 @@ Status MpiCommunicator::AllReduce(const void* send, void* recv, size_t count, DT
 
 Status MpiCommunicator::Broadcast(void* buf, size_t count, DType dtype, int root) {
   COHORT_RETURN_IF_ERROR(CheckCount(count));
-  if (root < 0 || root >= size_) {
-    return InvalidArgument("broadcast root " + std::to_string(root) + " outside [0, " +
-                           std::to_string(size_) + ")");
-  }
+  COHORT_RETURN_IF_ERROR(CheckRoot(root, size_, "broadcast"));
   if (count == 0) return Status::Ok();
   return FromMpi(MPI_Bcast(buf, static_cast<int>(count), ToMpi(dtype), root, comm_), "MPI_Bcast");
 }
@@ -228,6 +227,47 @@ Status MpiCommunicator::ReduceScatter(const void* send, void* recv, size_t count
                                  "MPI_Reduce_scatter_block"));
   if (op == ReduceOp::kAvg) DivideInPlace(recv, count, dtype, size_);
   return Status::Ok();
+}
+
+Status MpiCommunicator::Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
+                               int root) {
+  COHORT_RETURN_IF_ERROR(CheckCount(count));
+  COHORT_RETURN_IF_ERROR(CheckRoot(root, size_, "reduce"));
+  if (count == 0) return Status::Ok();
+  const void* s = (rank_ == root && send == recv) ? MPI_IN_PLACE : send;
+  COHORT_RETURN_IF_ERROR(FromMpi(
+      MPI_Reduce(s, recv, static_cast<int>(count), ToMpi(dtype), ToMpi(op, dtype), root, comm_),
+      "MPI_Reduce"));
+  if (op == ReduceOp::kAvg && rank_ == root) DivideInPlace(recv, count, dtype, size_);
+  return Status::Ok();
+}
+
+Status MpiCommunicator::AllToAll(const void* send, void* recv, size_t count, DType dtype) {
+  COHORT_RETURN_IF_ERROR(CheckCount(count * static_cast<size_t>(size_)));
+  if (count == 0) return Status::Ok();
+  const void* s = send == recv ? MPI_IN_PLACE : send;
+  return FromMpi(MPI_Alltoall(s, static_cast<int>(count), ToMpi(dtype), recv,
+                              static_cast<int>(count), ToMpi(dtype), comm_),
+                 "MPI_Alltoall");
+}
+
+Status MpiCommunicator::Send(const void* buf, size_t count, DType dtype, int peer) {
+  COHORT_RETURN_IF_ERROR(CheckCount(count));
+  COHORT_RETURN_IF_ERROR(CheckPeer(peer, rank_, size_, "send"));
+  return FromMpi(MPI_Send(buf, static_cast<int>(count), ToMpi(dtype), peer, 0, comm_), "MPI_Send");
+}
+
+Status MpiCommunicator::Recv(void* buf, size_t count, DType dtype, int peer) {
+  COHORT_RETURN_IF_ERROR(CheckCount(count));
+  COHORT_RETURN_IF_ERROR(CheckPeer(peer, rank_, size_, "recv"));
+  return FromMpi(
+      MPI_Recv(buf, static_cast<int>(count), ToMpi(dtype), peer, 0, comm_, MPI_STATUS_IGNORE),
+      "MPI_Recv");
+}
+
+Result<std::unique_ptr<Communicator>> MpiCommunicator::SplitGroup(int color, int key) {
+  COHORT_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> sub, Split(color, key));
+  return std::unique_ptr<Communicator>(std::move(sub));
 }
 
 Status MpiCommunicator::Barrier() { return FromMpi(MPI_Barrier(comm_), "MPI_Barrier"); }

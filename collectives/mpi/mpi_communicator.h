@@ -5,7 +5,9 @@
 //
 // MPI itself is initialised once per process by `MpiRuntime` (with
 // MPI_THREAD_MULTIPLE so a communication thread may call in later) and
-// finalised when it is destroyed. Errors come back as Status (the
+// finalised when it is destroyed. Registered memory is plain heap memory
+// (Open MPI's vader transport needs nothing more). Asynchronous calls run on
+// the base class's communication thread (MPI_THREAD_MULTIPLE). Errors come back as Status (the
 // communicator's error handler is MPI_ERRORS_RETURN).
 
 #include <mpi.h>
@@ -42,6 +44,13 @@ class MpiCommunicator final : public Communicator {
   Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype,
                        ReduceOp op) override;
   Status Barrier() override;
+  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
+                int root) override;
+  Status AllToAll(const void* send, void* recv, size_t count, DType dtype) override;
+  // Tag 0 on this communicator's private MPI context; matched in order per pair.
+  Status Send(const void* buf, size_t count, DType dtype, int peer) override;
+  Status Recv(void* buf, size_t count, DType dtype, int peer) override;
+  Result<std::unique_ptr<Communicator>> SplitGroup(int color, int key) override;
 
   // Splits into sub-communicators by color, ordered by key (MPI_Comm_split).
   Result<std::unique_ptr<MpiCommunicator>> Split(int color, int key) const;

@@ -32,6 +32,20 @@ for opt in sgd adamw; do
     fi
   done
 done
+# Every CPU backend trains the same model: on 2 ranks a sum of two is exact,
+# so shm and gloo match mpi bitwise; on 4 ranks they match 1 rank to 1e-5.
+for backend in shm gloo; do
+  for np in 2 4; do
+    $MPIRUN -np $np "$COHORT" train --config "$WORK/golden_sgd.yaml" --backend $backend \
+      --save-params "$WORK/$backend.np$np.safetensors" > "$WORK/$backend.out" 2> "$WORK/$backend.err" \
+      || { cat "$WORK/$backend.err" >&2; fail "$backend np=$np run"; continue; }
+    grep -q "\"backend\":\"$backend\"" "$WORK/$backend.out" || fail "$backend np=$np: summary names another backend"
+    ref=$WORK/sgd.np1.safetensors; tol=1e-5
+    [[ $np == 2 ]] && { ref=$WORK/sgd.np2.safetensors; tol=0; }
+    "$DIFF" "$ref" "$WORK/$backend.np$np.safetensors" $tol && pass "$backend: $np ranks == reference (rtol $tol)" \
+      || fail "$backend: $np ranks diverge"
+  done
+done
 # A different global batch must NOT match: the comparison can fail.
 small_config "$WORK/other.yaml" 25 64
 $MPIRUN -np 1 "$COHORT" train --config "$WORK/other.yaml" --save-params "$WORK/other.safetensors" > /dev/null 2>&1
