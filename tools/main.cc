@@ -8,6 +8,7 @@
 
 #include "tools/bench_cmd.h"
 #include "tools/commands.h"
+#include "tools/coordinator_cmd.h"
 #include "tools/shard_cmd.h"
 
 int main(int argc, char** argv) {
@@ -85,6 +86,58 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--json", bench.json, "Write every row as a JSON list to FILE");
   bench_cmd->add_option("--plot", bench.plot, "Draw busbw against size per backend to FILE.png");
 
+  // Coordinator (issue 6): one Raft node, and the client commands.
+  cohort::tools::CoordinatorCmdOptions coord;
+  CLI::App* coord_cmd = app.add_subcommand("coordinator", "Run one Raft node of the coordinator");
+  coord_cmd->add_option("--id", coord.id, "This node's id (one of --peers)")->required();
+  coord_cmd->add_option("--peers", coord.peers, "Every node: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT")->required();
+  coord_cmd->add_option("--data-dir", coord.data_dir, "WAL and snapshot directory")->required();
+  coord_cmd->add_option("--token-file", coord.token_file, "File holding the cluster's shared secret")->required();
+  coord_cmd->add_option("--listen", coord.listen, "Bind address (default: this node's --peers entry)");
+  coord_cmd->add_option("--tick-ms", coord.tick_ms, "Raft tick");
+  coord_cmd->add_option("--heartbeat-ms", coord.heartbeat_ms, "Leader heartbeat interval");
+  coord_cmd->add_option("--election-ms", coord.election_ms, "Election timeout (randomised in [t, 2t))");
+  coord_cmd->add_option("--snapshot-every", coord.snapshot_every, "Applied entries between snapshots");
+  coord_cmd->add_option("--log-level", coord.log_level, "debug | info | warn | error");
+  coord_cmd->add_option("--tls-cert", coord.tls_cert, "TLS: this node's certificate (PEM)");
+  coord_cmd->add_option("--tls-key", coord.tls_key, "TLS: its private key (PEM)");
+  coord_cmd->add_option("--tls-ca", coord.tls_ca, "TLS: CA that signed every node's certificate (PEM)");
+  cohort::tools::ClientCmdOptions client;
+  bool status_json = false;
+  CLI::App* status_cmd = app.add_subcommand("status", "Leader, term, commit index and every node's view");
+  status_cmd->add_option("--coordinator", client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
+  status_cmd->add_option("--token-file", client.token_file, "File holding the cluster's shared secret")->required();
+  status_cmd->add_option("--timeout-ms", client.timeout_ms, "Per-node timeout");
+  status_cmd->add_flag("--json", status_json, "Print one JSON object");
+  status_cmd->add_option("--tls-ca", client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
+  CLI::App* kv_cmd = app.add_subcommand("kv", "Read and write the coordinator's key-value space");
+  kv_cmd->require_subcommand(1);
+  kv_cmd->add_option("--coordinator", client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
+  kv_cmd->add_option("--token-file", client.token_file, "File holding the cluster's shared secret")->required();
+  kv_cmd->add_option("--timeout-ms", client.timeout_ms, "Deadline of the operation, retries included");
+  kv_cmd->add_option("--tls-ca", client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
+  kv_cmd->fallthrough();
+  cohort::tools::KvCmdOptions kv;
+  CLI::App* kv_get = kv_cmd->add_subcommand("get", "Print KEY's value (linearizable read)");
+  kv_get->add_option("key", kv.key, "Key")->required();
+  CLI::App* kv_put = kv_cmd->add_subcommand("put", "Set KEY to VALUE");
+  kv_put->add_option("key", kv.key, "Key")->required();
+  kv_put->add_option("value", kv.value, "Value")->required();
+  CLI::App* kv_cas = kv_cmd->add_subcommand("cas", "Set KEY to NEW if it holds OLD (exit 1 if not)");
+  kv_cas->add_option("key", kv.key, "Key")->required();
+  kv_cas->add_option("old", kv.expected, "Required current value (ignored with --absent)")->required();
+  kv_cas->add_option("new", kv.value, "New value")->required();
+  kv_cas->add_flag("--absent", kv.expect_absent, "Swap only if KEY does not exist");
+  CLI::App* kv_watch = kv_cmd->add_subcommand("watch", "Print KEY's value each time it changes (polls)");
+  kv_watch->add_option("key", kv.key, "Key")->required();
+  kv_watch->add_option("--count", kv.count, "Exit after this many values (0: run until interrupted)");
+  kv_watch->add_option("--interval-ms", kv.interval_ms, "Poll interval");
+  cohort::tools::KvBenchOptions kv_bench_opt;
+  CLI::App* kv_bench = kv_cmd->add_subcommand("bench", "Put load: throughput and commit latency p50/p99 (JSON)");
+  kv_bench->add_option("--clients", kv_bench_opt.clients, "Concurrent clients (threads)");
+  kv_bench->add_option("--ops", kv_bench_opt.ops, "Puts per client");
+  kv_bench->add_option("--value-bytes", kv_bench_opt.value_bytes, "Bytes per value");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -100,5 +153,12 @@ int main(int argc, char** argv) {
   if (*inspect_cmd) return cohort::tools::RunCkptInspect(ckpt_dir, ckpt_json);
   if (*ckverify_cmd) return cohort::tools::RunCkptVerify(ckpt_dir);
   if (*verify_cmd) return cohort::tools::RunDataVerify(verify_dir);
+  if (*coord_cmd) return cohort::tools::RunCoordinator(coord);
+  if (*status_cmd) return cohort::tools::RunStatus(client, status_json);
+  if (*kv_bench) return cohort::tools::RunKvBench(client, kv_bench_opt);
+  if (*kv_cmd) {
+    kv.op = *kv_get ? "get" : *kv_put ? "put" : *kv_watch ? "watch" : "cas";
+    return cohort::tools::RunKv(client, kv);
+  }
   return 2;
 }

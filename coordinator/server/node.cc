@@ -1,0 +1,882 @@
+#include "coordinator/server/node.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "coordinator/kv/kv_state_machine.h"
+#include "coordinator/raft/limits.h"
+#include "coordinator/raft/raft.h"
+#include "coordinator/server/convert.h"
+#include "coordinator/storage/file_system.h"
+#include "coordinator/storage/wal.h"
+#include "core/file_util.h"
+#include "core/logging.h"
+#include "proto/coordinator.grpc.pb.h"
+
+namespace cohort::coordinator {
+
+using Clock = std::chrono::steady_clock;
+using raft::NodeId;
+
+// ---- Helpers --------------------------------------------------------------------
+
+Result<std::map<NodeId, std::string>> ParsePeers(const std::string& spec) {
+  std::map<NodeId, std::string> out;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    size_t colon = item.rfind(':');
+    if (eq == std::string::npos || eq == 0 || colon == std::string::npos || colon < eq ||
+        colon + 1 == item.size()) {
+      return InvalidArgument("--peers: '" + item + "' is not ID=HOST:PORT");
+    }
+    NodeId id = 0;
+    try {
+      size_t used = 0;
+      id = std::stoull(item.substr(0, eq), &used);
+      if (used != eq) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      return InvalidArgument("--peers: '" + item + "' has a node id that is not a number");
+    }
+    if (id == raft::kNoNode) return InvalidArgument("--peers: node ids start at 1 ('" + item + "')");
+    if (!out.emplace(id, item.substr(eq + 1)).second) {
+      return InvalidArgument("--peers: node " + std::to_string(id) + " is listed twice");
+    }
+  }
+  if (out.empty()) return InvalidArgument("--peers: no peers given (expected 1=HOST:PORT,2=HOST:PORT,...)");
+  if (out.size() > raft::limits::kMaxVoters) {
+    return InvalidArgument("--peers: " + std::to_string(out.size()) + " nodes; at most " +
+                           std::to_string(raft::limits::kMaxVoters));
+  }
+  return out;
+}
+
+Result<std::string> ReadTokenFile(const std::string& path) {
+  Result<std::string> contents = ReadFile(path);
+  if (!contents.ok()) return contents.status().WithContext("token file");
+  std::string t = *contents;
+  if (t.size() > limits::kMaxTokenBytes) {
+    return InvalidArgument("token file " + path + " holds " + std::to_string(t.size()) + " bytes; at most " +
+                           std::to_string(limits::kMaxTokenBytes));
+  }
+  auto space = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
+  while (!t.empty() && space(t.back())) t.pop_back();
+  size_t start = 0;
+  while (start < t.size() && space(t[start])) ++start;
+  t = t.substr(start);
+  if (t.empty()) return InvalidArgument("token file " + path + " is empty; put the cluster's shared secret in it");
+  return t;
+}
+
+namespace {
+
+// Constant-time comparison, so the token cannot be guessed byte by byte.
+bool TokenEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+bool TokenOk(const grpc::ServerContext* ctx, const std::string& token) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(kTokenMetadata);
+  if (it == md.end()) return false;
+  return TokenEquals(std::string_view(it->second.data(), it->second.size()), token);
+}
+
+grpc::Status PermissionDenied() {
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      "missing or wrong cluster token (metadata 'cohort-token'); check --token-file");
+}
+
+grpc::StatusCode ToGrpcCode(StatusCode c) {
+  switch (c) {
+    case StatusCode::kOk: return grpc::StatusCode::OK;
+    case StatusCode::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case StatusCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
+    case StatusCode::kDataLoss: return grpc::StatusCode::DATA_LOSS;
+    case StatusCode::kIoError: return grpc::StatusCode::INTERNAL;
+    case StatusCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
+    case StatusCode::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case StatusCode::kAborted: return grpc::StatusCode::ABORTED;
+    case StatusCode::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
+    case StatusCode::kUnimplemented: return grpc::StatusCode::UNIMPLEMENTED;
+    case StatusCode::kInternal: return grpc::StatusCode::INTERNAL;
+    case StatusCode::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
+  }
+  return grpc::StatusCode::UNKNOWN;
+}
+
+// One client request's rendezvous between a gRPC thread and the Raft thread.
+// Shared: the gRPC thread may give up (deadline) before the Raft thread
+// answers, and the late answer then goes nowhere.
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;           // guarded by mu
+  Status status;               // guarded by mu
+  NodeId leader_hint = 0;      // guarded by mu: with a redirect
+  raft::KvResult result;       // guarded by mu: writes
+  uint64_t index = 0;          // guarded by mu: commit index (writes) or read index
+  std::optional<std::string> value;  // guarded by mu: reads
+  Clock::time_point deadline;  // immutable
+
+  // Answers once; later answers are ignored.
+  void Complete(Status s, NodeId leader = 0, raft::KvResult r = {}, uint64_t idx = 0,
+                std::optional<std::string> v = std::nullopt) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (done) return;
+    status = std::move(s);
+    leader_hint = leader;
+    result = std::move(r);
+    index = idx;
+    value = std::move(v);
+    done = true;
+    cv.notify_all();
+  }
+  NodeId LeaderHint() {
+    std::lock_guard<std::mutex> lock(mu);
+    return leader_hint;
+  }
+};
+
+struct Request {
+  enum class Kind { kPropose, kRead };
+  Kind kind = Kind::kPropose;
+  std::string data;  // kPropose: an encoded KvCommand
+  std::string key;   // kRead
+  std::shared_ptr<Waiter> waiter;
+};
+
+// Sends Raft messages to one peer from its own thread, in batches, through a
+// bounded queue. Thread-safe.
+class PeerSender {
+ public:
+  using SnapshotReport = std::function<void(NodeId to, bool ok)>;
+  PeerSender(NodeId id, const std::string& address, std::string token,
+             std::shared_ptr<grpc::ChannelCredentials> creds, SnapshotReport report)
+      : id_(id), token_(std::move(token)), report_(std::move(report)) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(limits::kPeerReconnectMin.count()));
+    // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC takes it as the minimum
+    // connect timeout, and 50 ms cut TLS handshakes short on a loaded machine.
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(limits::kPeerReconnectMax.count()));
+    args.SetMaxSendMessageSize(limits::kMaxRpcBytes);
+    args.SetMaxReceiveMessageSize(limits::kMaxRpcBytes);
+    stub_ = pb::Raft::NewStub(grpc::CreateCustomChannel(address, creds, args));
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~PeerSender() { Stop(); }
+
+  // Never blocks on the network. Drops the message when the queue is full.
+  void Enqueue(raft::Message m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return;
+    if (queue_.size() >= limits::kPeerQueueMessages) {
+      ++dropped_;
+      if (m.type == raft::MessageType::kSnap && report_) report_(id_, false);
+      return;
+    }
+    queue_.push_back(std::move(m));
+    cv_.notify_one();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      cv_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::vector<raft::Message> batch;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        while (!queue_.empty() && batch.size() < limits::kMaxMessagesPerBatch) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      pb::StepRequest req;
+      bool has_snapshot = false;
+      for (const raft::Message& m : batch) {
+        ToProto(m, req.add_messages());
+        has_snapshot |= m.type == raft::MessageType::kSnap;
+      }
+      grpc::ClientContext ctx;
+      ctx.AddMetadata(kTokenMetadata, token_);
+      ctx.set_deadline(std::chrono::system_clock::now() + (has_snapshot ? limits::kPeerRpcDeadline * 50 : limits::kPeerRpcDeadline));
+      pb::StepResponse resp;
+      grpc::Status s = stub_->Step(&ctx, req, &resp);
+      if (!s.ok()) {
+        if (s.error_code() == grpc::StatusCode::PERMISSION_DENIED &&
+            Clock::now() - last_token_error_ > std::chrono::seconds(5)) {
+          last_token_error_ = Clock::now();  // at most one line per 5 s
+          COHORT_LOG_ERROR("node {} refused our token: {}; check that every node has the same --token-file", id_,
+                           s.error_message());
+        }
+        COHORT_LOG_DEBUG("send to node {} failed: {}", id_, s.error_message());
+      }
+      if (has_snapshot && report_) report_(id_, s.ok());
+    }
+  }
+
+  const NodeId id_;
+  const std::string token_;
+  const SnapshotReport report_;
+  std::unique_ptr<pb::Raft::Stub> stub_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<raft::Message> queue_;  // guarded by mu_; at most kPeerQueueMessages
+  bool stop_ = false;                // guarded by mu_
+  uint64_t dropped_ = 0;             // guarded by mu_
+  Clock::time_point last_token_error_{};  // sender thread only
+  std::thread thread_;
+};
+
+// What Status reports, copied out of the Raft thread after every round.
+struct StatusView {
+  std::string role = "follower";
+  NodeId leader = 0;
+  uint64_t term = 0, commit = 0, applied = 0, last = 0, snapshot = 0;
+};
+
+}  // namespace
+
+// ---- Node::Impl -------------------------------------------------------------------
+
+struct Node::Impl {
+  explicit Impl(NodeOptions o) : opt(std::move(o)) {}
+
+  // ---- Called from gRPC threads. ----
+  void Deliver(std::vector<raft::Message> msgs) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (raft::Message& m : msgs) {
+      if (inbox_msgs.size() >= limits::kMaxInboxMessages) break;  // dropped: Raft retransmits
+      inbox_msgs.push_back(std::move(m));
+    }
+    cv.notify_one();
+  }
+  void ReportSnapshot(NodeId to, bool ok) {
+    std::lock_guard<std::mutex> lock(mu);
+    inbox_reports.emplace_back(to, ok);
+    cv.notify_one();
+  }
+  // Queues a request for the Raft thread and waits for its answer. *out is
+  // the waiter (set once queued); returns its status, DeadlineExceeded when
+  // no answer came in time, or Unavailable when the request was not queued.
+  Status Submit(Request req, grpc::ServerContext* ctx, std::shared_ptr<Waiter>* out) {
+    Clock::time_point deadline = Clock::now() + limits::kMaxRequestWait;
+    // The client's own deadline, when earlier.
+    auto client_left = ctx->deadline() - std::chrono::system_clock::now();
+    if (client_left < limits::kMaxRequestWait) {
+      deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                    std::max(client_left, std::chrono::system_clock::duration::zero()));
+    }
+    auto w = std::make_shared<Waiter>();
+    w->deadline = deadline;
+    req.waiter = w;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stopping) return Unavailable("node " + std::to_string(opt.id) + " is shutting down");
+      if (inbox_requests.size() >= limits::kMaxPendingRequests) {
+        return Unavailable("node " + std::to_string(opt.id) + " has " +
+                           std::to_string(limits::kMaxPendingRequests) + " requests queued; retry later");
+      }
+      inbox_requests.push_back(std::move(req));
+      cv.notify_one();
+    }
+    *out = w;
+    std::unique_lock<std::mutex> lock(w->mu);
+    if (!w->cv.wait_until(lock, deadline, [&] { return w->done; })) {
+      return DeadlineExceeded("node " + std::to_string(opt.id) +
+                              ": no answer within the deadline; retry (a write keeps its sequence number)");
+    }
+    return w->status;
+  }
+
+  // Adds the redirect metadata and turns `s` into a gRPC status.
+  grpc::Status Answer(const Status& s, NodeId leader, grpc::ServerContext* ctx) {
+    if (s.ok()) return grpc::Status::OK;
+    if (leader != 0) {
+      ctx->AddTrailingMetadata(kLeaderIdMetadata, std::to_string(leader));
+      auto it = opt.peers.find(leader);
+      if (it != opt.peers.end()) ctx->AddTrailingMetadata(kLeaderAddressMetadata, it->second);
+    }
+    return grpc::Status(ToGrpcCode(s.code()), s.message());
+  }
+
+  StatusView View() {
+    std::lock_guard<std::mutex> lock(view_mu);
+    return view;
+  }
+
+  // ---- The Raft thread. ----
+  void RaftLoop();
+  Status RunRound(bool tick);
+  void HandleRequest(Request& r);
+  void ApplyEntry(const raft::Entry& e);
+  void ServeReads();
+  void FailPending(const std::string& why);
+  void ExpireWaiters();
+  Status NotLeader() const;
+  void PublishView();
+
+  NodeOptions opt;
+  // Owned by the Raft thread (touched by Start() before the thread runs).
+  std::unique_ptr<raft::Wal> wal;
+  std::unique_ptr<raft::Raft> raft;
+  raft::KvStateMachine kv;
+  struct PendingProposal {
+    uint64_t term = 0;
+    std::shared_ptr<Waiter> waiter;
+  };
+  struct PendingRead {
+    std::string key;
+    uint64_t index = 0;  // 0 until the leader confirmed it
+    std::shared_ptr<Waiter> waiter;
+  };
+  std::map<uint64_t, PendingProposal> proposals;  // by log index
+  std::map<uint64_t, PendingRead> reads;          // by request id
+  uint64_t next_read_id = 1;
+  bool was_leader = false;
+
+  std::map<NodeId, std::unique_ptr<PeerSender>> senders;  // immutable after Start
+
+  // Inbox from the gRPC threads to the Raft thread.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<raft::Message> inbox_msgs;                 // guarded by mu
+  std::deque<Request> inbox_requests;                   // guarded by mu
+  std::vector<std::pair<NodeId, bool>> inbox_reports;   // guarded by mu
+  bool stopping = false;                                // guarded by mu
+  bool stopped = false;                                 // guarded by mu: the Raft thread ended
+  std::condition_variable stopped_cv;                   // signals `stopped` (Wait())
+  Status fatal;                                         // guarded by mu
+
+  std::mutex view_mu;
+  StatusView view;  // guarded by view_mu
+
+  // The services outlive the server that calls them (declared first).
+  std::unique_ptr<pb::Raft::Service> raft_service;
+  std::unique_ptr<pb::Coordinator::Service> client_service;
+  std::unique_ptr<grpc::Server> server;
+  std::thread raft_thread;
+  std::mutex shutdown_mu;  // serialises Shutdown()
+  bool shut_down = false;  // guarded by shutdown_mu
+};
+
+namespace {
+
+class RaftServiceImpl final : public pb::Raft::Service {
+ public:
+  explicit RaftServiceImpl(Node::Impl* n) : n_(n) {}
+  grpc::Status Step(grpc::ServerContext* ctx, const pb::StepRequest* req, pb::StepResponse*) override {
+    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
+    std::vector<raft::Message> msgs;
+    msgs.reserve(req->messages_size());
+    for (const pb::Message& m : req->messages()) {
+      Result<raft::Message> rm = FromProto(m);
+      if (!rm.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, rm.status().message());
+      msgs.push_back(std::move(rm).value());
+    }
+    n_->Deliver(std::move(msgs));
+    return grpc::Status::OK;
+  }
+
+ private:
+  Node::Impl* n_;
+};
+
+Status CheckKey(const std::string& key) {
+  if (key.empty()) return InvalidArgument("empty key");
+  if (key.size() > raft::limits::kMaxKeyBytes) {
+    return InvalidArgument("key of " + std::to_string(key.size()) + " bytes; at most " +
+                           std::to_string(raft::limits::kMaxKeyBytes));
+  }
+  return Status::Ok();
+}
+
+Status CheckWrite(const std::string& key, const std::string& value, uint64_t client_id, uint64_t seq) {
+  COHORT_RETURN_IF_ERROR(CheckKey(key));
+  if (value.size() > raft::limits::kMaxValueBytes) {
+    return InvalidArgument("value of " + std::to_string(value.size()) + " bytes; at most " +
+                           std::to_string(raft::limits::kMaxValueBytes));
+  }
+  if (client_id == 0 || seq == 0) return InvalidArgument("client_id and seq must be positive");
+  return Status::Ok();
+}
+
+class CoordinatorServiceImpl final : public pb::Coordinator::Service {
+ public:
+  explicit CoordinatorServiceImpl(Node::Impl* n) : n_(n) {}
+
+  grpc::Status Put(grpc::ServerContext* ctx, const pb::PutRequest* req, pb::PutResponse* resp) override {
+    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
+    cohort::Status v = CheckWrite(req->key(), req->value(), req->client_id(), req->seq());
+    if (!v.ok()) return n_->Answer(v, 0, ctx);
+    raft::KvCommand cmd;
+    cmd.op = raft::KvCommand::Op::kPut;
+    cmd.client_id = req->client_id();
+    cmd.seq = req->seq();
+    cmd.key = req->key();
+    cmd.value = req->value();
+    std::shared_ptr<Waiter> w;
+    cohort::Status s = Write(cmd, ctx, &w);
+    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
+    if (w->result.previous) resp->set_previous(*w->result.previous);
+    resp->set_index(w->index);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Cas(grpc::ServerContext* ctx, const pb::CasRequest* req, pb::CasResponse* resp) override {
+    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
+    cohort::Status v = CheckWrite(req->key(), req->value(), req->client_id(), req->seq());
+    if (!v.ok()) return n_->Answer(v, 0, ctx);
+    raft::KvCommand cmd;
+    cmd.op = raft::KvCommand::Op::kCas;
+    cmd.client_id = req->client_id();
+    cmd.seq = req->seq();
+    cmd.key = req->key();
+    cmd.value = req->value();
+    if (req->has_expected()) cmd.expected = req->expected();
+    std::shared_ptr<Waiter> w;
+    cohort::Status s = Write(cmd, ctx, &w);
+    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
+    resp->set_swapped(w->result.ok);
+    if (w->result.previous) resp->set_previous(*w->result.previous);
+    resp->set_index(w->index);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext* ctx, const pb::GetRequest* req, pb::GetResponse* resp) override {
+    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
+    cohort::Status v = CheckKey(req->key());
+    if (!v.ok()) return n_->Answer(v, 0, ctx);
+    Request r;
+    r.kind = Request::Kind::kRead;
+    r.key = req->key();
+    std::shared_ptr<Waiter> w;
+    cohort::Status s = Run(std::move(r), ctx, &w);
+    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
+    resp->set_found(w->value.has_value());
+    if (w->value) resp->set_value(*w->value);
+    resp->set_read_index(w->index);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Status(grpc::ServerContext* ctx, const pb::StatusRequest*, pb::StatusResponse* resp) override {
+    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
+    StatusView v = n_->View();
+    resp->set_node_id(n_->opt.id);
+    resp->set_role(v.role);
+    resp->set_leader_id(v.leader);
+    auto it = n_->opt.peers.find(v.leader);
+    if (it != n_->opt.peers.end()) resp->set_leader_address(it->second);
+    resp->set_term(v.term);
+    resp->set_commit_index(v.commit);
+    resp->set_applied_index(v.applied);
+    resp->set_last_index(v.last);
+    resp->set_snapshot_index(v.snapshot);
+    for (const auto& [id, addr] : n_->opt.peers) {
+      pb::NodeInfo* ni = resp->add_nodes();
+      ni->set_id(id);
+      ni->set_address(addr);
+    }
+    resp->set_epoch(0);
+    return grpc::Status::OK;
+  }
+
+ private:
+  cohort::Status Write(const raft::KvCommand& cmd, grpc::ServerContext* ctx, std::shared_ptr<Waiter>* w) {
+    Request r;
+    r.kind = Request::Kind::kPropose;
+    r.data = cmd.Encode();
+    return Run(std::move(r), ctx, w);
+  }
+  // Submits and returns the waiter's status (its fields are final once done).
+  cohort::Status Run(Request r, grpc::ServerContext* ctx, std::shared_ptr<Waiter>* w) {
+    return n_->Submit(std::move(r), ctx, w);
+  }
+  Node::Impl* n_;
+};
+
+}  // namespace
+
+// ---- The Raft thread ----------------------------------------------------------------
+
+Status Node::Impl::NotLeader() const {
+  NodeId lead = raft->leader();
+  if (lead == raft::kNoNode || lead == opt.id) {
+    return Unavailable("node " + std::to_string(opt.id) + " knows no leader (election in progress); retry");
+  }
+  auto it = opt.peers.find(lead);
+  return FailedPrecondition("node " + std::to_string(opt.id) + " is not the leader; the leader is node " +
+                            std::to_string(lead) + (it != opt.peers.end() ? " at " + it->second : std::string()));
+}
+
+void Node::Impl::HandleRequest(Request& r) {
+  if (raft->role() != raft::Role::kLeader) {
+    r.waiter->Complete(NotLeader(), raft->leader());
+    return;
+  }
+  if (r.kind == Request::Kind::kPropose) {
+    uint64_t term = raft->term();
+    Result<uint64_t> idx = raft->Propose(std::move(r.data));
+    if (!idx.ok()) {
+      Status s = idx.status();
+      if (s.code() == StatusCode::kFailedPrecondition) s = Unavailable(s.message() + "; retry");
+      r.waiter->Complete(s, raft->leader());
+      return;
+    }
+    // An entry a previous leader left at this index can no longer commit.
+    auto old = proposals.find(*idx);
+    if (old != proposals.end()) {
+      old->second.waiter->Complete(Unavailable("entry overwritten by a new leader; retry"));
+      proposals.erase(old);
+    }
+    proposals[*idx] = PendingProposal{term, r.waiter};
+    return;
+  }
+  if (reads.size() >= limits::kMaxPendingRequests) {
+    r.waiter->Complete(Unavailable("too many reads pending on node " + std::to_string(opt.id) + "; retry"));
+    return;
+  }
+  uint64_t id = next_read_id++;
+  Status s = raft->ReadIndex(id);
+  if (!s.ok()) {
+    r.waiter->Complete(Unavailable(s.message() + "; retry"), raft->leader());
+    return;
+  }
+  reads[id] = PendingRead{std::move(r.key), 0, r.waiter};
+}
+
+void Node::Impl::ApplyEntry(const raft::Entry& e) {
+  raft::KvResult result;
+  bool is_command = e.type == raft::EntryType::kNormal && !e.data.empty();
+  bool decoded = false;
+  if (is_command) {
+    Result<raft::KvCommand> cmd = raft::KvCommand::Decode(e.data);
+    if (cmd.ok()) {
+      result = kv.Apply(e.index, *cmd);
+      decoded = true;
+    } else {
+      // Every replica skips the same entry, so they stay identical.
+      COHORT_LOG_ERROR("log index {}: not a key-value command ({}); skipped", e.index, cmd.status().ToString());
+    }
+  }
+  // Proposals at or below this index are decided now.
+  while (!proposals.empty() && proposals.begin()->first <= e.index) {
+    auto it = proposals.begin();
+    if (it->first == e.index && it->second.term == e.term && decoded) {
+      if (result.stale) {
+        it->second.waiter->Complete(Aborted("sequence number older than this client's last write; not applied"));
+      } else {
+        it->second.waiter->Complete(Status::Ok(), 0, result, e.index);
+      }
+    } else {
+      it->second.waiter->Complete(Unavailable("leader changed before the write committed; retry"));
+    }
+    proposals.erase(it);
+  }
+}
+
+void Node::Impl::ServeReads() {
+  uint64_t applied = raft->applied();
+  for (auto it = reads.begin(); it != reads.end();) {
+    if (it->second.index == 0 || it->second.index > applied) {
+      ++it;
+      continue;
+    }
+    it->second.waiter->Complete(Status::Ok(), 0, {}, it->second.index, kv.Get(it->second.key));
+    it = reads.erase(it);
+  }
+}
+
+void Node::Impl::FailPending(const std::string& why) {
+  for (auto& [idx, p] : proposals) p.waiter->Complete(Unavailable(why), raft->leader());
+  proposals.clear();
+  for (auto it = reads.begin(); it != reads.end();) {
+    if (it->second.index != 0) {  // confirmed while leader: still valid once applied
+      ++it;
+      continue;
+    }
+    it->second.waiter->Complete(Unavailable(why), raft->leader());
+    it = reads.erase(it);
+  }
+}
+
+void Node::Impl::ExpireWaiters() {
+  // A waiter whose caller gave up is dropped here, so the maps stay bounded
+  // even when a ReadIndex request is lost.
+  Clock::time_point now = Clock::now();
+  for (auto it = reads.begin(); it != reads.end();) {
+    if (it->second.waiter->deadline < now) {
+      it->second.waiter->Complete(DeadlineExceeded("read not confirmed in time"));
+      it = reads.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Node::Impl::PublishView() {
+  StatusView v;
+  v.role = raft::RoleName(raft->role());
+  v.leader = raft->leader();
+  v.term = raft->term();
+  v.commit = raft->commit();
+  v.applied = raft->applied();
+  v.last = raft->last_index();
+  v.snapshot = raft->snapshot_meta().index;
+  std::lock_guard<std::mutex> lock(view_mu);
+  view = v;
+}
+
+Status Node::Impl::RunRound(bool tick) {
+  std::deque<raft::Message> msgs;
+  std::deque<Request> reqs;
+  std::vector<std::pair<NodeId, bool>> reports;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    msgs.swap(inbox_msgs);
+    reqs.swap(inbox_requests);
+    reports.swap(inbox_reports);
+  }
+  for (const raft::Message& m : msgs) raft->Step(m);
+  for (const auto& [to, ok] : reports) raft->ReportSnapshot(to, ok);
+  if (tick) raft->Tick();
+  for (Request& r : reqs) HandleRequest(r);
+
+  while (raft->HasReady()) {
+    raft::Ready rd = raft->GetReady();
+    // 1. Persist before anything leaves this node (votes and acks promise it).
+    Status s = wal->Save(rd.hard_state, rd.entries, rd.snapshot, rd.MustSync());
+    if (!s.ok()) return s.WithContext("WAL write in " + opt.data_dir);
+    // 2. Send.
+    for (raft::Message& m : rd.messages) {
+      auto it = senders.find(m.to);
+      if (it != senders.end()) it->second->Enqueue(std::move(m));
+    }
+    // 3. Apply.
+    if (rd.snapshot) {
+      Status rs = kv.Restore(rd.snapshot->data);
+      if (!rs.ok()) return rs.WithContext("snapshot from the leader at index " + std::to_string(rd.snapshot->meta.index));
+    }
+    for (const raft::Entry& e : rd.committed_entries) ApplyEntry(e);
+    for (const raft::ReadState& rs : rd.read_states) {
+      auto it = reads.find(rs.request_id);
+      if (it != reads.end()) it->second.index = std::max<uint64_t>(rs.index, 1);
+    }
+    raft->Advance(rd);
+    ServeReads();
+    // 4. Compact.
+    uint64_t applied = raft->applied();
+    if (opt.snapshot_every > 0 && applied >= raft->snapshot_meta().index + opt.snapshot_every) {
+      Result<raft::Snapshot> snap = raft->CreateSnapshot(applied, kv.Serialize());
+      if (snap.ok()) {
+        COHORT_RETURN_IF_ERROR(wal->SaveSnapshot(*snap).WithContext("snapshot in " + opt.data_dir));
+        COHORT_LOG_INFO("node {}: snapshot at index {}", opt.id, applied);
+      }
+    }
+  }
+  bool leader = raft->role() == raft::Role::kLeader;
+  if (was_leader && !leader) {
+    COHORT_LOG_INFO("node {}: stepped down at term {}", opt.id, raft->term());
+    FailPending("node " + std::to_string(opt.id) + " lost leadership; retry");
+  }
+  if (!was_leader && leader) COHORT_LOG_INFO("node {}: leader at term {}", opt.id, raft->term());
+  was_leader = leader;
+  PublishView();
+  return Status::Ok();
+}
+
+void Node::Impl::RaftLoop() {
+  Clock::time_point next_tick = Clock::now() + opt.tick;
+  uint64_t ticks = 0;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_until(lock, next_tick, [&] {
+        return stopping || !inbox_msgs.empty() || !inbox_requests.empty() || !inbox_reports.empty();
+      });
+      if (stopping) break;
+    }
+    Clock::time_point now = Clock::now();
+    bool tick = now >= next_tick;
+    if (tick) {
+      next_tick += opt.tick;
+      if (next_tick < now) next_tick = now + opt.tick;  // fell behind: do not burst ticks
+      if (++ticks % 50 == 0) ExpireWaiters();
+    }
+    Status s = RunRound(tick);
+    if (!s.ok()) {
+      COHORT_LOG_ERROR("node {} stops: {}", opt.id, s.ToString());
+      std::lock_guard<std::mutex> lock(mu);
+      fatal = s;
+      stopping = true;
+      break;
+    }
+  }
+  FailPending("node " + std::to_string(opt.id) + " is shutting down");
+  for (auto& [id, r] : reads) r.waiter->Complete(Unavailable("node is shutting down"));
+  reads.clear();
+  std::deque<Request> left;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    left.swap(inbox_requests);
+    stopped = true;
+    stopped_cv.notify_all();
+  }
+  for (Request& r : left) r.waiter->Complete(Unavailable("node is shutting down"));
+}
+
+// ---- Node ----------------------------------------------------------------------------
+
+Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Node::~Node() { Shutdown(); }
+
+Result<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
+  if (o.peers.find(o.id) == o.peers.end()) {
+    return InvalidArgument("--id " + std::to_string(o.id) + " is not one of the --peers");
+  }
+  if (o.token.empty()) return InvalidArgument("empty cluster token; give --token-file");
+  if (o.data_dir.empty()) return InvalidArgument("--data-dir is required");
+  if (o.tick.count() <= 0 || o.heartbeat < o.tick || o.election <= o.heartbeat) {
+    return InvalidArgument("timing: need 0 < tick <= heartbeat < election (tick " + std::to_string(o.tick.count()) +
+                           " ms, heartbeat " + std::to_string(o.heartbeat.count()) + " ms, election " +
+                           std::to_string(o.election.count()) + " ms)");
+  }
+  if (o.listen_address.empty()) o.listen_address = o.peers.at(o.id);
+  auto impl = std::make_unique<Impl>(std::move(o));
+  NodeOptions& opt = impl->opt;
+
+  // Recover (or bootstrap) the durable state.
+  COHORT_RETURN_IF_ERROR(MakeDirs(opt.data_dir));
+  impl->wal = std::make_unique<raft::Wal>(raft::PosixFileSystem(), raft::WalOptions{opt.data_dir});
+  Result<raft::InitialState> loaded = impl->wal->Load();
+  if (!loaded.ok()) {
+    return loaded.status().WithContext("node " + std::to_string(opt.id) + " cannot recover its WAL in " +
+                                       opt.data_dir + " (refusing to start; restore the directory from a healthy "
+                                       "replica or remove it to rejoin as a new member)");
+  }
+  raft::InitialState init = std::move(loaded).value();
+  bool fresh = init.hard_state == raft::HardState{} && init.snapshot.meta.index == 0 && init.entries.empty();
+  if (fresh) {
+    std::vector<NodeId> voters;
+    for (const auto& [id, addr] : opt.peers) voters.push_back(id);
+    init = raft::Bootstrap(voters);
+    COHORT_RETURN_IF_ERROR(impl->wal->Save(init.hard_state, init.entries, std::nullopt, true)
+                               .WithContext("bootstrap WAL in " + opt.data_dir));
+    COHORT_LOG_INFO("node {}: new cluster of {} nodes in {}", opt.id, voters.size(), opt.data_dir);
+  } else {
+    if (!init.snapshot.data.empty()) {
+      COHORT_RETURN_IF_ERROR(impl->kv.Restore(init.snapshot.data).WithContext("snapshot in " + opt.data_dir));
+    }
+    COHORT_LOG_INFO("node {}: recovered term {} commit {} snapshot {} entries {} (torn bytes truncated: {})", opt.id,
+                    init.hard_state.term, init.hard_state.commit, init.snapshot.meta.index, init.entries.size(),
+                    impl->wal->stats().torn_bytes_truncated);
+  }
+  raft::Config cfg;
+  cfg.id = opt.id;
+  cfg.heartbeat_tick = static_cast<int>(std::max<int64_t>(1, opt.heartbeat / opt.tick));
+  cfg.election_tick = static_cast<int>(std::max<int64_t>(cfg.heartbeat_tick + 1, opt.election / opt.tick));
+  cfg.seed = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ (opt.id * 0x9E3779B97F4A7C15ull);
+  impl->raft = std::make_unique<raft::Raft>(cfg, std::move(init));
+  impl->PublishView();
+
+  // Credentials: TLS when the certificate files are given.
+  std::shared_ptr<grpc::ServerCredentials> server_creds = grpc::InsecureServerCredentials();
+  std::shared_ptr<grpc::ChannelCredentials> channel_creds = grpc::InsecureChannelCredentials();
+  int tls_files = !opt.tls_cert_file.empty() + !opt.tls_key_file.empty() + !opt.tls_ca_file.empty();
+  if (tls_files != 0) {
+    if (tls_files != 3) return InvalidArgument("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+    COHORT_ASSIGN_OR_RETURN(std::string cert, ReadFile(opt.tls_cert_file));
+    COHORT_ASSIGN_OR_RETURN(std::string key, ReadFile(opt.tls_key_file));
+    COHORT_ASSIGN_OR_RETURN(std::string ca, ReadFile(opt.tls_ca_file));
+    grpc::SslServerCredentialsOptions so(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    so.pem_root_certs = ca;
+    so.pem_key_cert_pairs.push_back({key, cert});
+    server_creds = grpc::SslServerCredentials(so);
+    grpc::SslCredentialsOptions co;
+    co.pem_root_certs = ca;
+    channel_creds = grpc::SslCredentials(co);
+  }
+
+  // Transport.
+  Impl* raw = impl.get();
+  for (const auto& [id, addr] : opt.peers) {
+    if (id == opt.id) continue;
+    impl->senders[id] = std::make_unique<PeerSender>(id, addr, opt.token, channel_creds,
+                                                     [raw](NodeId to, bool ok) { raw->ReportSnapshot(to, ok); });
+  }
+  impl->raft_thread = std::thread([raw] { raw->RaftLoop(); });
+
+  // Server.
+  impl->raft_service = std::make_unique<RaftServiceImpl>(raw);
+  impl->client_service = std::make_unique<CoordinatorServiceImpl>(raw);
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(opt.listen_address, server_creds, &bound_port);
+  builder.SetMaxReceiveMessageSize(limits::kMaxRpcBytes);
+  builder.SetMaxSendMessageSize(limits::kMaxRpcBytes);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a second node on the same port must fail
+  builder.RegisterService(impl->raft_service.get());
+  builder.RegisterService(impl->client_service.get());
+  impl->server = builder.BuildAndStart();
+  auto node = std::unique_ptr<Node>(new Node(std::move(impl)));
+  if (!node->impl_->server || bound_port == 0) {
+    node->Shutdown();
+    return Unavailable("node " + std::to_string(node->impl_->opt.id) + " cannot listen on " +
+                       node->impl_->opt.listen_address + " (address in use or invalid)");
+  }
+  COHORT_LOG_INFO("node {}: serving on {} ({})", node->impl_->opt.id, node->impl_->opt.listen_address,
+                  tls_files ? "TLS" : "plaintext");
+  return node;
+}
+
+void Node::Shutdown() {
+  std::lock_guard<std::mutex> guard(impl_->shutdown_mu);
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  // The Raft thread first: it answers every waiting client (UNAVAILABLE), so
+  // the server's handlers return and its shutdown does not wait on them.
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->cv.notify_all();
+  }
+  if (impl_->raft_thread.joinable()) impl_->raft_thread.join();
+  if (impl_->server) {
+    impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    impl_->server->Wait();
+  }
+  for (auto& [id, s] : impl_->senders) s->Stop();
+}
+
+Status Node::Wait() {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  impl_->stopped_cv.wait(lock, [&] { return impl_->stopped; });
+  return impl_->fatal;
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,102 @@
+#pragma once
+// One running coordinator node: the Raft core (coordinator/raft) driven by a
+// real clock, persisted through the WAL (coordinator/storage), replicated over
+// gRPC, applying committed commands to the key-value state machine
+// (coordinator/kv), and answering the client API of proto/coordinator.proto.
+//
+// Threads:
+//   - the Raft thread owns raft::Raft, the Wal and the KvStateMachine. It
+//     ticks every `tick`, steps received messages, and for each Ready
+//     persists (one fsync when Ready::MustSync) BEFORE it hands the messages
+//     to the transport, then applies committed entries and answers waiting
+//     clients. Nothing else touches those three objects.
+//   - one sender thread per peer drains a bounded queue
+//     (limits::kPeerQueueMessages) into Step RPCs; a slow or dead peer only
+//     fills its own queue, whose overflow is dropped (Raft retransmits), so
+//     the Raft thread never blocks on the network.
+//   - gRPC's server threads check the token, queue a request for the Raft
+//     thread (bounded, limits::kMaxPendingRequests) and wait for its answer
+//     with a deadline (limits::kMaxRequestWait).
+//
+// Client writes are answered once their entry is applied; reads go through
+// ReadIndex (Raft dissertation 6.4) and are answered once the state machine
+// has applied the read index. Only the leader serves the client API; a
+// follower answers FAILED_PRECONDITION (UNAVAILABLE when no leader is known)
+// with the leader's id and address in the trailing metadata
+// (kLeaderIdMetadata, kLeaderAddressMetadata). Every RPC, Raft's included,
+// must carry the shared secret in kTokenMetadata, or it is refused with
+// PERMISSION_DENIED. The transport is TLS when NodeOptions names the
+// certificate files (the server presents its certificate; peers and clients
+// verify it against the CA), plaintext gRPC otherwise.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "coordinator/raft/types.h"
+#include "coordinator/server/rpc_limits.h"
+#include "core/status.h"
+
+namespace cohort::coordinator {
+
+inline constexpr char kTokenMetadata[] = "cohort-token";
+inline constexpr char kLeaderIdMetadata[] = "cohort-leader-id";
+inline constexpr char kLeaderAddressMetadata[] = "cohort-leader-address";
+
+struct NodeOptions {
+  raft::NodeId id = raft::kNoNode;
+  // Every voter of the cluster, this node included: id -> "host:port".
+  std::map<raft::NodeId, std::string> peers;
+  // Address the server binds; empty: peers[id].
+  std::string listen_address;
+  // Holds the WAL segments and snapshots (created if missing).
+  std::string data_dir;
+  // The cluster's shared secret (non-empty).
+  std::string token;
+  std::chrono::milliseconds tick = limits::kDefaultTick;
+  std::chrono::milliseconds heartbeat = limits::kDefaultHeartbeat;  // multiple of tick
+  std::chrono::milliseconds election = limits::kDefaultElection;    // > heartbeat, multiple of tick
+  uint64_t snapshot_every = limits::kDefaultSnapshotEvery;          // applied entries between snapshots
+  // TLS: all three PEM files, or none for plaintext. The node serves with
+  // cert/key and verifies its peers' certificates against ca (a peer's
+  // certificate must name its --peers host, e.g. IP:127.0.0.1).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
+};
+
+// Parses "1=host:port,2=host:port,...". InvalidArgument naming the bad item.
+Result<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& spec);
+
+// Reads a token file: its contents with surrounding whitespace removed.
+// NotFound / InvalidArgument (empty or over limits::kMaxTokenBytes).
+Result<std::string> ReadTokenFile(const std::string& path);
+
+class Node {
+ public:
+  // Validates the options, recovers the WAL in options.data_dir (DataLoss
+  // naming the file and offset when it is corrupt; a fresh directory
+  // bootstraps the cluster of options.peers), binds the server (Unavailable
+  // when the address cannot be bound) and starts the threads.
+  static Result<std::unique_ptr<Node>> Start(NodeOptions options);
+  ~Node();  // Shutdown()
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Stops serving and joins every thread; idempotent; thread-safe.
+  void Shutdown();
+  // Blocks until Shutdown() is called or the Raft thread stops on a fatal
+  // error (a failed WAL write: a node that cannot persist must not vote or
+  // acknowledge); returns that error, or OK after Shutdown().
+  Status Wait();
+
+  struct Impl;
+
+ private:
+  explicit Node(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cohort::coordinator

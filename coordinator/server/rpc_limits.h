@@ -1,0 +1,64 @@
+#pragma once
+// Every bound and default of the coordinator's RPC layer (node driver,
+// transport, client library), named in one place (STYLE.md #14).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace cohort::coordinator::limits {
+
+using Millis = std::chrono::milliseconds;
+
+// ---- Node driver --------------------------------------------------------------
+// One Raft tick. Heartbeat and election timeouts are whole numbers of ticks.
+inline constexpr Millis kDefaultTick{10};
+// Leader heartbeat interval.
+inline constexpr Millis kDefaultHeartbeat{50};
+// Election timeout: a follower campaigns after a random silence in
+// [election, 2 * election). 300 ms = 6 missed heartbeats, and a kill -9 of
+// the leader gives a new leader after ~0.3-0.6 s (the 1 s goal of issue 6).
+inline constexpr Millis kDefaultElection{300};
+// Entries applied between two snapshots (log compaction).
+inline constexpr uint64_t kDefaultSnapshotEvery = 10000;
+// Client requests (proposals, reads) queued for the Raft thread; beyond it a
+// request is refused with UNAVAILABLE (back-pressure, not an unbounded queue).
+inline constexpr size_t kMaxPendingRequests = 8192;
+// Raft messages received and not yet stepped; beyond it they are dropped
+// (Raft retransmits).
+inline constexpr size_t kMaxInboxMessages = 16384;
+// How long a client request waits for its entry to apply (or its read to be
+// confirmed) before DEADLINE_EXCEEDED; the client then retries.
+inline constexpr Millis kMaxRequestWait{3000};
+
+// ---- Transport (node to node) -----------------------------------------------
+// Messages queued to one peer; when full the newest is dropped (Raft
+// tolerates loss; a dead peer must not grow memory).
+inline constexpr size_t kPeerQueueMessages = 4096;
+// Messages in one Step RPC.
+inline constexpr size_t kMaxMessagesPerBatch = 256;
+// Deadline of one Step RPC. Shorter than an election timeout so a hung peer
+// costs at most one batch.
+inline constexpr Millis kPeerRpcDeadline{200};
+// gRPC reconnect backoff toward a peer (first retry, cap): a restarted node is
+// reached again within about a second (gRPC's default grows to 120 s). The
+// connect timeout itself stays gRPC's (20 s): a refused connection fails at
+// once on loopback, and a slow TLS handshake must not be cut short.
+inline constexpr Millis kPeerReconnectMin{50};
+inline constexpr Millis kPeerReconnectMax{1000};
+// Largest gRPC message accepted or sent (snapshots travel in one message).
+inline constexpr int kMaxRpcBytes = 256 << 20;
+// Token file size accepted.
+inline constexpr size_t kMaxTokenBytes = 4096;
+
+// ---- Client library -------------------------------------------------------------
+inline constexpr Millis kClientDefaultDeadline{10000};  // whole operation, retries included
+inline constexpr Millis kClientAttemptTimeout{1000};    // one RPC
+inline constexpr Millis kClientBackoffInitial{10};
+inline constexpr Millis kClientBackoffMax{200};
+inline constexpr int kClientMaxAttempts = 1000;  // besides the deadline
+// Redirects followed in a row without a backoff.
+inline constexpr int kClientMaxRedirects = 3;
+inline constexpr size_t kMaxEndpoints = 16;
+
+}  // namespace cohort::coordinator::limits

@@ -1,0 +1,63 @@
+#pragma once
+// `cohort coordinator`, `cohort status` and `cohort kv`: one Raft node of the
+// coordinator, and the client commands against a running cluster
+// (coordinator/server, coordinator/client). Each returns the process exit
+// code: 0 on success, 1 on an error (printed as one line on stderr), 2 for a
+// bad command line.
+
+#include <cstdint>
+#include <string>
+
+namespace cohort::tools {
+
+struct CoordinatorCmdOptions {
+  uint64_t id = 0;
+  std::string peers;       // "1=HOST:PORT,2=HOST:PORT,..."
+  std::string data_dir;
+  std::string token_file;
+  std::string listen;      // bind address; empty: this node's entry in peers
+  int tick_ms = 10;
+  int heartbeat_ms = 50;
+  int election_ms = 300;
+  uint64_t snapshot_every = 10000;
+  std::string log_level = "info";
+  std::string tls_cert, tls_key, tls_ca;  // PEM files: all three for TLS, none for plaintext
+};
+// Runs until SIGINT/SIGTERM (exit 0) or a fatal storage error (exit 1).
+int RunCoordinator(const CoordinatorCmdOptions& opt);
+
+struct ClientCmdOptions {
+  std::string coordinator;  // "HOST:PORT,HOST:PORT,..."
+  std::string token_file;
+  int timeout_ms = 10000;   // whole operation, retries included
+  std::string tls_ca;       // PEM file: TLS, verifying the servers against this CA
+};
+
+// Every node's view as a table, or one JSON object with --json.
+int RunStatus(const ClientCmdOptions& opt, bool json);
+
+struct KvCmdOptions {
+  std::string op;  // get | put | cas | watch
+  std::string key;
+  std::string value;     // put, cas: the new value
+  std::string expected;  // cas: the required current value
+  bool expect_absent = false;  // cas: the key must not exist (expected ignored)
+  // watch: prints the value (one line) each time it is seen to change, after
+  // `count` lines it exits (0: never). Implemented by polling a linearizable
+  // read every interval_ms; a value that changes and changes back between two
+  // polls is missed (a server-side watch needs revisions in the state machine).
+  int count = 0;
+  int interval_ms = 100;
+};
+int RunKv(const ClientCmdOptions& opt, const KvCmdOptions& kv);
+
+struct KvBenchOptions {
+  int clients = 1;         // concurrent clients, one thread and one client id each
+  int ops = 1000;          // puts per client
+  int value_bytes = 128;
+};
+// Puts from `clients` threads; prints one line of JSON: ops, seconds,
+// puts_per_s, p50_ms, p99_ms, errors. Exit 1 if any put failed.
+int RunKvBench(const ClientCmdOptions& opt, const KvBenchOptions& bench);
+
+}  // namespace cohort::tools
