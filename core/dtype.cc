@@ -96,4 +96,27 @@ Float16 FloatToF16(float f) {
   return Float16{static_cast<uint16_t>(sign | v)};
 }
 
+double LoadElement(DType t, const void* buf, size_t i) {
+  switch (t) {
+    case DType::kF32: return static_cast<const float*>(buf)[i];
+    case DType::kF64: return static_cast<const double*>(buf)[i];
+    case DType::kI32: return static_cast<const int32_t*>(buf)[i];
+    case DType::kI64: return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
+    case DType::kF16: return F16ToFloat({static_cast<const uint16_t*>(buf)[i]});
+    case DType::kBF16: return BF16ToFloat({static_cast<const uint16_t*>(buf)[i]});
+  }
+  return 0;
+}
+
+void StoreElement(DType t, void* buf, size_t i, double v) {
+  switch (t) {
+    case DType::kF32: static_cast<float*>(buf)[i] = static_cast<float>(v); break;
+    case DType::kF64: static_cast<double*>(buf)[i] = v; break;
+    case DType::kI32: static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(v); break;
+    case DType::kI64: static_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v); break;
+    case DType::kF16: static_cast<uint16_t*>(buf)[i] = FloatToF16(static_cast<float>(v)).bits; break;
+    case DType::kBF16: static_cast<uint16_t*>(buf)[i] = FloatToBF16(static_cast<float>(v)).bits; break;
+  }
+}
+
 }  // namespace cohort

@@ -60,4 +60,10 @@ inline BFloat16 FloatToBF16(float f) {
 float F16ToFloat(Float16 h);
 Float16 FloatToF16(float f);
 
+// Element i of a buffer of dtype t, read as / written from a double (16-bit
+// floats round to nearest even; integers truncate). For tests, benchmarks
+// and checks, not for hot loops.
+double LoadElement(DType t, const void* buf, size_t i);
+void StoreElement(DType t, void* buf, size_t i, double v);
+
 }  // namespace cohort

@@ -78,6 +78,7 @@ Status GradientSync::Reduce(size_t b) {
   const double t1 = Now();
   comm_s_ += t1 - t0;  // one writer at a time: the worker while overlapping, else the caller
   if (timeline_) timeline_->Add("all-reduce bucket " + std::to_string(b), Timeline::kCommTrack, t0, t1);
+  if (s.ok()) return s;  // the message is built only on failure: this runs per bucket per step
   return s.WithContext("all-reduce of gradient bucket " + std::to_string(b));
 }
 

@@ -328,7 +328,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       const double t2 = Now();
       Status st = sync_->Finish();  // always wait: the comm thread may still use the buffer
       COHORT_RETURN_IF_ERROR(fb.status());
-      COHORT_RETURN_IF_ERROR(st.WithContext("gradient sync at step " + std::to_string(step_ + 1)));
+      if (!st.ok()) return st.WithContext("gradient sync at step " + std::to_string(step_ + 1));
       const double t3 = Now();
       wait_s += t3 - t2;
       loss = g[padded];
@@ -352,8 +352,8 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
         timeline_->Add("backward", Timeline::kComputeTrack, fwd_end, t2);
       }
       loss = static_cast<float>(local_loss);
-      COHORT_RETURN_IF_ERROR(
-          ZeroStep(&loss, &sync_s, &optim_s).WithContext("gradient sync at step " + std::to_string(step_ + 1)));
+      Status zs = ZeroStep(&loss, &sync_s, &optim_s);
+      if (!zs.ok()) return zs.WithContext("gradient sync at step " + std::to_string(step_ + 1));
     }
     if (timeline_) timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
     if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps) {

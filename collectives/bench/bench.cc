@@ -84,47 +84,6 @@ double Reduced(ReduceOp op, DType t, int n, size_t i) {
   return acc;
 }
 
-void Put(DType t, void* buf, size_t i, double v) {
-  switch (t) {
-    case DType::kF32:
-      static_cast<float*>(buf)[i] = static_cast<float>(v);
-      break;
-    case DType::kF64:
-      static_cast<double*>(buf)[i] = v;
-      break;
-    case DType::kI32:
-      static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(v);
-      break;
-    case DType::kI64:
-      static_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v);
-      break;
-    case DType::kF16:
-      static_cast<uint16_t*>(buf)[i] = FloatToF16(static_cast<float>(v)).bits;
-      break;
-    case DType::kBF16:
-      static_cast<uint16_t*>(buf)[i] = FloatToBF16(static_cast<float>(v)).bits;
-      break;
-  }
-}
-
-double Get(DType t, const void* buf, size_t i) {
-  switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(buf)[i];
-    case DType::kF64:
-      return static_cast<const double*>(buf)[i];
-    case DType::kI32:
-      return static_cast<const int32_t*>(buf)[i];
-    case DType::kI64:
-      return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
-    case DType::kF16:
-      return F16ToFloat({static_cast<const uint16_t*>(buf)[i]});
-    case DType::kBF16:
-      return BF16ToFloat({static_cast<const uint16_t*>(buf)[i]});
-  }
-  return 0;
-}
-
 bool Close(DType t, double got, double expect) {
   double tol = 0;
   switch (t) {
@@ -187,10 +146,10 @@ void Fill(Collective c, const Layout& l, size_t count, DType t, int r, int n, in
   const Spec& spec = SpecOf(c);
   const size_t elems = spec.send_elems(count, n);
   if (c == Collective::kBroadcast) {
-    for (size_t i = 0; i < count; ++i) Put(t, l.recv, i, r == root ? Input(root, i) : 0.0);
+    for (size_t i = 0; i < count; ++i) StoreElement(t, l.recv, i, r == root ? Input(root, i) : 0.0);
     return;
   }
-  for (size_t i = 0; i < elems; ++i) Put(t, l.send, i, Input(r, i));
+  for (size_t i = 0; i < elems; ++i) StoreElement(t, l.send, i, Input(r, i));
 }
 
 // Counts this rank's wrong output elements.
@@ -198,7 +157,7 @@ int64_t CountWrong(Collective c, const Layout& l, size_t count, DType t, ReduceO
                    int root) {
   int64_t wrong = 0;
   auto check = [&](size_t i, double expect) {
-    if (!Close(t, Get(t, l.recv, i), expect)) ++wrong;
+    if (!Close(t, LoadElement(t, l.recv, i), expect)) ++wrong;
   };
   const size_t nn = static_cast<size_t>(n), rr = static_cast<size_t>(r);
   switch (c) {

@@ -177,47 +177,6 @@ double Expected(ReduceOp op, DType t, int world, size_t i) {
   return acc;
 }
 
-void Put(DType t, void* buf, size_t i, double v) {
-  switch (t) {
-    case DType::kF32:
-      static_cast<float*>(buf)[i] = static_cast<float>(v);
-      break;
-    case DType::kF64:
-      static_cast<double*>(buf)[i] = v;
-      break;
-    case DType::kI32:
-      static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(v);
-      break;
-    case DType::kI64:
-      static_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v);
-      break;
-    case DType::kF16:
-      static_cast<uint16_t*>(buf)[i] = FloatToF16(static_cast<float>(v)).bits;
-      break;
-    case DType::kBF16:
-      static_cast<uint16_t*>(buf)[i] = FloatToBF16(static_cast<float>(v)).bits;
-      break;
-  }
-}
-
-double Get(DType t, const void* buf, size_t i) {
-  switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(buf)[i];
-    case DType::kF64:
-      return static_cast<const double*>(buf)[i];
-    case DType::kI32:
-      return static_cast<const int32_t*>(buf)[i];
-    case DType::kI64:
-      return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
-    case DType::kF16:
-      return F16ToFloat({static_cast<const uint16_t*>(buf)[i]});
-    case DType::kBF16:
-      return BF16ToFloat({static_cast<const uint16_t*>(buf)[i]});
-  }
-  return 0;
-}
-
 double Tolerance(DType t, double expect) {
   if (t == DType::kF16) return 2e-3 * std::max(1.0, std::abs(expect));
   if (t == DType::kBF16) return 1.6e-2 * std::max(1.0, std::abs(expect));
@@ -230,7 +189,7 @@ size_t CountWrong(DType t, const void* buf, size_t n, const std::function<double
   size_t wrong = 0;
   for (size_t i = 0; i < n; ++i) {
     const double e = expect(i);
-    if (!(std::abs(Get(t, buf, i) - e) <= Tolerance(t, e))) ++wrong;
+    if (!(std::abs(LoadElement(t, buf, i) - e) <= Tolerance(t, e))) ++wrong;
   }
   return wrong;
 }
@@ -293,7 +252,7 @@ TEST_P(ReduceContract, AllReduceEveryElement) {
       for (bool in_place : {false, true}) {
         world_->Run([&](Communicator& c) {
           Buffer send(c, count * elem, registered), recv(c, count * elem, registered);
-          for (size_t i = 0; i < count; ++i) Put(t, send.data(), i, Value(c.rank(), i));
+          for (size_t i = 0; i < count; ++i) StoreElement(t, send.data(), i, Value(c.rank(), i));
           char* out = in_place ? send.data() : recv.data();
           Status s = c.AllReduce(send.data(), out, count, t, op);
           ASSERT_TRUE(s.ok()) << s.ToString();
@@ -314,7 +273,7 @@ TEST_P(ReduceContract, ReduceToEveryRoot) {
       for (bool in_place : {false, true}) {
         world_->Run([&](Communicator& c) {
           std::vector<char> send(count * elem + 1), recv(count * elem + 1);
-          for (size_t i = 0; i < count; ++i) Put(t, send.data(), i, Value(c.rank(), i));
+          for (size_t i = 0; i < count; ++i) StoreElement(t, send.data(), i, Value(c.rank(), i));
           char* out = in_place ? send.data() : recv.data();
           Status s = c.Reduce(send.data(), c.rank() == root ? out : nullptr, count, t, op, root);
           ASSERT_TRUE(s.ok()) << s.ToString();
@@ -338,7 +297,7 @@ TEST_P(ReduceContract, ReduceScatterEveryElement) {
         world_->Run([&](Communicator& c) {
           const size_t total = block * static_cast<size_t>(c.size());
           Buffer send(c, total * elem, registered), recv(c, block * elem, false);
-          for (size_t i = 0; i < total; ++i) Put(t, send.data(), i, Value(c.rank(), i));
+          for (size_t i = 0; i < total; ++i) StoreElement(t, send.data(), i, Value(c.rank(), i));
           char* out = in_place ? send.data() : recv.data();
           Status s = c.ReduceScatter(send.data(), out, block, t, op);
           ASSERT_TRUE(s.ok()) << s.ToString();
@@ -384,7 +343,7 @@ TEST_P(MoveContract, AllGatherInRankOrder) {
           const size_t n = static_cast<size_t>(c.size()), r = static_cast<size_t>(c.rank());
           Buffer send(c, block * elem, registered), recv(c, n * block * elem, registered);
           char* src = in_place ? recv.data() + r * block * elem : send.data();
-          for (size_t i = 0; i < block; ++i) Put(t, src, i, Value(c.rank(), i));
+          for (size_t i = 0; i < block; ++i) StoreElement(t, src, i, Value(c.rank(), i));
           Status s = c.AllGather(src, recv.data(), block, t);
           ASSERT_TRUE(s.ok()) << s.ToString();
           EXPECT_EQ(
@@ -407,7 +366,7 @@ TEST_P(MoveContract, BroadcastFromEveryRoot) {
         world_->Run([&](Communicator& c) {
           Buffer buf(c, count * elem, registered);
           for (size_t i = 0; i < count; ++i) {
-            Put(t, buf.data(), i, c.rank() == root ? Value(root, i) : -1.0);
+            StoreElement(t, buf.data(), i, c.rank() == root ? Value(root, i) : -1.0);
           }
           Status s = c.Broadcast(buf.data(), count, t, root);
           ASSERT_TRUE(s.ok()) << s.ToString();
@@ -428,7 +387,7 @@ TEST_P(MoveContract, AllToAllTransposesBlocks) {
       world_->Run([&](Communicator& c) {
         const size_t n = static_cast<size_t>(c.size()), r = static_cast<size_t>(c.rank());
         std::vector<char> send(n * block * elem), recv(n * block * elem);
-        for (size_t i = 0; i < n * block; ++i) Put(t, send.data(), i, Value(c.rank(), i));
+        for (size_t i = 0; i < n * block; ++i) StoreElement(t, send.data(), i, Value(c.rank(), i));
         char* out = in_place ? send.data() : recv.data();
         Status s = c.AllToAll(send.data(), out, block, t);
         ASSERT_TRUE(s.ok()) << s.ToString();
@@ -453,7 +412,7 @@ TEST_P(MoveContract, SendRecvAroundARing) {
       const int n = c.size(), r = c.rank();
       const int next = (r + 1) % n, prev = (r + n - 1) % n;
       std::vector<char> out(count * elem + 1), in(count * elem + 1);
-      for (size_t i = 0; i < count; ++i) Put(t, out.data(), i, Value(r, i));
+      for (size_t i = 0; i < count; ++i) StoreElement(t, out.data(), i, Value(r, i));
       // Even ranks send first, odd ranks receive first: no cycle of blocked sends.
       Status s1, s2;
       if (r % 2 == 0) {

@@ -45,28 +45,6 @@ void ExpectAllOk(const std::vector<Status>& s) {
 
 double Val(int r, size_t i) { return static_cast<double>((r + 1) * 3 + static_cast<int>(i % 7)) - 5.0; }
 
-void Put(DType t, void* b, size_t i, double v) {
-  switch (t) {
-    case DType::kF32: static_cast<float*>(b)[i] = static_cast<float>(v); break;
-    case DType::kF64: static_cast<double*>(b)[i] = v; break;
-    case DType::kI32: static_cast<int32_t*>(b)[i] = static_cast<int32_t>(v); break;
-    case DType::kI64: static_cast<int64_t*>(b)[i] = static_cast<int64_t>(v); break;
-    case DType::kF16: static_cast<uint16_t*>(b)[i] = FloatToF16(static_cast<float>(v)).bits; break;
-    case DType::kBF16: static_cast<uint16_t*>(b)[i] = FloatToBF16(static_cast<float>(v)).bits; break;
-  }
-}
-double Get(DType t, const void* b, size_t i) {
-  switch (t) {
-    case DType::kF32: return static_cast<const float*>(b)[i];
-    case DType::kF64: return static_cast<const double*>(b)[i];
-    case DType::kI32: return static_cast<const int32_t*>(b)[i];
-    case DType::kI64: return static_cast<double>(static_cast<const int64_t*>(b)[i]);
-    case DType::kF16: return F16ToFloat({static_cast<const uint16_t*>(b)[i]});
-    case DType::kBF16: return BF16ToFloat({static_cast<const uint16_t*>(b)[i]});
-  }
-  return 0;
-}
-
 double Reduced(ReduceOp op, int n, size_t i, DType t) {
   double acc = Val(0, i);
   for (int r = 1; r < n; ++r) {
@@ -88,16 +66,16 @@ TEST_P(GlooAllReduce, MatchesSerialReductionForOddCountsInAndOutOfPlace) {
     for (size_t count : {size_t{0}, size_t{1}, size_t{13}, size_t{70001}}) {
       for (bool in_place : {false, true}) {
         std::vector<char> a(count * DTypeSize(dtype) + 8), b(a.size());
-        for (size_t i = 0; i < count; ++i) Put(dtype, a.data(), i, Val(c.rank(), i));
+        for (size_t i = 0; i < count; ++i) StoreElement(dtype, a.data(), i, Val(c.rank(), i));
         void* out = in_place ? a.data() : b.data();
         COHORT_RETURN_IF_ERROR(c.AllReduce(a.data(), out, count, dtype, op));
         for (size_t i = 0; i < count; ++i) {
           const double e = Reduced(op, n, i, dtype);
           const double tol = dtype == DType::kBF16 ? 0.02 * std::max(1.0, std::abs(e))
                              : dtype == DType::kF16 ? 0.002 * std::max(1.0, std::abs(e)) : 1e-6;
-          if (std::abs(Get(dtype, out, i) - e) > tol) {
+          if (std::abs(LoadElement(dtype, out, i) - e) > tol) {
             return Internal("element " + std::to_string(i) + " of " + std::to_string(count) + ": " +
-                            std::to_string(Get(dtype, out, i)) + " != " + std::to_string(e));
+                            std::to_string(LoadElement(dtype, out, i)) + " != " + std::to_string(e));
           }
         }
       }

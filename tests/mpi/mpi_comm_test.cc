@@ -34,27 +34,6 @@ double Expected(ReduceOp op, int world, size_t i) {
 }
 
 // Encodes/decodes doubles into a byte buffer of dtype t.
-void Put(DType t, void* buf, size_t i, double v) {
-  switch (t) {
-    case DType::kF32: static_cast<float*>(buf)[i] = static_cast<float>(v); break;
-    case DType::kF64: static_cast<double*>(buf)[i] = v; break;
-    case DType::kI32: static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(v); break;
-    case DType::kI64: static_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v); break;
-    case DType::kF16: static_cast<uint16_t*>(buf)[i] = FloatToF16(static_cast<float>(v)).bits; break;
-    case DType::kBF16: static_cast<uint16_t*>(buf)[i] = FloatToBF16(static_cast<float>(v)).bits; break;
-  }
-}
-double Get(DType t, const void* buf, size_t i) {
-  switch (t) {
-    case DType::kF32: return static_cast<const float*>(buf)[i];
-    case DType::kF64: return static_cast<const double*>(buf)[i];
-    case DType::kI32: return static_cast<const int32_t*>(buf)[i];
-    case DType::kI64: return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
-    case DType::kF16: return F16ToFloat({static_cast<const uint16_t*>(buf)[i]});
-    case DType::kBF16: return BF16ToFloat({static_cast<const uint16_t*>(buf)[i]});
-  }
-  return 0;
-}
 double Tolerance(DType t, double expect) {
   if (t == DType::kF16) return 2e-3 * std::max(1.0, std::abs(expect));
   if (t == DType::kBF16) return 1.6e-2 * std::max(1.0, std::abs(expect));
@@ -67,7 +46,7 @@ TEST_P(AllReduceTest, EveryElementMatchesTheSerialReduction) {
   auto [dtype, op, count, in_place] = GetParam();
   const int world = g_comm->size(), rank = g_comm->rank();
   std::vector<char> send(count * DTypeSize(dtype) + 1), recv(count * DTypeSize(dtype) + 1);
-  for (size_t i = 0; i < count; ++i) Put(dtype, send.data(), i, Value(rank, i));
+  for (size_t i = 0; i < count; ++i) StoreElement(dtype, send.data(), i, Value(rank, i));
   void* out = in_place ? send.data() : recv.data();
   ASSERT_TRUE(g_comm->AllReduce(send.data(), out, count, dtype, op).ok());
   int wrong = 0;
@@ -79,7 +58,7 @@ TEST_P(AllReduceTest, EveryElementMatchesTheSerialReduction) {
       for (int r = 0; r < world; ++r) sum += static_cast<int64_t>(Value(r, i));
       expect = static_cast<double>(sum / world);
     }
-    if (std::abs(Get(dtype, out, i) - expect) > Tolerance(dtype, expect)) ++wrong;
+    if (std::abs(LoadElement(dtype, out, i) - expect) > Tolerance(dtype, expect)) ++wrong;
   }
   EXPECT_EQ(wrong, 0) << "rank " << rank << " dtype " << DTypeName(dtype) << " op " << ReduceOpName(op);
 }
