@@ -166,6 +166,14 @@ Result<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(std::shared_p
     ctx->setTimeout(options.timeout);
     StoreAdapter adapter(store, options.prefix, options.timeout);
     ctx->connectFullMesh(adapter, c->device_);
+    // connectFullMesh can return on one rank while a peer's pair is still
+    // finishing its handshake; a rank that then failed fast and closed its
+    // sockets would break the peer's bootstrap. A barrier makes Create
+    // return everywhere or nowhere.
+    gloo::BarrierOptions barrier(ctx);
+    barrier.setTag(0xFFFFFFFFu);  // apart from the ops, which count up from 0
+    barrier.setTimeout(options.timeout);
+    gloo::barrier(barrier);
     c->context_ = ctx;
   }));
   return c;

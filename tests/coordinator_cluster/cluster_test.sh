@@ -18,9 +18,14 @@ cleanup() {
 }
 trap cleanup EXIT
 failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+FAILED=()  # repeated at the very end, after the logs, where a truncated CI tail still shows them
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); FAILED+=("$*"); }
 pass() { echo "ok: $*"; }
-die() { echo "FAIL: $*" >&2; for f in "$WORK"/node*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done; exit 1; }
+die() {
+  for f in "$WORK"/node*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done
+  for m in "${FAILED[@]}"; do echo "FAIL: $m" >&2; done
+  echo "FAIL: $*" >&2; exit 1
+}
 now_ms() { date +%s%3N; }
 
 # Three free ports (bound, then released: a tiny race with other programs).
@@ -166,6 +171,15 @@ for s in ss: s.close()')
     PID[1$i]=$!
   done
   tkv() { "$COHORT" kv --coordinator "$TEPS" --token-file "$WORK/token" --timeout-ms 10000 "$@"; }
+  tleader=0
+  for _ in $(seq 200); do  # 20 s at most
+    tleader=$("$COHORT" status --coordinator "$TEPS" --token-file "$WORK/token" --tls-ca "$T/ca.pem" --json \
+              2>>"$WORK/tls-status.err" | json_field '["leader"]' 2>/dev/null || echo 0)
+    [[ -n "$tleader" && "$tleader" != 0 ]] && break
+    sleep 0.1
+  done
+  [[ -n "$tleader" && "$tleader" != 0 ]] && pass "TLS cluster elected node $tleader" ||
+    die "TLS cluster: no leader within 20 s; last status error: $(tail -2 "$WORK/tls-status.err")"
   if tkv --tls-ca "$T/ca.pem" put secure yes >/dev/null 2>"$WORK/tls.err" &&
      [[ "$(tkv --tls-ca "$T/ca.pem" get secure 2>>"$WORK/tls.err")" == yes ]]; then
     pass "TLS cluster: put and get over TLS"
@@ -180,6 +194,7 @@ fi
 echo "FAILOVER_MS=$FAILOVER_MS"
 if ((failures > 0)); then
   for f in "$WORK"/node*.log; do echo "--- $f" >&2; tail -8 "$f" >&2; done
+  for m in "${FAILED[@]}"; do echo "FAIL: $m" >&2; done
   echo "$failures check(s) failed" >&2; exit 1
 fi
 echo "all checks passed"
