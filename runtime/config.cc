@@ -173,7 +173,13 @@ Status ParseOptimizer(Section& s, OptimizerConfig* o) {
 
 Status ParseTrain(Section& s, TrainConfig* t) {
   COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every", "bucket_mb",
-                                 "first_bucket_mb", "overlap"}));
+                                 "first_bucket_mb", "overlap", "compression"}));
+  std::string compression = "none";
+  COHORT_RETURN_IF_ERROR(s.Read("compression", &compression));
+  if (compression == "none") t->compression = DType::kF32;
+  else if (compression == "bf16") t->compression = DType::kBF16;
+  else if (compression == "fp16") t->compression = DType::kF16;
+  else return s.Error(s.Get("compression"), "'train.compression' must be none, bf16 or fp16, not '" + compression + "'");
   COHORT_RETURN_IF_ERROR(s.Read("bucket_mb", &t->bucket_mb));
   COHORT_RETURN_IF_ERROR(s.Read("first_bucket_mb", &t->first_bucket_mb));
   COHORT_RETURN_IF_ERROR(s.Read("overlap", &t->overlap));
@@ -290,6 +296,10 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   if (top.Has("parallel")) {
     Section par(top.Get("parallel"), "parallel", origin);
     COHORT_RETURN_IF_ERROR(ParseParallel(par, &c.parallel));
+    if (c.parallel.zero == 1 && c.train.compression != DType::kF32) {
+      return par.Error(par.Get("zero"), "'train.compression' works with parallel.zero 0 only (ZeRO-1 "
+                                        "reduce-scatters fp32 gradients); set one of them back");
+    }
   }
   if (top.Has("checkpoint")) {
     Section ck(top.Get("checkpoint"), "checkpoint", origin);
@@ -330,7 +340,8 @@ std::string Config::Canonical() const {
      << optimizer.momentum << "," << optimizer.nesterov << "," << optimizer.weight_decay << ","
      << optimizer.beta1 << "," << optimizer.beta2 << "," << optimizer.eps;
   os << ";train=" << train.steps << "," << train.batch_per_rank << "," << train.global_batch << ","
-     << train.bucket_mb << "," << train.first_bucket_mb << "," << train.overlap;
+     << train.bucket_mb << "," << train.first_bucket_mb << "," << train.overlap << ","
+     << static_cast<int>(train.compression);
   os << ";data=" << static_cast<int>(data.source) << "," << data.samples << ","
      << data.teacher_hidden << "," << data.path << "," << data.placement;
   os << ";parallel=" << parallel.tensor << "," << parallel.zero;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/status.h"
 #include "kernels/cpu/kernels.h"
 
@@ -50,6 +51,10 @@ struct TrainConfig {
   double bucket_mb = 0;
   double first_bucket_mb = 1;
   bool overlap = false;
+  // Gradient compression on the wire: kF32 (none), kBF16 or kF16. Gradients
+  // are scaled by 1/ranks, rounded to 16 bits, summed (in fp32 where the
+  // backend can, as shm does) and widened back to fp32 (ZeRO 0 only).
+  DType compression = DType::kF32;
 };
 
 enum class DataSource { kSynthetic, kShards };

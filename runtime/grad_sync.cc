@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "collectives/shm/reduce_kernels.h"
 #include "runtime/timeline.h"
 
 namespace cohort {
@@ -39,13 +40,16 @@ std::vector<GradBucket> PlanGradBuckets(const std::vector<std::pair<int64_t, int
 }
 
 GradientSync::GradientSync(Communicator& comm, float* grads, std::vector<GradBucket> buckets, int num_layers,
-                           bool overlap, Timeline* timeline)
-    : comm_(comm), grads_(grads), buckets_(std::move(buckets)), overlap_(overlap), timeline_(timeline),
+                           bool overlap, Timeline* timeline, DType wire, void* wire_buffer)
+    : comm_(comm), grads_(grads), wire_(wire), wire_buffer_(static_cast<uint16_t*>(wire_buffer)),
+      buckets_(std::move(buckets)), overlap_(overlap), timeline_(timeline),
       bucket_of_layer_(static_cast<size_t>(num_layers), -1), pending_layers_(buckets_.size(), 0) {
   for (size_t b = 0; b < buckets_.size(); ++b) {
     for (int l = buckets_[b].first_layer; l <= buckets_[b].last_layer; ++l) bucket_of_layer_[static_cast<size_t>(l)] = static_cast<int>(b);
   }
   for (int b : bucket_of_layer_) COHORT_CHECK(b >= 0) << "a layer is in no bucket";
+  COHORT_CHECK(wire_ == DType::kF32 || ((wire_ == DType::kBF16 || wire_ == DType::kF16) && wire_buffer_ != nullptr))
+      << "compression needs a 16-bit buffer";
   if (overlap_) worker_ = std::thread([this] { Loop(); });
 }
 
@@ -73,8 +77,18 @@ void GradientSync::Begin() {
 Status GradientSync::Reduce(size_t b) {
   const GradBucket& k = buckets_[b];
   const double t0 = Now();
-  Status s = comm_.AllReduce(grads_ + k.offset, grads_ + k.offset, static_cast<size_t>(k.count), DType::kF32,
-                             ReduceOp::kAvg);
+  const size_t count = static_cast<size_t>(k.count);
+  Status s;
+  if (wire_ == DType::kF32) {
+    s = comm_.AllReduce(grads_ + k.offset, grads_ + k.offset, count, DType::kF32, ReduceOp::kAvg);
+  } else {
+    // Scale first: fp16 overflows at 65504, and a sum of pre-scaled values
+    // cannot exceed the largest gradient.
+    uint16_t* w = wire_buffer_ + k.offset;
+    shm::FloatToHalf(wire_, grads_ + k.offset, w, count, 1.0f / static_cast<float>(comm_.size()));
+    s = comm_.AllReduce(w, w, count, wire_, ReduceOp::kSum);
+    if (s.ok()) shm::HalfToFloat(wire_, w, grads_ + k.offset, count);
+  }
   const double t1 = Now();
   comm_s_ += t1 - t0;  // one writer at a time: the worker while overlapping, else the caller
   if (timeline_) timeline_->Add("all-reduce bucket " + std::to_string(b), Timeline::kCommTrack, t0, t1);

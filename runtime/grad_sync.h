@@ -16,6 +16,13 @@
 // issue the same all-reduces on the same ranges in the same order, so the
 // gradients are bitwise identical either way.
 //
+// Compression (wire = kBF16 or kF16, with a 16-bit buffer as long as the
+// gradients): a bucket is scaled by 1/ranks and rounded to 16 bits, summed
+// over the communicator (shm and auto add bf16/fp16 in fp32 and round once),
+// and widened back into the fp32 gradients. Half the bytes on the wire, at
+// the price of one rounding of each rank's gradient and of the sum; bucketed
+// and unbucketed runs still give the same bits (the casts are element-wise).
+//
 // Thread safety: Begin/LayerReady/Finish are called from one thread (the
 // trainer's); the communicator is used only by the communication thread
 // between Begin and Finish when overlapping, so the caller must not use the
@@ -51,7 +58,7 @@ std::vector<GradBucket> PlanGradBuckets(const std::vector<std::pair<int64_t, int
 class GradientSync {
  public:
   GradientSync(Communicator& comm, float* grads, std::vector<GradBucket> buckets, int num_layers,
-               bool overlap, Timeline* timeline);
+               bool overlap, Timeline* timeline, DType wire = DType::kF32, void* wire_buffer = nullptr);
   ~GradientSync();
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
@@ -69,6 +76,8 @@ class GradientSync {
 
   Communicator& comm_;
   float* const grads_;
+  const DType wire_;
+  uint16_t* const wire_buffer_;  // kBF16/kF16: 16-bit twin of grads_
   const std::vector<GradBucket> buckets_;
   const bool overlap_;
   Timeline* const timeline_;

@@ -144,9 +144,22 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     const auto mib = [](double m) { return static_cast<int64_t>(m * 1024 * 1024); };
     auto buckets = PlanGradBuckets(t->model_->LayerRanges(), padded + 1, mib(config.train.bucket_mb),
                                    mib(config.train.first_bucket_mb));
+    void* wire = nullptr;
+    if (config.train.compression != DType::kF32) {
+      // The 16-bit twin of the gradients, registered like them (never freed
+      // one by one, for the same reason).
+      const size_t wire_bytes = static_cast<size_t>(padded + 1) * 2;
+      auto w = g.data->AllocateRegistered(wire_bytes);
+      if (w.ok()) {
+        wire = *w;
+      } else {
+        t->wire_heap_.assign(static_cast<size_t>(padded + 1), 0);
+        wire = t->wire_heap_.data();
+      }
+    }
     t->sync_ = std::make_unique<GradientSync>(*g.data, t->grads_.data<float>(), std::move(buckets),
                                               static_cast<int>(config.model.layers.size() - 1),
-                                              config.train.overlap, timeline);
+                                              config.train.overlap, timeline, config.train.compression, wire);
   }
   if (!config.checkpoint.dir.empty()) t->writer_ = std::make_unique<CheckpointWriter>();
   return t;

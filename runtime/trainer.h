@@ -123,6 +123,7 @@ class Trainer {
   ParallelGroups g_;
   Timeline* timeline_;
   std::unique_ptr<GradientSync> sync_;  // ZeRO 0
+  std::vector<uint16_t> wire_heap_;     // 16-bit gradients when registered memory is unavailable
   int64_t batch_ = 0;
   std::unique_ptr<Dataset> data_;
   std::unique_ptr<Sampler> sampler_;

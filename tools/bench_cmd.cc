@@ -14,6 +14,7 @@
 #include "collectives/bench/bench.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/shm/reduce_kernels.h"
+#include "collectives/backends.h"
 #include "collectives/shm/shm_communicator.h"
 
 namespace cohort::tools {
@@ -111,10 +112,10 @@ Result<Plan> MakePlan(const BenchCmdOptions& o) {
     p.ops.push_back(op);
   }
   p.backends = SplitCommas(o.backends);
-  if (p.backends.empty()) return InvalidArgument("--backend needs at least one name (mpi, shm)");
+  if (p.backends.empty()) return InvalidArgument("--backend needs at least one name (mpi, shm, gloo, auto)");
   for (const std::string& b : p.backends) {
-    if (b != "mpi" && b != "shm") {
-      return InvalidArgument("unknown backend '" + b + "' (available here: mpi, shm)");
+    if (Status known = CheckBackendName(b); !known.ok()) {
+      return InvalidArgument("--backend: " + known.message());
     }
   }
   return p;
@@ -217,26 +218,36 @@ int Run(const BenchCmdOptions& o) {
   const Plan& plan = *plan_or;
 
   // One communicator and one set of buffers per backend.
-  std::vector<std::unique_ptr<Communicator>> comms;
+  std::vector<Communicator*> comms;
   std::vector<std::unique_ptr<bench::BenchBuffers>> buffers;
   size_t max_bytes = 0;
   for (size_t s : plan.sizes) max_bytes = std::max(max_bytes, s);
+  // Each backend runs over its own duplicate of the MPI world, so that the
+  // control communicator's traffic never mixes with the measured one.
+  std::vector<std::unique_ptr<MpiCommunicator>> groups;
+  BackendSet made(*control, BackendOptions{});
   for (const std::string& name : plan.backends) {
-    std::unique_ptr<Communicator> comm;
-    if (name == "mpi") {
-      auto c = MpiCommunicator::World();
-      if (!c.ok()) return fail(c.status(), lead);
-      comm = std::move(c).value();
-    } else {
-      auto c = CreateShmFromCommunicator(*control);
-      if (!c.ok()) return fail(c.status(), lead);
-      comm = std::move(c).value();
+    auto g = MpiCommunicator::World();
+    if (!g.ok()) return fail(g.status(), lead);
+    groups.push_back(std::move(g).value());
+    auto c = made.Make(name, *groups.back(), "bench-" + name);
+    if (!c.ok()) return fail(c.status(), lead);
+    Communicator* comm = *c;
+    if (lead && name == "auto") {
+      std::printf("# auto backend: measured choice per operation and size (time: the slowest rank's fastest run)\n");
+      std::string table = static_cast<AutoCommunicator*>(comm)->DescribeTable();
+      size_t at = 0;
+      while (at < table.size()) {
+        size_t nl = table.find('\n', at);
+        std::printf("#   %s\n", table.substr(at, nl - at).c_str());
+        at = nl == std::string::npos ? table.size() : nl + 1;
+      }
     }
     auto b = bench::BenchBuffers::Allocate(*comm, max_bytes, plan.options.collective,
                                            plan.options.registered);
     Status agreed = AgreeOnStatus(*control, b.status());
     if (!agreed.ok()) return fail(agreed, lead);
-    comms.push_back(std::move(comm));
+    comms.push_back(comm);
     buffers.push_back(std::move(b).value());
   }
 

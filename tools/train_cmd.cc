@@ -12,10 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "collectives/gloo/gloo_communicator.h"
+#include "collectives/backends.h"
 #include "collectives/mpi/mpi_communicator.h"
-#include "collectives/shm/shm_communicator.h"
-#include "collectives/store.h"
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/checkpoint.h"
@@ -44,75 +42,6 @@ std::string HumanCount(int64_t n) {
   return buf;
 }
 
-// Builds the data and tensor groups' communicators on the chosen backend from
-// their MPI twins, and owns them. auto = mpi (the measured choice between
-// backends per message size arrives with the auto backend).
-class GroupBackend {
- public:
-  GroupBackend(std::string backend, std::string store_dir, MpiCommunicator& world)
-      : backend_(std::move(backend)), store_dir_(std::move(store_dir)), world_(world) {}
-  ~GroupBackend() {
-    owned_.clear();
-    if (made_store_dir_) {
-      std::error_code ec;
-      std::filesystem::remove_all(store_dir_, ec);
-    }
-  }
-
-  // Collective over `group` (every rank of the world calls Make in the same order).
-  Result<Communicator*> Make(MpiCommunicator& group, const std::string& name) {
-    if (backend_ == "auto" || backend_ == "mpi") return static_cast<Communicator*>(&group);
-    if (backend_ == "shm") {
-      Result<std::unique_ptr<ShmCommunicator>> c = CreateShmFromCommunicator(group);
-      Status local = c.ok() ? Status::Ok() : c.status();
-      COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("shm backend"));
-      owned_.push_back(std::move(*c));
-      return owned_.back().get();
-    }
-    // gloo: bootstrap through a file store every rank can see.
-    COHORT_RETURN_IF_ERROR(EnsureStore());
-    GlooOptions o;
-    o.prefix = name;
-    auto c = GlooCommunicator::Create(store_, group.rank(), group.size(), o);
-    Status local = c.ok() ? Status::Ok() : c.status();
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("gloo backend"));
-    owned_.push_back(std::move(*c));
-    return owned_.back().get();
-  }
-
- private:
-  Status EnsureStore() {
-    if (store_) return Status::Ok();
-    // Rank 0 makes a fresh directory unless --store-dir names one (it must
-    // be shared across hosts), and tells the others over MPI.
-    std::vector<char> path(4096, 0);
-    Status local;
-    if (world_.rank() == 0) {
-      if (store_dir_.empty()) {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "cohort-store-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) local = IoError("mkdtemp for the gloo store failed");
-        store_dir_ = tmpl;
-        made_store_dir_ = true;
-      }
-      std::snprintf(path.data(), path.size(), "%s", store_dir_.c_str());
-    }
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local));
-    COHORT_RETURN_IF_ERROR(world_.Broadcast(path.data(), path.size() / 4, DType::kI32, 0));
-    store_dir_ = path.data();
-    auto fs = FileStore::Open(store_dir_);
-    local = fs.ok() ? Status::Ok() : fs.status();
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("gloo store in " + store_dir_));
-    store_ = std::shared_ptr<Store>(std::move(*fs));
-    return Status::Ok();
-  }
-
-  std::string backend_, store_dir_;
-  MpiCommunicator& world_;
-  bool made_store_dir_ = false;
-  std::shared_ptr<Store> store_;
-  std::vector<std::unique_ptr<Communicator>> owned_;
-};
-
 // Runs the job; returns the error every rank agrees on, or OK.
 Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) {
   const bool lead = comm.rank() == 0;
@@ -130,9 +59,13 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   COHORT_ASSIGN_OR_RETURN(auto data_mpi, comm.Split(comm.rank() % tensor, comm.rank()));
   // The groups run on the chosen backend; MPI stays underneath for
   // bootstrap and for the job-wide agreement steps.
-  GroupBackend backends(opt.backend, opt.store_dir, comm);
-  COHORT_ASSIGN_OR_RETURN(Communicator* tensor_comm, backends.Make(*tensor_mpi, "tensor-" + std::to_string(comm.rank() / tensor)));
-  COHORT_ASSIGN_OR_RETURN(Communicator* data_comm, backends.Make(*data_mpi, "data-" + std::to_string(comm.rank() % tensor)));
+  BackendOptions bo;
+  bo.store_dir = opt.store_dir;
+  BackendSet backends(comm, bo);
+  COHORT_ASSIGN_OR_RETURN(Communicator* tensor_comm,
+                          backends.Make(opt.backend, *tensor_mpi, "tensor-" + std::to_string(comm.rank() / tensor)));
+  COHORT_ASSIGN_OR_RETURN(Communicator* data_comm,
+                          backends.Make(opt.backend, *data_mpi, "data-" + std::to_string(comm.rank() % tensor)));
   ParallelGroups groups{&comm, data_comm, tensor_comm};
   std::unique_ptr<Timeline> timeline;
   if (!opt.timeline.empty()) {
@@ -230,6 +163,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
         {"allreduce_wait_ms", s.allreduce_wait_ms}, {"buckets", trainer->buckets().size()},
         {"overlap", c.train.overlap},
+        {"compression", c.train.compression == DType::kBF16 ? "bf16" : c.train.compression == DType::kF16 ? "fp16" : "none"},
         {"optimizer_state_bytes", s.optimizer_state_bytes}, {"start_step", s.start_step},
         {"end_step", s.end_step}, {"checkpoints_committed", s.checkpoints_committed},
         {"checkpoint_ms", s.checkpoint_ms},
@@ -244,9 +178,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
 
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
   const double wall_start = Now();
-  if (opt.backend != "auto" && opt.backend != "mpi" && opt.backend != "shm" && opt.backend != "gloo") {
-    std::fprintf(stderr, "cohort train: error: unknown --backend '%s' (expected auto, mpi, shm or gloo)\n",
-                 opt.backend.c_str());
+  if (Status b = CheckBackendName(opt.backend); !b.ok()) {
+    std::fprintf(stderr, "cohort train: error: --backend: %s\n", b.message().c_str());
     return 2;
   }
   Status st = MpiRuntime::Init(argc, argv);

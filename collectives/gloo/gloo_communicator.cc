@@ -11,8 +11,11 @@
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 namespace cohort {
@@ -55,15 +58,39 @@ Status FromException(const std::exception& e, const std::string& what) {
   return Unavailable("gloo " + what + " failed: " + msg);
 }
 
-// Runs a Gloo call, turning its exceptions into a Status.
+// Runs a Gloo call, turning its exceptions into a Status. The first failure
+// is kept in `failed`: Gloo's pairs may be broken after it, so every later
+// call fails at once with FailedPrecondition (rebuild the communicator).
 template <typename Fn>
-Status Guard(const std::string& what, Fn&& fn) {
+Status Guard(Status& failed, const std::string& what, Fn&& fn) {
+  if (!failed.ok()) {
+    return FailedPrecondition("gloo " + what + ": the communicator failed earlier (" + failed.message() +
+                              "); rebuild it");
+  }
   try {
     fn();
     return Status::Ok();
   } catch (const std::exception& e) {
-    return FromException(e, what);
+    failed = FromException(e, what);
+    return failed;
   }
+}
+
+// Gloo writes to its sockets without MSG_NOSIGNAL: a write to a peer that
+// died raises SIGPIPE, whose default action kills this process, where the
+// contract asks for an error. A process-wide SIG_IGN (only when nobody has
+// installed a handler) turns it into EPIPE, which Gloo reports.
+void IgnoreSigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction old {};
+    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+      struct sigaction ign {};
+      ign.sa_handler = SIG_IGN;
+      ::sigemptyset(&ign.sa_mask);
+      ::sigaction(SIGPIPE, &ign, nullptr);
+    }
+  });
 }
 
 template <typename T, typename Op>
@@ -151,6 +178,7 @@ Result<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(std::shared_p
   if (size < 1 || rank < 0 || rank >= size) {
     return InvalidArgument("gloo: rank " + std::to_string(rank) + " of " + std::to_string(size) + " is out of range");
   }
+  IgnoreSigpipe();
   auto c = std::unique_ptr<GlooCommunicator>(new GlooCommunicator());
   c->store_ = store;
   c->options_ = options;
@@ -158,7 +186,7 @@ Result<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(std::shared_p
   c->size_ = size;
   c->send_seq_.assign(static_cast<size_t>(size), 0);
   c->recv_seq_.assign(static_cast<size_t>(size), 0);
-  COHORT_RETURN_IF_ERROR(Guard("bootstrap of rank " + std::to_string(rank) + " of " + std::to_string(size), [&] {
+  COHORT_RETURN_IF_ERROR(Guard(c->failed_, "bootstrap of rank " + std::to_string(rank) + " of " + std::to_string(size), [&] {
     gloo::transport::tcp::attr attr;
     attr.hostname = options.hostname;
     c->device_ = gloo::transport::tcp::CreateDevice(attr);
@@ -184,7 +212,7 @@ GlooCommunicator::~GlooCommunicator() { StopAsync(); }
 Status GlooCommunicator::AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
   if (count == 0) return Status::Ok();
   if (send != recv) std::memcpy(recv, send, count * DTypeSize(dtype));
-  COHORT_RETURN_IF_ERROR(Guard("all-reduce", [&] {
+  COHORT_RETURN_IF_ERROR(Guard(failed_, "all-reduce", [&] {
     gloo::AllreduceOptions opts(context_);
     // Typed as bytes-of-elements through the element type's size.
     switch (DTypeSize(dtype)) {
@@ -204,7 +232,7 @@ Status GlooCommunicator::AllReduce(const void* send, void* recv, size_t count, D
 Status GlooCommunicator::Broadcast(void* buf, size_t count, DType dtype, int root) {
   COHORT_RETURN_IF_ERROR(CheckRoot(root, size_, "broadcast"));
   if (count == 0) return Status::Ok();
-  return Guard("broadcast", [&] {
+  return Guard(failed_, "broadcast", [&] {
     gloo::BroadcastOptions opts(context_);
     opts.setOutput(static_cast<char*>(buf), count * DTypeSize(dtype));
     opts.setRoot(root);
@@ -217,7 +245,7 @@ Status GlooCommunicator::Broadcast(void* buf, size_t count, DType dtype, int roo
 Status GlooCommunicator::AllGather(const void* send, void* recv, size_t count, DType dtype) {
   if (count == 0) return Status::Ok();
   const size_t bytes = count * DTypeSize(dtype);
-  return Guard("all-gather", [&] {
+  return Guard(failed_, "all-gather", [&] {
     char* out = static_cast<char*>(recv);
     gloo::AllgatherOptions opts(context_);
     if (send != out + bytes * static_cast<size_t>(rank_)) {
@@ -246,7 +274,7 @@ Status GlooCommunicator::Reduce(const void* send, void* recv, size_t count, DTyp
   const size_t bytes = count * DTypeSize(dtype);
   std::vector<char> out(bytes);
   std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
-  COHORT_RETURN_IF_ERROR(Guard("reduce", [&] {
+  COHORT_RETURN_IF_ERROR(Guard(failed_, "reduce", [&] {
     gloo::ReduceOptions opts(context_);
     switch (DTypeSize(dtype)) {  // typed by element size, so segments never split an element
       case 2:
@@ -279,7 +307,7 @@ Status GlooCommunicator::AllToAll(const void* send, void* recv, size_t count, DT
   if (count == 0) return Status::Ok();
   const size_t bytes = count * DTypeSize(dtype) * static_cast<size_t>(size_);
   std::vector<char> in(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
-  return Guard("all-to-all", [&] {
+  return Guard(failed_, "all-to-all", [&] {
     gloo::AlltoallOptions opts(context_);
     opts.setInput(in.data(), bytes);
     opts.setOutput(static_cast<char*>(recv), bytes);
@@ -293,7 +321,7 @@ Status GlooCommunicator::Send(const void* buf, size_t count, DType dtype, int pe
   COHORT_RETURN_IF_ERROR(CheckPeer(peer, rank_, size_, "send"));
   if (count == 0) return Status::Ok();
   const uint64_t slot = send_seq_[static_cast<size_t>(peer)]++;
-  return Guard("send to rank " + std::to_string(peer), [&] {
+  return Guard(failed_, "send to rank " + std::to_string(peer), [&] {
     auto ub = context_->createUnboundBuffer(const_cast<void*>(buf), count * DTypeSize(dtype));
     ub->send(peer, slot);
     if (!ub->waitSend(options_.timeout)) throw gloo::IoException("Timed out waiting for send");
@@ -304,7 +332,7 @@ Status GlooCommunicator::Recv(void* buf, size_t count, DType dtype, int peer) {
   COHORT_RETURN_IF_ERROR(CheckPeer(peer, rank_, size_, "recv"));
   if (count == 0) return Status::Ok();
   const uint64_t slot = recv_seq_[static_cast<size_t>(peer)]++;
-  return Guard("recv from rank " + std::to_string(peer), [&] {
+  return Guard(failed_, "recv from rank " + std::to_string(peer), [&] {
     auto ub = context_->createUnboundBuffer(buf, count * DTypeSize(dtype));
     ub->recv(peer, slot);
     if (!ub->waitRecv(options_.timeout)) throw gloo::IoException("Timed out waiting for recv");
@@ -312,7 +340,7 @@ Status GlooCommunicator::Recv(void* buf, size_t count, DType dtype, int peer) {
 }
 
 Status GlooCommunicator::Barrier() {
-  return Guard("barrier", [&] {
+  return Guard(failed_, "barrier", [&] {
     gloo::BarrierOptions opts(context_);
     opts.setTag(NextTag());
     opts.setTimeout(options_.timeout);

@@ -76,6 +76,7 @@ class GlooCommunicator final : public Communicator {
   uint32_t next_tag_ = 1;
   int splits_ = 0;
   std::vector<uint64_t> send_seq_, recv_seq_;  // per peer, for point-to-point slots
+  Status failed_;  // the first failure; non-OK makes every later call fail
 };
 
 }  // namespace cohort

@@ -225,6 +225,22 @@ bool HaveAvx2F16c() {
   }();
   return have;
 }
+
+template <bool kBf16>
+__attribute__((target("avx2,f16c"))) size_t FloatToHalfAvx2(const float* in, uint16_t* out, size_t count,
+                                                            float scale) {
+  const __m256 s = _mm256_set1_ps(scale);
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) StoreHalf8<kBf16>(out + i, _mm256_mul_ps(_mm256_loadu_ps(in + i), s));
+  return i;
+}
+
+template <bool kBf16>
+__attribute__((target("avx2,f16c"))) size_t HalfToFloatAvx2(const uint16_t* in, float* out, size_t count) {
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, LoadHalf8<kBf16>(in + i));
+  return i;
+}
 #endif  // __x86_64__
 
 #define COHORT_DISPATCH_OPS(CALL) \
@@ -323,6 +339,28 @@ void ReduceInto(DType dtype, ReduceOp op, const void* const* in, int n, void* ou
       break;
 #endif
   }
+}
+
+void FloatToHalf(DType half, const float* in, void* out, size_t count, float scale) {
+  COHORT_CHECK(half == DType::kBF16 || half == DType::kF16) << "FloatToHalf casts to bf16 or fp16";
+  auto* o = static_cast<uint16_t*>(out);
+  const bool bf16 = half == DType::kBF16;
+  size_t i = 0;
+#if defined(__x86_64__)
+  if (HaveAvx2F16c()) i = bf16 ? FloatToHalfAvx2<true>(in, o, count, scale) : FloatToHalfAvx2<false>(in, o, count, scale);
+#endif
+  for (; i < count; ++i) o[i] = bf16 ? FloatToBF16(in[i] * scale).bits : FloatToF16(in[i] * scale).bits;
+}
+
+void HalfToFloat(DType half, const void* in, float* out, size_t count) {
+  COHORT_CHECK(half == DType::kBF16 || half == DType::kF16) << "HalfToFloat casts from bf16 or fp16";
+  const auto* h = static_cast<const uint16_t*>(in);
+  const bool bf16 = half == DType::kBF16;
+  size_t i = 0;
+#if defined(__x86_64__)
+  if (HaveAvx2F16c()) i = bf16 ? HalfToFloatAvx2<true>(h, out, count) : HalfToFloatAvx2<false>(h, out, count);
+#endif
+  for (; i < count; ++i) out[i] = bf16 ? BF16ToFloat(BFloat16{h[i]}) : F16ToFloat(Float16{h[i]});
 }
 
 std::string_view ReduceKernelIsa() {

@@ -1,9 +1,10 @@
 // The Communicator contract, one suite over every backend (STYLE.md #11):
-// - without mpirun: shm with 1-4 ranks as threads of this process over an
-//   in-memory store (small staging chunks, so multi-chunk paths run cheaply),
-//   the Store tests, and a shm peer killed mid-collective (child processes);
-// - under mpirun: the mpi backend and shm bootstrapped over MPI through a
-//   file store, one rank per process. A failure on any rank fails the run.
+// - without mpirun: shm, gloo and auto (over gloo and shm) with 1-4 ranks as
+//   threads of this process over an in-memory store (small staging chunks,
+//   so multi-chunk paths run cheaply), the Store tests, auto's table, and
+//   silent, missing and killed peers (child processes) for shm and gloo;
+// - under mpirun: mpi, and shm, gloo and auto built by BackendSet, one rank
+//   per process. A failure on any rank fails the run.
 //
 // Every element of every result is checked against a serial reduction of the
 // seeded inputs, for every dtype and op, sizes 0, 1, odd and multi-chunk,
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -23,11 +25,15 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "collectives/auto/auto_communicator.h"
+#include "collectives/backends.h"
+#include "collectives/gloo/gloo_communicator.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/shm/shm_communicator.h"
 #include "collectives/store.h"
@@ -66,10 +72,52 @@ ShmOptions ThreadShmOptions() {
   return o;
 }
 
-// Ranks as threads of this process, shm over an in-memory store.
+// Makes rank r of n over a store shared by the ranks.
+using MakeComm = std::function<Result<std::unique_ptr<Communicator>>(std::shared_ptr<Store>, int r, int n)>;
+
+MakeComm ShmMaker(ShmOptions options) {
+  return [options](std::shared_ptr<Store> store, int r, int n) -> Result<std::unique_ptr<Communicator>> {
+    COHORT_ASSIGN_OR_RETURN(auto c, ShmCommunicator::Create(std::move(store), r, n, options));
+    return std::unique_ptr<Communicator>(std::move(c));
+  };
+}
+
+MakeComm GlooMaker(milliseconds timeout = std::chrono::seconds(60), std::string prefix = "gloo") {
+  return [timeout, prefix](std::shared_ptr<Store> store, int r, int n) -> Result<std::unique_ptr<Communicator>> {
+    GlooOptions o;
+    o.timeout = timeout;
+    o.prefix = prefix;
+    COHORT_ASSIGN_OR_RETURN(auto c, GlooCommunicator::Create(std::move(store), r, n, o));
+    return std::unique_ptr<Communicator>(std::move(c));
+  };
+}
+
+// Small calibration: the contract is about routing correctly, not speed.
+AutoOptions TestAutoOptions() {
+  AutoOptions o;
+  o.max_calibration_bytes = 64 << 10;
+  o.iterations_small = 1;
+  o.iterations_large = 1;
+  return o;
+}
+
+// auto over gloo (first: it does every op) and shm, as threads.
+MakeComm AutoMaker() {
+  return [](std::shared_ptr<Store> store, int r, int n) -> Result<std::unique_ptr<Communicator>> {
+    COHORT_ASSIGN_OR_RETURN(auto gloo, GlooMaker(std::chrono::seconds(60), "auto-gloo")(store, r, n));
+    COHORT_ASSIGN_OR_RETURN(auto shm, ShmMaker(ThreadShmOptions())(store, r, n));
+    std::vector<AutoCommunicator::Member> members;
+    members.push_back({"gloo", gloo.get(), std::move(gloo)});
+    members.push_back({"shm", shm.get(), std::move(shm)});
+    COHORT_ASSIGN_OR_RETURN(auto c, AutoCommunicator::Create(std::move(members), TestAutoOptions()));
+    return std::unique_ptr<Communicator>(std::move(c));
+  };
+}
+
+// Ranks as threads of this process over an in-memory store.
 class ThreadWorld final : public World {
  public:
-  static std::unique_ptr<ThreadWorld> Make(int n, ShmOptions options) {
+  static std::unique_ptr<ThreadWorld> Make(int n, const MakeComm& make) {
     auto w = std::make_unique<ThreadWorld>();
     auto store = std::make_shared<InMemoryStore>();
     w->comms_.resize(static_cast<size_t>(n));
@@ -77,7 +125,7 @@ class ThreadWorld final : public World {
     std::atomic<int> failures{0};
     for (int r = 0; r < n; ++r) {
       threads.emplace_back([&, r] {
-        auto c = ShmCommunicator::Create(store, r, n, options);
+        auto c = make(store, r, n);
         if (!c.ok()) {
           ADD_FAILURE() << c.status().ToString();
           ++failures;
@@ -97,10 +145,9 @@ class ThreadWorld final : public World {
     for (auto& t : threads) t.join();
   }
   size_t MultiChunkCount(size_t elem) const override { return 3 * kThreadChunkBytes / elem + 5; }
-  ShmCommunicator& comm(int r) { return *comms_[static_cast<size_t>(r)]; }
 
  private:
-  std::vector<std::unique_ptr<ShmCommunicator>> comms_;
+  std::vector<std::unique_ptr<Communicator>> comms_;
 };
 
 // Under mpirun shm runs with small staging chunks too, so that multi-chunk
@@ -110,13 +157,13 @@ constexpr size_t kProcessChunkBytes = 64 << 10;
 // This process's rank of a communicator over all mpirun processes.
 class ProcessWorld final : public World {
  public:
-  explicit ProcessWorld(std::unique_ptr<Communicator> comm) : comm_(std::move(comm)) {}
+  explicit ProcessWorld(Communicator* comm) : comm_(comm) {}  // not owned
   int size() const override { return comm_->size(); }
   void Run(const std::function<void(Communicator&)>& fn) override { fn(*comm_); }
   size_t MultiChunkCount(size_t elem) const override { return 3 * kProcessChunkBytes / elem + 5; }
 
  private:
-  std::unique_ptr<Communicator> comm_;
+  Communicator* comm_;
 };
 
 std::map<std::string, std::unique_ptr<World>>& Worlds() {
@@ -128,21 +175,25 @@ World* GetWorld(const std::string& name) {
   auto& worlds = Worlds();
   auto it = worlds.find(name);
   if (it != worlds.end()) return it->second.get();
-  // "shm_threads_N": built on first use.
-  const std::string prefix = "shm_threads_";
-  if (name.rfind(prefix, 0) == 0) {
-    const int n = std::stoi(name.substr(prefix.size()));
-    auto w = ThreadWorld::Make(n, ThreadShmOptions());
-    World* raw = w.get();
-    worlds[name] = std::move(w);
-    return raw;
-  }
-  return nullptr;
+  // "<backend>_threads_N": built on first use.
+  const size_t cut = name.find("_threads_");
+  if (cut == std::string::npos) return nullptr;
+  const std::string backend = name.substr(0, cut);
+  const int n = std::stoi(name.substr(cut + 9));
+  MakeComm make = backend == "shm" ? ShmMaker(ThreadShmOptions()) : backend == "gloo" ? GlooMaker() : AutoMaker();
+  auto w = ThreadWorld::Make(n, make);
+  World* raw = w.get();
+  worlds[name] = std::move(w);
+  return raw;
 }
 
 std::vector<std::string> WorldNames() {
-  if (UnderMpirun()) return {"mpi", "shm"};
-  return {"shm_threads_1", "shm_threads_2", "shm_threads_3", "shm_threads_4"};
+  if (UnderMpirun()) return {"mpi", "shm", "gloo", "auto"};
+  std::vector<std::string> names;
+  for (const char* b : {"shm", "gloo", "auto"}) {
+    for (int n = 1; n <= 4; ++n) names.push_back(std::string(b) + "_threads_" + std::to_string(n));
+  }
+  return names;
 }
 
 // ---- Seeded values and their reductions -----------------------------------------------
@@ -534,13 +585,22 @@ TEST_P(WorldContract, BadRootsAndPeersAreInvalidArguments) {
 
 INSTANTIATE_TEST_SUITE_P(Contract, WorldContract, ::testing::ValuesIn(WorldNames()));
 
-// ---- shm failures -------------------------------------------------------------------
+// ---- Failures: a silent peer, a killed peer, a missing peer (shm and gloo) ---------------
 
-TEST(ShmFailure, PeerThatNeverArrivesGivesAnErrorWithinTheTimeout) {
+class FailureTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  MakeComm Maker(milliseconds timeout) const {
+    if (GetParam() == "gloo") return GlooMaker(timeout);
+    ShmOptions o = ThreadShmOptions();
+    o.op_timeout = timeout;
+    o.bootstrap_timeout = timeout;
+    return ShmMaker(o);
+  }
+};
+
+TEST_P(FailureTest, PeerThatNeverArrivesGivesAnErrorWithinTheTimeout) {
   if (UnderMpirun()) GTEST_SKIP() << "threads only";
-  ShmOptions o = ThreadShmOptions();
-  o.op_timeout = milliseconds(300);
-  auto world = ThreadWorld::Make(3, o);
+  auto world = ThreadWorld::Make(3, Maker(milliseconds(300)));
   ASSERT_NE(world, nullptr);
   world->Run([](Communicator& c) {
     if (c.rank() == 2) return;  // never arrives
@@ -553,13 +613,31 @@ TEST(ShmFailure, PeerThatNeverArrivesGivesAnErrorWithinTheTimeout) {
         << s.ToString();
     EXPECT_LT(took, std::chrono::seconds(3));
     // A failed communicator refuses further work at once.
-    EXPECT_EQ(c.Barrier().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(c.Barrier().code(), StatusCode::kFailedPrecondition) << c.backend();
   });
+}
+
+TEST_P(FailureTest, MissingPeersTimeOutAtBootstrapNamingIt) {
+  if (UnderMpirun()) GTEST_SKIP() << "threads only";
+  auto store = std::make_shared<InMemoryStore>();
+  const auto start = Clock::now();
+  auto c = Maker(milliseconds(300))(store, 0, 2);  // rank 1 never comes
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(c.status().code() == StatusCode::kDeadlineExceeded || c.status().code() == StatusCode::kUnavailable)
+      << c.status().ToString();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_P(FailureTest, BadArgumentsAreInvalidArguments) {
+  if (UnderMpirun()) GTEST_SKIP() << "threads only";
+  auto store = std::make_shared<InMemoryStore>();
+  EXPECT_EQ(Maker(milliseconds(300))(store, 3, 2).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Maker(milliseconds(300))(store, -1, 2).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(ShmFailure, MismatchedCollectivesAreReported) {
   if (UnderMpirun()) GTEST_SKIP() << "threads only";
-  auto world = ThreadWorld::Make(2, ThreadShmOptions());
+  auto world = ThreadWorld::Make(2, ShmMaker(ThreadShmOptions()));
   ASSERT_NE(world, nullptr);
   world->Run([](Communicator& c) {
     float v[4] = {1, 2, 3, 4};
@@ -568,19 +646,23 @@ TEST(ShmFailure, MismatchedCollectivesAreReported) {
   });
 }
 
-// Child processes for the kill test: `contract_test --shm-kill-child DIR RANK SIZE`.
+// Child processes for the kill test: `contract_test --kill-child BACKEND DIR RANK SIZE`.
 constexpr int kKillRanks = 3;
 constexpr int kKillVictim = 1;
 constexpr milliseconds kKillOpTimeout{2000};
 
-int KillChildMain(const std::string& dir, int rank, int size) {
+int KillChildMain(const std::string& backend, const std::string& dir, int rank, int size) {
   auto fs = FileStore::Open(dir + "/store");
   if (!fs.ok()) return 3;
   std::shared_ptr<Store> store(std::move(fs).value());
-  ShmOptions o;
-  o.op_timeout = kKillOpTimeout;
-  o.bootstrap_timeout = std::chrono::seconds(30);
-  auto comm = ShmCommunicator::Create(store, rank, size, o);
+  MakeComm make = GlooMaker(kKillOpTimeout);
+  if (backend == "shm") {
+    ShmOptions o;
+    o.op_timeout = kKillOpTimeout;
+    o.bootstrap_timeout = std::chrono::seconds(30);
+    make = ShmMaker(o);
+  }
+  auto comm = make(store, rank, size);
   if (!comm.ok()) {
     std::fprintf(stderr, "child %d: %s\n", rank, comm.status().ToString().c_str());
     return 3;
@@ -590,24 +672,25 @@ int KillChildMain(const std::string& dir, int rank, int size) {
     Status s = (*comm)->AllReduce(v.data(), v.data(), v.size(), DType::kF32, ReduceOp::kMax);
     if (!s.ok()) {
       std::ofstream(dir + "/error-" + std::to_string(rank)) << s.ToString();
-      return (s.code() == StatusCode::kAborted || s.code() == StatusCode::kDeadlineExceeded) ? 0
-                                                                                             : 4;
+      const bool expected = s.code() == StatusCode::kAborted || s.code() == StatusCode::kDeadlineExceeded ||
+                            s.code() == StatusCode::kUnavailable;
+      return expected ? 0 : 4;
     }
     if (iter == 2) std::ofstream(dir + "/started-" + std::to_string(rank)) << "1";
   }
   return 5;  // never saw the failure
 }
 
-TEST(ShmFailure, PeerKilledMidCollectiveGivesSurvivorsAnErrorWithinTheTimeout) {
+TEST_P(FailureTest, PeerKilledMidCollectiveGivesSurvivorsAnErrorWithinTheTimeout) {
   if (UnderMpirun()) GTEST_SKIP() << "forks its own processes";
   char tmpl[] = "/tmp/cohort-kill-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
   std::vector<pid_t> pids;
   for (int r = 0; r < kKillRanks; ++r) {
-    std::string exe = "/proc/self/exe", flag = "--shm-kill-child", rs = std::to_string(r),
+    std::string exe = "/proc/self/exe", flag = "--kill-child", backend = GetParam(), rs = std::to_string(r),
                 ns = std::to_string(kKillRanks);
-    char* argv[] = {exe.data(), flag.data(), const_cast<char*>(dir.c_str()),
+    char* argv[] = {exe.data(), flag.data(), backend.data(), const_cast<char*>(dir.c_str()),
                     rs.data(),  ns.data(),   nullptr};
     pid_t pid = 0;
     ASSERT_EQ(::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, environ), 0);
@@ -631,16 +714,75 @@ TEST(ShmFailure, PeerKilledMidCollectiveGivesSurvivorsAnErrorWithinTheTimeout) {
     ASSERT_EQ(::waitpid(pids[r], &status, 0), pids[r]);
     const auto took = Clock::now() - killed_at;
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "rank " << r << " status " << status;
+        << GetParam() << " rank " << r << " status " << status;
     EXPECT_LT(took, kKillOpTimeout + std::chrono::seconds(3)) << "rank " << r;
     std::ifstream err(dir + "/error-" + std::to_string(r));
     std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
     EXPECT_FALSE(text.empty());
-    std::printf("rank %d after %lld ms: %s\n", r,
+    std::printf("%s rank %d after %lld ms: %s\n", GetParam().c_str(), r,
                 static_cast<long long>(std::chrono::duration_cast<milliseconds>(took).count()),
                 text.c_str());
   }
   std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, FailureTest, ::testing::Values("shm", "gloo"));
+
+// ---- auto: the table routes, and ranks agree ---------------------------------------------------
+
+TEST(Auto, EveryRankBuildsTheSameTableAndSplitsKeepIt) {
+  if (UnderMpirun()) GTEST_SKIP() << "threads only";
+  auto world = ThreadWorld::Make(3, AutoMaker());
+  ASSERT_NE(world, nullptr);
+  std::mutex mu;
+  std::vector<std::string> tables;
+  world->Run([&](Communicator& c) {
+    auto& a = static_cast<AutoCommunicator&>(c);
+    std::lock_guard<std::mutex> lock(mu);
+    tables.push_back(a.DescribeTable());
+    // Every cell was measured for both members and names a winner.
+    for (const auto& op : a.table()) {
+      for (const auto& row : op) {
+        ASSERT_EQ(row.size(), 5u);  // 8 B, 64 B, 512 B, 4 KiB, 32 KiB: up to the 64 KiB cap
+        for (const auto& cell : row) {
+          EXPECT_EQ(cell.time_us.size(), 2u);
+          EXPECT_TRUE(cell.winner == 0 || cell.winner == 1);
+          // The first member keeps the cell unless the other is >10% faster.
+          const double best = *std::min_element(cell.time_us.begin(), cell.time_us.end());
+          EXPECT_EQ(cell.winner, best < 0.9 * cell.time_us[0] ? (best == cell.time_us[0] ? 0 : 1) : 0);
+        }
+      }
+    }
+  });
+  ASSERT_EQ(tables.size(), 3u);
+  EXPECT_EQ(tables[0], tables[1]);
+  EXPECT_EQ(tables[0], tables[2]);
+  world->Run([&](Communicator& c) {
+    auto sub = c.SplitGroup(c.rank() % 2, c.rank());
+    ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+    EXPECT_EQ((*sub)->backend(), "auto");
+    EXPECT_EQ(static_cast<AutoCommunicator&>(**sub).DescribeTable(), tables[0]);
+    std::vector<float> v(1000, static_cast<float>(c.rank()));
+    ASSERT_TRUE((*sub)->AllReduce(v.data(), v.data(), v.size(), DType::kF32, ReduceOp::kSum).ok());
+    const float want = c.rank() % 2 == 0 ? 0.0f + 2.0f : 1.0f;
+    EXPECT_EQ(v[999], want);
+  });
+}
+
+TEST(Auto, RoutesByTheMeasuredWinnerOfTheNearestSize) {
+  if (UnderMpirun()) GTEST_SKIP() << "threads only";
+  auto world = ThreadWorld::Make(2, AutoMaker());
+  ASSERT_NE(world, nullptr);
+  world->Run([&](Communicator& c) {
+    auto& a = static_cast<AutoCommunicator&>(c);
+    const auto& row = a.table()[static_cast<size_t>(AutoOp::kAllReduce)][0];
+    auto name = [&](const AutoCommunicator::Cell& cell) { return a.members()[static_cast<size_t>(cell.winner)].name; };
+    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 8, false), name(row[0]));
+    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 1, false), name(row[0]));
+    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 70, false), name(row[1]));      // nearest to 64 B
+    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 300, false), name(row[2]));     // log-nearest to 512 B
+    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 1 << 30, false), name(row.back()));  // beyond the table
+  });
 }
 
 // ---- Stores -----------------------------------------------------------------------------
@@ -766,8 +908,8 @@ TEST(FileStore, TwoStoresOnOneDirectoryShareKeys) {
 }  // namespace cohort
 
 int main(int argc, char** argv) {
-  if (argc == 5 && std::string(argv[1]) == "--shm-kill-child") {
-    return cohort::KillChildMain(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
+  if (argc == 6 && std::string(argv[1]) == "--kill-child") {
+    return cohort::KillChildMain(argv[2], argv[3], std::atoi(argv[4]), std::atoi(argv[5]));
   }
   ::testing::InitGoogleTest(&argc, argv);
   if (!cohort::UnderMpirun()) return RUN_ALL_TESTS();
@@ -775,24 +917,31 @@ int main(int argc, char** argv) {
   if (!cohort::MpiRuntime::Init(&argc, &argv).ok()) return 2;
   int rc = 0;
   {
-    auto mpi = cohort::MpiCommunicator::World();
-    if (!mpi.ok()) return 2;
-    const int rank = (*mpi)->rank();
-    auto boot = cohort::MpiCommunicator::World();
-    if (!boot.ok()) return 2;
-    cohort::ShmOptions shm_options;
-    shm_options.chunk_bytes = cohort::kProcessChunkBytes;
-    shm_options.small_bytes = 8 << 10;
-    shm_options.op_timeout = std::chrono::seconds(60);
-    auto shm = cohort::CreateShmFromCommunicator(**boot, shm_options);
-    if (!shm.ok()) {
-      std::fprintf(stderr, "rank %d: shm bootstrap: %s\n", rank, shm.status().ToString().c_str());
-      return 2;
+    // One MPI communicator per world, so their traffic never mixes.
+    std::vector<std::unique_ptr<cohort::MpiCommunicator>> mpis;
+    for (int i = 0; i < 5; ++i) {
+      auto m = cohort::MpiCommunicator::World();
+      if (!m.ok()) return 2;
+      mpis.push_back(std::move(m).value());
     }
-    cohort::Worlds()["mpi"] = std::make_unique<cohort::ProcessWorld>(
-        std::unique_ptr<cohort::Communicator>(std::move(mpi).value()));
-    cohort::Worlds()["shm"] = std::make_unique<cohort::ProcessWorld>(
-        std::unique_ptr<cohort::Communicator>(std::move(shm).value()));
+    const int rank = mpis[0]->rank();
+    cohort::BackendOptions options;
+    options.shm.chunk_bytes = cohort::kProcessChunkBytes;
+    options.shm.small_bytes = 8 << 10;
+    options.shm.op_timeout = std::chrono::seconds(60);
+    options.gloo.timeout = std::chrono::seconds(60);
+    options.autos = cohort::TestAutoOptions();
+    cohort::BackendSet backends(*mpis[0], options);
+    cohort::Worlds()["mpi"] = std::make_unique<cohort::ProcessWorld>(mpis[1].get());
+    const char* names[] = {"shm", "gloo", "auto"};
+    for (int i = 0; i < 3; ++i) {
+      auto c = backends.Make(names[i], *mpis[static_cast<size_t>(i + 2)], std::string("contract-") + names[i]);
+      if (!c.ok()) {
+        std::fprintf(stderr, "rank %d: %s bootstrap: %s\n", rank, names[i], c.status().ToString().c_str());
+        return 2;
+      }
+      cohort::Worlds()[names[i]] = std::make_unique<cohort::ProcessWorld>(*c);
+    }
     if (rank != 0) {
       // Only rank 0 prints progress; every rank still reports its failures.
       auto& listeners = ::testing::UnitTest::GetInstance()->listeners();

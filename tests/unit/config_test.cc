@@ -70,6 +70,17 @@ TEST(Config, WrongTypesAndRanges) {
   ExpectError("", "empty");
 }
 
+TEST(Config, CompressionValuesAndTheZeroConflict) {
+  auto c = ParseConfig(Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: bf16"), "c.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->train.compression, DType::kBF16);
+  EXPECT_EQ(ParseConfig(kGood, "g.yaml")->train.compression, DType::kF32);
+  ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: int8"),
+              "'train.compression' must be none, bf16 or fp16, not 'int8'");
+  ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: fp16") + "parallel:\n  zero: 1\n",
+              "'train.compression' works with parallel.zero 0 only");
+}
+
 TEST(Config, MissingFileIsNotFound) {
   auto c = LoadConfigFile("/nonexistent/cohort.yaml");
   ASSERT_FALSE(c.ok());
