@@ -91,6 +91,9 @@ class Node {
   // error (a failed WAL write: a node that cannot persist must not vote or
   // acknowledge); returns that error, or OK after Shutdown().
   Status Wait();
+  // The address the server listens on, with the port the system chose when
+  // the listen address asked for port 0 (host:0; single-node groups only).
+  const std::string& address() const;
 
   struct Impl;
 
