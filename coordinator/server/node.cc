@@ -855,8 +855,11 @@ void Node::Impl::ServeReads() {
     std::optional<std::string> answer = pr.query(kv, pr.index, Clock::now() >= pr.watch_until);
     if (answer) {
       pr.waiter->CompletePayload(std::move(*answer), pr.index);
+    } else if (watchers.size() >= limits::kMaxWatchers) {
+      pr.waiter->Complete(Unavailable(std::to_string(limits::kMaxWatchers) + " watches are open on node " +
+                                      std::to_string(opt.id) + "; retry later"));
     } else {
-      watchers.emplace(it->first, std::move(pr));  // bounded when the request was accepted
+      watchers.emplace(it->first, std::move(pr));
     }
     it = reads.erase(it);
   }
