@@ -6,11 +6,13 @@ namespace cohort::coordinator {
 
 using Clock = std::chrono::steady_clock;
 
-Result<std::shared_ptr<CoordinatorStore>> CoordinatorStore::Create(ClientOptions options, std::string prefix) {
+Result<std::shared_ptr<CoordinatorStore>> CoordinatorStore::Create(ClientOptions options,
+                                                                   std::string prefix) {
   if (prefix.empty()) return InvalidArgument("CoordinatorStore: empty prefix");
   options.client_id = 0;  // every pooled client draws its own id
   COHORT_ASSIGN_OR_RETURN(std::unique_ptr<Client> first, Client::Create(options));
-  auto store = std::shared_ptr<CoordinatorStore>(new CoordinatorStore(std::move(options), std::move(prefix)));
+  auto store = std::shared_ptr<CoordinatorStore>(
+      new CoordinatorStore(std::move(options), std::move(prefix)));
   store->Return(std::move(first));
   return store;
 }
@@ -64,8 +66,8 @@ Result<std::string> CoordinatorStore::Get(std::string_view key, std::chrono::mil
     if (w->events.empty()) after = std::max(after, w->revision);
     if (Clock::now() >= deadline) {
       Return(std::move(c));
-      return DeadlineExceeded("store key '" + full + "' was not set within " + std::to_string(timeout.count()) +
-                              " ms");
+      return DeadlineExceeded("store key '" + full + "' was not set within " +
+                              std::to_string(timeout.count()) + " ms");
     }
   }
 }

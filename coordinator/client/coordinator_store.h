@@ -32,7 +32,8 @@ class CoordinatorStore final : public Store {
  public:
   // `prefix` non-empty; keys are stored as "<prefix>/<key>". InvalidArgument
   // for bad client options.
-  static Result<std::shared_ptr<CoordinatorStore>> Create(ClientOptions options, std::string prefix);
+  static Result<std::shared_ptr<CoordinatorStore>> Create(ClientOptions options,
+                                                          std::string prefix);
 
   Status Set(std::string_view key, std::string_view value) override;
   Result<std::string> Get(std::string_view key, std::chrono::milliseconds timeout) override;
@@ -52,7 +53,8 @@ class CoordinatorStore final : public Store {
   const ClientOptions options_;
   const std::string prefix_;
   std::mutex mu_;
-  std::vector<std::unique_ptr<Client>> idle_;  // guarded by mu_; at most limits::kStoreMaxIdleClients
+  std::vector<std::unique_ptr<Client>>
+      idle_;  // guarded by mu_; at most limits::kStoreMaxIdleClients
 };
 
 }  // namespace cohort::coordinator

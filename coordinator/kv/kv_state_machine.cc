@@ -117,10 +117,14 @@ bool IsFenced(KvCommand::Op op) {
 
 const char* MemberStateName(MemberState s) {
   switch (s) {
-    case MemberState::kJoining: return "joining";
-    case MemberState::kActive: return "active";
-    case MemberState::kFailed: return "failed";
-    case MemberState::kLeft: return "left";
+    case MemberState::kJoining:
+      return "joining";
+    case MemberState::kActive:
+      return "active";
+    case MemberState::kFailed:
+      return "failed";
+    case MemberState::kLeft:
+      return "left";
   }
   return "unknown";
 }
@@ -151,13 +155,14 @@ Result<KvCommand> KvCommand::Decode(std::string_view data) {
   Decoder d(data);
   KvCommand c;
   uint8_t op = 0;
-  bool ok = d.U8(&op) && op <= static_cast<uint8_t>(Op::kLeaseExpire) && d.U64(&c.client_id) && d.U64(&c.seq) &&
-            d.Bytes(&c.key, limits::kMaxKeyBytes) && d.Bytes(&c.value, limits::kMaxValueBytes) &&
-            GetOptional(d, &c.expected);
+  bool ok = d.U8(&op) && op <= static_cast<uint8_t>(Op::kLeaseExpire) && d.U64(&c.client_id) &&
+            d.U64(&c.seq) && d.Bytes(&c.key, limits::kMaxKeyBytes) &&
+            d.Bytes(&c.value, limits::kMaxValueBytes) && GetOptional(d, &c.expected);
   if (ok && !d.done()) {
     uint8_t ext = 0;
-    ok = d.U64(&c.lease) && d.U64(&c.epoch) && d.U64(&c.now_ms) && d.U64(&c.ttl_ms) && d.U64(&c.step) &&
-         d.Bytes(&c.member, limits::kMaxKeyBytes) && d.Bytes(&c.address, limits::kMaxKeyBytes) &&
+    ok = d.U64(&c.lease) && d.U64(&c.epoch) && d.U64(&c.now_ms) && d.U64(&c.ttl_ms) &&
+         d.U64(&c.step) && d.Bytes(&c.member, limits::kMaxKeyBytes) &&
+         d.Bytes(&c.address, limits::kMaxKeyBytes) &&
          GetStrings(d, &c.members, limits::kMaxMembers) && d.U8(&ext) && ext == kCommandExtension;
   } else if (ok && op > static_cast<uint8_t>(Op::kCas)) {
     ok = false;  // only put and cas exist in the older encoding
@@ -209,9 +214,9 @@ KvResult KvStateMachine::Apply(uint64_t index, const KvCommand& cmd) {
 KvResult KvStateMachine::Execute(const KvCommand& cmd) {
   if (IsFenced(cmd.op) && cmd.epoch != epoch_) {
     if (cmd.epoch < epoch_) {
-      return Refuse(StatusCode::kFailedPrecondition, "stale epoch " + std::to_string(cmd.epoch) +
-                                                         ", job is at epoch " + std::to_string(epoch_) +
-                                                         "; read the job again and rejoin");
+      return Refuse(StatusCode::kFailedPrecondition,
+                    "stale epoch " + std::to_string(cmd.epoch) + ", job is at epoch " +
+                        std::to_string(epoch_) + "; read the job again and rejoin");
     }
     return Refuse(StatusCode::kFailedPrecondition, "epoch " + std::to_string(cmd.epoch) +
                                                        " is ahead of the job, which is at epoch " +
@@ -238,7 +243,8 @@ KvResult KvStateMachine::ExecuteKv(const KvCommand& cmd) {
   auto it = data_.find(cmd.key);
   if (it != data_.end()) r.previous = it->second.value;
   if (cmd.lease != 0 && cmd.op != KvCommand::Op::kDelete && leases_.count(cmd.lease) == 0) {
-    return Refuse(StatusCode::kNotFound, "lease " + std::to_string(cmd.lease) + " does not exist (expired or revoked)");
+    return Refuse(StatusCode::kNotFound,
+                  "lease " + std::to_string(cmd.lease) + " does not exist (expired or revoked)");
   }
   switch (cmd.op) {
     case KvCommand::Op::kPut:
@@ -252,14 +258,17 @@ KvResult KvStateMachine::ExecuteKv(const KvCommand& cmd) {
     case KvCommand::Op::kAdd: {
       int64_t delta = 0, current = 0;
       if (!ParseInt(cmd.value, &delta)) {
-        return Refuse(StatusCode::kInvalidArgument, "add: delta '" + cmd.value + "' is not a decimal int64");
+        return Refuse(StatusCode::kInvalidArgument,
+                      "add: delta '" + cmd.value + "' is not a decimal int64");
       }
       if (r.previous && !ParseInt(*r.previous, &current)) {
-        return Refuse(StatusCode::kInvalidArgument,
-                      "add: key '" + cmd.key + "' holds a value that is not a decimal int64 counter");
+        return Refuse(
+            StatusCode::kInvalidArgument,
+            "add: key '" + cmd.key + "' holds a value that is not a decimal int64 counter");
       }
       if (__builtin_add_overflow(current, delta, &r.number)) {
-        return Refuse(StatusCode::kInvalidArgument, "add: counter '" + cmd.key + "' would overflow");
+        return Refuse(StatusCode::kInvalidArgument,
+                      "add: counter '" + cmd.key + "' would overflow");
       }
       r.ok = true;
       SetKey(cmd.key, std::to_string(r.number), cmd.lease);
@@ -315,11 +324,13 @@ KvResult KvStateMachine::ExecuteLease(const KvCommand& cmd) {
   if (cmd.op == KvCommand::Op::kLeaseGrant) {
     if (cmd.ttl_ms == 0 || cmd.ttl_ms > limits::kMaxLeaseTtlMs) {
       return Refuse(StatusCode::kInvalidArgument, "lease TTL of " + std::to_string(cmd.ttl_ms) +
-                                                      " ms; give 1 ms .. " + std::to_string(limits::kMaxLeaseTtlMs));
+                                                      " ms; give 1 ms .. " +
+                                                      std::to_string(limits::kMaxLeaseTtlMs));
     }
     if (leases_.size() >= limits::kMaxLeases) {
-      return Refuse(StatusCode::kUnavailable, std::to_string(limits::kMaxLeases) +
-                                                  " leases are live; revoke some or wait for them to expire");
+      return Refuse(StatusCode::kUnavailable,
+                    std::to_string(limits::kMaxLeases) +
+                        " leases are live; revoke some or wait for them to expire");
     }
     uint64_t id = next_lease_++;
     Lease& l = leases_[id];
@@ -332,7 +343,8 @@ KvResult KvStateMachine::ExecuteLease(const KvCommand& cmd) {
   auto it = leases_.find(cmd.lease);
   if (it == leases_.end()) {
     if (cmd.op == KvCommand::Op::kLeaseExpire) return r;  // revoked meanwhile: nothing to do
-    return Refuse(StatusCode::kNotFound, "lease " + std::to_string(cmd.lease) + " does not exist (expired or revoked)");
+    return Refuse(StatusCode::kNotFound,
+                  "lease " + std::to_string(cmd.lease) + " does not exist (expired or revoked)");
   }
   Lease& l = it->second;
   if (cmd.op == KvCommand::Op::kLeaseKeepalive) {
@@ -341,7 +353,8 @@ KvResult KvStateMachine::ExecuteLease(const KvCommand& cmd) {
     r.id = cmd.lease;
     return r;
   }
-  if (cmd.op == KvCommand::Op::kLeaseExpire && cmd.now_ms < l.expires_at_ms) return r;  // kept alive meanwhile
+  if (cmd.op == KvCommand::Op::kLeaseExpire && cmd.now_ms < l.expires_at_ms)
+    return r;  // kept alive meanwhile
   // Revoke, or expire: the lease's keys go, all at one revision.
   std::set<std::string> keys = std::move(l.keys);
   leases_.erase(it);
@@ -368,14 +381,17 @@ KvResult KvStateMachine::ExecuteJob(const KvCommand& cmd) {
         // Forget the member that left or failed longest ago to make room.
         auto victim = members_.end();
         for (auto m = members_.begin(); m != members_.end(); ++m) {
-          bool gone = m->second.state == MemberState::kLeft || m->second.state == MemberState::kFailed;
-          if (gone && (victim == members_.end() || m->second.last_heartbeat_ms < victim->second.last_heartbeat_ms)) {
+          bool gone =
+              m->second.state == MemberState::kLeft || m->second.state == MemberState::kFailed;
+          if (gone && (victim == members_.end() ||
+                       m->second.last_heartbeat_ms < victim->second.last_heartbeat_ms)) {
             victim = m;
           }
         }
         if (victim == members_.end()) {
-          return Refuse(StatusCode::kUnavailable,
-                        "join: the job has " + std::to_string(limits::kMaxMembers) + " members; none can be forgotten");
+          return Refuse(StatusCode::kUnavailable, "join: the job has " +
+                                                      std::to_string(limits::kMaxMembers) +
+                                                      " members; none can be forgotten");
         }
         members_.erase(victim);
       }
@@ -391,13 +407,15 @@ KvResult KvStateMachine::ExecuteJob(const KvCommand& cmd) {
     case KvCommand::Op::kFail: {
       auto it = members_.find(cmd.member);
       if (it == members_.end()) {
-        return Refuse(StatusCode::kNotFound, "member '" + cmd.member + "' is not in the job; join first");
+        return Refuse(StatusCode::kNotFound,
+                      "member '" + cmd.member + "' is not in the job; join first");
       }
       Member& m = it->second;
       if (cmd.op == KvCommand::Op::kHeartbeat) {
         if (m.state == MemberState::kLeft || m.state == MemberState::kFailed) {
-          return Refuse(StatusCode::kFailedPrecondition, "member '" + cmd.member + "' is " + MemberStateName(m.state) +
-                                                             "; join again");
+          return Refuse(
+              StatusCode::kFailedPrecondition,
+              "member '" + cmd.member + "' is " + MemberStateName(m.state) + "; join again");
         }
         m.last_heartbeat_ms = std::max(m.last_heartbeat_ms, cmd.now_ms);
       } else {
@@ -407,19 +425,23 @@ KvResult KvStateMachine::ExecuteJob(const KvCommand& cmd) {
       return r;
     }
     case KvCommand::Op::kCommitEpoch: {
-      if (cmd.members.empty()) return Refuse(StatusCode::kInvalidArgument, "commit epoch: no members given");
+      if (cmd.members.empty())
+        return Refuse(StatusCode::kInvalidArgument, "commit epoch: no members given");
       std::set<std::string> seen;
       for (const std::string& id : cmd.members) {
         if (!seen.insert(id).second) {
-          return Refuse(StatusCode::kInvalidArgument, "commit epoch: member '" + id + "' is listed twice");
+          return Refuse(StatusCode::kInvalidArgument,
+                        "commit epoch: member '" + id + "' is listed twice");
         }
         auto it = members_.find(id);
         if (it == members_.end()) {
-          return Refuse(StatusCode::kFailedPrecondition, "commit epoch: '" + id + "' is not a member; it must join first");
+          return Refuse(StatusCode::kFailedPrecondition,
+                        "commit epoch: '" + id + "' is not a member; it must join first");
         }
         if (it->second.state != MemberState::kJoining && it->second.state != MemberState::kActive) {
           return Refuse(StatusCode::kFailedPrecondition, "commit epoch: member '" + id + "' is " +
-                                                             MemberStateName(it->second.state) + "; it must join again");
+                                                             MemberStateName(it->second.state) +
+                                                             "; it must join again");
         }
       }
       for (auto& [id, m] : members_) {
@@ -430,7 +452,8 @@ KvResult KvStateMachine::ExecuteJob(const KvCommand& cmd) {
         }
       }
       if (epoch_ > 0) epoch_history_[epoch_] = ranks_;
-      while (epoch_history_.size() > limits::kMaxEpochHistory) epoch_history_.erase(epoch_history_.begin());
+      while (epoch_history_.size() > limits::kMaxEpochHistory)
+        epoch_history_.erase(epoch_history_.begin());
       ++epoch_;
       ranks_ = cmd.members;
       // Checkpoints proposed in an earlier epoch can no longer commit.
@@ -442,9 +465,10 @@ KvResult KvStateMachine::ExecuteJob(const KvCommand& cmd) {
     case KvCommand::Op::kProposeCheckpoint: {
       if (cmd.key.empty()) return Refuse(StatusCode::kInvalidArgument, "checkpoint: empty path");
       if (committed_ && cmd.step <= committed_->step) {
-        return Refuse(StatusCode::kFailedPrecondition, "checkpoint at step " + std::to_string(cmd.step) +
-                                                           " is not after the last committed one (step " +
-                                                           std::to_string(committed_->step) + ")");
+        return Refuse(StatusCode::kFailedPrecondition,
+                      "checkpoint at step " + std::to_string(cmd.step) +
+                          " is not after the last committed one (step " +
+                          std::to_string(committed_->step) + ")");
       }
       if (pending_.count(cmd.step) == 0 && pending_.size() >= limits::kMaxPendingCheckpoints) {
         pending_.erase(pending_.begin());  // the oldest step gives way
@@ -484,16 +508,20 @@ const KvEntry* KvStateMachine::Find(const std::string& key) const {
   return it == data_.end() ? nullptr : &it->second;
 }
 
-std::vector<KvEvent> KvStateMachine::Changes(const std::string& key, bool prefix, uint64_t after_revision,
-                                             size_t max, bool* more) const {
+std::vector<KvEvent> KvStateMachine::Changes(const std::string& key, bool prefix,
+                                             uint64_t after_revision, size_t max,
+                                             bool* more) const {
   std::map<std::string, KvEvent> found;  // live keys and tombstones, by key
-  auto matches = [&](const std::string& k) { return prefix ? k.compare(0, key.size(), key) == 0 : k == key; };
+  auto matches = [&](const std::string& k) {
+    return prefix ? k.compare(0, key.size(), key) == 0 : k == key;
+  };
   for (auto it = data_.lower_bound(key); it != data_.end() && matches(it->first); ++it) {
     if (it->second.mod_revision > after_revision) {
       found[it->first] = KvEvent{it->first, false, it->second.value, it->second.mod_revision};
     }
   }
-  for (auto it = tombstones_.rbegin(); it != tombstones_.rend() && it->first > after_revision; ++it) {
+  for (auto it = tombstones_.rbegin(); it != tombstones_.rend() && it->first > after_revision;
+       ++it) {
     if (matches(it->second) && data_.count(it->second) == 0 && found.count(it->second) == 0) {
       found[it->second] = KvEvent{it->second, true, "", it->first};
     }
@@ -580,7 +608,8 @@ Status KvStateMachine::Restore(std::string_view data) {
   uint64_t n = 0;
   bool ok = d.U64(&n);
   auto fail = [&] {
-    return DataLoss("key-value snapshot does not decode (" + std::to_string(data.size()) + " bytes)");
+    return DataLoss("key-value snapshot does not decode (" + std::to_string(data.size()) +
+                    " bytes)");
   };
   if (ok && n != kSnapshotMagicV2) {
     // The older format: keys and values, then put/cas sessions.
@@ -637,8 +666,9 @@ Status KvStateMachine::Restore(std::string_view data) {
     std::string id;
     Member m;
     uint8_t state = 0;
-    ok = d.Bytes(&id, limits::kMaxKeyBytes) && d.Bytes(&m.address, limits::kMaxKeyBytes) && d.U8(&state) &&
-         state <= static_cast<uint8_t>(MemberState::kLeft) && d.U64(&m.last_heartbeat_ms);
+    ok = d.Bytes(&id, limits::kMaxKeyBytes) && d.Bytes(&m.address, limits::kMaxKeyBytes) &&
+         d.U8(&state) && state <= static_cast<uint8_t>(MemberState::kLeft) &&
+         d.U64(&m.last_heartbeat_ms);
     m.state = static_cast<MemberState>(state);
     if (ok) s.members_.emplace(std::move(id), std::move(m));
   }
@@ -667,7 +697,8 @@ Status KvStateMachine::Restore(std::string_view data) {
   for (uint64_t i = 0; ok && i < n; ++i) {
     uint64_t id = 0;
     Session ss;
-    ok = d.U64(&id) && d.U64(&ss.last_seq) && d.U64(&ss.last_index) && GetResult(d, &ss.last_result);
+    ok =
+        d.U64(&id) && d.U64(&ss.last_seq) && d.U64(&ss.last_index) && GetResult(d, &ss.last_result);
     if (ok) s.sessions_.emplace(id, std::move(ss));
   }
   if (!ok || !d.done()) return fail();

@@ -53,19 +53,19 @@ struct KvCommand {
   enum class Op : uint8_t {
     kPut = 0,
     kCas = 1,
-    kAdd = 2,       // value: decimal int64 delta; the key holds a decimal counter (absent = 0)
+    kAdd = 2,  // value: decimal int64 delta; the key holds a decimal counter (absent = 0)
     kDelete = 3,
-    kJoin = 4,      // member, address; fenced
-    kLeave = 5,     // member; fenced
-    kHeartbeat = 6, // member; fenced
-    kFail = 7,      // member: mark failed (a health checker's verdict); fenced
-    kCommitEpoch = 8,         // members: the new epoch's ranks in order; fenced (epoch = the current one)
-    kProposeCheckpoint = 9,   // step, path (key), checksum (value); fenced
-    kCommitCheckpoint = 10,   // step; fenced
-    kLeaseGrant = 11,         // ttl_ms
-    kLeaseKeepalive = 12,     // lease
-    kLeaseRevoke = 13,        // lease
-    kLeaseExpire = 14,        // lease; leader-proposed, client id 0
+    kJoin = 4,         // member, address; fenced
+    kLeave = 5,        // member; fenced
+    kHeartbeat = 6,    // member; fenced
+    kFail = 7,         // member: mark failed (a health checker's verdict); fenced
+    kCommitEpoch = 8,  // members: the new epoch's ranks in order; fenced (epoch = the current one)
+    kProposeCheckpoint = 9,  // step, path (key), checksum (value); fenced
+    kCommitCheckpoint = 10,  // step; fenced
+    kLeaseGrant = 11,        // ttl_ms
+    kLeaseKeepalive = 12,    // lease
+    kLeaseRevoke = 13,       // lease
+    kLeaseExpire = 14,       // lease; leader-proposed, client id 0
   };
   Op op = Op::kPut;
   uint64_t client_id = 0;  // > 0, except leader-proposed commands (0: no session)
@@ -73,13 +73,14 @@ struct KvCommand {
   std::string key;         // kv ops; kProposeCheckpoint: the manifest path
   std::string value;       // the new value; kAdd: the delta; kProposeCheckpoint: the checksum
   std::optional<std::string> expected;  // kCas: required current value; nullopt: must be absent
-  uint64_t lease = 0;      // put/cas/add: attach the key to this lease (0: none); lease ops: the lease id
-  uint64_t epoch = 0;      // fenced ops: the writer's epoch
-  uint64_t now_ms = 0;     // the proposing leader's wall clock (ms since the Unix epoch)
-  uint64_t ttl_ms = 0;     // kLeaseGrant
-  uint64_t step = 0;       // checkpoint ops
-  std::string member;      // member ops: the member id
-  std::string address;     // kJoin: where the member can be reached
+  uint64_t lease =
+      0;  // put/cas/add: attach the key to this lease (0: none); lease ops: the lease id
+  uint64_t epoch = 0;                // fenced ops: the writer's epoch
+  uint64_t now_ms = 0;               // the proposing leader's wall clock (ms since the Unix epoch)
+  uint64_t ttl_ms = 0;               // kLeaseGrant
+  uint64_t step = 0;                 // checkpoint ops
+  std::string member;                // member ops: the member id
+  std::string address;               // kJoin: where the member can be reached
   std::vector<std::string> members;  // kCommitEpoch: member ids, rank = position
 
   std::string Encode() const;
@@ -151,8 +152,8 @@ class KvStateMachine {
   // it when `prefix`), live and deleted, in key order, at most `max` (sets
   // *more when there were more). A deletion older than the kept tombstones
   // is not reported (after_revision < compacted_revision()).
-  std::vector<KvEvent> Changes(const std::string& key, bool prefix, uint64_t after_revision, size_t max,
-                               bool* more) const;
+  std::vector<KvEvent> Changes(const std::string& key, bool prefix, uint64_t after_revision,
+                               size_t max, bool* more) const;
 
   // Leases whose deadline is at or before `now_ms` (the leader proposes
   // kLeaseExpire for them), at most `max`.
@@ -172,7 +173,9 @@ class KvStateMachine {
   // The current epoch's ranks: member id at position r has rank r.
   const std::vector<std::string>& ranks() const { return ranks_; }
   // Earlier epochs' ranks (the latest limits::kMaxEpochHistory), by epoch.
-  const std::map<uint64_t, std::vector<std::string>>& epoch_history() const { return epoch_history_; }
+  const std::map<uint64_t, std::vector<std::string>>& epoch_history() const {
+    return epoch_history_;
+  }
   const std::map<uint64_t, CheckpointManifest>& pending_checkpoints() const { return pending_; }
   const std::optional<CheckpointManifest>& last_checkpoint() const { return committed_; }
   const std::map<uint64_t, Lease>& leases() const { return leases_; }

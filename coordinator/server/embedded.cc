@@ -4,7 +4,8 @@ namespace cohort::coordinator {
 
 Result<std::unique_ptr<EmbeddedCoordinator>> EmbeddedCoordinator::Start(EmbeddedOptions options) {
   if (options.port < 0 || options.port > 65535) {
-    return InvalidArgument("embedded coordinator: port " + std::to_string(options.port) + " is not 0..65535");
+    return InvalidArgument("embedded coordinator: port " + std::to_string(options.port) +
+                           " is not 0..65535");
   }
   if (options.host.empty()) return InvalidArgument("embedded coordinator: empty host");
   NodeOptions no;

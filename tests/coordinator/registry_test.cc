@@ -127,9 +127,10 @@ TEST_F(Registry, StaleEpochIsFenced) {
   ASSERT_TRUE(Apply(w.CommitEpoch(0, {"a", "b"})).ok);
   ASSERT_TRUE(Apply(w.CommitEpoch(1, {"a"})).ok);  // epoch 2 without b
   // b still believes it is in epoch 1: none of its job writes get through.
-  for (KvCommand c : {stale.Member(KvCommand::Op::kHeartbeat, "b", 1, 5000), stale.Member(KvCommand::Op::kLeave, "a", 1),
-                      stale.CommitEpoch(1, {"a", "b"}),
-                      stale.Checkpoint(KvCommand::Op::kProposeCheckpoint, 1, 10, "/ckpt/10", "c")}) {
+  for (KvCommand c :
+       {stale.Member(KvCommand::Op::kHeartbeat, "b", 1, 5000),
+        stale.Member(KvCommand::Op::kLeave, "a", 1), stale.CommitEpoch(1, {"a", "b"}),
+        stale.Checkpoint(KvCommand::Op::kProposeCheckpoint, 1, 10, "/ckpt/10", "c")}) {
     KvResult r = Apply(c);
     EXPECT_FALSE(r.ok);
     EXPECT_EQ(r.code, StatusCode::kFailedPrecondition);
@@ -140,13 +141,15 @@ TEST_F(Registry, StaleEpochIsFenced) {
   EXPECT_EQ(sm_.members().at("a").state, MemberState::kActive);
   EXPECT_TRUE(sm_.pending_checkpoints().empty());
   // An epoch from the future is refused too.
-  EXPECT_EQ(Apply(stale.Member(KvCommand::Op::kHeartbeat, "a", 7)).code, StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Apply(stale.Member(KvCommand::Op::kHeartbeat, "a", 7)).code,
+            StatusCode::kFailedPrecondition);
   // The current epoch works.
   KvResult hb = Apply(w.Member(KvCommand::Op::kHeartbeat, "a", 2, 9000));
   EXPECT_TRUE(hb.ok) << hb.error;
   EXPECT_EQ(sm_.members().at("a").last_heartbeat_ms, 9000u);
   // A removed member must join again before it heartbeats.
-  EXPECT_EQ(Apply(w.Member(KvCommand::Op::kHeartbeat, "b", 2)).code, StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Apply(w.Member(KvCommand::Op::kHeartbeat, "b", 2)).code,
+            StatusCode::kFailedPrecondition);
 }
 
 TEST_F(Registry, CheckpointPendingThenCommit) {
@@ -157,8 +160,10 @@ TEST_F(Registry, CheckpointPendingThenCommit) {
   KvResult r = Apply(w.Checkpoint(KvCommand::Op::kCommitCheckpoint, 1, 100));
   EXPECT_EQ(r.code, StatusCode::kFailedPrecondition);
   EXPECT_FALSE(sm_.last_checkpoint().has_value());
-  ASSERT_TRUE(Apply(w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 1, 100, "/ckpt/100", "crc:1")).ok);
-  ASSERT_TRUE(Apply(w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 1, 200, "/ckpt/200", "crc:2")).ok);
+  ASSERT_TRUE(
+      Apply(w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 1, 100, "/ckpt/100", "crc:1")).ok);
+  ASSERT_TRUE(
+      Apply(w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 1, 200, "/ckpt/200", "crc:2")).ok);
   EXPECT_FALSE(sm_.last_checkpoint().has_value());  // pending is not committed
   r = Apply(w.Checkpoint(KvCommand::Op::kCommitCheckpoint, 1, 100));
   ASSERT_TRUE(r.ok) << r.error;
@@ -172,7 +177,8 @@ TEST_F(Registry, CheckpointPendingThenCommit) {
   r = Apply(w.Checkpoint(KvCommand::Op::kCommitCheckpoint, 2, 200));
   EXPECT_EQ(r.code, StatusCode::kFailedPrecondition);
   EXPECT_EQ(sm_.last_checkpoint()->step, 100u);
-  ASSERT_TRUE(Apply(w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 2, 200, "/ckpt/200b", "crc:3")).ok);
+  ASSERT_TRUE(
+      Apply(w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 2, 200, "/ckpt/200b", "crc:3")).ok);
   ASSERT_TRUE(Apply(w.Checkpoint(KvCommand::Op::kCommitCheckpoint, 2, 200)).ok);
   EXPECT_EQ(*sm_.last_checkpoint(), (CheckpointManifest{2, 200, "/ckpt/200b", "crc:3"}));
 }
@@ -204,7 +210,8 @@ TEST_F(Registry, LeaseExpiryAndRevokeDeleteKeys) {
   EXPECT_EQ(sm_.Get("plain"), "stays");
   EXPECT_EQ(sm_.revision(), rev + 1);
   EXPECT_TRUE(sm_.leases().empty());
-  EXPECT_EQ(Apply(w.Lease(KvCommand::Op::kLeaseKeepalive, lease, 2000)).code, StatusCode::kNotFound);
+  EXPECT_EQ(Apply(w.Lease(KvCommand::Op::kLeaseKeepalive, lease, 2000)).code,
+            StatusCode::kNotFound);
 
   // Revoke.
   uint64_t l2 = Apply(w.Lease(KvCommand::Op::kLeaseGrant, 0, 3000, 10000)).id;
@@ -342,12 +349,12 @@ TEST_F(Registry, CommandEncodingRoundTripAndOldFormat) {
   EXPECT_EQ(d->now_ms, 77u);
   // The put/cas encoding from before the registry still decodes.
   std::string old;
-  old.push_back(0);                          // op put
-  old.append("\x05\0\0\0\0\0\0\0", 8);       // client 5
-  old.append("\x01\0\0\0\0\0\0\0", 8);       // seq 1
-  old.append("\x01\0\0\0k", 5);              // key
-  old.append("\x01\0\0\0v", 5);              // value
-  old.push_back(0);                          // no expected
+  old.push_back(0);                     // op put
+  old.append("\x05\0\0\0\0\0\0\0", 8);  // client 5
+  old.append("\x01\0\0\0\0\0\0\0", 8);  // seq 1
+  old.append("\x01\0\0\0k", 5);         // key
+  old.append("\x01\0\0\0v", 5);         // value
+  old.push_back(0);                     // no expected
   Result<KvCommand> o = KvCommand::Decode(old);
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->client_id, 5u);

@@ -54,9 +54,11 @@ TEST_F(ClusterTest, RegistryEpochsCheckpointsAndFencingAcrossFailover) {
   ASSERT_EQ(ValueOr<uint64_t>(c->CommitEpoch(1, {"w0"}), 0), 2u);
   Status s = stale->Heartbeat("w1", 1);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(s.message().find("stale epoch 1, job is at epoch 2"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("stale epoch 1, job is at epoch 2"), std::string::npos)
+      << s.ToString();
   EXPECT_EQ(stale->CommitEpoch(1, {"w0", "w1"}).status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(stale->ProposeCheckpoint(1, 200, "/ckpt/200", "x").code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(stale->ProposeCheckpoint(1, 200, "/ckpt/200", "x").code(),
+            StatusCode::kFailedPrecondition);
 
   // Fail over: the new leader has the same job and fences the same way.
   raft::NodeId old = Leader(*c);
@@ -64,7 +66,8 @@ TEST_F(ClusterTest, RegistryEpochsCheckpointsAndFencingAcrossFailover) {
   nodes_[old].reset();
   s = stale->Heartbeat("w1", 1);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
-  EXPECT_NE(s.message().find("stale epoch 1, job is at epoch 2"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("stale epoch 1, job is at epoch 2"), std::string::npos)
+      << s.ToString();
   job = c->GetJob();
   ASSERT_TRUE(job.ok()) << job.status().ToString();
   EXPECT_EQ(job->epoch, 2u);
@@ -104,7 +107,8 @@ TEST_F(ClusterTest, WatchWakesTimesOutAndSurvivesFailover) {
   // A watch waiting in another thread wakes when the key is written.
   auto watcher = MakeClient();
   uint64_t after = p->revision;
-  auto pending = std::async(std::launch::async, [&] { return watcher->Watch("job/", true, after, 20s); });
+  auto pending =
+      std::async(std::launch::async, [&] { return watcher->Watch("job/", true, after, 20s); });
   ASSERT_TRUE(c->Put("other", "x").ok());  // not under the prefix
   ASSERT_TRUE(c->Put("job/b", "2").ok());
   w = pending.get();

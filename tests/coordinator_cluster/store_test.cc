@@ -77,15 +77,18 @@ TEST_F(StoreTest, GlooAllReduceBootstrapsThroughTheCoordinator) {
       GlooOptions go;
       go.prefix = "comm";
       go.timeout = 30s;
-      Result<std::unique_ptr<GlooCommunicator>> comm = GlooCommunicator::Create(store, r, kRanks, go);
+      Result<std::unique_ptr<GlooCommunicator>> comm =
+          GlooCommunicator::Create(store, r, kRanks, go);
       if (!comm.ok()) {
         results[r] = comm.status();
         return;
       }
       std::vector<float> data(1000);
-      for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(r + 1) * static_cast<float>(i);
+      for (size_t i = 0; i < data.size(); ++i)
+        data[i] = static_cast<float>(r + 1) * static_cast<float>(i);
       out[r].resize(data.size());
-      results[r] = (*comm)->AllReduce(data.data(), out[r].data(), data.size(), DType::kF32, ReduceOp::kSum);
+      results[r] =
+          (*comm)->AllReduce(data.data(), out[r].data(), data.size(), DType::kF32, ReduceOp::kSum);
     });
   }
   for (auto& t : ranks) t.join();
@@ -98,7 +101,8 @@ TEST_F(StoreTest, GlooAllReduceBootstrapsThroughTheCoordinator) {
 }
 
 TEST(Embedded, SingleNodeServesAndKeepsItsStateAcrossRestart) {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("cohort-embedded-" + std::to_string(getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("cohort-embedded-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   EmbeddedOptions eo;
   eo.data_dir = dir.string();
@@ -137,7 +141,8 @@ TEST(Embedded, SingleNodeServesAndKeepsItsStateAcrossRestart) {
   ClientOptions bad;
   bad.endpoints = {(*e)->address()};
   bad.token = "wrong";
-  EXPECT_EQ(std::move(Client::Create(bad)).value()->Get("k").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(std::move(Client::Create(bad)).value()->Get("k").status().code(),
+            StatusCode::kPermissionDenied);
   e->reset();
   std::filesystem::remove_all(dir);
 }
