@@ -527,13 +527,25 @@ std::vector<KvEvent> KvStateMachine::Changes(const std::string& key, bool prefix
     }
   }
   std::vector<KvEvent> out;
-  *more = false;
-  for (auto& [k, e] : found) {
-    if (out.size() >= max) {
-      *more = true;
-      break;
+  out.reserve(found.size());
+  for (auto& [k, e] : found) out.push_back(std::move(e));
+  *more = out.size() > max;
+  if (*more) {
+    // Keep the oldest changes, whole revisions only, so that watching again
+    // after the highest mod_revision kept misses nothing. One revision with
+    // more keys than `max` (a lease's keys) is kept whole.
+    std::stable_sort(out.begin(), out.end(),
+                     [](const KvEvent& a, const KvEvent& b) { return a.mod_revision < b.mod_revision; });
+    uint64_t cut = out[max].mod_revision;
+    size_t n = max;
+    while (n > 0 && out[n - 1].mod_revision == cut) --n;
+    if (n == 0) {
+      n = max;
+      while (n < out.size() && out[n].mod_revision == cut) ++n;
     }
-    out.push_back(std::move(e));
+    *more = n < out.size();
+    out.resize(n);
+    std::sort(out.begin(), out.end(), [](const KvEvent& a, const KvEvent& b) { return a.key < b.key; });
   }
   return out;
 }

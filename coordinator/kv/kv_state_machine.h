@@ -149,9 +149,12 @@ class KvStateMachine {
   const KvEntry* Find(const std::string& key) const;
 
   // Keys that changed after `after_revision` and match `key` (or start with
-  // it when `prefix`), live and deleted, in key order, at most `max` (sets
-  // *more when there were more). A deletion older than the kept tombstones
-  // is not reported (after_revision < compacted_revision()).
+  // it when `prefix`), live and deleted, in key order. When there are more
+  // than `max`, sets *more and returns the oldest changes (whole revisions:
+  // all keys of one revision, even beyond `max`), so a caller that asks
+  // again after the highest mod_revision returned misses none. A deletion
+  // older than the kept tombstones is not reported
+  // (after_revision < compacted_revision()).
   std::vector<KvEvent> Changes(const std::string& key, bool prefix, uint64_t after_revision,
                                size_t max, bool* more) const;
 
