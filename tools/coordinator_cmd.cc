@@ -40,6 +40,52 @@ Result<std::unique_ptr<coordinator::Client>> MakeClient(const ClientCmdOptions& 
   return coordinator::Client::Create(std::move(co));
 }
 
+nlohmann::json JobJson(const coordinator::JobInfo& job) {
+  nlohmann::json j;
+  j["epoch"] = job.epoch;
+  nlohmann::json members = nlohmann::json::array();
+  for (const coordinator::MemberInfo& m : job.members) {
+    members.push_back({{"id", m.id},
+                       {"address", m.address},
+                       {"state", m.state},
+                       {"rank", m.rank},
+                       {"last_heartbeat_ms", m.last_heartbeat_ms}});
+  }
+  j["members"] = std::move(members);
+  j["ranks"] = job.ranks;
+  auto ckpt = [](const coordinator::CheckpointInfo& c) {
+    return nlohmann::json{{"epoch", c.epoch}, {"step", c.step}, {"path", c.path}, {"checksum", c.checksum}};
+  };
+  j["checkpoint"] = job.last_checkpoint ? ckpt(*job.last_checkpoint) : nlohmann::json(nullptr);
+  nlohmann::json pending = nlohmann::json::array();
+  for (const coordinator::CheckpointInfo& c : job.pending) pending.push_back(ckpt(c));
+  j["pending_checkpoints"] = std::move(pending);
+  j["revision"] = job.revision;
+  return j;
+}
+
+void PrintJob(const coordinator::JobInfo& job) {
+  std::printf("epoch: %llu  world size: %zu\n", static_cast<unsigned long long>(job.epoch), job.ranks.size());
+  if (!job.members.empty()) {
+    std::printf("%-24s %-22s %-8s %-5s %s\n", "MEMBER", "ADDRESS", "STATE", "RANK", "LAST HEARTBEAT (ms ago)");
+    uint64_t now_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+    for (const coordinator::MemberInfo& m : job.members) {
+      std::string rank = m.rank < 0 ? "-" : std::to_string(m.rank);
+      long long ago = m.last_heartbeat_ms == 0 ? -1 : static_cast<long long>(now_ms) - static_cast<long long>(m.last_heartbeat_ms);
+      std::printf("%-24s %-22s %-8s %-5s %lld\n", m.id.c_str(), m.address.c_str(), m.state.c_str(), rank.c_str(), ago);
+    }
+  }
+  if (job.last_checkpoint) {
+    std::printf("checkpoint: step %llu (epoch %llu) %s %s\n", static_cast<unsigned long long>(job.last_checkpoint->step),
+                static_cast<unsigned long long>(job.last_checkpoint->epoch), job.last_checkpoint->path.c_str(),
+                job.last_checkpoint->checksum.c_str());
+  } else {
+    std::printf("checkpoint: none committed\n");
+  }
+}
+
 }  // namespace
 
 int RunCoordinator(const CoordinatorCmdOptions& opt) {
@@ -121,6 +167,16 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
   }
   if (reachable == 0) return Fail("status", first_error.WithContext("no coordinator node answered"));
   if (leader != nullptr) commit = leader->commit_index;
+  // The job as the leader has applied it (else the most advanced node).
+  coordinator::JobInfo job_view;
+  {
+    const coordinator::NodeStatus* best = leader;
+    for (const auto& [a, st] : views) {
+      if (best == nullptr && st.ok()) best = &*st;
+      if (leader == nullptr && st.ok() && st->applied_index > best->applied_index) best = &*st;
+    }
+    if (best != nullptr) job_view = best->job;
+  }
 
   if (json) {
     nlohmann::json j;
@@ -132,8 +188,11 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
     j["term"] = term;
     j["commit_index"] = commit;
     j["applied_index"] = leader ? leader->applied_index : 0;
-    j["epoch"] = 0;
-    j["last_checkpoint"] = nullptr;
+    nlohmann::json job = JobJson(job_view);
+    j["epoch"] = job["epoch"];
+    j["members"] = job["members"];
+    j["ranks"] = job["ranks"];
+    j["checkpoint"] = job["checkpoint"];
     nlohmann::json nodes = nlohmann::json::array();
     for (const auto& [a, st] : views) {
       nlohmann::json n;
@@ -170,9 +229,10 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
                 static_cast<unsigned long long>(st->applied_index), static_cast<unsigned long long>(st->last_index),
                 static_cast<unsigned long long>(st->leader_id));
   }
-  std::printf("leader: %llu  term: %llu  commit: %llu  epoch: 0  nodes answering: %zu of %zu\n",
+  std::printf("leader: %llu  term: %llu  commit: %llu  nodes answering: %zu of %zu\n",
               static_cast<unsigned long long>(leader ? leader->node_id : 0), static_cast<unsigned long long>(term),
               static_cast<unsigned long long>(commit), reachable, views.size());
+  PrintJob(job_view);
   return 0;
 }
 
@@ -206,25 +266,45 @@ int RunKv(const ClientCmdOptions& opt, const KvCmdOptions& kv) {
     return 0;
   }
   if (kv.op == "watch") {
-    if (kv.interval_ms < 1 || kv.count < 0) {
-      return Fail(cmd, InvalidArgument("need --interval-ms >= 1 and --count >= 0"));
-    }
-    std::optional<std::string> last;
+    if (kv.count < 0) return Fail(cmd, InvalidArgument("need --count >= 0"));
+    // Server-side long polls from revision to revision: no change is missed
+    // (a deletion prints an empty line, or "KEY (deleted)" with --prefix).
+    uint64_t after = 0;  // 0: the first answer is the current value, if any
     bool first = true;
     for (int printed = 0; kv.count == 0 || printed < kv.count;) {
-      Result<std::optional<std::string>> v = (*client)->Get(kv.key);
-      if (!v.ok()) return Fail(cmd, v.status());
-      if ((first && v->has_value()) || (!first && *v != last)) {
-        std::cout << v->value_or("") << std::endl;  // flushed: a pipe reader sees each change at once
+      Result<coordinator::WatchResult> w =
+          (*client)->Watch(kv.key, kv.prefix, after, coordinator::limits::kMaxWatchWait);
+      if (!w.ok()) return Fail(cmd, w.status());
+      for (const coordinator::WatchEvent& e : w->events) {
+        after = std::max(after, e.mod_revision);
+        if (first && e.deleted) continue;  // deleted before we started watching
+        if (kv.count != 0 && printed >= kv.count) break;
+        if (kv.prefix) {
+          std::cout << e.key << (e.deleted ? " (deleted)" : " " + e.value) << std::endl;
+        } else {
+          std::cout << (e.deleted ? "" : e.value) << std::endl;  // flushed: a pipe reader sees each change at once
+        }
         ++printed;
       }
+      if (!w->more) after = std::max(after, w->revision);
       first = false;
-      last = std::move(v).value();
-      std::this_thread::sleep_for(std::chrono::milliseconds(kv.interval_ms));
     }
     return 0;
   }
   return Fail(cmd, InvalidArgument("unknown kv operation '" + kv.op + "' (get, put, cas, watch)"));
+}
+
+int RunJobShow(const ClientCmdOptions& opt, bool json) {
+  Result<std::unique_ptr<coordinator::Client>> client = MakeClient(opt);
+  if (!client.ok()) return Fail("job show", client.status());
+  Result<coordinator::JobInfo> job = (*client)->GetJob();
+  if (!job.ok()) return Fail("job show", job.status());
+  if (json) {
+    std::cout << JobJson(*job).dump() << "\n";
+  } else {
+    PrintJob(*job);
+  }
+  return 0;
 }
 
 int RunKvBench(const ClientCmdOptions& opt, const KvBenchOptions& bench) {

@@ -33,7 +33,9 @@ struct ClientCmdOptions {
   std::string tls_ca;       // PEM file: TLS, verifying the servers against this CA
 };
 
-// Every node's view as a table, or one JSON object with --json.
+// Every node's view as a table, or one JSON object with --json: leader,
+// term, commit_index, nodes, and the job as the leader applied it (epoch,
+// members, ranks, checkpoint).
 int RunStatus(const ClientCmdOptions& opt, bool json);
 
 struct KvCmdOptions {
@@ -42,14 +44,18 @@ struct KvCmdOptions {
   std::string value;     // put, cas: the new value
   std::string expected;  // cas: the required current value
   bool expect_absent = false;  // cas: the key must not exist (expected ignored)
-  // watch: prints the value (one line) each time it is seen to change, after
-  // `count` lines it exits (0: never). Implemented by polling a linearizable
-  // read every interval_ms; a value that changes and changes back between two
-  // polls is missed (a server-side watch needs revisions in the state machine).
+  // watch: prints the value (one line) each time it changes, after `count`
+  // lines it exits (0: never). A server-side watch from revision to revision,
+  // so every change is printed, even one that changes back at once. With
+  // `prefix`, every key under KEY, as "KEY VALUE" lines.
   int count = 0;
-  int interval_ms = 100;
+  bool prefix = false;
 };
 int RunKv(const ClientCmdOptions& opt, const KvCmdOptions& kv);
+
+// `cohort job show`: the job (epoch, members and ranks, last committed
+// checkpoint) by a linearizable read; a table, or JSON with --json.
+int RunJobShow(const ClientCmdOptions& opt, bool json);
 
 struct KvBenchOptions {
   int clients = 1;         // concurrent clients, one thread and one client id each

@@ -128,10 +128,20 @@ int main(int argc, char** argv) {
   kv_cas->add_option("old", kv.expected, "Required current value (ignored with --absent)")->required();
   kv_cas->add_option("new", kv.value, "New value")->required();
   kv_cas->add_flag("--absent", kv.expect_absent, "Swap only if KEY does not exist");
-  CLI::App* kv_watch = kv_cmd->add_subcommand("watch", "Print KEY's value each time it changes (polls)");
+  CLI::App* kv_watch = kv_cmd->add_subcommand("watch", "Print KEY's value each time it changes (server-side watch)");
   kv_watch->add_option("key", kv.key, "Key")->required();
   kv_watch->add_option("--count", kv.count, "Exit after this many values (0: run until interrupted)");
-  kv_watch->add_option("--interval-ms", kv.interval_ms, "Poll interval");
+  kv_watch->add_flag("--prefix", kv.prefix, "Every key starting with KEY (prints KEY VALUE)");
+  bool job_json = false;
+  CLI::App* job_cmd = app.add_subcommand("job", "The job registry in the coordinator");
+  job_cmd->require_subcommand(1);
+  job_cmd->add_option("--coordinator", client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
+  job_cmd->add_option("--token-file", client.token_file, "File holding the cluster's shared secret")->required();
+  job_cmd->add_option("--timeout-ms", client.timeout_ms, "Deadline of the operation, retries included");
+  job_cmd->add_option("--tls-ca", client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
+  job_cmd->fallthrough();
+  CLI::App* job_show = job_cmd->add_subcommand("show", "Epoch, members and ranks, last committed checkpoint");
+  job_show->add_flag("--json", job_json, "Print one JSON object");
   cohort::tools::KvBenchOptions kv_bench_opt;
   CLI::App* kv_bench = kv_cmd->add_subcommand("bench", "Put load: throughput and commit latency p50/p99 (JSON)");
   kv_bench->add_option("--clients", kv_bench_opt.clients, "Concurrent clients (threads)");
@@ -155,6 +165,7 @@ int main(int argc, char** argv) {
   if (*verify_cmd) return cohort::tools::RunDataVerify(verify_dir);
   if (*coord_cmd) return cohort::tools::RunCoordinator(coord);
   if (*status_cmd) return cohort::tools::RunStatus(client, status_json);
+  if (*job_show) return cohort::tools::RunJobShow(client, job_json);
   if (*kv_bench) return cohort::tools::RunKvBench(client, kv_bench_opt);
   if (*kv_cmd) {
     kv.op = *kv_get ? "get" : *kv_put ? "put" : *kv_watch ? "watch" : "cas";

@@ -55,6 +55,23 @@ StatusCode FromGrpc(grpc::StatusCode c) {
   }
 }
 
+CheckpointInfo CheckpointFromProto(const pb::CheckpointInfo& c) {
+  return CheckpointInfo{c.epoch(), c.step(), c.path(), c.checksum()};
+}
+
+JobInfo JobFromProto(const pb::JobResponse& j) {
+  JobInfo out;
+  out.epoch = j.epoch();
+  for (const pb::MemberInfo& m : j.members()) {
+    out.members.push_back(MemberInfo{m.id(), m.address(), m.state(), m.last_heartbeat_ms(), m.rank()});
+  }
+  out.ranks.assign(j.ranks().begin(), j.ranks().end());
+  if (j.has_checkpoint()) out.last_checkpoint = CheckpointFromProto(j.last_checkpoint());
+  for (const pb::CheckpointInfo& c : j.pending()) out.pending.push_back(CheckpointFromProto(c));
+  out.revision = j.revision();
+  return out;
+}
+
 std::string Metadata(const grpc::ClientContext& ctx, const char* key) {
   const auto& md = ctx.GetServerTrailingMetadata();
   auto it = md.find(key);
@@ -102,6 +119,9 @@ struct Client::Impl {
     return endpoints.emplace(addr, std::move(e)).first->second;
   }
 
+  Status Lease(pb::LeaseOp op, uint64_t lease, uint64_t ttl_ms, uint64_t* granted);
+  Status Member(pb::MemberOp op, const std::string& member, const std::string& address, uint64_t epoch);
+
   // The leader when known and its breaker lets it through; else the next
   // endpoint whose breaker is not open; else the next one regardless.
   std::string Pick() {
@@ -120,9 +140,10 @@ struct Client::Impl {
   }
 
   // Runs `fn(stub, ctx)` until it succeeds, fails for good, or the deadline passes.
+  // `extra`: added to the deadline and to every attempt (a watch's wait).
   template <typename Fn>
-  Status Call(const std::string& what, Fn fn) {
-    Clock::time_point deadline = Clock::now() + opt.deadline;
+  Status Call(const std::string& what, Fn fn, Clock::duration extra = Clock::duration::zero()) {
+    Clock::time_point deadline = Clock::now() + opt.deadline + extra;
     auto backoff = limits::kClientBackoffInitial;
     int redirects = 0;
     std::string last_error = "no attempt made";
@@ -133,7 +154,7 @@ struct Client::Impl {
       Endpoint& ep = Get(addr);
       grpc::ClientContext ctx;
       ctx.AddMetadata(kTokenMetadata, opt.token);
-      ctx.set_deadline(std::chrono::system_clock::now() + (std::min(deadline, now + opt.attempt_timeout) - now));
+      ctx.set_deadline(std::chrono::system_clock::now() + (std::min(deadline, now + opt.attempt_timeout + extra) - now));
       grpc::Status s = fn(ep.stub.get(), &ctx);
       now = Clock::now();
       if (s.ok()) {
@@ -150,6 +171,11 @@ struct Client::Impl {
         ep.breaker.OnSuccess(now);
       } else {
         ep.breaker.OnFailure(now);
+      }
+      // FAILED_PRECONDITION without a leader named is the state machine's
+      // answer (a stale epoch, a checkpoint rule), not a redirect.
+      if (code == StatusCode::kFailedPrecondition && Metadata(ctx, kLeaderIdMetadata).empty()) {
+        return Status(code, what + " at " + last_error);
       }
       switch (code) {
         case StatusCode::kPermissionDenied:
@@ -204,10 +230,11 @@ Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
 
 uint64_t Client::client_id() const { return impl_->opt.client_id; }
 
-Result<PutResult> Client::Put(const std::string& key, const std::string& value) {
+Result<PutResult> Client::Put(const std::string& key, const std::string& value, uint64_t lease) {
   pb::PutRequest req;
   req.set_key(key);
   req.set_value(value);
+  req.set_lease(lease);
   req.set_client_id(impl_->opt.client_id);
   req.set_seq(++impl_->seq);  // the same number on every retry
   pb::PutResponse resp;
@@ -217,12 +244,14 @@ Result<PutResult> Client::Put(const std::string& key, const std::string& value) 
   PutResult out;
   if (resp.has_previous()) out.previous = resp.previous();
   out.index = resp.index();
+  out.revision = resp.revision();
   return out;
 }
 
 Result<CasResult> Client::Cas(const std::string& key, const std::optional<std::string>& expected,
-                              const std::string& value) {
+                              const std::string& value, uint64_t lease) {
   pb::CasRequest req;
+  req.set_lease(lease);
   req.set_key(key);
   if (expected) req.set_expected(*expected);
   req.set_value(value);
@@ -236,6 +265,7 @@ Result<CasResult> Client::Cas(const std::string& key, const std::optional<std::s
   out.swapped = resp.swapped();
   if (resp.has_previous()) out.previous = resp.previous();
   out.index = resp.index();
+  out.revision = resp.revision();
   return out;
 }
 
@@ -274,7 +304,164 @@ Result<NodeStatus> Client::StatusOf(const std::string& endpoint) {
   out.snapshot_index = resp.snapshot_index();
   out.epoch = resp.epoch();
   for (const pb::NodeInfo& n : resp.nodes()) out.nodes.emplace_back(n.id(), n.address());
+  out.job = JobFromProto(resp.job());
   return out;
+}
+
+Result<bool> Client::Delete(const std::string& key) {
+  pb::DeleteRequest req;
+  req.set_key(key);
+  req.set_client_id(impl_->opt.client_id);
+  req.set_seq(++impl_->seq);
+  pb::DeleteResponse resp;
+  COHORT_RETURN_IF_ERROR(impl_->Call("delete '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+    return stub->Delete(ctx, req, &resp);
+  }));
+  return resp.deleted();
+}
+
+Result<int64_t> Client::Add(const std::string& key, int64_t delta, uint64_t lease) {
+  pb::AddRequest req;
+  req.set_key(key);
+  req.set_delta(delta);
+  req.set_lease(lease);
+  req.set_client_id(impl_->opt.client_id);
+  req.set_seq(++impl_->seq);
+  pb::AddResponse resp;
+  COHORT_RETURN_IF_ERROR(impl_->Call("add to '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+    return stub->Add(ctx, req, &resp);
+  }));
+  return resp.value();
+}
+
+Result<WatchResult> Client::Watch(const std::string& key, bool prefix, uint64_t after_revision,
+                                  std::chrono::milliseconds timeout) {
+  timeout = std::clamp(timeout, std::chrono::milliseconds(0), limits::kMaxWatchWait);
+  Clock::time_point until = Clock::now() + timeout;
+  pb::WatchRequest req;
+  req.set_key(key);
+  req.set_prefix(prefix);
+  req.set_after_revision(after_revision);
+  pb::WatchResponse resp;
+  COHORT_RETURN_IF_ERROR(impl_->Call(
+      "watch '" + key + "'",
+      [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+        // A retry (after a leader change) waits only for what is left.
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        req.set_timeout_ms(static_cast<uint64_t>(std::max<int64_t>(0, left.count())));
+        return stub->Watch(ctx, req, &resp);
+      },
+      timeout));
+  WatchResult out;
+  out.revision = resp.revision();
+  out.more = resp.more();
+  for (const pb::WatchEvent& e : resp.events()) {
+    out.events.push_back(WatchEvent{e.key(), e.deleted(), e.value(), e.mod_revision()});
+  }
+  return out;
+}
+
+Status Client::Impl::Lease(pb::LeaseOp op, uint64_t lease, uint64_t ttl_ms, uint64_t* granted) {
+  pb::LeaseRequest req;
+  req.set_op(op);
+  req.set_lease(lease);
+  req.set_ttl_ms(ttl_ms);
+  req.set_client_id(opt.client_id);
+  req.set_seq(++seq);
+  pb::LeaseResponse resp;
+  COHORT_RETURN_IF_ERROR(Call("lease " + std::to_string(lease), [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+    return stub->Lease(ctx, req, &resp);
+  }));
+  if (granted) *granted = resp.lease();
+  return Status::Ok();
+}
+
+Result<uint64_t> Client::GrantLease(std::chrono::milliseconds ttl) {
+  if (ttl.count() <= 0) return InvalidArgument("lease TTL must be positive");
+  uint64_t id = 0;
+  COHORT_RETURN_IF_ERROR(impl_->Lease(pb::LEASE_GRANT, 0, static_cast<uint64_t>(ttl.count()), &id));
+  return id;
+}
+Status Client::KeepAlive(uint64_t lease) { return impl_->Lease(pb::LEASE_KEEPALIVE, lease, 0, nullptr); }
+Status Client::RevokeLease(uint64_t lease) { return impl_->Lease(pb::LEASE_REVOKE, lease, 0, nullptr); }
+
+Status Client::Impl::Member(pb::MemberOp op, const std::string& member, const std::string& address, uint64_t epoch) {
+  pb::MemberRequest req;
+  req.set_op(op);
+  req.set_member(member);
+  req.set_address(address);
+  req.set_epoch(epoch);
+  req.set_client_id(opt.client_id);
+  req.set_seq(++seq);
+  pb::JobWriteResponse resp;
+  return Call("member '" + member + "' " + pb::MemberOp_Name(op),
+              [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) { return stub->Member(ctx, req, &resp); });
+}
+
+Status Client::Join(const std::string& member, const std::string& address, uint64_t epoch) {
+  return impl_->Member(pb::MEMBER_JOIN, member, address, epoch);
+}
+Status Client::Leave(const std::string& member, uint64_t epoch) {
+  return impl_->Member(pb::MEMBER_LEAVE, member, "", epoch);
+}
+Status Client::Heartbeat(const std::string& member, uint64_t epoch) {
+  return impl_->Member(pb::MEMBER_HEARTBEAT, member, "", epoch);
+}
+Status Client::MarkFailed(const std::string& member, uint64_t epoch) {
+  return impl_->Member(pb::MEMBER_FAIL, member, "", epoch);
+}
+
+Result<uint64_t> Client::CommitEpoch(uint64_t epoch, const std::vector<std::string>& members) {
+  pb::CommitEpochRequest req;
+  req.set_epoch(epoch);
+  for (const std::string& m : members) req.add_members(m);
+  req.set_client_id(impl_->opt.client_id);
+  req.set_seq(++impl_->seq);
+  pb::JobWriteResponse resp;
+  COHORT_RETURN_IF_ERROR(impl_->Call("commit epoch " + std::to_string(epoch + 1),
+                                     [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                                       return stub->CommitEpoch(ctx, req, &resp);
+                                     }));
+  return resp.epoch();
+}
+
+Status Client::ProposeCheckpoint(uint64_t epoch, uint64_t step, const std::string& path, const std::string& checksum) {
+  pb::CheckpointRequest req;
+  req.set_commit(false);
+  req.set_epoch(epoch);
+  req.set_step(step);
+  req.set_path(path);
+  req.set_checksum(checksum);
+  req.set_client_id(impl_->opt.client_id);
+  req.set_seq(++impl_->seq);
+  pb::JobWriteResponse resp;
+  return impl_->Call("propose checkpoint at step " + std::to_string(step),
+                     [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                       return stub->Checkpoint(ctx, req, &resp);
+                     });
+}
+
+Status Client::CommitCheckpoint(uint64_t epoch, uint64_t step) {
+  pb::CheckpointRequest req;
+  req.set_commit(true);
+  req.set_epoch(epoch);
+  req.set_step(step);
+  req.set_client_id(impl_->opt.client_id);
+  req.set_seq(++impl_->seq);
+  pb::JobWriteResponse resp;
+  return impl_->Call("commit checkpoint at step " + std::to_string(step),
+                     [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                       return stub->Checkpoint(ctx, req, &resp);
+                     });
+}
+
+Result<JobInfo> Client::GetJob() {
+  pb::JobRequest req;
+  pb::JobResponse resp;
+  COHORT_RETURN_IF_ERROR(impl_->Call("get job", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+    return stub->GetJob(ctx, req, &resp);
+  }));
+  return JobFromProto(resp);
 }
 
 }  // namespace cohort::coordinator

@@ -36,4 +36,18 @@ inline constexpr size_t kMaxKeyBytes = 4096;
 inline constexpr size_t kMaxValueBytes = 64 << 10;
 inline constexpr size_t kMaxClientSessions = 4096;
 
+// Job registry and leases (kv/kv_state_machine.h). Members known at once
+// (left and failed ones are forgotten first when a new one joins); a job of
+// more ranks than this is not what one coordinator is for.
+inline constexpr size_t kMaxMembers = 4096;
+// Earlier epochs whose rank assignment is kept (for status and debugging).
+inline constexpr size_t kMaxEpochHistory = 16;
+// Checkpoints proposed and not yet committed (one per step).
+inline constexpr size_t kMaxPendingCheckpoints = 64;
+// Live leases, and the longest TTL one may ask for (one day).
+inline constexpr size_t kMaxLeases = 65536;
+inline constexpr uint64_t kMaxLeaseTtlMs = 24ull * 3600 * 1000;
+// Deleted keys remembered with their revision, so a watch sees a deletion.
+inline constexpr size_t kMaxTombstones = 4096;
+
 }  // namespace cohort::raft::limits

@@ -8,6 +8,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -132,6 +133,7 @@ struct Waiter {
   raft::KvResult result;       // guarded by mu: writes
   uint64_t index = 0;          // guarded by mu: commit index (writes) or read index
   std::optional<std::string> value;  // guarded by mu: reads
+  std::string payload;         // guarded by mu: a query's serialized answer
   Clock::time_point deadline;  // immutable
 
   // Answers once; later answers are ignored.
@@ -147,19 +149,41 @@ struct Waiter {
     done = true;
     cv.notify_all();
   }
+  void CompletePayload(std::string p, uint64_t idx) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (done) return;
+    payload = std::move(p);
+    index = idx;
+    done = true;
+    cv.notify_all();
+  }
   NodeId LeaderHint() {
     std::lock_guard<std::mutex> lock(mu);
     return leader_hint;
   }
 };
 
+// A linearizable read, run on the Raft thread once the state machine has
+// applied the read index: returns the serialized answer, or nullopt to wait
+// for the next change (a watch) unless `final` (its wait is over).
+using Query = std::function<std::optional<std::string>(const raft::KvStateMachine&, uint64_t read_index, bool final)>;
+
 struct Request {
   enum class Kind { kPropose, kRead };
   Kind kind = Kind::kPropose;
-  std::string data;  // kPropose: an encoded KvCommand
-  std::string key;   // kRead
+  raft::KvCommand cmd;  // kPropose; the leader stamps now_ms when it proposes
+  Query query;          // kRead
+  Clock::duration watch = Clock::duration::zero();  // kRead: how long the query may wait for a change
   std::shared_ptr<Waiter> waiter;
 };
+
+// Wall clock in ms since the Unix epoch: the timestamps the leader writes
+// into commands (heartbeats, lease deadlines). Never read while applying.
+uint64_t WallMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
 
 // Sends Raft messages to one peer from its own thread, in batches, through a
 // bounded queue. Thread-safe.
@@ -258,7 +282,36 @@ struct StatusView {
   std::string role = "follower";
   NodeId leader = 0;
   uint64_t term = 0, commit = 0, applied = 0, last = 0, snapshot = 0;
+  pb::JobResponse job;  // the applied job state
 };
+
+void FillJob(const raft::KvStateMachine& kv, pb::JobResponse* out) {
+  out->set_epoch(kv.epoch());
+  std::map<std::string, int> rank;
+  for (size_t r = 0; r < kv.ranks().size(); ++r) rank[kv.ranks()[r]] = static_cast<int>(r);
+  for (const auto& [id, m] : kv.members()) {
+    pb::MemberInfo* mi = out->add_members();
+    mi->set_id(id);
+    mi->set_address(m.address);
+    mi->set_state(raft::MemberStateName(m.state));
+    mi->set_last_heartbeat_ms(m.last_heartbeat_ms);
+    auto it = rank.find(id);
+    mi->set_rank(it == rank.end() ? -1 : it->second);
+  }
+  for (const std::string& id : kv.ranks()) out->add_ranks(id);
+  auto fill = [](const raft::CheckpointManifest& m, pb::CheckpointInfo* c) {
+    c->set_epoch(m.epoch);
+    c->set_step(m.step);
+    c->set_path(m.path);
+    c->set_checksum(m.checksum);
+  };
+  if (kv.last_checkpoint()) {
+    out->set_has_checkpoint(true);
+    fill(*kv.last_checkpoint(), out->mutable_last_checkpoint());
+  }
+  for (const auto& [step, m] : kv.pending_checkpoints()) fill(m, out->add_pending());
+  out->set_revision(kv.revision());
+}
 
 }  // namespace
 
@@ -285,10 +338,11 @@ struct Node::Impl {
   // the waiter (set once queued); returns its status, DeadlineExceeded when
   // no answer came in time, or Unavailable when the request was not queued.
   Status Submit(Request req, grpc::ServerContext* ctx, std::shared_ptr<Waiter>* out) {
-    Clock::time_point deadline = Clock::now() + limits::kMaxRequestWait;
     // The client's own deadline, when earlier.
+    Clock::duration wait = limits::kMaxRequestWait + req.watch;
+    Clock::time_point deadline = Clock::now() + wait;
     auto client_left = ctx->deadline() - std::chrono::system_clock::now();
-    if (client_left < limits::kMaxRequestWait) {
+    if (client_left < wait) {
       deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                     std::max(client_left, std::chrono::system_clock::duration::zero()));
     }
@@ -336,6 +390,8 @@ struct Node::Impl {
   void HandleRequest(Request& r);
   void ApplyEntry(const raft::Entry& e);
   void ServeReads();
+  void ServeWatchers(bool changed);
+  void ExpireLeases();
   void FailPending(const std::string& why);
   void ExpireWaiters();
   Status NotLeader() const;
@@ -351,14 +407,23 @@ struct Node::Impl {
     std::shared_ptr<Waiter> waiter;
   };
   struct PendingRead {
-    std::string key;
+    Query query;
     uint64_t index = 0;  // 0 until the leader confirmed it
     std::shared_ptr<Waiter> waiter;
+    Clock::time_point watch_until;  // a watch waits for a change until then
   };
   std::map<uint64_t, PendingProposal> proposals;  // by log index
   std::map<uint64_t, PendingRead> reads;          // by request id
+  // Watches whose read was served with no change yet; re-run after every
+  // applied change. At most limits::kMaxWatchers.
+  std::map<uint64_t, PendingRead> watchers;  // by request id
+  uint64_t watched_revision = 0;             // kv.revision() when the watchers last ran
   uint64_t next_read_id = 1;
   bool was_leader = false;
+  uint64_t leader_since_ms = 0;      // wall clock when this node last became leader
+  std::set<uint64_t> expiring;       // leases whose expiry this leader proposed, not yet applied
+  Clock::time_point next_expiry_check{};
+  uint64_t view_applied = ~0ull;     // applied index of the job in `view`
 
   std::map<NodeId, std::unique_ptr<PeerSender>> senders;  // immutable after Start
 
@@ -381,6 +446,7 @@ struct Node::Impl {
   std::unique_ptr<pb::Coordinator::Service> client_service;
   std::unique_ptr<grpc::Server> server;
   std::thread raft_thread;
+  std::string bound_address;  // host:port the server listens on (immutable after Start)
   std::mutex shutdown_mu;  // serialises Shutdown()
   bool shut_down = false;  // guarded by shutdown_mu
 };
@@ -426,62 +492,203 @@ Status CheckWrite(const std::string& key, const std::string& value, uint64_t cli
   return Status::Ok();
 }
 
+// A registry string (member id, address, path, checksum): bounded like a key.
+Status CheckName(const char* what, const std::string& s, bool may_be_empty = false) {
+  if (s.empty() && !may_be_empty) return InvalidArgument(std::string("empty ") + what);
+  if (s.size() > raft::limits::kMaxKeyBytes) {
+    return InvalidArgument(std::string(what) + " of " + std::to_string(s.size()) + " bytes; at most " +
+                           std::to_string(raft::limits::kMaxKeyBytes));
+  }
+  return Status::Ok();
+}
+
+Status CheckSession(uint64_t client_id, uint64_t seq) {
+  if (client_id == 0 || seq == 0) return InvalidArgument("client_id and seq must be positive");
+  return Status::Ok();
+}
+
 class CoordinatorServiceImpl final : public pb::Coordinator::Service {
  public:
   explicit CoordinatorServiceImpl(Node::Impl* n) : n_(n) {}
 
   grpc::Status Put(grpc::ServerContext* ctx, const pb::PutRequest* req, pb::PutResponse* resp) override {
-    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
-    cohort::Status v = CheckWrite(req->key(), req->value(), req->client_id(), req->seq());
-    if (!v.ok()) return n_->Answer(v, 0, ctx);
-    raft::KvCommand cmd;
-    cmd.op = raft::KvCommand::Op::kPut;
-    cmd.client_id = req->client_id();
-    cmd.seq = req->seq();
+    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kPut, req->client_id(), req->seq());
     cmd.key = req->key();
     cmd.value = req->value();
-    std::shared_ptr<Waiter> w;
-    cohort::Status s = Write(cmd, ctx, &w);
-    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
-    if (w->result.previous) resp->set_previous(*w->result.previous);
-    resp->set_index(w->index);
-    return grpc::Status::OK;
+    cmd.lease = req->lease();
+    return Write(ctx, CheckWrite(req->key(), req->value(), req->client_id(), req->seq()), cmd,
+                 [&](const Waiter& w) {
+                   if (w.result.previous) resp->set_previous(*w.result.previous);
+                   resp->set_index(w.index);
+                   resp->set_revision(w.result.revision);
+                 });
   }
 
   grpc::Status Cas(grpc::ServerContext* ctx, const pb::CasRequest* req, pb::CasResponse* resp) override {
-    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
-    cohort::Status v = CheckWrite(req->key(), req->value(), req->client_id(), req->seq());
-    if (!v.ok()) return n_->Answer(v, 0, ctx);
-    raft::KvCommand cmd;
-    cmd.op = raft::KvCommand::Op::kCas;
-    cmd.client_id = req->client_id();
-    cmd.seq = req->seq();
+    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kCas, req->client_id(), req->seq());
     cmd.key = req->key();
     cmd.value = req->value();
+    cmd.lease = req->lease();
     if (req->has_expected()) cmd.expected = req->expected();
-    std::shared_ptr<Waiter> w;
-    cohort::Status s = Write(cmd, ctx, &w);
-    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
-    resp->set_swapped(w->result.ok);
-    if (w->result.previous) resp->set_previous(*w->result.previous);
-    resp->set_index(w->index);
-    return grpc::Status::OK;
+    return Write(ctx, CheckWrite(req->key(), req->value(), req->client_id(), req->seq()), cmd,
+                 [&](const Waiter& w) {
+                   resp->set_swapped(w.result.ok);
+                   if (w.result.previous) resp->set_previous(*w.result.previous);
+                   resp->set_index(w.index);
+                   resp->set_revision(w.result.revision);
+                 });
+  }
+
+  grpc::Status Delete(grpc::ServerContext* ctx, const pb::DeleteRequest* req, pb::DeleteResponse* resp) override {
+    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kDelete, req->client_id(), req->seq());
+    cmd.key = req->key();
+    return Write(ctx, CheckWrite(req->key(), "", req->client_id(), req->seq()), cmd, [&](const Waiter& w) {
+      resp->set_deleted(w.result.ok);
+      resp->set_revision(w.result.revision);
+    });
+  }
+
+  grpc::Status Add(grpc::ServerContext* ctx, const pb::AddRequest* req, pb::AddResponse* resp) override {
+    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kAdd, req->client_id(), req->seq());
+    cmd.key = req->key();
+    cmd.value = std::to_string(req->delta());
+    cmd.lease = req->lease();
+    return Write(ctx, CheckWrite(req->key(), "", req->client_id(), req->seq()), cmd, [&](const Waiter& w) {
+      resp->set_value(w.result.number);
+      resp->set_revision(w.result.revision);
+    });
+  }
+
+  grpc::Status Member(grpc::ServerContext* ctx, const pb::MemberRequest* req, pb::JobWriteResponse* resp) override {
+    raft::KvCommand::Op op = raft::KvCommand::Op::kJoin;
+    switch (req->op()) {
+      case pb::MEMBER_JOIN: op = raft::KvCommand::Op::kJoin; break;
+      case pb::MEMBER_LEAVE: op = raft::KvCommand::Op::kLeave; break;
+      case pb::MEMBER_HEARTBEAT: op = raft::KvCommand::Op::kHeartbeat; break;
+      case pb::MEMBER_FAIL: op = raft::KvCommand::Op::kFail; break;
+      default: return n_->Answer(InvalidArgument("unknown member operation"), 0, ctx);
+    }
+    raft::KvCommand cmd = Cmd(op, req->client_id(), req->seq());
+    cmd.member = req->member();
+    cmd.address = req->address();
+    cmd.epoch = req->epoch();
+    cohort::Status v = CheckSession(req->client_id(), req->seq());
+    if (v.ok()) v = CheckName("member id", req->member());
+    if (v.ok()) v = CheckName("member address", req->address(), /*may_be_empty=*/true);
+    return Write(ctx, v, cmd, [&](const Waiter& w) {
+      resp->set_index(w.index);
+      resp->set_epoch(req->epoch());
+    });
+  }
+
+  grpc::Status CommitEpoch(grpc::ServerContext* ctx, const pb::CommitEpochRequest* req,
+                           pb::JobWriteResponse* resp) override {
+    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kCommitEpoch, req->client_id(), req->seq());
+    cmd.epoch = req->epoch();
+    cohort::Status v = CheckSession(req->client_id(), req->seq());
+    if (v.ok() && static_cast<size_t>(req->members_size()) > raft::limits::kMaxMembers) {
+      v = InvalidArgument(std::to_string(req->members_size()) + " members; at most " +
+                          std::to_string(raft::limits::kMaxMembers));
+    }
+    for (const std::string& m : req->members()) {
+      if (v.ok()) v = CheckName("member id", m);
+      cmd.members.push_back(m);
+    }
+    return Write(ctx, v, cmd, [&](const Waiter& w) {
+      resp->set_index(w.index);
+      resp->set_epoch(w.result.id);
+    });
+  }
+
+  grpc::Status Checkpoint(grpc::ServerContext* ctx, const pb::CheckpointRequest* req,
+                          pb::JobWriteResponse* resp) override {
+    raft::KvCommand cmd = Cmd(req->commit() ? raft::KvCommand::Op::kCommitCheckpoint
+                                            : raft::KvCommand::Op::kProposeCheckpoint,
+                              req->client_id(), req->seq());
+    cmd.epoch = req->epoch();
+    cmd.step = req->step();
+    cmd.key = req->path();
+    cmd.value = req->checksum();
+    cohort::Status v = CheckSession(req->client_id(), req->seq());
+    if (v.ok()) v = CheckName("checkpoint path", req->path(), /*may_be_empty=*/req->commit());
+    if (v.ok()) v = CheckName("checkpoint checksum", req->checksum(), /*may_be_empty=*/true);
+    return Write(ctx, v, cmd, [&](const Waiter& w) {
+      resp->set_index(w.index);
+      resp->set_epoch(req->epoch());
+    });
+  }
+
+  grpc::Status Lease(grpc::ServerContext* ctx, const pb::LeaseRequest* req, pb::LeaseResponse* resp) override {
+    raft::KvCommand::Op op = raft::KvCommand::Op::kLeaseGrant;
+    switch (req->op()) {
+      case pb::LEASE_GRANT: op = raft::KvCommand::Op::kLeaseGrant; break;
+      case pb::LEASE_KEEPALIVE: op = raft::KvCommand::Op::kLeaseKeepalive; break;
+      case pb::LEASE_REVOKE: op = raft::KvCommand::Op::kLeaseRevoke; break;
+      default: return n_->Answer(InvalidArgument("unknown lease operation"), 0, ctx);
+    }
+    raft::KvCommand cmd = Cmd(op, req->client_id(), req->seq());
+    cmd.lease = req->lease();
+    cmd.ttl_ms = req->ttl_ms();
+    return Write(ctx, CheckSession(req->client_id(), req->seq()), cmd, [&](const Waiter& w) {
+      resp->set_lease(w.result.id);
+      resp->set_ttl_ms(req->ttl_ms());
+    });
   }
 
   grpc::Status Get(grpc::ServerContext* ctx, const pb::GetRequest* req, pb::GetResponse* resp) override {
-    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
-    cohort::Status v = CheckKey(req->key());
-    if (!v.ok()) return n_->Answer(v, 0, ctx);
-    Request r;
-    r.kind = Request::Kind::kRead;
-    r.key = req->key();
-    std::shared_ptr<Waiter> w;
-    cohort::Status s = Run(std::move(r), ctx, &w);
-    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
-    resp->set_found(w->value.has_value());
-    if (w->value) resp->set_value(*w->value);
-    resp->set_read_index(w->index);
-    return grpc::Status::OK;
+    std::string key = req->key();
+    return Read(ctx, CheckKey(key), Clock::duration::zero(),
+                [key](const raft::KvStateMachine& kv, uint64_t read_index, bool) -> std::optional<std::string> {
+                  pb::GetResponse r;
+                  const raft::KvEntry* e = kv.Find(key);
+                  r.set_found(e != nullptr);
+                  if (e) {
+                    r.set_value(e->value);
+                    r.set_mod_revision(e->mod_revision);
+                  }
+                  r.set_read_index(read_index);
+                  r.set_revision(kv.revision());
+                  return r.SerializeAsString();
+                },
+                resp);
+  }
+
+  grpc::Status GetJob(grpc::ServerContext* ctx, const pb::JobRequest*, pb::JobResponse* resp) override {
+    return Read(ctx, cohort::Status::Ok(), Clock::duration::zero(),
+                [](const raft::KvStateMachine& kv, uint64_t read_index, bool) -> std::optional<std::string> {
+                  pb::JobResponse r;
+                  FillJob(kv, &r);
+                  r.set_read_index(read_index);
+                  return r.SerializeAsString();
+                },
+                resp);
+  }
+
+  grpc::Status Watch(grpc::ServerContext* ctx, const pb::WatchRequest* req, pb::WatchResponse* resp) override {
+    std::string key = req->key();
+    bool prefix = req->prefix();
+    uint64_t after = req->after_revision();
+    cohort::Status v = prefix && key.size() <= raft::limits::kMaxKeyBytes ? cohort::Status::Ok() : CheckKey(key);
+    auto wait = std::chrono::milliseconds(std::min<uint64_t>(req->timeout_ms(), limits::kMaxWatchWait.count()));
+    return Read(ctx, v, wait,
+                [key, prefix, after](const raft::KvStateMachine& kv, uint64_t, bool final) -> std::optional<std::string> {
+                  bool more = false;
+                  std::vector<raft::KvEvent> ev = kv.Changes(key, prefix, after, limits::kMaxWatchEvents, &more);
+                  if (ev.empty() && !final) return std::nullopt;
+                  pb::WatchResponse r;
+                  for (raft::KvEvent& e : ev) {
+                    pb::WatchEvent* pe = r.add_events();
+                    pe->set_key(std::move(e.key));
+                    pe->set_deleted(e.deleted);
+                    pe->set_value(std::move(e.value));
+                    pe->set_mod_revision(e.mod_revision);
+                  }
+                  r.set_revision(kv.revision());
+                  r.set_more(more);
+                  r.set_compacted_revision(kv.compacted_revision());
+                  return r.SerializeAsString();
+                },
+                resp);
   }
 
   grpc::Status Status(grpc::ServerContext* ctx, const pb::StatusRequest*, pb::StatusResponse* resp) override {
@@ -502,20 +709,48 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
       ni->set_id(id);
       ni->set_address(addr);
     }
-    resp->set_epoch(0);
+    resp->set_epoch(v.job.epoch());
+    *resp->mutable_job() = std::move(v.job);
     return grpc::Status::OK;
   }
 
  private:
-  cohort::Status Write(const raft::KvCommand& cmd, grpc::ServerContext* ctx, std::shared_ptr<Waiter>* w) {
+  static raft::KvCommand Cmd(raft::KvCommand::Op op, uint64_t client_id, uint64_t seq) {
+    raft::KvCommand c;
+    c.op = op;
+    c.client_id = client_id;
+    c.seq = seq;
+    return c;
+  }
+  // Checks the token and `valid`, proposes `cmd`, and on success lets `fill`
+  // read the waiter (final once done).
+  grpc::Status Write(grpc::ServerContext* ctx, const cohort::Status& valid, raft::KvCommand cmd,
+                     const std::function<void(const Waiter&)>& fill) {
+    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
+    if (!valid.ok()) return n_->Answer(valid, 0, ctx);
     Request r;
     r.kind = Request::Kind::kPropose;
-    r.data = cmd.Encode();
-    return Run(std::move(r), ctx, w);
+    r.cmd = std::move(cmd);
+    std::shared_ptr<Waiter> w;
+    cohort::Status s = n_->Submit(std::move(r), ctx, &w);
+    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
+    fill(*w);
+    return grpc::Status::OK;
   }
-  // Submits and returns the waiter's status (its fields are final once done).
-  cohort::Status Run(Request r, grpc::ServerContext* ctx, std::shared_ptr<Waiter>* w) {
-    return n_->Submit(std::move(r), ctx, w);
+  // A linearizable query (ReadIndex); `watch` > 0: it may wait that long for a change.
+  grpc::Status Read(grpc::ServerContext* ctx, const cohort::Status& valid, Clock::duration watch, Query query,
+                    google::protobuf::Message* resp) {
+    if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
+    if (!valid.ok()) return n_->Answer(valid, 0, ctx);
+    Request r;
+    r.kind = Request::Kind::kRead;
+    r.query = std::move(query);
+    r.watch = watch;
+    std::shared_ptr<Waiter> w;
+    cohort::Status s = n_->Submit(std::move(r), ctx, &w);
+    if (!s.ok()) return n_->Answer(s, w ? w->LeaderHint() : 0, ctx);
+    if (!resp->ParseFromString(w->payload)) return grpc::Status(grpc::StatusCode::INTERNAL, "bad query answer");
+    return grpc::Status::OK;
   }
   Node::Impl* n_;
 };
@@ -541,7 +776,8 @@ void Node::Impl::HandleRequest(Request& r) {
   }
   if (r.kind == Request::Kind::kPropose) {
     uint64_t term = raft->term();
-    Result<uint64_t> idx = raft->Propose(std::move(r.data));
+    r.cmd.now_ms = WallMs();
+    Result<uint64_t> idx = raft->Propose(r.cmd.Encode());
     if (!idx.ok()) {
       Status s = idx.status();
       if (s.code() == StatusCode::kFailedPrecondition) s = Unavailable(s.message() + "; retry");
@@ -557,6 +793,11 @@ void Node::Impl::HandleRequest(Request& r) {
     proposals[*idx] = PendingProposal{term, r.waiter};
     return;
   }
+  if (r.watch > Clock::duration::zero() && watchers.size() >= limits::kMaxWatchers) {
+    r.waiter->Complete(Unavailable(std::to_string(limits::kMaxWatchers) + " watches are open on node " +
+                                   std::to_string(opt.id) + "; retry later"));
+    return;
+  }
   if (reads.size() >= limits::kMaxPendingRequests) {
     r.waiter->Complete(Unavailable("too many reads pending on node " + std::to_string(opt.id) + "; retry"));
     return;
@@ -567,7 +808,7 @@ void Node::Impl::HandleRequest(Request& r) {
     r.waiter->Complete(Unavailable(s.message() + "; retry"), raft->leader());
     return;
   }
-  reads[id] = PendingRead{std::move(r.key), 0, r.waiter};
+  reads[id] = PendingRead{std::move(r.query), 0, r.waiter, Clock::now() + r.watch};
 }
 
 void Node::Impl::ApplyEntry(const raft::Entry& e) {
@@ -579,6 +820,7 @@ void Node::Impl::ApplyEntry(const raft::Entry& e) {
     if (cmd.ok()) {
       result = kv.Apply(e.index, *cmd);
       decoded = true;
+      if (cmd->op == raft::KvCommand::Op::kLeaseExpire) expiring.erase(cmd->lease);
     } else {
       // Every replica skips the same entry, so they stay identical.
       COHORT_LOG_ERROR("log index {}: not a key-value command ({}); skipped", e.index, cmd.status().ToString());
@@ -590,6 +832,8 @@ void Node::Impl::ApplyEntry(const raft::Entry& e) {
     if (it->first == e.index && it->second.term == e.term && decoded) {
       if (result.stale) {
         it->second.waiter->Complete(Aborted("sequence number older than this client's last write; not applied"));
+      } else if (result.code != StatusCode::kOk) {
+        it->second.waiter->Complete(Status(result.code, result.error));  // no leader hint: not a redirect
       } else {
         it->second.waiter->Complete(Status::Ok(), 0, result, e.index);
       }
@@ -607,8 +851,59 @@ void Node::Impl::ServeReads() {
       ++it;
       continue;
     }
-    it->second.waiter->Complete(Status::Ok(), 0, {}, it->second.index, kv.Get(it->second.key));
+    PendingRead& pr = it->second;
+    std::optional<std::string> answer = pr.query(kv, pr.index, Clock::now() >= pr.watch_until);
+    if (answer) {
+      pr.waiter->CompletePayload(std::move(*answer), pr.index);
+    } else if (watchers.size() >= limits::kMaxWatchers) {
+      pr.waiter->Complete(Unavailable(std::to_string(limits::kMaxWatchers) + " watches are open on node " +
+                                      std::to_string(opt.id) + "; retry later"));
+    } else {
+      watchers.emplace(it->first, std::move(pr));
+    }
     it = reads.erase(it);
+  }
+}
+
+void Node::Impl::ServeWatchers(bool tick) {
+  bool changed = kv.revision() != watched_revision;
+  watched_revision = kv.revision();
+  if (!changed && !tick) return;
+  Clock::time_point now = Clock::now();
+  for (auto it = watchers.begin(); it != watchers.end();) {
+    PendingRead& pr = it->second;
+    bool final = now >= pr.watch_until;
+    if (!changed && !final) {
+      ++it;
+      continue;
+    }
+    std::optional<std::string> answer = pr.query(kv, pr.index, final);
+    if (answer) {
+      pr.waiter->CompletePayload(std::move(*answer), pr.index);
+      it = watchers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Node::Impl::ExpireLeases() {
+  // The leader alone decides that a lease expired, by its clock, and says so
+  // through the log (apply reads no clock). A new leader first waits one TTL:
+  // the old leader may have accepted keepalives it never saw.
+  Clock::time_point now = Clock::now();
+  if (now < next_expiry_check) return;
+  next_expiry_check = now + limits::kLeaseExpiryInterval;
+  uint64_t now_ms = WallMs();
+  for (uint64_t id : kv.ExpiredLeases(now_ms, limits::kMaxLeaseExpiriesPerRound)) {
+    if (expiring.count(id)) continue;
+    auto lease = kv.leases().find(id);
+    if (lease == kv.leases().end() || now_ms < leader_since_ms + lease->second.ttl_ms) continue;
+    raft::KvCommand c;
+    c.op = raft::KvCommand::Op::kLeaseExpire;
+    c.lease = id;
+    c.now_ms = now_ms;
+    if (raft->Propose(c.Encode()).ok()) expiring.insert(id);
   }
 }
 
@@ -623,6 +918,10 @@ void Node::Impl::FailPending(const std::string& why) {
     it->second.waiter->Complete(Unavailable(why), raft->leader());
     it = reads.erase(it);
   }
+  // A watch is answered by the leader only; the client watches again there.
+  for (auto& [id, w] : watchers) w.waiter->Complete(Unavailable(why), raft->leader());
+  watchers.clear();
+  expiring.clear();
 }
 
 void Node::Impl::ExpireWaiters() {
@@ -648,8 +947,12 @@ void Node::Impl::PublishView() {
   v.applied = raft->applied();
   v.last = raft->last_index();
   v.snapshot = raft->snapshot_meta().index;
+  bool job_changed = v.applied != view_applied;
+  if (job_changed) FillJob(kv, &v.job);
+  view_applied = v.applied;
   std::lock_guard<std::mutex> lock(view_mu);
-  view = v;
+  if (!job_changed) v.job = std::move(view.job);
+  view = std::move(v);
 }
 
 Status Node::Impl::RunRound(bool tick) {
@@ -666,6 +969,10 @@ Status Node::Impl::RunRound(bool tick) {
   for (const auto& [to, ok] : reports) raft->ReportSnapshot(to, ok);
   if (tick) raft->Tick();
   for (Request& r : reqs) HandleRequest(r);
+  if (raft->role() == raft::Role::kLeader) {
+    if (!was_leader) leader_since_ms = WallMs();
+    ExpireLeases();
+  }
 
   while (raft->HasReady()) {
     raft::Ready rd = raft->GetReady();
@@ -689,6 +996,7 @@ Status Node::Impl::RunRound(bool tick) {
     }
     raft->Advance(rd);
     ServeReads();
+    ServeWatchers(false);
     // 4. Compact.
     uint64_t applied = raft->applied();
     if (opt.snapshot_every > 0 && applied >= raft->snapshot_meta().index + opt.snapshot_every) {
@@ -706,6 +1014,7 @@ Status Node::Impl::RunRound(bool tick) {
   }
   if (!was_leader && leader) COHORT_LOG_INFO("node {}: leader at term {}", opt.id, raft->term());
   was_leader = leader;
+  if (tick) ServeWatchers(true);
   PublishView();
   return Status::Ok();
 }
@@ -740,6 +1049,8 @@ void Node::Impl::RaftLoop() {
   FailPending("node " + std::to_string(opt.id) + " is shutting down");
   for (auto& [id, r] : reads) r.waiter->Complete(Unavailable("node is shutting down"));
   reads.clear();
+  for (auto& [id, r] : watchers) r.waiter->Complete(Unavailable("node is shutting down"));
+  watchers.clear();
   std::deque<Request> left;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -829,9 +1140,8 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
     impl->senders[id] = std::make_unique<PeerSender>(id, addr, opt.token, channel_creds,
                                                      [raw](NodeId to, bool ok) { raw->ReportSnapshot(to, ok); });
   }
-  impl->raft_thread = std::thread([raw] { raw->RaftLoop(); });
-
-  // Server.
+  // Server (before the Raft thread, so a port chosen by the system can be
+  // written into peers before anything reads them).
   impl->raft_service = std::make_unique<RaftServiceImpl>(raw);
   impl->client_service = std::make_unique<CoordinatorServiceImpl>(raw);
   grpc::ServerBuilder builder;
@@ -849,6 +1159,15 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
     return Unavailable("node " + std::to_string(node->impl_->opt.id) + " cannot listen on " +
                        node->impl_->opt.listen_address + " (address in use or invalid)");
   }
+  // Port 0 (a single-node group): advertise the port the system chose. Nobody
+  // knows that port yet, so no handler reads peers meanwhile.
+  std::string& self = opt.peers[opt.id];
+  if (self.size() >= 2 && self.compare(self.size() - 2, 2, ":0") == 0) {
+    self = self.substr(0, self.size() - 1) + std::to_string(bound_port);
+  }
+  node->impl_->bound_address = opt.listen_address.substr(0, opt.listen_address.rfind(':') + 1) +
+                               std::to_string(bound_port);
+  node->impl_->raft_thread = std::thread([raw] { raw->RaftLoop(); });
   COHORT_LOG_INFO("node {}: serving on {} ({})", node->impl_->opt.id, node->impl_->opt.listen_address,
                   tls_files ? "TLS" : "plaintext");
   return node;
@@ -872,6 +1191,8 @@ void Node::Shutdown() {
   }
   for (auto& [id, s] : impl_->senders) s->Stop();
 }
+
+const std::string& Node::address() const { return impl_->bound_address; }
 
 Status Node::Wait() {
   std::unique_lock<std::mutex> lock(impl_->mu);

@@ -1,8 +1,9 @@
 #pragma once
 // One running coordinator node: the Raft core (coordinator/raft) driven by a
 // real clock, persisted through the WAL (coordinator/storage), replicated over
-// gRPC, applying committed commands to the key-value state machine
-// (coordinator/kv), and answering the client API of proto/coordinator.proto.
+// gRPC, applying committed commands to the replicated state machine
+// (coordinator/kv: key-value with revisions and leases, and the job
+// registry), and answering the client API of proto/coordinator.proto.
 //
 // Threads:
 //   - the Raft thread owns raft::Raft, the Wal and the KvStateMachine. It
@@ -20,7 +21,12 @@
 //
 // Client writes are answered once their entry is applied; reads go through
 // ReadIndex (Raft dissertation 6.4) and are answered once the state machine
-// has applied the read index. Only the leader serves the client API; a
+// has applied the read index. A Watch is such a read that, finding no change
+// after its revision, waits on the Raft thread (at most limits::kMaxWatchers,
+// each for at most limits::kMaxWatchWait) and is re-run after every applied
+// change. The leader stamps its wall clock into each command it proposes
+// (now_ms) and proposes lease expiry itself (every
+// limits::kLeaseExpiryInterval), so applying never reads a clock. Only the leader serves the client API; a
 // follower answers FAILED_PRECONDITION (UNAVAILABLE when no leader is known)
 // with the leader's id and address in the trailing metadata
 // (kLeaderIdMetadata, kLeaderAddressMetadata). Every RPC, Raft's included,
@@ -91,6 +97,9 @@ class Node {
   // error (a failed WAL write: a node that cannot persist must not vote or
   // acknowledge); returns that error, or OK after Shutdown().
   Status Wait();
+  // The address the server listens on, with the port the system chose when
+  // the listen address asked for port 0 (host:0; single-node groups only).
+  const std::string& address() const;
 
   struct Impl;
 

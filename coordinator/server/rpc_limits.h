@@ -30,6 +30,18 @@ inline constexpr size_t kMaxInboxMessages = 16384;
 // How long a client request waits for its entry to apply (or its read to be
 // confirmed) before DEADLINE_EXCEEDED; the client then retries.
 inline constexpr Millis kMaxRequestWait{3000};
+// Longest a Watch waits before it answers with no events; a longer wait is a
+// loop of watches (the client library's Watch and CoordinatorStore do that).
+inline constexpr Millis kMaxWatchWait{30000};
+// Watches a node holds at once (each also holds one gRPC handler thread);
+// beyond it a watch is refused with UNAVAILABLE.
+inline constexpr size_t kMaxWatchers = 1024;
+// Events in one Watch answer; beyond it `more` is set.
+inline constexpr size_t kMaxWatchEvents = 1000;
+// How often the leader looks for leases past their deadline, and how many
+// expiry commands it proposes at a time.
+inline constexpr Millis kLeaseExpiryInterval{100};
+inline constexpr size_t kMaxLeaseExpiriesPerRound = 64;
 
 // ---- Transport (node to node) -----------------------------------------------
 // Messages queued to one peer; when full the newest is dropped (Raft
@@ -60,5 +72,8 @@ inline constexpr int kClientMaxAttempts = 1000;  // besides the deadline
 // Redirects followed in a row without a backoff.
 inline constexpr int kClientMaxRedirects = 3;
 inline constexpr size_t kMaxEndpoints = 16;
+// CoordinatorStore: clients kept for concurrent callers (one per waiting
+// thread; a client has one request outstanding at a time).
+inline constexpr size_t kStoreMaxIdleClients = 16;
 
 }  // namespace cohort::coordinator::limits

@@ -81,6 +81,14 @@ wait "$WATCH"
 [[ "$(cat "$WORK/watch.out")" == $'first\nsecond' ]] && pass "watch saw both values" ||
   fail "watch printed: $(cat "$WORK/watch.out")"
 
+# status --json and job show --json carry the job (epoch, members, checkpoint).
+KEYS=$("$COHORT" status --coordinator "$EPS" --token-file "$WORK/token" --json | python3 -c '
+import json,sys; d=json.load(sys.stdin)
+print(",".join(k for k in ["leader","term","commit_index","nodes","epoch","members","checkpoint"] if k not in d))')
+[[ -z "$KEYS" ]] && pass "status --json has the job fields" || fail "status --json lacks: $KEYS"
+JOB=$("$COHORT" job --coordinator "$EPS" --token-file "$WORK/token" show --json | json_field '["epoch"]')
+[[ "$JOB" == 0 ]] && pass "job show --json: epoch 0 before any commit" || fail "job show --json: epoch '$JOB'"
+
 # Wrong token: refused with PERMISSION_DENIED, by the client API and status.
 if "$COHORT" kv --coordinator "$EPS" --token-file "$WORK/bad-token" put intruder x 2>"$WORK/perm.err"; then
   fail "a put with a wrong token succeeded"
