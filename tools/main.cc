@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("-r,--root", bench.root, "Root of broadcast and reduce");
   bench_cmd->add_option("-R,--registered", bench.registered, "1: buffers registered with the communicator");
   bench_cmd->add_option("--op", bench.collective, "allreduce|reducescatter|allgather|broadcast|reduce|alltoall");
-  bench_cmd->add_option("--backend", bench.backends, "Backends to compare, comma-separated: mpi,shm");
+  bench_cmd->add_option("--backend", bench.backends, "Backends to compare, comma-separated: mpi,shm,gloo,auto");
   bench_cmd->add_option("--json", bench.json, "Write every row as a JSON list to FILE");
   bench_cmd->add_option("--plot", bench.plot, "Draw busbw against size per backend to FILE.png");
 
