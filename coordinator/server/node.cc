@@ -336,6 +336,7 @@ struct Node::Impl {
   void HandleRequest(Request& r);
   void ApplyEntry(const raft::Entry& e);
   void ServeReads();
+  void Send(raft::Message m);
   void FailPending(const std::string& why);
   void ExpireWaiters();
   Status NotLeader() const;
@@ -600,6 +601,11 @@ void Node::Impl::ApplyEntry(const raft::Entry& e) {
   }
 }
 
+void Node::Impl::Send(raft::Message m) {
+  auto it = senders.find(m.to);
+  if (it != senders.end()) it->second->Enqueue(std::move(m));
+}
+
 void Node::Impl::ServeReads() {
   uint64_t applied = raft->applied();
   for (auto it = reads.begin(); it != reads.end();) {
@@ -669,14 +675,20 @@ Status Node::Impl::RunRound(bool tick) {
 
   while (raft->HasReady()) {
     raft::Ready rd = raft->GetReady();
-    // 1. Persist before anything leaves this node (votes and acks promise it).
+    // 1. A leader's appends and heartbeats go out before its own fsync, in
+    //    parallel with it (dissertation 10.2.1; see Ready::SendableBeforePersist).
+    std::vector<raft::Message> after_sync;
+    for (raft::Message& m : rd.messages) {
+      if (rd.SendableBeforePersist(m)) {
+        Send(std::move(m));
+      } else {
+        after_sync.push_back(std::move(m));
+      }
+    }
+    // 2. Persist before anything else leaves this node (votes and acks promise it).
     Status s = wal->Save(rd.hard_state, rd.entries, rd.snapshot, rd.MustSync());
     if (!s.ok()) return s.WithContext("WAL write in " + opt.data_dir);
-    // 2. Send.
-    for (raft::Message& m : rd.messages) {
-      auto it = senders.find(m.to);
-      if (it != senders.end()) it->second->Enqueue(std::move(m));
-    }
+    for (raft::Message& m : after_sync) Send(std::move(m));
     // 3. Apply.
     if (rd.snapshot) {
       Status rs = kv.Restore(rd.snapshot->data);
