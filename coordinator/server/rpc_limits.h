@@ -27,6 +27,10 @@ inline constexpr size_t kMaxPendingRequests = 8192;
 // Raft messages received and not yet stepped; beyond it they are dropped
 // (Raft retransmits).
 inline constexpr size_t kMaxInboxMessages = 16384;
+// gRPC handler threads kept idle for the next requests (beyond it they exit).
+// A pending write holds a thread; keeping them avoids a thread created and
+// destroyed per request under many concurrent clients.
+inline constexpr int kMaxIdleServerThreads = 512;
 // How long a client request waits for its entry to apply (or its read to be
 // confirmed) before DEADLINE_EXCEEDED; the client then retries.
 inline constexpr Millis kMaxRequestWait{3000};
