@@ -50,6 +50,17 @@ inline constexpr Millis kPeerRpcDeadline{200};
 // once on loopback, and a slow TLS handshake must not be cut short.
 inline constexpr Millis kPeerReconnectMin{50};
 inline constexpr Millis kPeerReconnectMax{1000};
+// Keepalive ping toward a peer every kPeerKeepalive; no answer within
+// kPeerKeepaliveTimeout closes the connection and gRPC redials (a partition
+// drops packets without an error, and TCP would hold such a connection with
+// retransmissions backed off to many seconds).
+inline constexpr Millis kPeerKeepalive{1000};
+inline constexpr Millis kPeerKeepaliveTimeout{1000};
+// Connect timeout toward a peer (gRPC's GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+// default 20 s): a dial that started during a partition is retried soon after
+// it heals. Long enough for a TLS handshake on a loaded machine (50 ms cut
+// them short).
+inline constexpr Millis kPeerConnectTimeout{2000};
 // Largest gRPC message accepted or sent (snapshots travel in one message).
 inline constexpr int kMaxRpcBytes = 256 << 20;
 // Token file size accepted.
