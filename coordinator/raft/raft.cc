@@ -953,8 +953,8 @@ Ready Raft::GetReady() {
   msgs_.clear();
   rd.read_states = std::move(read_states_);
   read_states_.clear();
-  rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() || hs.term != prev_hard_state_.term ||
-                 hs.vote != prev_hard_state_.vote;
+  rd.term_or_vote_changed = hs.term != prev_hard_state_.term || hs.vote != prev_hard_state_.vote;
+  rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() || rd.term_or_vote_changed;
   ready_outstanding_ = true;
   return rd;
 }

@@ -10,7 +10,8 @@
 //      when rd.MustSync(); entries replace any stored entries at and after
 //      rd.entries.front().index;
 //   3. send rd.messages (only after step 2: votes and acknowledgements
-//      promise that the state is on disk);
+//      promise that the state is on disk), except those for which
+//      rd.SendableBeforePersist() holds, which may go before step 2;
 //   4. apply rd.snapshot then rd.committed_entries to the state machine;
 //      serve rd.read_states once the state machine has applied their index;
 //   5. raft.Advance(rd).
@@ -96,6 +97,18 @@ struct Ready {
   // synced (a restart re-learns the commit index from the leader).
   bool must_sync = false;
   bool MustSync() const { return must_sync; }
+  // The term or the vote differs from the last persisted hard state.
+  bool term_or_vote_changed = false;
+  // Dissertation 10.2.1: a leader may send its appends (and heartbeats) in
+  // parallel with writing its own log, i.e. before step 2. Safe because the
+  // leader's own entries count toward a commit only once Advance reports them
+  // stable, and these messages promise nothing about the leader's disk. Not
+  // when this Ready changes the term or vote: a message of a new term must not
+  // leave before that term is durable.
+  bool SendableBeforePersist(const Message& m) const {
+    return soft_state.role == Role::kLeader && !term_or_vote_changed &&
+           (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat);
+  }
 };
 
 class Raft {

@@ -7,10 +7,12 @@
 //
 // Threads:
 //   - the Raft thread owns raft::Raft, the Wal and the KvStateMachine. It
-//     ticks every `tick`, steps received messages, and for each Ready
-//     persists (one fsync when Ready::MustSync) BEFORE it hands the messages
-//     to the transport, then applies committed entries and answers waiting
-//     clients. Nothing else touches those three objects.
+//     ticks every `tick`, wakes at once for a received message or client
+//     request, and for each Ready persists (one fsync when Ready::MustSync)
+//     BEFORE it hands the messages to the transport - except a leader's
+//     appends and heartbeats, which leave before its own fsync (dissertation
+//     10.2.1) - then applies committed entries and answers waiting clients.
+//     Nothing else touches those three objects.
 //   - one sender thread per peer drains a bounded queue
 //     (limits::kPeerQueueMessages) into Step RPCs; a slow or dead peer only
 //     fills its own queue, whose overflow is dropped (Raft retransmits), so

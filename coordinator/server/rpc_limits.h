@@ -27,6 +27,10 @@ inline constexpr size_t kMaxPendingRequests = 8192;
 // Raft messages received and not yet stepped; beyond it they are dropped
 // (Raft retransmits).
 inline constexpr size_t kMaxInboxMessages = 16384;
+// gRPC handler threads kept idle for the next requests (beyond it they exit).
+// A pending write holds a thread; keeping them avoids a thread created and
+// destroyed per request under many concurrent clients.
+inline constexpr int kMaxIdleServerThreads = 512;
 // How long a client request waits for its entry to apply (or its read to be
 // confirmed) before DEADLINE_EXCEEDED; the client then retries.
 inline constexpr Millis kMaxRequestWait{3000};
@@ -58,6 +62,17 @@ inline constexpr Millis kPeerRpcDeadline{200};
 // once on loopback, and a slow TLS handshake must not be cut short.
 inline constexpr Millis kPeerReconnectMin{50};
 inline constexpr Millis kPeerReconnectMax{1000};
+// Keepalive ping toward a peer every kPeerKeepalive; no answer within
+// kPeerKeepaliveTimeout closes the connection and gRPC redials (a partition
+// drops packets without an error, and TCP would hold such a connection with
+// retransmissions backed off to many seconds).
+inline constexpr Millis kPeerKeepalive{1000};
+inline constexpr Millis kPeerKeepaliveTimeout{1000};
+// Connect timeout toward a peer (gRPC's GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+// default 20 s): a dial that started during a partition is retried soon after
+// it heals. Long enough for a TLS handshake on a loaded machine (50 ms cut
+// them short).
+inline constexpr Millis kPeerConnectTimeout{2000};
 // Largest gRPC message accepted or sent (snapshots travel in one message).
 inline constexpr int kMaxRpcBytes = 256 << 20;
 // Token file size accepted.

@@ -340,6 +340,12 @@ void Sim::ProcessReady(Node& n) {
         }
       }
     }
+    // As the real driver (coordinator/server/node.cc): a leader's appends and
+    // heartbeats leave before its own write, so a crash mid-write below can
+    // follow them (dissertation 10.2.1).
+    for (const Message& m : rd.messages) {
+      if (rd.SendableBeforePersist(m)) SendMessage(m);
+    }
     if (faults_on_ && rng_.Chance(f_.crash_mid_write) && (rd.MustSync())) {
       // Power fails while the batch is written: some of it may reach the disk.
       Status s = n.wal->Save(rd.hard_state, rd.entries, rd.snapshot, /*sync=*/false);
@@ -348,7 +354,9 @@ void Sim::ProcessReady(Node& n) {
     }
     Status s = n.wal->Save(rd.hard_state, rd.entries, rd.snapshot, rd.MustSync());
     if (!s.ok()) return Fail("wal save: " + s.ToString());
-    for (const Message& m : rd.messages) SendMessage(m);
+    for (const Message& m : rd.messages) {
+      if (!rd.SendableBeforePersist(m)) SendMessage(m);
+    }
     if (rd.snapshot) {
       Status rs = n.kv.Restore(rd.snapshot->data);
       if (!rs.ok()) return Fail("snapshot restore: " + rs.ToString());

@@ -736,6 +736,61 @@ TEST(RaftReady, HardStateAndEntriesBeforeMessages) {
   EXPECT_FALSE(c[2].HasReady());
 }
 
+TEST(RaftReady, OnlyALeadersAppendsMayLeaveBeforeItsWrite) {
+  // Dissertation 10.2.1: the leader may replicate an entry while it writes
+  // it, since its own copy counts toward a commit only once persisted; every
+  // other message promises something about the sender's disk.
+  Cluster c({1, 2, 3}, ClusterOptions{.pre_vote = false});
+  c.ProcessAll();
+  c[1].Campaign();
+  Ready cand = c[1].GetReady();
+  EXPECT_TRUE(cand.term_or_vote_changed);
+  ASSERT_EQ(cand.messages.size(), 2u);
+  for (const Message& m : cand.messages) {
+    EXPECT_EQ(m.type, MessageType::kVote);
+    EXPECT_FALSE(cand.SendableBeforePersist(m)) << testing::Describe(m);
+  }
+  c[1].Advance(cand);
+  c[2].Step(cand.messages[0]);
+  Ready voter = c[2].GetReady();
+  ASSERT_EQ(voter.messages.size(), 1u);
+  EXPECT_FALSE(voter.SendableBeforePersist(voter.messages[0]));  // a vote
+  c[2].Advance(voter);
+  c[1].Step(voter.messages[0]);
+  ASSERT_EQ(c[1].role(), Role::kLeader);
+
+  // The new leader's no-op: its term is already durable, so the appends may go first.
+  Ready lead = c[1].GetReady();
+  EXPECT_FALSE(lead.term_or_vote_changed);
+  ASSERT_EQ(lead.entries.size(), 1u);
+  ASSERT_EQ(lead.messages.size(), 2u);
+  for (const Message& m : lead.messages) {
+    EXPECT_EQ(m.type, MessageType::kApp);
+    EXPECT_TRUE(lead.SendableBeforePersist(m)) << testing::Describe(m);
+  }
+  // The follower's acknowledgement waits for its write.
+  c[2].Step(lead.messages[0].to == 2 ? lead.messages[0] : lead.messages[1]);
+  Ready ack = c[2].GetReady();
+  ASSERT_EQ(ack.messages.size(), 1u);
+  EXPECT_EQ(ack.messages[0].type, MessageType::kAppResp);
+  EXPECT_FALSE(ack.SendableBeforePersist(ack.messages[0]));
+  c[2].Advance(ack);
+  c[1].Advance(lead);
+  c[1].Step(ack.messages[0]);
+  EXPECT_EQ(c[1].commit(), 4u);  // leader (persisted at Advance) + node 2
+
+  // A leader whose Ready changes its term (a one-node cluster elects itself
+  // in one step) sends nothing before the write.
+  Cluster one({1});
+  one[1].Campaign();
+  Ready self = one[1].GetReady();
+  EXPECT_EQ(self.soft_state.role, Role::kLeader);
+  EXPECT_TRUE(self.term_or_vote_changed);
+  Message app = Msg(MessageType::kApp, 1, 2, one[1].term());
+  EXPECT_FALSE(self.SendableBeforePersist(app));
+  one[1].Advance(self);
+}
+
 TEST(RaftReady, CommitOnlyChangeNeedsNoSync) {
   InitialState st = LogWithTerms({1, 1}, 1, {1, 2});
   st.hard_state.commit = 1;
