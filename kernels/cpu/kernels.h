@@ -45,6 +45,7 @@ float GeluGrad(float x);
 // Softmax cross-entropy over `rows` samples of `cols` classes. Writes the
 // softmax probabilities to `probs` (rows x cols) and returns the mean loss
 // over the rows. Labels must lie in [0, cols); the caller checks them.
+// `probs` must not alias `logits`.
 double SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
                                   int64_t rows, int64_t cols);
 // dlogits = (probs - onehot(labels)) * scale; scale is 1/rows for a mean loss.
