@@ -178,8 +178,8 @@ TEST(CudaKernels, BiasGrad) {
   ExpectNoCudaError();
 }
 
-// Tolerance: probabilities 1e-5 relative + 1e-7; the loss (an fp32 sum on the
-// GPU, double on the CPU) 1e-5 relative.
+// Tolerance: probabilities 1e-5 relative + 1e-7; the loss (fp32 and atomics
+// across rows on the GPU, double on the CPU) 1e-4 relative.
 TEST(CudaKernels, SoftmaxCrossEntropyForwardBackward) {
   SKIP_WITHOUT_GPU();
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{33, 1000}, {7, 10}, {1024, 4096}}) {
@@ -191,10 +191,10 @@ TEST(CudaKernels, SoftmaxCrossEntropyForwardBackward) {
     std::vector<float> probs(logits.size());
     const double ref = SoftmaxCrossEntropyForward(logits.data(), labels.data(), probs.data(), rows, cols);
     const double got = cuda::SoftmaxCrossEntropyForward(dl.get(), dlab.get(), dp.get(), rows, cols);
-    EXPECT_NEAR(got, ref, 1e-5 * std::abs(ref)) << rows << "x" << cols;
+    EXPECT_NEAR(got, ref, 1e-4 * std::abs(ref)) << rows << "x" << cols;
     ExpectClose(dp.Download(), probs, 1e-5, 1e-7, "probs");
     cuda::SoftmaxCrossEntropyForward(dl.get(), dlab.get(), dp.get(), rows, cols, dloss.get());
-    EXPECT_NEAR(dloss.Download()[0], ref, 1e-5 * std::abs(ref)) << "loss to device memory";
+    EXPECT_NEAR(dloss.Download()[0], ref, 1e-4 * std::abs(ref)) << "loss to device memory";
     std::vector<float> grad(logits.size());
     DeviceBuffer<float> dg(logits.size());
     cuda::SoftmaxCrossEntropyBackward(dp.get(), dlab.get(), dg.get(), rows, cols, 1.0f / static_cast<float>(rows));
