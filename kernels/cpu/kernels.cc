@@ -1,9 +1,14 @@
 #include "kernels/cpu/kernels.h"
 
+#ifndef COHORT_NO_CBLAS
 #include <cblas.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "core/check.h"
 
 namespace cohort::kernels {
 
@@ -11,11 +16,23 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc) {
   if (m == 0 || n == 0) return;
+#ifdef COHORT_NO_CBLAS
+  // Builds without OpenBLAS (scripts/gpu-check's kernels-only build on a GPU
+  // machine): the plain loop, fp32 accumulation, used only for small tests.
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float acc = 0.0f;
+      for (int64_t p = 0; p < k; ++p)
+        acc += (trans_a ? a[p * lda + i] : a[i * lda + p]) * (trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+      c[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
+    }
+#else
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
               static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
               static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
               static_cast<blasint>(ldc));
+#endif
 }
 
 namespace {
@@ -158,9 +175,110 @@ void Scale(float* y, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) y[i] *= s;
 }
 
+namespace {
+
+float HalfToFloat1(DType half, const void* in, int64_t i) {
+  const uint16_t bits = static_cast<const uint16_t*>(in)[i];
+  return half == DType::kBF16 ? BF16ToFloat(BFloat16{bits}) : F16ToFloat(Float16{bits});
+}
+void FloatToHalf1(DType half, float x, void* out, int64_t i) {
+  static_cast<uint16_t*>(out)[i] = half == DType::kBF16 ? FloatToBF16(x).bits : FloatToF16(x).bits;
+}
+bool Is16Bit(DType t) { return t == DType::kBF16 || t == DType::kF16; }
+
+// A stored rows x cols matrix with row stride ld, widened to fp32 (same layout).
+std::vector<float> Widen(DType t, const void* p, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(static_cast<size_t>(rows > 0 ? (rows - 1) * ld + cols : 0));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      out[r * ld + c] = t == DType::kF32 ? static_cast<const float*>(p)[r * ld + c]
+                                         : HalfToFloat1(t, p, r * ld + c);
+  return out;
+}
+
+}  // namespace
+
+void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               DType ab_type, const void* a, int64_t lda, const void* b, int64_t ldb, float beta,
+               DType c_type, void* c, int64_t ldc) {
+  COHORT_CHECK(ab_type == DType::kF32 || Is16Bit(ab_type)) << DTypeName(ab_type);
+  COHORT_CHECK(c_type == DType::kF32 || c_type == ab_type) << DTypeName(c_type);
+  if (m == 0 || n == 0) return;
+  const std::vector<float> wa = Widen(ab_type, a, trans_a ? k : m, trans_a ? m : k, lda);
+  const std::vector<float> wb = Widen(ab_type, b, trans_b ? n : k, trans_b ? k : n, ldb);
+  if (c_type == DType::kF32) {
+    Gemm(trans_a, trans_b, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta,
+         static_cast<float*>(c), ldc);
+    return;
+  }
+  std::vector<float> wc = Widen(c_type, c, m, n, ldc);
+  Gemm(trans_a, trans_b, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta, wc.data(), ldc);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) FloatToHalf1(c_type, wc[i * ldc + j], c, i * ldc + j);
+}
+
+void CastFromFloat(const float* in, DType half, void* out, int64_t n, float scale) {
+  COHORT_CHECK(Is16Bit(half)) << DTypeName(half);
+  for (int64_t i = 0; i < n; ++i) FloatToHalf1(half, in[i] * scale, out, i);
+}
+
+void CastToFloat(DType half, const void* in, float* out, int64_t n, float scale) {
+  COHORT_CHECK(Is16Bit(half)) << DTypeName(half);
+  for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat1(half, in, i) * scale;
+}
+
+void ScaleCheckFinite(float* y, int64_t n, float s, int32_t* found_nonfinite) {
+  bool bad = false;
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] *= s;
+    bad |= !std::isfinite(y[i]);
+  }
+  if (bad) *found_nonfinite = 1;
+}
+
+void MultiTensorSgdMomentumUpdate(const SgdTensor* tensors, int count, const SgdOptions& opt,
+                                  bool first_step) {
+  for (int i = 0; i < count; ++i) {
+    const SgdTensor& t = tensors[i];
+    SgdMomentumUpdate(t.param, t.grad, t.momentum_buf, t.n, opt, first_step);
+  }
+}
+
+void MultiTensorAdamWUpdate(const AdamWTensor* tensors, int count, const AdamWOptions& opt,
+                            int64_t step) {
+  for (int i = 0; i < count; ++i) {
+    const AdamWTensor& t = tensors[i];
+    AdamWUpdate(t.param, t.grad, t.m, t.v, t.n, opt, step);
+  }
+}
+
+void Pack(const float* const* srcs, const int64_t* counts, int count, float* flat) {
+  for (int i = 0; i < count; ++i) {
+    std::copy(srcs[i], srcs[i] + counts[i], flat);
+    flat += counts[i];
+  }
+}
+
+void Unpack(const float* flat, float* const* dsts, const int64_t* counts, int count) {
+  for (int i = 0; i < count; ++i) {
+    std::copy(flat, flat + counts[i], dsts[i]);
+    flat += counts[i];
+  }
+}
+
+void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
+                                int64_t rows, int64_t cols, float* mean_loss) {
+  *mean_loss = static_cast<float>(SoftmaxCrossEntropyForward(logits, labels, probs, rows, cols));
+}
+
 }  // namespace cohort::kernels
 
 namespace cohort::kernels {
+#ifdef COHORT_NO_CBLAS
+void SetBlasThreads(int) {}
+int BlasThreads() { return 1; }
+#else
 void SetBlasThreads(int threads) { openblas_set_num_threads(threads); }
 int BlasThreads() { return openblas_get_num_threads(); }
+#endif
 }  // namespace cohort::kernels

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace cohort::kernels {
 
 // C = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or X^T.
@@ -43,6 +45,7 @@ float GeluGrad(float x);
 // Softmax cross-entropy over `rows` samples of `cols` classes. Writes the
 // softmax probabilities to `probs` (rows x cols) and returns the mean loss
 // over the rows. Labels must lie in [0, cols); the caller checks them.
+// `probs` must not alias `logits`.
 double SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
                                   int64_t rows, int64_t cols);
 // dlogits = (probs - onehot(labels)) * scale; scale is 1/rows for a mean loss.
@@ -74,6 +77,65 @@ void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n,
 
 // y *= s over n elements.
 void Scale(float* y, int64_t n, float s);
+
+// ---- Mixed precision -------------------------------------------------------
+
+// C = alpha * op(A) * op(B) + beta * C with A and B in `ab_type` (kBF16, kF16
+// or kF32) and C in `c_type` (kF32, or the same 16-bit type as A and B);
+// products accumulate in fp32 and a 16-bit C is rounded once, to nearest
+// even. Layout as Gemm. The CPU version widens op(A), op(B) (and a 16-bit C)
+// to fp32 in temporaries it allocates, then calls Gemm: the one CPU kernel
+// that allocates. Other type pairs abort (a caller bug).
+void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               DType ab_type, const void* a, int64_t lda, const void* b, int64_t ldb, float beta,
+               DType c_type, void* c, int64_t ldc);
+
+// out[i] = half(in[i] * scale), `half` kBF16 or kF16, rounded to nearest even
+// (NaN stays NaN, fp16 overflows to +-inf), as core/dtype.h rounds.
+void CastFromFloat(const float* in, DType half, void* out, int64_t n, float scale);
+// out[i] = float(in[i]) * scale (the widening is exact).
+void CastToFloat(DType half, const void* in, float* out, int64_t n, float scale);
+
+// Loss scaling: y[i] *= s, and *found_nonfinite = 1 if any y[i] * s is inf or
+// NaN (it is never cleared here: the caller zeroes it once per step, so one
+// flag covers every tensor of the step, as torch's GradScaler does).
+void ScaleCheckFinite(float* y, int64_t n, float s, int32_t* found_nonfinite);
+
+// ---- Many tensors at once --------------------------------------------------
+
+// One tensor of a multi-tensor optimizer step. Pointers are owned by the
+// caller; `n` elements each.
+struct SgdTensor {
+  float* param;
+  const float* grad;
+  float* momentum_buf;  // may be null when momentum == 0
+  int64_t n;
+};
+struct AdamWTensor {
+  float* param;
+  const float* grad;
+  float* m;
+  float* v;
+  int64_t n;
+};
+// The single-tensor updates above, applied to `count` tensors (the CUDA twin
+// does them all in one launch per few thousand chunks of 64 Ki elements).
+void MultiTensorSgdMomentumUpdate(const SgdTensor* tensors, int count, const SgdOptions& opt,
+                                  bool first_step);
+void MultiTensorAdamWUpdate(const AdamWTensor* tensors, int count, const AdamWOptions& opt,
+                            int64_t step);
+
+// Bucket packing: tensor i (counts[i] elements at srcs[i]) goes to
+// flat[offset_i .. offset_i + counts[i]), offset_i = sum of counts before i;
+// Unpack is the inverse. Tensors and the flat buffer must not overlap.
+void Pack(const float* const* srcs, const int64_t* counts, int count, float* flat);
+void Unpack(const float* flat, float* const* dsts, const int64_t* counts, int count);
+
+// Softmax cross-entropy forward that stores the mean loss in *mean_loss
+// instead of returning it (on the GPU, *mean_loss is device memory and
+// nothing waits for the device).
+void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
+                                int64_t rows, int64_t cols, float* mean_loss);
 
 }  // namespace cohort::kernels
 

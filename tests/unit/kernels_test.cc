@@ -177,5 +177,163 @@ TEST(AdamW, MatchesTheAlgorithm) {
   ExpectClose(p, rp, 1e-5, 1e-6);
 }
 
+// ---- Mixed precision and many-tensor kernels (the CPU twins of the GPU path) --
+
+std::vector<uint16_t> ToHalf(DType t, const std::vector<float>& x) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = t == DType::kBF16 ? FloatToBF16(x[i]).bits : FloatToF16(x[i]).bits;
+  return h;
+}
+double FromHalf(DType t, uint16_t bits) {
+  return t == DType::kBF16 ? BF16ToFloat(BFloat16{bits}) : F16ToFloat(Float16{bits});
+}
+
+TEST(GemmMixed, HalfInputsAccumulateInFloat) {
+  const int64_t m = 19, n = 23, k = 300;  // k large enough that fp16 accumulation would show
+  for (DType t : {DType::kBF16, DType::kF16})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
+        auto a = ToHalf(t, Random(static_cast<size_t>(m * k), 61)), b = ToHalf(t, Random(static_cast<size_t>(k * n), 62));
+        std::vector<float> af(a.size()), bf(b.size());
+        for (size_t i = 0; i < a.size(); ++i) af[i] = static_cast<float>(FromHalf(t, a[i]));
+        for (size_t i = 0; i < b.size(); ++i) bf[i] = static_cast<float>(FromHalf(t, b[i]));
+        auto c = Random(static_cast<size_t>(m * n), 63);
+        auto ref = GemmRef(ta, tb, m, n, k, 1.5f, af, lda, bf, ldb, 0.5f, c, ldc);
+        GemmMixed(ta, tb, m, n, k, 1.5f, t, a.data(), lda, b.data(), ldb, 0.5f, DType::kF32, c.data(), ldc);
+        ExpectClose(c, ref, 1e-5, 1e-4);
+        // A 16-bit C: the same product, rounded once (half an ulp of the type, plus fp32 noise).
+        auto c16 = ToHalf(t, Random(static_cast<size_t>(m * n), 63));
+        std::vector<float> c16f(c16.size());
+        for (size_t i = 0; i < c16.size(); ++i) c16f[i] = static_cast<float>(FromHalf(t, c16[i]));
+        auto ref16 = GemmRef(ta, tb, m, n, k, 1.5f, af, lda, bf, ldb, 0.5f, c16f, ldc);
+        GemmMixed(ta, tb, m, n, k, 1.5f, t, a.data(), lda, b.data(), ldb, 0.5f, t, c16.data(), ldc);
+        const double half_ulp = t == DType::kBF16 ? 1.0 / 256 : 1.0 / 2048;
+        for (size_t i = 0; i < c16.size(); ++i)
+          ASSERT_NEAR(FromHalf(t, c16[i]), ref16[i], half_ulp * std::abs(ref16[i]) + 1e-4) << i;
+      }
+}
+
+TEST(Cast, RoundTripsWithScaleAndKeepsSpecials) {
+  auto x = Random(1000, 64, -70000, 70000);
+  x[0] = std::nanf("");
+  x[1] = INFINITY;
+  x[2] = 1e-30f;  // fp16 underflow to zero, bf16 keeps it
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    std::vector<uint16_t> h(x.size());
+    CastFromFloat(x.data(), t, h.data(), static_cast<int64_t>(x.size()), 0.5f);
+    std::vector<float> back(x.size());
+    CastToFloat(t, h.data(), back.data(), static_cast<int64_t>(x.size()), 2.0f);
+    EXPECT_TRUE(std::isnan(back[0]));
+    EXPECT_EQ(back[1], INFINITY);
+    const double rel = t == DType::kBF16 ? 1.0 / 256 : 1.0 / 2048;
+    for (size_t i = 2; i < x.size(); ++i) {
+      const double half = x[i] * 0.5;
+      if (t == DType::kF16 && std::abs(half) > 65504) {
+        EXPECT_TRUE(std::isinf(back[i])) << i;  // fp16 overflows to inf
+        continue;
+      }
+      const double atol = t == DType::kF16 ? 2 * 6.0e-8 : 0;  // fp16 subnormal spacing, times scale
+      ASSERT_NEAR(back[i], 2 * half, 2 * rel * std::abs(half) + atol) << i;
+    }
+  }
+}
+
+TEST(ScaleCheckFinite, ScalesAndFlagsOnlyNonFinite) {
+  auto y = Random(100, 65);
+  int32_t flag = 0;
+  auto ref = y;
+  ScaleCheckFinite(y.data(), 100, 0.25f, &flag);
+  EXPECT_EQ(flag, 0);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(y[i], ref[i] * 0.25f);
+  for (float bad : {INFINITY, -INFINITY, std::nanf("")}) {
+    flag = 0;
+    y[37] = bad;
+    ScaleCheckFinite(y.data(), 100, 0.25f, &flag);
+    EXPECT_EQ(flag, 1) << bad;
+    y[37] = 1;
+  }
+  flag = 0;
+  y[5] = 3e38f;  // finite, overflows when scaled
+  ScaleCheckFinite(y.data(), 100, 1e10f, &flag);
+  EXPECT_EQ(flag, 1);
+  flag = 1;  // never cleared
+  y = Random(100, 66);
+  ScaleCheckFinite(y.data(), 100, 1.0f, &flag);
+  EXPECT_EQ(flag, 1);
+}
+
+TEST(MultiTensor, SgdAndAdamWMatchPerTensorLoops) {
+  const std::vector<int64_t> sizes = {1, 7, 4096, 65537, 3};
+  std::vector<std::vector<float>> p, g, m, v, buf;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto n = static_cast<size_t>(sizes[i]);
+    p.push_back(Random(n, 70 + static_cast<uint32_t>(i)));
+    g.push_back(Random(n, 80 + static_cast<uint32_t>(i)));
+    m.push_back(std::vector<float>(n, 0.0f));
+    v.push_back(std::vector<float>(n, 0.0f));
+    buf.push_back(std::vector<float>(n, 0.0f));
+  }
+  // References: the plain math, per element, in double.
+  auto rp = p;
+  std::vector<std::vector<double>> rm(sizes.size()), rv(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) rm[i].assign(p[i].size(), 0), rv[i].assign(p[i].size(), 0);
+  AdamWOptions o{1e-2f, 0.9f, 0.99f, 1e-8f, 0.05f};
+  for (int step = 1; step <= 3; ++step) {
+    std::vector<AdamWTensor> ts;
+    for (size_t i = 0; i < sizes.size(); ++i) ts.push_back({p[i].data(), g[i].data(), m[i].data(), v[i].data(), sizes[i]});
+    MultiTensorAdamWUpdate(ts.data(), static_cast<int>(ts.size()), o, step);
+    for (size_t i = 0; i < sizes.size(); ++i)
+      for (size_t j = 0; j < p[i].size(); ++j) {
+        double x = rp[i][j] * (1 - 1e-2 * 0.05);
+        rm[i][j] = 0.9 * rm[i][j] + 0.1 * g[i][j];
+        rv[i][j] = 0.99 * rv[i][j] + 0.01 * double(g[i][j]) * g[i][j];
+        x -= 1e-2 * (rm[i][j] / (1 - std::pow(0.9, step))) / (std::sqrt(rv[i][j] / (1 - std::pow(0.99, step))) + 1e-8);
+        rp[i][j] = static_cast<float>(x);
+      }
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) ExpectClose(p[i], std::vector<double>(rp[i].begin(), rp[i].end()), 1e-5, 1e-5);
+
+  auto sp = p;
+  SgdOptions so{0.1f, 0.9f, 0.0f, true};
+  std::vector<SgdTensor> st;
+  for (size_t i = 0; i < sizes.size(); ++i) st.push_back({sp[i].data(), g[i].data(), buf[i].data(), sizes[i]});
+  MultiTensorSgdMomentumUpdate(st.data(), static_cast<int>(st.size()), so, true);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::vector<double> ref(p[i].size());
+    for (size_t j = 0; j < ref.size(); ++j) ref[j] = p[i][j] - 0.1 * (g[i][j] + 0.9 * g[i][j]);  // nesterov, buf = g
+    ExpectClose(sp[i], ref, 1e-6, 1e-6);
+  }
+}
+
+TEST(Bucket, PackThenUnpackIsTheIdentityAndLaysOutInOrder) {
+  const std::vector<int64_t> counts = {3, 0, 1000, 17};
+  std::vector<std::vector<float>> src;
+  for (size_t i = 0; i < counts.size(); ++i) src.push_back(Random(static_cast<size_t>(counts[i]), 90 + static_cast<uint32_t>(i)));
+  std::vector<const float*> sp;
+  for (auto& s : src) sp.push_back(s.data());
+  std::vector<float> flat(1020, -1.0f);
+  Pack(sp.data(), counts.data(), static_cast<int>(counts.size()), flat.data());
+  size_t off = 0;
+  for (size_t i = 0; i < counts.size(); ++i)
+    for (int64_t j = 0; j < counts[i]; ++j) ASSERT_EQ(flat[off++], src[i][j]) << i << " " << j;
+  std::vector<std::vector<float>> dst;
+  for (auto c : counts) dst.push_back(std::vector<float>(static_cast<size_t>(c), 0.0f));
+  std::vector<float*> dp;
+  for (auto& d : dst) dp.push_back(d.data());
+  Unpack(flat.data(), dp.data(), counts.data(), static_cast<int>(counts.size()));
+  EXPECT_EQ(dst, src);
+}
+
+TEST(SoftmaxCrossEntropy, LossToPointerEqualsReturnedLoss) {
+  const int64_t rows = 5, cols = 7;
+  auto logits = Random(static_cast<size_t>(rows * cols), 95, -5, 5);
+  std::vector<int32_t> labels = {0, 6, 3, 3, 1};
+  std::vector<float> probs(logits.size());
+  float loss = 0;
+  SoftmaxCrossEntropyForward(logits.data(), labels.data(), probs.data(), rows, cols, &loss);
+  EXPECT_EQ(loss, static_cast<float>(SoftmaxCrossEntropyForward(logits.data(), labels.data(), probs.data(), rows, cols)));
+}
+
 }  // namespace
 }  // namespace cohort::kernels

@@ -1,0 +1,172 @@
+// Training-step benchmark: an MLP of 4 Linear layers 4096 -> 4096 (ReLU
+// between them, softmax cross-entropy over 4096 classes at the end), batch
+// 1024, bf16 GEMMs with fp32 accumulation and fp32 master weights, AdamW.
+// One step = cast weights to bf16, forward, backward, one multi-tensor AdamW
+// launch; everything on one stream, no host synchronisation inside a step.
+// The same model and precision as bench/gpu/torch_mlp.py (PyTorch eager,
+// autocast bf16), which scripts/gpu-check runs in the same session.
+//
+//   gpu_train_bench [--json PATH] [--steps N] [--width W] [--batch B] [--layers L]
+//
+// Exit 3 when there is no CUDA device.
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/gpu/bench_util.h"
+#include "kernels/cuda/kernels.h"
+
+namespace kc = cohort::kernels::cuda;
+using cohort::DType;
+using cohort::kernels::Activation;
+
+namespace {
+
+template <typename T>
+T* DeviceAlloc(size_t n) {
+  T* p = nullptr;
+  BENCH_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T)));
+  BENCH_CUDA(cudaMemset(p, 0, n * sizeof(T)));
+  return p;
+}
+
+void Upload(float* d, const std::vector<float>& h) {
+  BENCH_CUDA(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  int steps = 20, layers = 4;
+  int64_t width = 4096, batch = 1024;
+  for (int i = 1; i < argc; ++i) {
+    const bool more = i + 1 < argc;
+    if (!std::strcmp(argv[i], "--json") && more) json_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--steps") && more) steps = std::stoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--width") && more) width = std::stoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batch") && more) batch = std::stoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--layers") && more) layers = std::stoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: %s [--json PATH] [--steps N] [--width W] [--batch B] [--layers L]\n", argv[0]);
+      return 1;
+    }
+  }
+  cohort::bench::RequireDevice("gpu_train_bench");
+  const int64_t W = width, B = batch, L = layers, wn = W * W;
+
+  // Parameters: all weights in one buffer (one cast launch per step), biases.
+  float* w = DeviceAlloc<float>(size_t(L * wn));
+  float* b = DeviceAlloc<float>(size_t(L * W));
+  float* dw = DeviceAlloc<float>(size_t(L * wn));
+  float* db = DeviceAlloc<float>(size_t(L * W));
+  float *mw = DeviceAlloc<float>(size_t(L * wn)), *vw = DeviceAlloc<float>(size_t(L * wn));
+  float *mb = DeviceAlloc<float>(size_t(L * W)), *vb = DeviceAlloc<float>(size_t(L * W));
+  void* wbf = DeviceAlloc<uint16_t>(size_t(L * wn));
+  {
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(-1.0f / std::sqrt(float(W)), 1.0f / std::sqrt(float(W)));
+    std::vector<float> h(size_t(L * wn));
+    for (auto& x : h) x = u(rng);
+    Upload(w, h);
+  }
+  // Activations: x[l] in bf16 (the GEMM input of layer l), y[l] in fp32
+  // (pre-activation, then activation in place; ReLU's mask is y > 0).
+  std::vector<void*> xbf(static_cast<size_t>(L));
+  std::vector<float*> y(static_cast<size_t>(L));
+  for (int64_t l = 0; l < L; ++l) {
+    xbf[l] = DeviceAlloc<uint16_t>(size_t(B * W));
+    y[l] = DeviceAlloc<float>(size_t(B * W));
+  }
+  void* dzbf = DeviceAlloc<uint16_t>(size_t(B * W));
+  float* dx = DeviceAlloc<float>(size_t(B * W));
+  float* probs = DeviceAlloc<float>(size_t(B * W));  // logits and probs must not alias
+  float* loss = DeviceAlloc<float>(1);
+  int32_t* labels = DeviceAlloc<int32_t>(static_cast<size_t>(B));
+  {
+    std::mt19937 rng(2);
+    std::normal_distribution<float> nd;
+    std::vector<float> h(size_t(B * W));
+    for (auto& x : h) x = nd(rng);
+    float* x0 = DeviceAlloc<float>(h.size());
+    Upload(x0, h);
+    kc::CastFromFloat(x0, DType::kBF16, xbf[0], B * W, 1.0f);
+    std::vector<int32_t> lab(static_cast<size_t>(B));
+    for (auto& x : lab) x = static_cast<int32_t>(rng() % W);
+    BENCH_CUDA(cudaMemcpy(labels, lab.data(), lab.size() * 4, cudaMemcpyHostToDevice));
+  }
+  std::vector<kc::AdamWTensor> params;
+  for (int64_t l = 0; l < L; ++l) params.push_back({w + l * wn, dw + l * wn, mw + l * wn, vw + l * wn, wn});
+  for (int64_t l = 0; l < L; ++l) params.push_back({b + l * W, db + l * W, mb + l * W, vb + l * W, W});
+  const cohort::kernels::AdamWOptions adam{1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
+  int64_t step = 0;
+  const auto bf = DType::kBF16, f32 = DType::kF32;
+
+  auto train_step = [&] {
+    kc::CastFromFloat(w, bf, wbf, L * wn, 1.0f);
+    for (int64_t l = 0; l < L; ++l) {
+      const void* wl = static_cast<const uint16_t*>(wbf) + l * wn;
+      // y = x W^T (W is out x in, row-major), then bias + activation in place.
+      kc::GemmMixed(false, true, B, W, W, 1.0f, bf, xbf[l], W, wl, W, 0.0f, f32, y[l], W);
+      kc::BiasActForward(y[l], b + l * W, y[l], B, W, l + 1 < L ? Activation::kRelu : Activation::kNone);
+      if (l + 1 < L) kc::CastFromFloat(y[l], bf, xbf[l + 1], B * W, 1.0f);
+    }
+    kc::SoftmaxCrossEntropyForward(y[L - 1], labels, probs, B, W, loss);
+    kc::SoftmaxCrossEntropyBackward(probs, labels, probs, B, W, 1.0f / float(B));  // in place
+    float* dz = probs;
+    for (int64_t l = L - 1; l >= 0; --l) {
+      if (l + 1 < L) kc::ActBackward(y[l], dz, dz, B * W, Activation::kRelu);
+      kc::BiasGrad(dz, db + l * W, B, W);
+      kc::CastFromFloat(dz, bf, dzbf, B * W, 1.0f);
+      // dW = dz^T x (fp32, straight into the master gradient); dx = dz W.
+      kc::GemmMixed(true, false, W, W, B, 1.0f, bf, dzbf, W, xbf[l], W, 0.0f, f32, dw + l * wn, W);
+      if (l > 0) {
+        const void* wl = static_cast<const uint16_t*>(wbf) + l * wn;
+        kc::GemmMixed(false, false, B, W, W, 1.0f, bf, dzbf, W, wl, W, 0.0f, f32, dx, W);
+        dz = dx;
+      }
+    }
+    kc::MultiTensorAdamWUpdate(params.data(), static_cast<int>(params.size()), adam, ++step);
+  };
+
+  auto read_loss = [&] {
+    float h = 0;
+    BENCH_CUDA(cudaMemcpy(&h, loss, 4, cudaMemcpyDeviceToHost));
+    return h;
+  };
+  train_step();
+  const float first_loss = read_loss();
+  const double ms = cohort::bench::MedianMs(train_step, steps, 5);
+  const float last_loss = read_loss();
+  BENCH_CUDA(cudaDeviceSynchronize());
+  const cohort::Status st = kc::LastError();
+  if (!st.ok()) {
+    std::fprintf(stderr, "gpu_train_bench: %s\n", st.ToString().c_str());
+    return 2;
+  }
+  // Forward 2BWW a layer, backward 4BWW (dW and dx; layer 0 needs no dx).
+  const double flops = 2.0 * B * W * W * L + 4.0 * B * W * W * L - 2.0 * B * W * W;
+  std::printf("\nCohort MLP step (%lld x %lld, %lld layers, batch %lld, bf16 GEMMs, fp32 master, AdamW): "
+              "%.3f ms/step, %.0f samples/s, %.1f TFLOP/s; loss %.4f -> %.4f\n",
+              (long long)W, (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9,
+              first_loss, last_loss);
+  if (!json_path.empty()) {
+    FILE* f = std::fopen(json_path.c_str(), "w");
+    if (f == nullptr) {
+      std::perror(json_path.c_str());
+      return 1;
+    }
+    std::fprintf(f,
+                 "{\"impl\": \"cohort\", \"width\": %lld, \"layers\": %lld, \"batch\": %lld, \"ms_per_step\": %.4f, "
+                 "\"samples_per_s\": %.1f, \"TFLOPs\": %.2f, \"loss_first\": %.5f, \"loss_last\": %.5f}\n",
+                 (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9, first_loss, last_loss);
+    std::fclose(f);
+  }
+  return 0;
+}
