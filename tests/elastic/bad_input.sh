@@ -6,9 +6,8 @@ small_config "$WORK/c.yaml" 5 128
 
 expect() {
   local name=$1 needle=$2; shift 2
-  local start=$SECONDS rc
-  timeout 120 "$COHORT" "$@" > "$WORK/out" 2> "$WORK/err"
-  rc=$?
+  local start=$SECONDS rc=0
+  timeout 120 "$COHORT" "$@" > "$WORK/out" 2> "$WORK/err" || rc=$?
   ((rc == 124)) && { fail "$name: hung"; return; }
   ((rc != 0 && rc < 128)) || fail "$name: exit $rc (want an error)"
   grep -q -- "$needle" "$WORK/err" && pass "$name ($((SECONDS - start)) s, exit $rc): $(grep -m1 'error' "$WORK/err")" \

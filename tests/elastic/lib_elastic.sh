@@ -18,5 +18,9 @@ wait_for_step() {
   return 1
 }
 
-# The pids of the launcher's worker children, in start order.
-worker_pids() { pgrep -P "$1" | sort -n; }
+# The pids of the running workers of the launcher under `timeout` with pid $1
+# (its grandchildren), in start order.
+worker_pids() {
+  local l
+  for l in $(pgrep -P "$1"); do pgrep -P "$l"; done | sort -n
+}
