@@ -28,6 +28,7 @@
 #include <csignal>
 #include <atomic>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -203,6 +204,39 @@ Status BroadcastState(Communicator& comm, LoadedCheckpoint* state, int root) {
   return Status::Ok();
 }
 
+// GlooCommunicator::Create on a helper thread, abandoned when the job moves
+// past `epoch` meanwhile: Gloo's connect to a peer that died during the
+// bootstrap was seen to block 25 s (its own retries), far past the
+// collective timeout, and cannot be interrupted. An abandoned bootstrap ends
+// by itself (it fails once the dead peer's connect times out) and frees what
+// it built on its thread.
+Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> store, int rank, int world,
+                                                       const GlooOptions& go, const std::atomic<uint64_t>& latest,
+                                                       uint64_t epoch) {
+  struct Pending {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;  // guarded by mu
+    Result<std::unique_ptr<GlooCommunicator>> result = Internal("bootstrap did not finish");  // guarded by mu
+  };
+  auto p = std::make_shared<Pending>();
+  std::thread([p, store, rank, world, go] {
+    auto r = GlooCommunicator::Create(store, rank, world, go);
+    std::lock_guard<std::mutex> l(p->mu);
+    p->result = std::move(r);
+    p->done = true;
+    p->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> l(p->mu);
+  while (!p->done) {
+    p->cv.wait_for(l, kHeartbeatInterval);
+    if (!p->done && latest.load() > epoch) {
+      return Aborted("epoch " + std::to_string(epoch) + " was superseded during the gloo bootstrap");
+    }
+  }
+  return std::move(p->result);
+}
+
 struct Recovery {
   uint64_t epoch = 0;         // the epoch training resumed in
   std::string cause;          // why the previous epoch ended, as this worker saw it
@@ -323,7 +357,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   GlooOptions go;
   go.prefix = "gloo";
   go.timeout = env_.collective_timeout;
-  COHORT_ASSIGN_OR_RETURN(auto comm, GlooCommunicator::Create(store, rank, world, go));
+  COHORT_ASSIGN_OR_RETURN(auto comm, BootstrapGloo(store, rank, world, go, heartbeat_->latest_epoch(), epoch));
   COHORT_ASSIGN_OR_RETURN(auto self, comm->SplitGroup(rank, 0));
   ParallelGroups groups{comm.get(), comm.get(), self.get()};
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config_, groups));
@@ -486,9 +520,9 @@ Status ElasticWorker::Run() {
     (void)client_->Put(ReformKey(env_.job, job->epoch), env_.worker);
     after = job->epoch;
   }
+  // No Leave: a member leaving would change the membership under the peers
+  // still finishing their last step; the launcher sees the exit instead.
   heartbeat_.reset();
-  auto job = client_->GetJob();
-  if (job.ok()) (void)client_->Leave(env_.worker, job->epoch);
   return Status::Ok();
 }
 

@@ -339,9 +339,9 @@ Status Launcher::Tick() {
     std::fprintf(stderr, "cohort launch: worker %s asked to re-form epoch %llu\n", (*reform)->c_str(),
                  static_cast<unsigned long long>(job.epoch));
   }
-  if (job.epoch == 0 && static_cast<int>(next.size()) < std::min(o_.nproc, o_.max) &&
+  if (job.epoch == 0 && static_cast<int>(next.size()) < std::min(running, o_.max) &&
       now - start_ < Ms(o_.join_grace_ms)) {
-    return Status::Ok();  // the first epoch waits for everyone, or for the grace time
+    return Status::Ok();  // the first epoch waits for every running worker, or for the grace time
   }
   auto e = client_->CommitEpoch(job.epoch, next);
   if (!e.ok()) {
