@@ -16,15 +16,17 @@
 
 namespace cohort::tools {
 
-inline constexpr char kEnvCoordinator[] = "COHORT_COORDINATOR";          // host:port,...
-inline constexpr char kEnvTokenFile[] = "COHORT_TOKEN_FILE";             // the cluster's secret
-inline constexpr char kEnvJobId[] = "COHORT_JOB_ID";                     // key prefix of the job
-inline constexpr char kEnvWorkerId[] = "COHORT_WORKER_ID";               // member id, unique per incarnation
-inline constexpr char kEnvLocalRank[] = "COHORT_LOCAL_RANK";             // slot on this host (0..nproc-1)
-inline constexpr char kEnvNproc[] = "COHORT_NPROC";                      // workers the launcher starts
-inline constexpr char kEnvSummaryFile[] = "COHORT_SUMMARY_FILE";         // where a finishing worker writes its JSON
+inline constexpr char kEnvCoordinator[] = "COHORT_COORDINATOR";  // host:port,...
+inline constexpr char kEnvTokenFile[] = "COHORT_TOKEN_FILE";     // the cluster's secret
+inline constexpr char kEnvJobId[] = "COHORT_JOB_ID";             // key prefix of the job
+inline constexpr char kEnvWorkerId[] = "COHORT_WORKER_ID";    // member id, unique per incarnation
+inline constexpr char kEnvLocalRank[] = "COHORT_LOCAL_RANK";  // slot on this host (0..nproc-1)
+inline constexpr char kEnvNproc[] = "COHORT_NPROC";           // workers the launcher starts
+inline constexpr char kEnvSummaryFile[] =
+    "COHORT_SUMMARY_FILE";  // where a finishing worker writes its JSON
 inline constexpr char kEnvCollectiveTimeoutMs[] = "COHORT_COLLECTIVE_TIMEOUT_MS";
-inline constexpr char kEnvSnapshotEvery[] = "COHORT_SNAPSHOT_EVERY";     // steps between in-memory state copies
+inline constexpr char kEnvSnapshotEvery[] =
+    "COHORT_SNAPSHOT_EVERY";  // steps between in-memory state copies
 
 // Defaults and bounds (STYLE.md #14).
 inline constexpr std::chrono::milliseconds kDefaultCollectiveTimeout{5000};

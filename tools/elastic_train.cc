@@ -25,10 +25,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <atomic>
 #include <climits>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -53,7 +53,8 @@
 namespace cohort::tools {
 
 int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -65,8 +66,8 @@ Result<int64_t> EnvInt(const char* name, int64_t fallback, int64_t lo, int64_t h
   char* end = nullptr;
   const long long x = std::strtoll(v, &end, 10);
   if (*end != '\0' || x < lo || x > hi) {
-    return InvalidArgument(std::string(name) + "='" + v + "' is not an integer in [" + std::to_string(lo) + ", " +
-                           std::to_string(hi) + "]");
+    return InvalidArgument(std::string(name) + "='" + v + "' is not an integer in [" +
+                           std::to_string(lo) + ", " + std::to_string(hi) + "]");
   }
   return static_cast<int64_t>(x);
 }
@@ -80,16 +81,22 @@ Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment() {
   e.coordinator = coord;
   const char* token = std::getenv(kEnvTokenFile);
   const char* worker = std::getenv(kEnvWorkerId);
-  if (token == nullptr || *token == '\0') return InvalidArgument(std::string(kEnvCoordinator) + " is set but " + kEnvTokenFile + " is not");
-  if (worker == nullptr || *worker == '\0') return InvalidArgument(std::string(kEnvCoordinator) + " is set but " + kEnvWorkerId + " is not");
+  if (token == nullptr || *token == '\0')
+    return InvalidArgument(std::string(kEnvCoordinator) + " is set but " + kEnvTokenFile +
+                           " is not");
+  if (worker == nullptr || *worker == '\0')
+    return InvalidArgument(std::string(kEnvCoordinator) + " is set but " + kEnvWorkerId +
+                           " is not");
   e.token_file = token;
   e.worker = worker;
   if (const char* j = std::getenv(kEnvJobId); j != nullptr && *j != '\0') e.job = j;
   if (const char* s = std::getenv(kEnvSummaryFile); s != nullptr) e.summary_file = s;
   COHORT_ASSIGN_OR_RETURN(int64_t lr, EnvInt(kEnvLocalRank, 0, 0, 1 << 20));
   COHORT_ASSIGN_OR_RETURN(int64_t np, EnvInt(kEnvNproc, 1, 1, 1 << 20));
-  COHORT_ASSIGN_OR_RETURN(int64_t to, EnvInt(kEnvCollectiveTimeoutMs, kDefaultCollectiveTimeout.count(), 100, 3600000));
-  COHORT_ASSIGN_OR_RETURN(int64_t se, EnvInt(kEnvSnapshotEvery, kDefaultSnapshotEvery, 1, int64_t{1} << 40));
+  COHORT_ASSIGN_OR_RETURN(
+      int64_t to, EnvInt(kEnvCollectiveTimeoutMs, kDefaultCollectiveTimeout.count(), 100, 3600000));
+  COHORT_ASSIGN_OR_RETURN(int64_t se,
+                          EnvInt(kEnvSnapshotEvery, kDefaultSnapshotEvery, 1, int64_t{1} << 40));
   e.local_rank = static_cast<int>(lr);
   e.nproc = static_cast<int>(np);
   e.collective_timeout = std::chrono::milliseconds(to);
@@ -109,7 +116,9 @@ class EpochStore final : public Store {
  public:
   EpochStore(std::shared_ptr<Store> base, const std::atomic<uint64_t>* latest, uint64_t epoch)
       : base_(std::move(base)), latest_(latest), epoch_(epoch) {}
-  Status Set(std::string_view key, std::string_view value) override { return base_->Set(key, value); }
+  Status Set(std::string_view key, std::string_view value) override {
+    return base_->Set(key, value);
+  }
   Result<std::string> Get(std::string_view key, Ms timeout) override {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
@@ -122,7 +131,9 @@ class EpochStore final : public Store {
       if (left <= Ms(200)) return r;
     }
   }
-  Result<int64_t> Add(std::string_view key, int64_t delta) override { return base_->Add(key, delta); }
+  Result<int64_t> Add(std::string_view key, int64_t delta) override {
+    return base_->Add(key, delta);
+  }
   Result<bool> Check(std::string_view key) override { return base_->Check(key); }
 
  private:
@@ -197,7 +208,8 @@ Status BroadcastState(Communicator& comm, LoadedCheckpoint* state, int root) {
   COHORT_RETURN_IF_ERROR(comm.Broadcast(counts, 2, DType::kI64, root));
   state->layout.step = counts[0];
   state->layout.optimizer_steps = counts[1];
-  COHORT_RETURN_IF_ERROR(comm.Broadcast(state->params.data(), state->params.size(), DType::kF32, root));
+  COHORT_RETURN_IF_ERROR(
+      comm.Broadcast(state->params.data(), state->params.size(), DType::kF32, root));
   for (auto& [name, v] : state->optim) {  // std::map: the same order on every rank
     COHORT_RETURN_IF_ERROR(comm.Broadcast(v.data(), v.size(), DType::kF32, root));
   }
@@ -210,14 +222,16 @@ Status BroadcastState(Communicator& comm, LoadedCheckpoint* state, int root) {
 // collective timeout, and cannot be interrupted. An abandoned bootstrap ends
 // by itself (it fails once the dead peer's connect times out) and frees what
 // it built on its thread.
-Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> store, int rank, int world,
-                                                       const GlooOptions& go, const std::atomic<uint64_t>& latest,
-                                                       uint64_t epoch) {
+Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> store, int rank,
+                                                        int world, const GlooOptions& go,
+                                                        const std::atomic<uint64_t>& latest,
+                                                        uint64_t epoch) {
   struct Pending {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;  // guarded by mu
-    Result<std::unique_ptr<GlooCommunicator>> result = Internal("bootstrap did not finish");  // guarded by mu
+    Result<std::unique_ptr<GlooCommunicator>> result =
+        Internal("bootstrap did not finish");  // guarded by mu
   };
   auto p = std::make_shared<Pending>();
   std::thread([p, store, rank, world, go] {
@@ -231,15 +245,16 @@ Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> s
   while (!p->done) {
     p->cv.wait_for(l, kHeartbeatInterval);
     if (!p->done && latest.load() > epoch) {
-      return Aborted("epoch " + std::to_string(epoch) + " was superseded during the gloo bootstrap");
+      return Aborted("epoch " + std::to_string(epoch) +
+                     " was superseded during the gloo bootstrap");
     }
   }
   return std::move(p->result);
 }
 
 struct Recovery {
-  uint64_t epoch = 0;         // the epoch training resumed in
-  std::string cause;          // why the previous epoch ended, as this worker saw it
+  uint64_t epoch = 0;          // the epoch training resumed in
+  std::string cause;           // why the previous epoch ended, as this worker saw it
   int64_t detected_at_ms = 0;  // wall clock: this worker left the failed epoch
   int64_t resumed_at_ms = 0;   // wall clock: the first step completed after it
 };
@@ -284,15 +299,16 @@ Status ElasticWorker::Setup() {
   if (opt_.steps < 0) return InvalidArgument("--steps must be positive");
   if (opt_.steps > 0) config_.train.steps = opt_.steps;
   if (config_.parallel.tensor != 1 || config_.parallel.zero != 0) {
-    return InvalidArgument("config " + config_.source +
-                           ": elastic training (cohort launch) supports data parallelism only for now; set "
-                           "parallel.tensor 1 and zero 0");
+    return InvalidArgument(
+        "config " + config_.source +
+        ": elastic training (cohort launch) supports data parallelism only for now; set "
+        "parallel.tensor 1 and zero 0");
   }
   if (config_.train.global_batch > 0) {  // the per-rank batch is what an elastic job keeps
     if (config_.train.global_batch % env_.nproc != 0) {
       return InvalidArgument("config " + config_.source + ": train.global_batch " +
-                             std::to_string(config_.train.global_batch) + " does not divide over --nproc " +
-                             std::to_string(env_.nproc));
+                             std::to_string(config_.train.global_batch) +
+                             " does not divide over --nproc " + std::to_string(env_.nproc));
     }
     config_.train.batch_per_rank = config_.train.global_batch / env_.nproc;
     config_.train.global_batch = 0;
@@ -342,8 +358,9 @@ Result<std::optional<coordinator::JobInfo>> ElasticWorker::WaitForEpoch(uint64_t
     if (done.ok() && done->has_value()) return std::optional<coordinator::JobInfo>();
     std::this_thread::sleep_for(kEpochPollInterval);
   }
-  return DeadlineExceeded("member '" + env_.worker + "' was in no epoch after epoch " + std::to_string(after) +
-                          " for " + std::to_string(kMaxEpochWait.count() / 1000) +
+  return DeadlineExceeded("member '" + env_.worker + "' was in no epoch after epoch " +
+                          std::to_string(after) + " for " +
+                          std::to_string(kMaxEpochWait.count() / 1000) +
                           " s; is the launcher (or whatever commits epochs) running?");
 }
 
@@ -357,7 +374,8 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   GlooOptions go;
   go.prefix = "gloo";
   go.timeout = env_.collective_timeout;
-  COHORT_ASSIGN_OR_RETURN(auto comm, BootstrapGloo(store, rank, world, go, heartbeat_->latest_epoch(), epoch));
+  COHORT_ASSIGN_OR_RETURN(auto comm,
+                          BootstrapGloo(store, rank, world, go, heartbeat_->latest_epoch(), epoch));
   COHORT_ASSIGN_OR_RETURN(auto self, comm->SplitGroup(rank, 0));
   ParallelGroups groups{comm.get(), comm.get(), self.get()};
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config_, groups));
@@ -389,10 +407,12 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   const int64_t total = config_.train.steps;
   const int64_t global_batch = trainer->batch_per_rank() * world;
   if (lead) {
-    std::printf("cohort train: epoch %llu: %d rank%s (gloo), batch %lld/rank (%lld global), from step %lld of %lld\n",
-                static_cast<unsigned long long>(epoch), world, world == 1 ? "" : "s",
-                static_cast<long long>(trainer->batch_per_rank()), static_cast<long long>(global_batch),
-                static_cast<long long>(start), static_cast<long long>(total));
+    std::printf(
+        "cohort train: epoch %llu: %d rank%s (gloo), batch %lld/rank (%lld global), from step %lld "
+        "of %lld\n",
+        static_cast<unsigned long long>(epoch), world, world == 1 ? "" : "s",
+        static_cast<long long>(trainer->batch_per_rank()), static_cast<long long>(global_batch),
+        static_cast<long long>(start), static_cast<long long>(total));
     std::fflush(stdout);
   }
   const auto& latest = heartbeat_->latest_epoch();
@@ -419,12 +439,14 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   });
   auto report = [&](const StepReport& r) {
     if (!lead) return;
-    std::printf("step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%\n",
-                static_cast<long long>(start + r.step), static_cast<long long>(total), r.loss, r.samples_per_s,
-                r.step_ms, 100.0 * r.allreduce_share);
+    std::printf(
+        "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%\n",
+        static_cast<long long>(start + r.step), static_cast<long long>(total), r.loss,
+        r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share);
     std::fflush(stdout);
   };
-  COHORT_ASSIGN_OR_RETURN(TrainSummary s, trainer->Run(std::max<int64_t>(0, total - start), report));
+  COHORT_ASSIGN_OR_RETURN(TrainSummary s,
+                          trainer->Run(std::max<int64_t>(0, total - start), report));
   Status save;
   if (!opt_.save_params.empty() && lead) {
     auto full = trainer->FullParams();
@@ -434,7 +456,8 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
       std::vector<NamedTensor> ts;
       for (auto& [name, t] : *full) ts.push_back({name, t});
       save = WriteSafetensors(opt_.save_params, ts,
-                              {{"format", "cohort.mlp"}, {"steps", std::to_string(total)},
+                              {{"format", "cohort.mlp"},
+                               {"steps", std::to_string(total)},
                                {"world_size", std::to_string(world)}});
     }
   }
@@ -509,8 +532,10 @@ Status ElasticWorker::Run() {
       COHORT_LOG_WARN("member {}: the job finished while it waited for an epoch", env_.worker);
       return Status::Ok();
     }
-    const int rank = static_cast<int>(std::find(job->ranks.begin(), job->ranks.end(), env_.worker) - job->ranks.begin());
-    COHORT_LOG_INFO("member {}: epoch {} rank {} of {}", env_.worker, job->epoch, rank, job->ranks.size());
+    const int rank = static_cast<int>(std::find(job->ranks.begin(), job->ranks.end(), env_.worker) -
+                                      job->ranks.begin());
+    COHORT_LOG_INFO("member {}: epoch {} rank {} of {}", env_.worker, job->epoch, rank,
+                    job->ranks.size());
     Status st = RunEpoch(*job, rank);
     if (st.ok()) break;
     if (Fatal(st)) return st;
@@ -529,7 +554,8 @@ Status ElasticWorker::Run() {
 }  // namespace
 
 int RunElasticTrain(const TrainOptions& opt, const ElasticEnv& env) {
-  InitLogging(env.worker, opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
+  InitLogging(env.worker,
+              opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
   // Die with the launcher rather than train on as an orphan.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   const char* env_threads = std::getenv("OPENBLAS_NUM_THREADS");
@@ -541,7 +567,8 @@ int RunElasticTrain(const TrainOptions& opt, const ElasticEnv& env) {
   ElasticWorker w(opt, env);
   Status st = w.Run();
   if (!st.ok()) {
-    std::fprintf(stderr, "cohort train: error: member %s: %s\n", env.worker.c_str(), st.message().c_str());
+    std::fprintf(stderr, "cohort train: error: member %s: %s\n", env.worker.c_str(),
+                 st.message().c_str());
     return 1;
   }
   return 0;

@@ -81,7 +81,8 @@ struct Failure {
 Result<std::string> RandomToken() {
   std::ifstream f("/dev/urandom", std::ios::binary);
   unsigned char b[16];
-  if (!f.read(reinterpret_cast<char*>(b), sizeof(b))) return IoError("cannot read /dev/urandom for a token");
+  if (!f.read(reinterpret_cast<char*>(b), sizeof(b)))
+    return IoError("cannot read /dev/urandom for a token");
   std::string hex;
   char buf[3];
   for (unsigned char c : b) {
@@ -176,7 +177,8 @@ Status Launcher::Start() {
   COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());  // the coordinator answers
   epoch_ = job.epoch;
   if (epoch_ != 0 && !o_.coordinator.empty()) {
-    return FailedPrecondition("the coordinator's job is already at epoch " + std::to_string(epoch_) +
+    return FailedPrecondition("the coordinator's job is already at epoch " +
+                              std::to_string(epoch_) +
                               "; start a fresh coordinator (or data dir) for a new job");
   }
   (void)client_->Delete(DoneKey(o_.job));
@@ -191,7 +193,8 @@ Status Launcher::Start() {
 }
 
 Status Launcher::Spawn(Slot& s) {
-  s.member = "w" + std::to_string(s.index) + (s.incarnation > 0 ? ".r" + std::to_string(s.incarnation) : "");
+  s.member = "w" + std::to_string(s.index) +
+             (s.incarnation > 0 ? ".r" + std::to_string(s.incarnation) : "");
   s.summary_file = tmp_dir_ + "/summary-" + s.member + ".json";
   s.finished = false;
   s.evicted.clear();
@@ -230,7 +233,8 @@ Status Launcher::Spawn(Slot& s) {
     ::signal(SIGTERM, SIG_DFL);
     for (auto& e : env) ::putenv(e.data());
     ::execvp(argv[0], argv.data());
-    std::fprintf(stderr, "cohort launch: error: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    std::fprintf(stderr, "cohort launch: error: cannot run %s: %s\n", argv[0],
+                 std::strerror(errno));
     ::_exit(127);
   }
   s.pid = pid;
@@ -251,7 +255,8 @@ void Launcher::Reap() {
   int status = 0;
   pid_t pid;
   while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const Slot& s) { return s.pid == pid; });
+    auto it =
+        std::find_if(slots_.begin(), slots_.end(), [&](const Slot& s) { return s.pid == pid; });
     if (it == slots_.end()) continue;
     Slot& s = *it;
     s.pid = -1;
@@ -265,15 +270,15 @@ void Launcher::Reap() {
       continue;
     }
     if (finishing_ || stopping_signal_ != 0 || !failed_.empty()) continue;
-    const std::string cause =
-        "worker " + s.member + " (pid " + std::to_string(pid) + ") " + (s.evicted.empty() ? DescribeExit(status) : s.evicted);
+    const std::string cause = "worker " + s.member + " (pid " + std::to_string(pid) + ") " +
+                              (s.evicted.empty() ? DescribeExit(status) : s.evicted);
     failures_.push_back({cause, WallMs()});
     (void)client_->MarkFailed(s.member, epoch_);
     if (restarts_ < o_.max_restarts) {
       ++restarts_;
       ++s.incarnation;
-      std::fprintf(stderr, "cohort launch: %s; restarting it (restart %d of %d)\n", cause.c_str(), restarts_,
-                   o_.max_restarts);
+      std::fprintf(stderr, "cohort launch: %s; restarting it (restart %d of %d)\n", cause.c_str(),
+                   restarts_, o_.max_restarts);
       Status sp = Spawn(s);
       if (!sp.ok()) failed_ = sp.message();
     } else {
@@ -313,8 +318,9 @@ Status Launcher::Tick() {
     auto it = members.find(id);
     if (it == members.end()) return false;
     if (it->second->state != "joining" && it->second->state != "active") return false;
-    return std::any_of(slots_.begin(), slots_.end(),
-                       [&](const Slot& s) { return s.pid > 0 && s.evicted.empty() && s.member == id; });
+    return std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) {
+      return s.pid > 0 && s.evicted.empty() && s.member == id;
+    });
   };
   std::vector<std::string> next;
   for (const auto& id : job.ranks) {
@@ -322,12 +328,15 @@ Status Launcher::Tick() {
   }
   for (const auto& s : slots_) {
     if (static_cast<int>(next.size()) >= o_.max) break;
-    if (live(s.member) && std::find(next.begin(), next.end(), s.member) == next.end()) next.push_back(s.member);
+    if (live(s.member) && std::find(next.begin(), next.end(), s.member) == next.end())
+      next.push_back(s.member);
   }
-  const int running = static_cast<int>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0; }));
+  const int running = static_cast<int>(
+      std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0; }));
   if (running < o_.min && restarts_ >= o_.max_restarts) {
-    failed_ = std::to_string(running) + " worker(s) alive, fewer than --min " + std::to_string(o_.min) +
-              ", and no restart left (--max-restarts " + std::to_string(o_.max_restarts) + ")";
+    failed_ = std::to_string(running) + " worker(s) alive, fewer than --min " +
+              std::to_string(o_.min) + ", and no restart left (--max-restarts " +
+              std::to_string(o_.max_restarts) + ")";
     return Status::Ok();
   }
   if (static_cast<int>(next.size()) < o_.min) return Status::Ok();
@@ -336,8 +345,8 @@ Status Launcher::Tick() {
     if (job.epoch == 0) return Status::Ok();
     auto reform = client_->Get(ReformKey(o_.job, job.epoch));
     if (!reform.ok() || !reform->has_value()) return Status::Ok();
-    std::fprintf(stderr, "cohort launch: worker %s asked to re-form epoch %llu\n", (*reform)->c_str(),
-                 static_cast<unsigned long long>(job.epoch));
+    std::fprintf(stderr, "cohort launch: worker %s asked to re-form epoch %llu\n",
+                 (*reform)->c_str(), static_cast<unsigned long long>(job.epoch));
   }
   if (job.epoch == 0 && static_cast<int>(next.size()) < std::min(running, o_.max) &&
       now - start_ < Ms(o_.join_grace_ms)) {
@@ -351,8 +360,9 @@ Status Launcher::Tick() {
   epoch_ = *e;
   std::string list;
   for (const auto& id : next) list += (list.empty() ? "" : ",") + id;
-  std::fprintf(stderr, "cohort launch: epoch %llu: %zu worker%s [%s]\n", static_cast<unsigned long long>(*e),
-               next.size(), next.size() == 1 ? "" : "s", list.c_str());
+  std::fprintf(stderr, "cohort launch: epoch %llu: %zu worker%s [%s]\n",
+               static_cast<unsigned long long>(*e), next.size(), next.size() == 1 ? "" : "s",
+               list.c_str());
   next_poll_ = {};
   return Status::Ok();
 }
@@ -368,7 +378,8 @@ int Launcher::Finish() {
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded()) continue;
     if (!best || j.value("epoch", 0) > best->value("epoch", 0) ||
-        (j.value("epoch", 0) == best->value("epoch", 0) && j.value("rank", 0) < best->value("rank", 0))) {
+        (j.value("epoch", 0) == best->value("epoch", 0) &&
+         j.value("rank", 0) < best->value("rank", 0))) {
       best = j;
     }
   }
@@ -382,7 +393,8 @@ int Launcher::Finish() {
   // One recovery per failure: from when the launcher saw it to the first
   // step the final rank 0 completed after it.
   nlohmann::json rec = nlohmann::json::array();
-  nlohmann::json worker_rec = best ? best->value("recoveries", nlohmann::json::array()) : nlohmann::json::array();
+  nlohmann::json worker_rec =
+      best ? best->value("recoveries", nlohmann::json::array()) : nlohmann::json::array();
   for (const auto& f : failures_) {
     nlohmann::json r = {{"cause", f.cause}, {"failed_at_ms", f.at_ms}};
     for (const auto& w : worker_rec) {
@@ -427,11 +439,12 @@ int Launcher::Run() {
     std::fprintf(stderr, "cohort launch: error: %s\n", st.message().c_str());
     return 1;
   }
-  std::fprintf(stderr, "cohort launch: %d workers (min %d, max %d), coordinator %s%s\n", o_.nproc, o_.min, o_.max,
-               coordinator_.c_str(), embedded_ ? " (embedded)" : "");
+  std::fprintf(stderr, "cohort launch: %d workers (min %d, max %d), coordinator %s%s\n", o_.nproc,
+               o_.min, o_.max, coordinator_.c_str(), embedded_ ? " (embedded)" : "");
   while (AnyRunning()) {
     if (const int sig = g_signal.exchange(0); sig != 0) {
-      if (stopping_signal_ == 0) std::fprintf(stderr, "cohort launch: %s: stopping the workers\n", strsignal(sig));
+      if (stopping_signal_ == 0)
+        std::fprintf(stderr, "cohort launch: %s: stopping the workers\n", strsignal(sig));
       stopping_signal_ = sig;
       KillAll(sig);
     }
@@ -441,8 +454,10 @@ int Launcher::Run() {
     }
     if (!failed_.empty()) KillAll(SIGKILL);
     if (finishing_ && SteadyClock::now() - finish_at_ > kFinishGrace) {
-      std::fprintf(stderr, "cohort launch: workers still running %lld s after the job finished; killing them\n",
-                   static_cast<long long>(kFinishGrace.count() / 1000));
+      std::fprintf(
+          stderr,
+          "cohort launch: workers still running %lld s after the job finished; killing them\n",
+          static_cast<long long>(kFinishGrace.count() / 1000));
       KillAll(SIGKILL);
     }
     std::this_thread::sleep_for(kLoopInterval);
@@ -462,15 +477,19 @@ int RunLaunch(const LaunchOptions& options) {
     return 2;
   };
   if (o.command.empty()) {
-    return usage("no command to run: give it after --, e.g. cohort launch --nproc 4 -- cohort train --config "
-                 "examples/mlp.yaml");
+    return usage(
+        "no command to run: give it after --, e.g. cohort launch --nproc 4 -- cohort train "
+        "--config "
+        "examples/mlp.yaml");
   }
   if (o.nproc < 1) return usage("--nproc must be at least 1 (got " + std::to_string(o.nproc) + ")");
   if (o.min < 1 || o.min > o.nproc) {
-    return usage("--min " + std::to_string(o.min) + " must be between 1 and --nproc " + std::to_string(o.nproc));
+    return usage("--min " + std::to_string(o.min) + " must be between 1 and --nproc " +
+                 std::to_string(o.nproc));
   }
   if (o.max < o.nproc) {
-    return usage("--max " + std::to_string(o.max) + " must be at least --nproc " + std::to_string(o.nproc));
+    return usage("--max " + std::to_string(o.max) + " must be at least --nproc " +
+                 std::to_string(o.nproc));
   }
   if (o.max_restarts < 0) return usage("--max-restarts must not be negative");
   if (o.collective_timeout_ms < 100) return usage("--collective-timeout-ms must be at least 100");
