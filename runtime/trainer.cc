@@ -257,6 +257,22 @@ Status Trainer::Restore(const LoadedCheckpoint& ck) {
   return Status::Ok();
 }
 
+Result<LoadedCheckpoint> Trainer::CaptureState() const {
+  if (g_.tensor->size() != 1 || config_.parallel.zero != 0) {
+    return FailedPrecondition("capturing the training state in memory needs parallel.tensor 1 and zero 0");
+  }
+  LoadedCheckpoint ck;
+  ck.layout = Layout();
+  const int64_t n = model_->num_params();
+  const float* p = params_.data<float>();
+  ck.params.assign(p, p + n);
+  for (const auto& [name, t] : optimizer_->State()) {
+    const float* v = t.data<float>();
+    ck.optim[name].assign(v, v + std::min<int64_t>(n, t.numel()));
+  }
+  return ck;
+}
+
 Result<std::vector<std::pair<std::string, Tensor>>> Trainer::FullParams() {
   COHORT_ASSIGN_OR_RETURN(auto whole, model_->GatherFull(params_.data<float>()));
   std::vector<std::pair<std::string, Tensor>> out;
@@ -399,6 +415,12 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       last_report = now;
       step_at_report = i + 1;
       sync_at_report = synced;
+    }
+    if (step_hook_) {
+      ++step_;  // the hook sees the steps completed
+      Status hs = step_hook_(step_, loss);
+      --step_;
+      COHORT_RETURN_IF_ERROR(hs);
     }
   }
   if (writer_ && steps > 0) {  // the final checkpoint, committed before returning

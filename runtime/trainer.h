@@ -102,6 +102,19 @@ class Trainer {
   // log_every is 0, and after the first and last step.
   Result<TrainSummary> Run(int64_t steps, const std::function<void(const StepReport&)>& report);
 
+  // Called on every rank after each completed step with the global step
+  // count (1-based) and that step's global-batch loss; a non-OK status stops
+  // Run, which returns it. Elastic training uses it to snapshot the state and
+  // to leave the loop when the membership epoch changes.
+  using StepHook = std::function<Status(int64_t step, double loss)>;
+  void set_step_hook(StepHook hook) { step_hook_ = std::move(hook); }
+
+  // The whole training state (parameters, optimizer state, optimizer and
+  // global step counts) as a LoadedCheckpoint that Restore() takes back, so
+  // an elastic job can move it across a rebuild of its communicators.
+  // Data parallel only: FailedPrecondition under tensor parallelism or ZeRO.
+  Result<LoadedCheckpoint> CaptureState() const;
+
   const Mlp& model() const { return *model_; }
   int64_t batch_per_rank() const { return batch_; }
   // The whole model's parameters, assembled from the tensor group's parts
@@ -137,6 +150,7 @@ class Trainer {
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
   CheckpointLayout pending_;                   // the write in flight
   int64_t committed_ = 0;
+  StepHook step_hook_;
 };
 
 }  // namespace cohort

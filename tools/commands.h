@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "runtime/dataset.h"
 
@@ -22,6 +23,31 @@ struct TrainOptions {
   bool no_resume = false;          // ignore checkpoints in checkpoint.dir
 };
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv);
+
+// `cohort launch` (tools/launch_cmd.cc): N local elastic workers.
+struct LaunchOptions {
+  int nproc = 0;
+  int min = -1;                       // -1: nproc
+  int max = -1;                       // -1: nproc
+  std::string coordinator;            // empty: an embedded one-node coordinator
+  std::string token_file;             // with --coordinator
+  std::string data_dir;               // embedded coordinator's WAL (default: a temp dir)
+  std::string job = "job";            // key prefix of the job in the coordinator
+  int max_restarts = 0;               // restarts of dead workers, in all
+  int64_t collective_timeout_ms = 5000;  // gloo bootstrap and operations: how long a hung peer blocks
+  int64_t snapshot_every = 10;        // steps between in-memory copies of the state
+  int64_t join_grace_ms = 10000;      // the first epoch waits this long for all --nproc, then takes >= --min
+  int64_t health_pause_ms = 3000;     // heartbeat silence tolerated before phi rises
+  double phi_threshold = 8.0;         // the breaker opens above it
+  std::string log_level = "warn";
+  std::vector<std::string> command;   // after --
+};
+int RunLaunch(const LaunchOptions& opt);
+
+// Elastic mode of `cohort train` (tools/elastic_train.cc), when the launcher's
+// environment is set.
+struct ElasticEnv;
+int RunElasticTrain(const TrainOptions& opt, const ElasticEnv& env);
 
 int RunDataGen(const DataGenOptions& opt);
 int RunCkptInspect(const std::string& dir, bool json);

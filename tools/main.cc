@@ -29,6 +29,28 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--verbose,-v", train.verbose, "Every rank logs at info level to stderr");
   train_cmd->add_flag("--no-resume", train.no_resume, "Start afresh even when checkpoint.dir holds a checkpoint");
 
+  cohort::tools::LaunchOptions launch;
+  CLI::App* launch_cmd = app.add_subcommand(
+      "launch", "Elastic agent: start N local workers (-- CMD ...), restart dead ones, re-form the job in place");
+  launch_cmd->add_option("--nproc", launch.nproc, "Workers to start on this host")->required();
+  launch_cmd->add_option("--min", launch.min, "Fewest workers the job trains with (default: --nproc)");
+  launch_cmd->add_option("--max", launch.max, "Most workers in one epoch (default: --nproc)");
+  launch_cmd->add_option("--coordinator", launch.coordinator, "HOST:PORT,... of a running coordinator (default: embedded)");
+  launch_cmd->add_option("--token-file", launch.token_file, "The coordinator's shared secret (with --coordinator)");
+  launch_cmd->add_option("--data-dir", launch.data_dir, "Embedded coordinator's WAL directory (default: a temp dir)");
+  launch_cmd->add_option("--job", launch.job, "Key prefix of the job in the coordinator");
+  launch_cmd->add_option("--max-restarts", launch.max_restarts, "Restarts of dead workers, in all (default 0)");
+  launch_cmd->add_option("--collective-timeout-ms", launch.collective_timeout_ms,
+                         "Gloo bootstrap and operation timeout: how long a hung peer can block the others");
+  launch_cmd->add_option("--snapshot-every", launch.snapshot_every, "Steps between in-memory copies of the state");
+  launch_cmd->add_option("--join-grace-ms", launch.join_grace_ms,
+                         "The first epoch waits this long for --nproc workers, then starts with >= --min");
+  launch_cmd->add_option("--health-pause-ms", launch.health_pause_ms,
+                         "Heartbeat silence tolerated before a worker is suspected");
+  launch_cmd->add_option("--phi-threshold", launch.phi_threshold, "Suspicion (phi) above which a worker is evicted");
+  launch_cmd->add_option("--log-level", launch.log_level, "debug | info | warn | error");
+  launch_cmd->add_option("command", launch.command, "The worker command, after --");
+
   CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "Inspect and verify checkpoints");
   ckpt_cmd->require_subcommand(1);
   std::string ckpt_dir;
@@ -153,6 +175,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (*launch_cmd) return cohort::tools::RunLaunch(launch);
   if (*train_cmd) return cohort::tools::RunTrain(train, &argc, &argv);
   if (*bench_cmd) return cohort::tools::RunBench(bench, &argc, &argv);
   if (*gen_cmd) {

@@ -21,6 +21,7 @@
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
 #include "tools/commands.h"
+#include "tools/elastic.h"
 
 namespace cohort::tools {
 namespace {
@@ -178,6 +179,20 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
 
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
   const double wall_start = Now();
+  // Started by `cohort launch` (or with its environment): elastic, no MPI.
+  auto elastic = ElasticEnvFromEnvironment();
+  if (!elastic.ok()) {
+    std::fprintf(stderr, "cohort train: error: %s\n", elastic.status().message().c_str());
+    return 2;
+  }
+  if (elastic->has_value()) {
+    if (opt.backend != "auto" && opt.backend != "gloo") {
+      std::fprintf(stderr, "cohort train: error: elastic training runs on gloo; --backend %s is not supported there\n",
+                   opt.backend.c_str());
+      return 2;
+    }
+    return RunElasticTrain(opt, **elastic);
+  }
   if (Status b = CheckBackendName(opt.backend); !b.ok()) {
     std::fprintf(stderr, "cohort train: error: --backend: %s\n", b.message().c_str());
     return 2;

@@ -1,0 +1,26 @@
+# Helpers for the elastic tests, on top of tests/cli/lib.sh (source that first).
+
+# The value of a top-level JSON field in the last line of FILE.
+json_field() { tail -n 1 "$1" | python3 -c "import json,sys; v=json.load(sys.stdin).get('$2'); print(json.dumps(v) if isinstance(v,(list,dict)) else v)"; }
+
+# Python float comparison: within REL relative tolerance? Args: a b rel.
+close_to() { python3 -c "import sys; a,b,r=map(float,sys.argv[1:]); sys.exit(0 if abs(a-b) <= r*abs(b) else 1)" "$1" "$2" "$3"; }
+
+# Waits (up to 120 s) until FILE has a progress line at or after step N.
+wait_for_step() {
+  local file=$1 n=$2 i
+  for ((i = 0; i < 1200; ++i)); do
+    if awk -v n="$n" '$1 == "step" { split($2, a, "/"); if (a[1] + 0 >= n) found = 1 } END { exit !found }' "$file" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# The pids of the running workers of the launcher under `timeout` with pid $1
+# (its grandchildren), in start order.
+worker_pids() {
+  local l
+  for l in $(pgrep -P "$1"); do pgrep -P "$l"; done | sort -n
+}

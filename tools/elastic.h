@@ -1,0 +1,71 @@
+#pragma once
+// The contract between `cohort launch` and the elastic `cohort train` workers
+// it starts: environment variables, one place for their names and defaults.
+//
+// A worker that finds COHORT_COORDINATOR set runs in elastic mode (no MPI):
+// it joins the job as member COHORT_WORKER_ID, trains in whatever epoch the
+// coordinator commits it into, and rebuilds its communicator in place when
+// the membership changes. See tools/elastic_train.cc and tools/launch_cmd.cc.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/status.h"
+
+namespace cohort::tools {
+
+inline constexpr char kEnvCoordinator[] = "COHORT_COORDINATOR";  // host:port,...
+inline constexpr char kEnvTokenFile[] = "COHORT_TOKEN_FILE";     // the cluster's secret
+inline constexpr char kEnvJobId[] = "COHORT_JOB_ID";             // key prefix of the job
+inline constexpr char kEnvWorkerId[] = "COHORT_WORKER_ID";    // member id, unique per incarnation
+inline constexpr char kEnvLocalRank[] = "COHORT_LOCAL_RANK";  // slot on this host (0..nproc-1)
+inline constexpr char kEnvNproc[] = "COHORT_NPROC";           // workers the launcher starts
+inline constexpr char kEnvSummaryFile[] =
+    "COHORT_SUMMARY_FILE";  // where a finishing worker writes its JSON
+inline constexpr char kEnvCollectiveTimeoutMs[] = "COHORT_COLLECTIVE_TIMEOUT_MS";
+inline constexpr char kEnvSnapshotEvery[] =
+    "COHORT_SNAPSHOT_EVERY";  // steps between in-memory state copies
+
+// Defaults and bounds (STYLE.md #14).
+inline constexpr std::chrono::milliseconds kDefaultCollectiveTimeout{5000};
+inline constexpr int64_t kDefaultSnapshotEvery = 10;
+inline constexpr std::chrono::milliseconds kHeartbeatInterval{100};
+inline constexpr std::chrono::milliseconds kEpochPollInterval{50};
+// A worker that is in no epoch for this long (the launcher is gone, or never
+// commits one with it) gives up with an error.
+inline constexpr std::chrono::milliseconds kMaxEpochWait{120000};
+
+// The key a launcher sets once any worker has finished the job: workers still
+// waiting for an epoch then exit 0 instead of waiting for peers that left.
+inline std::string DoneKey(const std::string& job) { return job + "/done"; }
+
+// A worker whose epoch failed while the membership did not change (a
+// collective timed out, a bootstrap raced a commit) asks for a new epoch by
+// setting this key; the launcher then commits one with the live members.
+inline std::string ReformKey(const std::string& job, uint64_t epoch) {
+  return job + "/reform/" + std::to_string(epoch);
+}
+
+struct ElasticEnv {
+  std::string coordinator;
+  std::string token_file;
+  std::string job = "job";
+  std::string worker;
+  int local_rank = 0;
+  int nproc = 1;
+  std::string summary_file;
+  std::chrono::milliseconds collective_timeout = kDefaultCollectiveTimeout;
+  int64_t snapshot_every = kDefaultSnapshotEvery;
+};
+
+// nullopt when COHORT_COORDINATOR is unset (not elastic); InvalidArgument
+// naming the variable when one is malformed or missing.
+Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment();
+
+// Wall-clock milliseconds since the Unix epoch: comparable across the
+// launcher, its workers and a test script on one host.
+int64_t WallMs();
+
+}  // namespace cohort::tools

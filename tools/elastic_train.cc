@@ -1,0 +1,577 @@
+// Elastic mode of `cohort train` (tools/elastic.h): one worker of a job whose
+// membership the coordinator decides.
+//
+// Life of a worker:
+//   join as a member -> wait for an epoch that lists it -> build the world
+//   communicator (gloo, bootstrapped through the coordinator under
+//   "<job>/epoch-E") -> Trainer::Create -> agree on the newest in-memory state
+//   any rank holds and broadcast it from that rank -> train. A failed
+//   collective (a dead peer: connection reset; a hung one: the collective
+//   timeout), or a newer epoch seen between steps, ends the epoch: the
+//   trainer and communicators are destroyed and the worker waits for the next
+//   epoch. A heartbeat thread keeps the member alive in the registry.
+//
+// Batch policy on a size change: the per-rank batch is kept (the global
+// batch is batch_per_rank x ranks of the epoch; a config's global_batch is
+// turned into a per-rank batch over --nproc at start). The learning rate is
+// not rescaled.
+//
+// State: a copy of parameters and optimizer state is taken every
+// COHORT_SNAPSHOT_EVERY steps (and at each epoch start); on recovery the rank
+// holding the newest copy broadcasts it, so every rank resumes from the same
+// step; the steps since that copy are done again (steps_redone).
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "collectives/gloo/gloo_communicator.h"
+#include "coordinator/client/client.h"
+#include "coordinator/client/coordinator_store.h"
+#include "coordinator/server/node.h"
+#include "core/logging.h"
+#include "kernels/cpu/kernels.h"
+#include "runtime/checkpoint.h"
+#include "runtime/config.h"
+#include "runtime/safetensors.h"
+#include "runtime/trainer.h"
+#include "tools/commands.h"
+#include "tools/elastic.h"
+
+namespace cohort::tools {
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+Result<int64_t> EnvInt(const char* name, int64_t fallback, int64_t lo, int64_t hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long long x = std::strtoll(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi) {
+    return InvalidArgument(std::string(name) + "='" + v + "' is not an integer in [" +
+                           std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return static_cast<int64_t>(x);
+}
+
+}  // namespace
+
+Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment() {
+  const char* coord = std::getenv(kEnvCoordinator);
+  if (coord == nullptr || *coord == '\0') return std::optional<ElasticEnv>();
+  ElasticEnv e;
+  e.coordinator = coord;
+  const char* token = std::getenv(kEnvTokenFile);
+  const char* worker = std::getenv(kEnvWorkerId);
+  if (token == nullptr || *token == '\0')
+    return InvalidArgument(std::string(kEnvCoordinator) + " is set but " + kEnvTokenFile +
+                           " is not");
+  if (worker == nullptr || *worker == '\0')
+    return InvalidArgument(std::string(kEnvCoordinator) + " is set but " + kEnvWorkerId +
+                           " is not");
+  e.token_file = token;
+  e.worker = worker;
+  if (const char* j = std::getenv(kEnvJobId); j != nullptr && *j != '\0') e.job = j;
+  if (const char* s = std::getenv(kEnvSummaryFile); s != nullptr) e.summary_file = s;
+  COHORT_ASSIGN_OR_RETURN(int64_t lr, EnvInt(kEnvLocalRank, 0, 0, 1 << 20));
+  COHORT_ASSIGN_OR_RETURN(int64_t np, EnvInt(kEnvNproc, 1, 1, 1 << 20));
+  COHORT_ASSIGN_OR_RETURN(
+      int64_t to, EnvInt(kEnvCollectiveTimeoutMs, kDefaultCollectiveTimeout.count(), 100, 3600000));
+  COHORT_ASSIGN_OR_RETURN(int64_t se,
+                          EnvInt(kEnvSnapshotEvery, kDefaultSnapshotEvery, 1, int64_t{1} << 40));
+  e.local_rank = static_cast<int>(lr);
+  e.nproc = static_cast<int>(np);
+  e.collective_timeout = std::chrono::milliseconds(to);
+  e.snapshot_every = se;
+  return std::optional<ElasticEnv>(std::move(e));
+}
+
+namespace {
+
+using Ms = std::chrono::milliseconds;
+
+// A Store that gives up waiting once the job has moved past the epoch it
+// bootstraps: a peer that went on to a newer epoch will never publish its
+// address here, so waiting the whole timeout for it would only delay the
+// next epoch.
+class EpochStore final : public Store {
+ public:
+  EpochStore(std::shared_ptr<Store> base, const std::atomic<uint64_t>* latest, uint64_t epoch)
+      : base_(std::move(base)), latest_(latest), epoch_(epoch) {}
+  Status Set(std::string_view key, std::string_view value) override {
+    return base_->Set(key, value);
+  }
+  Result<std::string> Get(std::string_view key, Ms timeout) override {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now());
+      auto r = base_->Get(key, std::clamp(left, Ms(1), Ms(200)));
+      if (r.ok() || r.status().code() != StatusCode::kDeadlineExceeded) return r;
+      if (latest_->load() > epoch_) {
+        return Aborted("epoch " + std::to_string(epoch_) + " was superseded during bootstrap");
+      }
+      if (left <= Ms(200)) return r;
+    }
+  }
+  Result<int64_t> Add(std::string_view key, int64_t delta) override {
+    return base_->Add(key, delta);
+  }
+  Result<bool> Check(std::string_view key) override { return base_->Check(key); }
+
+ private:
+  std::shared_ptr<Store> base_;
+  const std::atomic<uint64_t>* latest_;
+  const uint64_t epoch_;
+};
+
+// Heartbeats the member and follows the job's epoch, on its own thread and
+// coordinator client. Stops in the destructor.
+class Heartbeat {
+ public:
+  Heartbeat(coordinator::ClientOptions co, std::string member, std::string address)
+      : co_(std::move(co)), member_(std::move(member)), address_(std::move(address)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  const std::atomic<uint64_t>& latest_epoch() const { return latest_; }
+
+ private:
+  void Loop() {
+    auto client = coordinator::Client::Create(co_);
+    if (!client.ok()) return;
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stop_) {
+      l.unlock();
+      auto job = (*client)->GetJob();
+      if (job.ok()) {
+        latest_.store(job->epoch);
+        Status hb = (*client)->Heartbeat(member_, job->epoch);
+        if (!hb.ok() && hb.message().find("join again") != std::string::npos) {
+          (void)(*client)->Join(member_, address_, job->epoch);
+        }
+      }
+      l.lock();
+      cv_.wait_for(l, kHeartbeatInterval, [this] { return stop_; });
+    }
+  }
+  coordinator::ClientOptions co_;
+  std::string member_, address_;
+  std::atomic<uint64_t> latest_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+// Errors that no new epoch can fix: the job must stop.
+bool Fatal(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kDataLoss:
+    case StatusCode::kNotFound:
+    case StatusCode::kIoError:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Broadcasts `state` from `root` (its holder) so every rank has it.
+Status BroadcastState(Communicator& comm, LoadedCheckpoint* state, int root) {
+  int64_t counts[2] = {state->layout.step, state->layout.optimizer_steps};
+  COHORT_RETURN_IF_ERROR(comm.Broadcast(counts, 2, DType::kI64, root));
+  state->layout.step = counts[0];
+  state->layout.optimizer_steps = counts[1];
+  COHORT_RETURN_IF_ERROR(
+      comm.Broadcast(state->params.data(), state->params.size(), DType::kF32, root));
+  for (auto& [name, v] : state->optim) {  // std::map: the same order on every rank
+    COHORT_RETURN_IF_ERROR(comm.Broadcast(v.data(), v.size(), DType::kF32, root));
+  }
+  return Status::Ok();
+}
+
+// GlooCommunicator::Create on a helper thread, abandoned when the job moves
+// past `epoch` meanwhile: Gloo's connect to a peer that died during the
+// bootstrap was seen to block 25 s (its own retries), far past the
+// collective timeout, and cannot be interrupted. An abandoned bootstrap ends
+// by itself (it fails once the dead peer's connect times out) and frees what
+// it built on its thread.
+Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> store, int rank,
+                                                        int world, const GlooOptions& go,
+                                                        const std::atomic<uint64_t>& latest,
+                                                        uint64_t epoch) {
+  struct Pending {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;  // guarded by mu
+    Result<std::unique_ptr<GlooCommunicator>> result =
+        Internal("bootstrap did not finish");  // guarded by mu
+  };
+  auto p = std::make_shared<Pending>();
+  std::thread([p, store, rank, world, go] {
+    auto r = GlooCommunicator::Create(store, rank, world, go);
+    std::lock_guard<std::mutex> l(p->mu);
+    p->result = std::move(r);
+    p->done = true;
+    p->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> l(p->mu);
+  while (!p->done) {
+    p->cv.wait_for(l, kHeartbeatInterval);
+    if (!p->done && latest.load() > epoch) {
+      return Aborted("epoch " + std::to_string(epoch) +
+                     " was superseded during the gloo bootstrap");
+    }
+  }
+  return std::move(p->result);
+}
+
+struct Recovery {
+  uint64_t epoch = 0;          // the epoch training resumed in
+  std::string cause;           // why the previous epoch ended, as this worker saw it
+  int64_t detected_at_ms = 0;  // wall clock: this worker left the failed epoch
+  int64_t resumed_at_ms = 0;   // wall clock: the first step completed after it
+};
+
+class ElasticWorker {
+ public:
+  ElasticWorker(const TrainOptions& opt, ElasticEnv env) : opt_(opt), env_(std::move(env)) {}
+  Status Run();
+
+ private:
+  Status Setup();
+  // Waits for an epoch after `after` that lists this member. nullopt: the
+  // job finished without this worker.
+  Result<std::optional<coordinator::JobInfo>> WaitForEpoch(uint64_t after);
+  // One epoch: build, agree on the state, train. OK when the job's steps are
+  // done; a non-fatal error ends the epoch.
+  Status RunEpoch(const coordinator::JobInfo& job, int rank);
+  void WriteSummary(const TrainSummary& s, uint64_t epoch, int rank, int world);
+
+  const TrainOptions& opt_;
+  ElasticEnv env_;
+  Config config_;
+  coordinator::ClientOptions co_;
+  std::unique_ptr<coordinator::Client> client_;
+  std::unique_ptr<Heartbeat> heartbeat_;
+  std::optional<LoadedCheckpoint> snapshot_;  // the newest state this worker holds
+  std::map<int64_t, double> losses_;          // global step -> loss (a redone step overwrites)
+  double initial_loss_ = -1;
+  int64_t samples_seen_ = 0, steps_run_ = 0, steps_redone_ = 0, max_step_ = 0;
+  std::vector<Recovery> recoveries_;
+  std::optional<Recovery> recovering_;  // set between a failed epoch and the next completed step
+  int epochs_joined_ = 0;
+  double train_start_ = 0;
+};
+
+double NowS() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+Status ElasticWorker::Setup() {
+  COHORT_ASSIGN_OR_RETURN(config_, LoadConfigFile(opt_.config_path));
+  if (opt_.steps < 0) return InvalidArgument("--steps must be positive");
+  if (opt_.steps > 0) config_.train.steps = opt_.steps;
+  if (config_.parallel.tensor != 1 || config_.parallel.zero != 0) {
+    return InvalidArgument(
+        "config " + config_.source +
+        ": elastic training (cohort launch) supports data parallelism only for now; set "
+        "parallel.tensor 1 and zero 0");
+  }
+  if (config_.train.global_batch > 0) {  // the per-rank batch is what an elastic job keeps
+    if (config_.train.global_batch % env_.nproc != 0) {
+      return InvalidArgument("config " + config_.source + ": train.global_batch " +
+                             std::to_string(config_.train.global_batch) +
+                             " does not divide over --nproc " + std::to_string(env_.nproc));
+    }
+    config_.train.batch_per_rank = config_.train.global_batch / env_.nproc;
+    config_.train.global_batch = 0;
+  }
+  COHORT_ASSIGN_OR_RETURN(std::string token, coordinator::ReadTokenFile(env_.token_file));
+  COHORT_ASSIGN_OR_RETURN(co_.endpoints, coordinator::ParseEndpoints(env_.coordinator));
+  co_.token = token;
+  co_.deadline = Ms(10000);
+  COHORT_ASSIGN_OR_RETURN(client_, coordinator::Client::Create(co_));
+  // A committed checkpoint, when the config has a directory, is the state to
+  // beat: a newer in-memory copy on any rank wins over it.
+  if (!config_.checkpoint.dir.empty() && !opt_.no_resume) {
+    std::vector<std::string> warnings;
+    auto ck = LoadLatestCheckpoint(config_.checkpoint.dir, &warnings);
+    for (const auto& w : warnings) COHORT_LOG_WARN("{}", w);
+    if (ck.ok()) {
+      snapshot_ = std::move(*ck);
+    } else if (ck.status().code() != StatusCode::kNotFound) {
+      return ck.status();
+    }
+  }
+  // Join at the job's current epoch (a commit in between makes it stale: retry).
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string address = std::string(host) + ":" + std::to_string(::getpid());
+  for (int attempt = 0;; ++attempt) {
+    COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());
+    Status j = client_->Join(env_.worker, address, job.epoch);
+    if (j.ok()) break;
+    if (attempt >= 20 || j.message().find("stale epoch") == std::string::npos) {
+      return j.WithContext("joining job as member '" + env_.worker + "'");
+    }
+  }
+  heartbeat_ = std::make_unique<Heartbeat>(co_, env_.worker, address);
+  return Status::Ok();
+}
+
+Result<std::optional<coordinator::JobInfo>> ElasticWorker::WaitForEpoch(uint64_t after) {
+  const auto deadline = std::chrono::steady_clock::now() + kMaxEpochWait;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto job = client_->GetJob();
+    if (job.ok() && job->epoch > after &&
+        std::find(job->ranks.begin(), job->ranks.end(), env_.worker) != job->ranks.end()) {
+      return std::optional<coordinator::JobInfo>(std::move(*job));
+    }
+    auto done = client_->Get(DoneKey(env_.job));
+    if (done.ok() && done->has_value()) return std::optional<coordinator::JobInfo>();
+    std::this_thread::sleep_for(kEpochPollInterval);
+  }
+  return DeadlineExceeded("member '" + env_.worker + "' was in no epoch after epoch " +
+                          std::to_string(after) + " for " +
+                          std::to_string(kMaxEpochWait.count() / 1000) +
+                          " s; is the launcher (or whatever commits epochs) running?");
+}
+
+Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
+  const uint64_t epoch = job.epoch;
+  const int world = static_cast<int>(job.ranks.size());
+  const bool lead = rank == 0;
+  const std::string prefix = env_.job + "/epoch-" + std::to_string(epoch);
+  COHORT_ASSIGN_OR_RETURN(auto cstore, coordinator::CoordinatorStore::Create(co_, prefix));
+  auto store = std::make_shared<EpochStore>(cstore, &heartbeat_->latest_epoch(), epoch);
+  GlooOptions go;
+  go.prefix = "gloo";
+  go.timeout = env_.collective_timeout;
+  COHORT_ASSIGN_OR_RETURN(auto comm,
+                          BootstrapGloo(store, rank, world, go, heartbeat_->latest_epoch(), epoch));
+  COHORT_ASSIGN_OR_RETURN(auto self, comm->SplitGroup(rank, 0));
+  ParallelGroups groups{comm.get(), comm.get(), self.get()};
+  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config_, groups));
+  ++epochs_joined_;
+
+  // The newest state any rank holds, from the lowest rank holding it.
+  const int64_t mine = snapshot_ ? snapshot_->layout.step : -1;
+  int64_t newest = mine;
+  COHORT_RETURN_IF_ERROR(comm->AllReduce(&mine, &newest, 1, DType::kI64, ReduceOp::kMax));
+  if (newest >= 0) {
+    const int64_t candidate = mine == newest ? rank : INT_MAX;
+    int64_t root = candidate;
+    COHORT_RETURN_IF_ERROR(comm->AllReduce(&candidate, &root, 1, DType::kI64, ReduceOp::kMin));
+    LoadedCheckpoint state;
+    if (rank == root) {
+      state = *snapshot_;
+    } else {
+      COHORT_ASSIGN_OR_RETURN(state, trainer->CaptureState());  // the shapes to receive into
+    }
+    COHORT_RETURN_IF_ERROR(BroadcastState(*comm, &state, static_cast<int>(root)));
+    COHORT_RETURN_IF_ERROR(trainer->Restore(state));
+    snapshot_ = std::move(state);
+  } else {
+    COHORT_ASSIGN_OR_RETURN(auto state, trainer->CaptureState());
+    snapshot_ = std::move(state);
+  }
+  const int64_t start = trainer->step();
+  if (start < max_step_) steps_redone_ += max_step_ - start;
+  const int64_t total = config_.train.steps;
+  const int64_t global_batch = trainer->batch_per_rank() * world;
+  if (lead) {
+    std::printf(
+        "cohort train: epoch %llu: %d rank%s (gloo), batch %lld/rank (%lld global), from step %lld "
+        "of %lld\n",
+        static_cast<unsigned long long>(epoch), world, world == 1 ? "" : "s",
+        static_cast<long long>(trainer->batch_per_rank()), static_cast<long long>(global_batch),
+        static_cast<long long>(start), static_cast<long long>(total));
+    std::fflush(stdout);
+  }
+  const auto& latest = heartbeat_->latest_epoch();
+  trainer->set_step_hook([&](int64_t step, double loss) -> Status {
+    if (initial_loss_ < 0 && step == 1) initial_loss_ = loss;
+    losses_[step] = loss;
+    samples_seen_ += global_batch;
+    ++steps_run_;
+    max_step_ = std::max(max_step_, step);
+    if (recovering_) {
+      recovering_->epoch = epoch;
+      recovering_->resumed_at_ms = WallMs();
+      recoveries_.push_back(*recovering_);
+      recovering_.reset();
+    }
+    if (step % env_.snapshot_every == 0) {
+      COHORT_ASSIGN_OR_RETURN(auto state, trainer->CaptureState());
+      snapshot_ = std::move(state);
+    }
+    if (step < total && latest.load() > epoch) {
+      return Aborted("epoch " + std::to_string(latest.load()) + " committed (membership changed)");
+    }
+    return Status::Ok();
+  });
+  auto report = [&](const StepReport& r) {
+    if (!lead) return;
+    std::printf(
+        "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%\n",
+        static_cast<long long>(start + r.step), static_cast<long long>(total), r.loss,
+        r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share);
+    std::fflush(stdout);
+  };
+  COHORT_ASSIGN_OR_RETURN(TrainSummary s,
+                          trainer->Run(std::max<int64_t>(0, total - start), report));
+  Status save;
+  if (!opt_.save_params.empty() && lead) {
+    auto full = trainer->FullParams();
+    if (!full.ok()) {
+      save = full.status();
+    } else {
+      std::vector<NamedTensor> ts;
+      for (auto& [name, t] : *full) ts.push_back({name, t});
+      save = WriteSafetensors(opt_.save_params, ts,
+                              {{"format", "cohort.mlp"},
+                               {"steps", std::to_string(total)},
+                               {"world_size", std::to_string(world)}});
+    }
+  }
+  COHORT_RETURN_IF_ERROR(save);
+  WriteSummary(s, epoch, rank, world);
+  return Status::Ok();
+}
+
+void ElasticWorker::WriteSummary(const TrainSummary& s, uint64_t epoch, int rank, int world) {
+  const int64_t total = config_.train.steps;
+  double tail = 0;
+  int n = 0;
+  for (auto it = losses_.rbegin(); it != losses_.rend() && n < 10; ++it, ++n) tail += it->second;
+  nlohmann::json rec = nlohmann::json::array();
+  for (const auto& r : recoveries_) {
+    rec.push_back({{"epoch", r.epoch},
+                   {"cause", r.cause},
+                   {"detected_at_ms", r.detected_at_ms},
+                   {"resumed_at_ms", r.resumed_at_ms},
+                   {"seconds", static_cast<double>(r.resumed_at_ms - r.detected_at_ms) / 1e3}});
+  }
+  const double wall = NowS() - train_start_;
+  nlohmann::json j = {{"world_size", world},
+                      {"backend", "gloo"},
+                      {"elastic", true},
+                      {"member", env_.worker},
+                      {"rank", rank},
+                      {"epoch", epoch},
+                      {"epochs_joined", epochs_joined_},
+                      {"steps", total},
+                      {"global_batch", s.global_batch},
+                      {"batch_per_rank", s.global_batch / std::max(1, world)},
+                      {"params", s.num_params},
+                      {"initial_loss", initial_loss_},
+                      {"final_loss", n > 0 ? tail / n : 0.0},
+                      {"last_loss", s.last_loss},
+                      {"loss_ratio", initial_loss_ > 0 && n > 0 ? tail / n / initial_loss_ : 0.0},
+                      {"samples_seen", samples_seen_},
+                      {"steps_run", steps_run_},
+                      {"steps_redone", steps_redone_},
+                      {"samples_per_s", wall > 0 ? static_cast<double>(samples_seen_) / wall : 0.0},
+                      {"wall_s", wall},
+                      {"step_ms", s.step_ms},
+                      {"allreduce_ms", s.allreduce_ms},
+                      {"allreduce_share", s.allreduce_share},
+                      {"snapshot_every", env_.snapshot_every},
+                      {"recoveries", rec},
+                      {"end_step", total},
+                      {"config_hash", std::to_string(config_.Hash())}};
+  if (env_.summary_file.empty()) {
+    if (rank == 0) {
+      std::printf("%s\n", j.dump().c_str());
+      std::fflush(stdout);
+    }
+    return;
+  }
+  const std::string tmp = env_.summary_file + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << j.dump() << "\n";
+  }
+  std::rename(tmp.c_str(), env_.summary_file.c_str());
+}
+
+Status ElasticWorker::Run() {
+  COHORT_RETURN_IF_ERROR(Setup());
+  train_start_ = NowS();
+  uint64_t after = 0;
+  for (;;) {
+    COHORT_ASSIGN_OR_RETURN(auto job, WaitForEpoch(after));
+    if (!job) {
+      COHORT_LOG_WARN("member {}: the job finished while it waited for an epoch", env_.worker);
+      return Status::Ok();
+    }
+    const int rank = static_cast<int>(std::find(job->ranks.begin(), job->ranks.end(), env_.worker) -
+                                      job->ranks.begin());
+    COHORT_LOG_INFO("member {}: epoch {} rank {} of {}", env_.worker, job->epoch, rank,
+                    job->ranks.size());
+    Status st = RunEpoch(*job, rank);
+    if (st.ok()) break;
+    if (Fatal(st)) return st;
+    // The epoch failed: everything it built is gone; wait for the next one.
+    COHORT_LOG_INFO("member {}: epoch {} ended: {}", env_.worker, job->epoch, st.message());
+    if (!recovering_) recovering_ = Recovery{0, st.message(), WallMs(), 0};
+    (void)client_->Put(ReformKey(env_.job, job->epoch), env_.worker);
+    after = job->epoch;
+  }
+  // No Leave: a member leaving would change the membership under the peers
+  // still finishing their last step; the launcher sees the exit instead.
+  heartbeat_.reset();
+  return Status::Ok();
+}
+
+}  // namespace
+
+int RunElasticTrain(const TrainOptions& opt, const ElasticEnv& env) {
+  InitLogging(env.worker,
+              opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
+  // Die with the launcher rather than train on as an orphan.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const char* env_threads = std::getenv("OPENBLAS_NUM_THREADS");
+  int threads = opt.threads;
+  if (threads == 0 && env_threads == nullptr) {
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.nproc);
+  }
+  if (threads > 0) kernels::SetBlasThreads(threads);
+  ElasticWorker w(opt, env);
+  Status st = w.Run();
+  if (!st.ok()) {
+    std::fprintf(stderr, "cohort train: error: member %s: %s\n", env.worker.c_str(),
+                 st.message().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace cohort::tools

@@ -1,0 +1,501 @@
+// `cohort launch`: the elastic agent of one host. It starts N local workers
+// (each runs CMD with the environment of tools/elastic.h), and, without
+// --coordinator, an embedded one-node coordinator. It is the one that commits
+// epochs: the first once N workers joined (or --min after --join-grace-ms),
+// then a new one whenever the set of live members changes.
+//
+// Failure detection:
+//  - a child that exits or is killed is seen at once (waitpid, polled every
+//    kLoopInterval): it is marked failed and the next epoch leaves it out;
+//  - a child whose heartbeats stop (hung, SIGSTOP) is judged by a circuit
+//    breaker over a phi-accrual detector (coordinator/health) fed by the
+//    heartbeat times in the registry; when the breaker opens, the launcher
+//    kills it (SIGKILL) and handles it as a dead child.
+// A dead worker is restarted (a new member id) up to --max-restarts times in
+// all and joins a later epoch. The job fails when fewer than --min workers
+// are alive and no restart is left.
+//
+// Output: the workers' progress (rank 0 of each epoch) on stdout, the
+// launcher's events on stderr, and as the last stdout line one JSON object:
+// the final rank 0's summary plus the launcher's fields.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "coordinator/client/client.h"
+#include "coordinator/health/failure_detector.h"
+#include "coordinator/server/embedded.h"
+#include "coordinator/server/node.h"
+#include "core/logging.h"
+#include "tools/commands.h"
+#include "tools/elastic.h"
+
+namespace cohort::tools {
+namespace {
+
+using Ms = std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr Ms kLoopInterval{10};     // waitpid polling: the kill -9 detection granularity
+constexpr Ms kJobPollInterval{50};  // registry reads (joins, heartbeats)
+constexpr Ms kFinishGrace{30000};   // after the first worker finished, how long the rest may take
+
+std::atomic<int> g_signal{0};
+void OnSignal(int signo) { g_signal.store(signo); }
+
+struct Slot {
+  int index = 0;
+  int incarnation = 0;
+  pid_t pid = -1;  // -1: not running
+  std::string member;
+  std::string summary_file;
+  bool finished = false;           // exited 0
+  std::string evicted;             // why the launcher killed it (health), if it did
+  uint64_t last_heartbeat_ms = 0;  // as last read from the registry
+  health::CircuitBreaker breaker;
+};
+
+struct Failure {
+  std::string cause;
+  int64_t at_ms = 0;  // wall clock when the launcher noticed
+};
+
+Result<std::string> RandomToken() {
+  std::ifstream f("/dev/urandom", std::ios::binary);
+  unsigned char b[16];
+  if (!f.read(reinterpret_cast<char*>(b), sizeof(b)))
+    return IoError("cannot read /dev/urandom for a token");
+  std::string hex;
+  char buf[3];
+  for (unsigned char c : b) {
+    std::snprintf(buf, sizeof(buf), "%02x", c);
+    hex += buf;
+  }
+  return hex;
+}
+
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  return "stopped (status " + std::to_string(status) + ")";
+}
+
+class Launcher {
+ public:
+  explicit Launcher(const LaunchOptions& o) : o_(o) {}
+  ~Launcher();
+  int Run();
+
+ private:
+  Status Start();
+  Status Spawn(Slot& s);
+  void Reap();
+  Status Tick();
+  void KillAll(int sig);
+  bool AnyRunning() const;
+  int Finish();
+
+  const LaunchOptions& o_;
+  std::string tmp_dir_;
+  std::string coordinator_, token_file_;
+  std::unique_ptr<coordinator::EmbeddedCoordinator> embedded_;
+  std::unique_ptr<coordinator::Client> client_;
+  std::vector<Slot> slots_;
+  std::vector<Failure> failures_;
+  int restarts_ = 0;
+  bool finishing_ = false;
+  SteadyClock::time_point start_, finish_at_{}, next_poll_{};
+  int stopping_signal_ = 0;
+  std::string failed_;  // the job failed: why
+  uint64_t epoch_ = 0;
+};
+
+Launcher::~Launcher() {
+  KillAll(SIGKILL);
+  while (AnyRunning()) Reap();
+  client_.reset();
+  if (embedded_) embedded_->Stop();
+  if (!tmp_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(tmp_dir_, ec);
+  }
+}
+
+Status Launcher::Start() {
+  char tmpl[] = "/tmp/cohort-launch.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return IoError(std::string("mkdtemp: ") + std::strerror(errno));
+  tmp_dir_ = tmpl;
+  std::string token;
+  if (o_.coordinator.empty()) {
+    COHORT_ASSIGN_OR_RETURN(token, RandomToken());
+    token_file_ = tmp_dir_ + "/token";
+    {
+      const int fd = ::open(token_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd < 0) return IoError("cannot write " + token_file_ + ": " + std::strerror(errno));
+      const std::string line = token + "\n";
+      const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+      ::close(fd);
+      if (!ok) return IoError("cannot write " + token_file_);
+    }
+    coordinator::EmbeddedOptions eo;
+    eo.data_dir = o_.data_dir.empty() ? tmp_dir_ + "/coordinator" : o_.data_dir;
+    eo.token = token;
+    COHORT_ASSIGN_OR_RETURN(embedded_, coordinator::EmbeddedCoordinator::Start(eo));
+    coordinator_ = embedded_->address();
+  } else {
+    if (o_.token_file.empty()) return InvalidArgument("--coordinator needs --token-file");
+    coordinator_ = o_.coordinator;
+    token_file_ = std::filesystem::absolute(o_.token_file).string();
+    COHORT_ASSIGN_OR_RETURN(token, coordinator::ReadTokenFile(token_file_));
+  }
+  coordinator::ClientOptions co;
+  COHORT_ASSIGN_OR_RETURN(co.endpoints, coordinator::ParseEndpoints(coordinator_));
+  co.token = token;
+  co.deadline = Ms(10000);
+  COHORT_ASSIGN_OR_RETURN(client_, coordinator::Client::Create(co));
+  COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());  // the coordinator answers
+  epoch_ = job.epoch;
+  if (epoch_ != 0 && !o_.coordinator.empty()) {
+    return FailedPrecondition("the coordinator's job is already at epoch " +
+                              std::to_string(epoch_) +
+                              "; start a fresh coordinator (or data dir) for a new job");
+  }
+  (void)client_->Delete(DoneKey(o_.job));
+  start_ = SteadyClock::now();
+  slots_.resize(static_cast<size_t>(o_.nproc));
+  for (int i = 0; i < o_.nproc; ++i) {
+    Slot& s = slots_[static_cast<size_t>(i)];
+    s.index = i;
+    COHORT_RETURN_IF_ERROR(Spawn(s));
+  }
+  return Status::Ok();
+}
+
+Status Launcher::Spawn(Slot& s) {
+  s.member = "w" + std::to_string(s.index) +
+             (s.incarnation > 0 ? ".r" + std::to_string(s.incarnation) : "");
+  s.summary_file = tmp_dir_ + "/summary-" + s.member + ".json";
+  s.finished = false;
+  s.evicted.clear();
+  s.last_heartbeat_ms = 0;
+  {
+    // No probes: phi over the heartbeat arrivals alone opens the breaker.
+    health::CircuitBreaker::Options bo;
+    bo.failure_threshold = 1 << 30;
+    bo.phi_threshold = o_.phi_threshold;
+    bo.detector.acceptable_pause = Ms(o_.health_pause_ms);
+    bo.detector.min_stddev = Ms(50);
+    bo.detector.first_interval_estimate = kHeartbeatInterval;
+    s.breaker = health::CircuitBreaker(bo);
+  }
+  std::vector<std::string> env = {
+      std::string(kEnvCoordinator) + "=" + coordinator_,
+      std::string(kEnvTokenFile) + "=" + token_file_,
+      std::string(kEnvJobId) + "=" + o_.job,
+      std::string(kEnvWorkerId) + "=" + s.member,
+      std::string(kEnvLocalRank) + "=" + std::to_string(s.index),
+      std::string(kEnvNproc) + "=" + std::to_string(o_.nproc),
+      std::string(kEnvSummaryFile) + "=" + s.summary_file,
+      std::string(kEnvCollectiveTimeoutMs) + "=" + std::to_string(o_.collective_timeout_ms),
+      std::string(kEnvSnapshotEvery) + "=" + std::to_string(o_.snapshot_every),
+  };
+  std::vector<char*> argv;
+  for (const auto& a : o_.command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    for (auto& e : env) ::putenv(e.data());
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "cohort launch: error: cannot run %s: %s\n", argv[0],
+                 std::strerror(errno));
+    ::_exit(127);
+  }
+  s.pid = pid;
+  return Status::Ok();
+}
+
+bool Launcher::AnyRunning() const {
+  return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0; });
+}
+
+void Launcher::KillAll(int sig) {
+  for (auto& s : slots_) {
+    if (s.pid > 0) ::kill(s.pid, sig);
+  }
+}
+
+void Launcher::Reap() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    auto it =
+        std::find_if(slots_.begin(), slots_.end(), [&](const Slot& s) { return s.pid == pid; });
+    if (it == slots_.end()) continue;
+    Slot& s = *it;
+    s.pid = -1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      s.finished = true;
+      if (!finishing_) {
+        finishing_ = true;
+        finish_at_ = SteadyClock::now();
+        (void)client_->Put(DoneKey(o_.job), "1");
+      }
+      continue;
+    }
+    if (finishing_ || stopping_signal_ != 0 || !failed_.empty()) continue;
+    const std::string cause = "worker " + s.member + " (pid " + std::to_string(pid) + ") " +
+                              (s.evicted.empty() ? DescribeExit(status) : s.evicted);
+    failures_.push_back({cause, WallMs()});
+    (void)client_->MarkFailed(s.member, epoch_);
+    if (restarts_ < o_.max_restarts) {
+      ++restarts_;
+      ++s.incarnation;
+      std::fprintf(stderr, "cohort launch: %s; restarting it (restart %d of %d)\n", cause.c_str(),
+                   restarts_, o_.max_restarts);
+      Status sp = Spawn(s);
+      if (!sp.ok()) failed_ = sp.message();
+    } else {
+      std::fprintf(stderr, "cohort launch: %s; no restart left\n", cause.c_str());
+    }
+    next_poll_ = {};  // commit the next epoch now
+  }
+}
+
+Status Launcher::Tick() {
+  const auto now = SteadyClock::now();
+  if (now < next_poll_) return Status::Ok();
+  next_poll_ = now + kJobPollInterval;
+  COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());
+  epoch_ = job.epoch;
+  std::map<std::string, const coordinator::MemberInfo*> members;
+  for (const auto& m : job.members) members[m.id] = &m;
+  // Health: heartbeat arrivals feed each live worker's breaker.
+  for (auto& s : slots_) {
+    if (s.pid <= 0 || !s.evicted.empty()) continue;
+    auto it = members.find(s.member);
+    if (it == members.end()) continue;
+    if (it->second->last_heartbeat_ms != s.last_heartbeat_ms) {
+      s.last_heartbeat_ms = it->second->last_heartbeat_ms;
+      s.breaker.OnSuccess(now);
+    }
+    if (s.breaker.Update(now) == health::BreakerState::kOpen && !finishing_) {
+      char phi[32];
+      std::snprintf(phi, sizeof(phi), "%.1f", s.breaker.phi(now));
+      s.evicted = std::string("stopped heartbeating (phi ") + phi + "); killed by the launcher";
+      ::kill(s.pid, SIGKILL);
+    }
+  }
+  if (finishing_) return Status::Ok();
+  // Who can be in the next epoch: live workers that joined.
+  auto live = [&](const std::string& id) {
+    auto it = members.find(id);
+    if (it == members.end()) return false;
+    if (it->second->state != "joining" && it->second->state != "active") return false;
+    return std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) {
+      return s.pid > 0 && s.evicted.empty() && s.member == id;
+    });
+  };
+  std::vector<std::string> next;
+  for (const auto& id : job.ranks) {
+    if (live(id)) next.push_back(id);  // survivors keep their order (rank 0 stays rank 0)
+  }
+  for (const auto& s : slots_) {
+    if (static_cast<int>(next.size()) >= o_.max) break;
+    if (live(s.member) && std::find(next.begin(), next.end(), s.member) == next.end())
+      next.push_back(s.member);
+  }
+  const int running = static_cast<int>(
+      std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0; }));
+  if (running < o_.min && restarts_ >= o_.max_restarts) {
+    failed_ = std::to_string(running) + " worker(s) alive, fewer than --min " +
+              std::to_string(o_.min) + ", and no restart left (--max-restarts " +
+              std::to_string(o_.max_restarts) + ")";
+    return Status::Ok();
+  }
+  if (static_cast<int>(next.size()) < o_.min) return Status::Ok();
+  if (next == job.ranks) {
+    // Same members: a new epoch only when a worker asks for one.
+    if (job.epoch == 0) return Status::Ok();
+    auto reform = client_->Get(ReformKey(o_.job, job.epoch));
+    if (!reform.ok() || !reform->has_value()) return Status::Ok();
+    std::fprintf(stderr, "cohort launch: worker %s asked to re-form epoch %llu\n",
+                 (*reform)->c_str(), static_cast<unsigned long long>(job.epoch));
+  }
+  if (job.epoch == 0 && static_cast<int>(next.size()) < std::min(running, o_.max) &&
+      now - start_ < Ms(o_.join_grace_ms)) {
+    return Status::Ok();  // the first epoch waits for every running worker, or for the grace time
+  }
+  auto e = client_->CommitEpoch(job.epoch, next);
+  if (!e.ok()) {
+    COHORT_LOG_WARN("commit of epoch {} failed: {}", job.epoch + 1, e.status().message());
+    return Status::Ok();
+  }
+  epoch_ = *e;
+  std::string list;
+  for (const auto& id : next) list += (list.empty() ? "" : ",") + id;
+  std::fprintf(stderr, "cohort launch: epoch %llu: %zu worker%s [%s]\n",
+               static_cast<unsigned long long>(*e), next.size(), next.size() == 1 ? "" : "s",
+               list.c_str());
+  next_poll_ = {};
+  return Status::Ok();
+}
+
+int Launcher::Finish() {
+  // The summary of the final epoch's rank 0 (the newest epoch, then the lowest rank).
+  std::optional<nlohmann::json> best;
+  for (const auto& s : slots_) {
+    if (!s.finished) continue;
+    std::ifstream f(s.summary_file);
+    std::string line;
+    if (!std::getline(f, line)) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    if (!best || j.value("epoch", 0) > best->value("epoch", 0) ||
+        (j.value("epoch", 0) == best->value("epoch", 0) &&
+         j.value("rank", 0) < best->value("rank", 0))) {
+      best = j;
+    }
+  }
+  nlohmann::json out = best ? *best : nlohmann::json::object();
+  auto job = client_->GetJob();
+  out["epochs"] = job.ok() ? job->epoch : epoch_;
+  out["restarts"] = restarts_;
+  out["nproc"] = o_.nproc;
+  out["min"] = o_.min;
+  out["max"] = o_.max;
+  // One recovery per failure: from when the launcher saw it to the first
+  // step the final rank 0 completed after it.
+  nlohmann::json rec = nlohmann::json::array();
+  nlohmann::json worker_rec =
+      best ? best->value("recoveries", nlohmann::json::array()) : nlohmann::json::array();
+  for (const auto& f : failures_) {
+    nlohmann::json r = {{"cause", f.cause}, {"failed_at_ms", f.at_ms}};
+    for (const auto& w : worker_rec) {
+      const int64_t resumed = w.value("resumed_at_ms", int64_t{0});
+      if (resumed >= f.at_ms) {
+        r["resumed_at_ms"] = resumed;
+        r["detected_at_ms"] = std::min(f.at_ms, w.value("detected_at_ms", f.at_ms));
+        r["seconds"] = static_cast<double>(resumed - f.at_ms) / 1e3;
+        r["epoch"] = w.value("epoch", 0);
+        break;
+      }
+    }
+    rec.push_back(r);
+  }
+  out["recoveries"] = rec;
+  out["worker_recoveries"] = worker_rec;
+  int code = 0;
+  if (stopping_signal_ != 0) {
+    out["error"] = std::string("stopped by signal ") + strsignal(stopping_signal_);
+    code = 128 + stopping_signal_;
+  } else if (!failed_.empty()) {
+    out["error"] = failed_;
+    std::fprintf(stderr, "cohort launch: error: %s\n", failed_.c_str());
+    code = 1;
+  } else if (!best) {
+    out["error"] = "no worker finished the job";
+    std::fprintf(stderr, "cohort launch: error: no worker finished the job\n");
+    code = 1;
+  }
+  std::printf("%s\n", out.dump().c_str());
+  std::fflush(stdout);
+  return code;
+}
+
+int Launcher::Run() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  if (Status st = Start(); !st.ok()) {
+    std::fprintf(stderr, "cohort launch: error: %s\n", st.message().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "cohort launch: %d workers (min %d, max %d), coordinator %s%s\n", o_.nproc,
+               o_.min, o_.max, coordinator_.c_str(), embedded_ ? " (embedded)" : "");
+  while (AnyRunning()) {
+    if (const int sig = g_signal.exchange(0); sig != 0) {
+      if (stopping_signal_ == 0)
+        std::fprintf(stderr, "cohort launch: %s: stopping the workers\n", strsignal(sig));
+      stopping_signal_ = sig;
+      KillAll(sig);
+    }
+    Reap();
+    if (stopping_signal_ == 0 && failed_.empty()) {
+      if (Status st = Tick(); !st.ok()) COHORT_LOG_WARN("coordinator: {}", st.message());
+    }
+    if (!failed_.empty()) KillAll(SIGKILL);
+    if (finishing_ && SteadyClock::now() - finish_at_ > kFinishGrace) {
+      std::fprintf(
+          stderr,
+          "cohort launch: workers still running %lld s after the job finished; killing them\n",
+          static_cast<long long>(kFinishGrace.count() / 1000));
+      KillAll(SIGKILL);
+    }
+    std::this_thread::sleep_for(kLoopInterval);
+  }
+  return Finish();
+}
+
+}  // namespace
+
+int RunLaunch(const LaunchOptions& options) {
+  LaunchOptions o = options;
+  if (o.min < 0) o.min = o.nproc;
+  if (o.max < 0) o.max = o.nproc;
+  InitLogging("launch", ParseLogLevel(o.log_level, LogLevel::kWarn));
+  auto usage = [](const std::string& m) {
+    std::fprintf(stderr, "cohort launch: error: %s\n", m.c_str());
+    return 2;
+  };
+  if (o.command.empty()) {
+    return usage(
+        "no command to run: give it after --, e.g. cohort launch --nproc 4 -- cohort train "
+        "--config "
+        "examples/mlp.yaml");
+  }
+  if (o.nproc < 1) return usage("--nproc must be at least 1 (got " + std::to_string(o.nproc) + ")");
+  if (o.min < 1 || o.min > o.nproc) {
+    return usage("--min " + std::to_string(o.min) + " must be between 1 and --nproc " +
+                 std::to_string(o.nproc));
+  }
+  if (o.max < o.nproc) {
+    return usage("--max " + std::to_string(o.max) + " must be at least --nproc " +
+                 std::to_string(o.nproc));
+  }
+  if (o.max_restarts < 0) return usage("--max-restarts must not be negative");
+  if (o.collective_timeout_ms < 100) return usage("--collective-timeout-ms must be at least 100");
+  if (o.snapshot_every < 1) return usage("--snapshot-every must be at least 1");
+  Launcher l(o);
+  return l.Run();
+}
+
+}  // namespace cohort::tools
