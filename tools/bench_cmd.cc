@@ -11,11 +11,12 @@
 #include <string_view>
 #include <vector>
 
+#include "collectives/backends.h"
 #include "collectives/bench/bench.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/shm/reduce_kernels.h"
-#include "collectives/backends.h"
 #include "collectives/shm/shm_communicator.h"
+#include "core/logging.h"
 
 namespace cohort::tools {
 namespace {
@@ -320,6 +321,9 @@ int Run(const BenchCmdOptions& o) {
 }  // namespace
 
 int RunBench(const BenchCmdOptions& options, int* argc, char*** argv) {
+  // Warnings only: the table is the output (auto's measurements print as
+  // '#' lines of it, once).
+  InitLogging("bench", LogLevel::kWarn);
   Status init = MpiRuntime::Init(argc, argv);
   if (!init.ok()) {
     std::fprintf(stderr, "cohort bench: error: %s\n", init.ToString().c_str());
