@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 namespace cohort {
@@ -101,6 +102,27 @@ void Elementwise(void* c, const void* a, const void* b, size_t n, Op op) {
   for (size_t i = 0; i < n; ++i) out[i] = op(x[i], y[i]);
 }
 
+// x + y and x * y; integers wrap like two's complement (computed unsigned,
+// as the shm kernels do), so an overflowing sum is defined, not UB.
+template <typename T>
+T WrapAdd(T x, T y) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(x) + static_cast<U>(y));
+  } else {
+    return x + y;
+  }
+}
+template <typename T>
+T WrapMul(T x, T y) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(x) * static_cast<U>(y));
+  } else {
+    return x * y;
+  }
+}
+
 template <typename T>
 gloo::AllreduceOptions::Func TypedReduce(ReduceOp op) {
   switch (op) {
@@ -109,12 +131,12 @@ gloo::AllreduceOptions::Func TypedReduce(ReduceOp op) {
     case ReduceOp::kMin:
       return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, [](T x, T y) { return std::min(x, y); }); };
     case ReduceOp::kProd:
-      return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, [](T x, T y) { return static_cast<T>(x * y); }); };
+      return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, WrapMul<T>); };
     case ReduceOp::kSum:
     case ReduceOp::kAvg:
       break;
   }
-  return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, [](T x, T y) { return static_cast<T>(x + y); }); };
+  return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, WrapAdd<T>); };
 }
 
 // 16-bit floats are combined in fp32 and rounded once per combine.
