@@ -28,6 +28,11 @@ std::string HumanBytes(size_t b) {
 // nccl-tests (all-gather's output, reduce-scatter's input).
 DType CellType(AutoOp op) { return op == AutoOp::kAllReduce16 ? DType::kBF16 : DType::kF32; }
 
+size_t CellLimit(AutoOp op, const AutoOptions& o) {
+  return op == AutoOp::kAllReduce ? std::max(o.max_calibration_bytes, o.max_allreduce_calibration_bytes)
+                                  : o.max_calibration_bytes;
+}
+
 }  // namespace
 
 std::string_view AutoOpName(AutoOp op) {
@@ -102,26 +107,32 @@ Status AutoCommunicator::Calibrate(const AutoOptions& options) {
     return InvalidArgument("iterations must be at least 1");
   }
   std::vector<size_t> sizes;
-  for (size_t s = kSmallestCell; s <= std::max(options.max_calibration_bytes, kSmallestCell); s *= 8) sizes.push_back(s);
+  const size_t largest = std::max({options.max_calibration_bytes, options.max_allreduce_calibration_bytes, kSmallestCell});
+  for (size_t s = kSmallestCell; s <= largest; s *= 8) sizes.push_back(s);
   const size_t n = static_cast<size_t>(size());
-  const size_t top = sizes.back();
+  // All-reduce cells need their size; reduce-scatter and all-gather n times theirs.
+  const size_t top = std::max(CellLimit(AutoOp::kAllReduce, options), options.max_calibration_bytes * n) + 64;
   if (members_.size() == 1) {
     // Nothing to choose: every cell goes to the only member, unmeasured.
     for (int op = 0; op < kAutoOps; ++op) {
       for (int reg = 0; reg < 2; ++reg) {
-        for (size_t s : sizes) table_[static_cast<size_t>(op)][static_cast<size_t>(reg)].push_back(Cell{s, {0.0}, 0});
+        for (size_t s : sizes) {
+          if (s <= CellLimit(static_cast<AutoOp>(op), options)) {
+            table_[static_cast<size_t>(op)][static_cast<size_t>(reg)].push_back(Cell{s, {0.0}, 0});
+          }
+        }
       }
     }
     return Status::Ok();
   }
-  std::vector<char> heap_a(top * n + 64), heap_b(top * n + 64);
+  std::vector<char> heap_a(top), heap_b(top);
   char* reg_a = nullptr;
   char* reg_b = nullptr;
   if (registrar_ >= 0) {
     Communicator& r = *members_[static_cast<size_t>(registrar_)].comm;
-    COHORT_ASSIGN_OR_RETURN(void* pa, r.AllocateRegistered(top * n));
+    COHORT_ASSIGN_OR_RETURN(void* pa, r.AllocateRegistered(top));
     reg_a = static_cast<char*>(pa);
-    auto pb = r.AllocateRegistered(top * n);
+    auto pb = r.AllocateRegistered(top);
     if (!pb.ok()) {
       (void)r.FreeRegistered(reg_a);
       return pb.status();
@@ -132,17 +143,20 @@ Status AutoCommunicator::Calibrate(const AutoOptions& options) {
   for (int reg = 0; reg < (registrar_ >= 0 ? 2 : 1) && result.ok(); ++reg) {
     char* a = reg ? reg_a : heap_a.data();
     char* b = reg ? reg_b : heap_b.data();
-    std::memset(a, 0, top * n);  // zeros: every dtype's sums stay finite
-    std::memset(b, 0, top * n);
+    std::memset(a, 0, top);  // zeros: every dtype's sums stay finite
+    std::memset(b, 0, top);
     for (int op = 0; op < kAutoOps && result.ok(); ++op) {
       for (size_t s : sizes) {
         const AutoOp aop = static_cast<AutoOp>(op);
+        if (s > CellLimit(aop, options)) break;
         const size_t elem = DTypeSize(CellType(aop));
         // Reduce-scatter and all-gather need whole elements per rank.
         const size_t bytes = (aop == AutoOp::kReduceScatter || aop == AutoOp::kAllGather)
                                  ? std::max(s, elem * n) / (elem * n) * (elem * n)
                                  : std::max(s, elem) / elem * elem;
-        const int iters = bytes > kLargeCell ? options.iterations_large : options.iterations_small;
+        const int iters = bytes > options.max_calibration_bytes ? 1
+                          : bytes > kLargeCell                ? options.iterations_large
+                                                              : options.iterations_small;
         Cell cell;
         cell.bytes = s;
         for (size_t m = 0; m < members_.size() && result.ok(); ++m) {

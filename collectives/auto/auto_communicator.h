@@ -6,7 +6,8 @@
 //
 // Calibration (collective, at Create): for every routed operation (all-reduce
 // in fp32 and bf16, reduce-scatter, all-gather, broadcast), on plain and on
-// registered buffers, and for sizes 8 B * 8^k up to `max_calibration_bytes`,
+// registered buffers, and for sizes 8 B * 8^k up to `max_calibration_bytes`
+// (fp32 all-reduce up to `max_allreduce_calibration_bytes`),
 // each member runs the operation a few times; a member's time is its fastest
 // run (noise only adds time), the slowest rank's counts (all-reduce max over
 // the first member), and another member takes the cell from the first only
@@ -39,6 +40,11 @@ struct AutoOptions {
   // Largest size measured (8 B * 8^k up to here); larger calls take the
   // winner at this size, where both backends are bandwidth-bound already.
   size_t max_calibration_bytes = size_t{4} << 20;
+  // fp32 all-reduce (the gradient path) is measured further: Open MPI's
+  // shared-memory all-reduce falls from ~5 GB/s at 16 MiB to ~0.4 GB/s at
+  // 32 MiB here, which no smaller size predicts. Cells above
+  // max_calibration_bytes run once after the warm-up.
+  size_t max_allreduce_calibration_bytes = size_t{32} << 20;
   int iterations_small = 10;                        // timed runs per cell up to 256 KiB
   int iterations_large = 3;                         // timed runs per cell above
 };

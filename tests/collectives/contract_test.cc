@@ -96,6 +96,7 @@ MakeComm GlooMaker(milliseconds timeout = std::chrono::seconds(60), std::string 
 AutoOptions TestAutoOptions() {
   AutoOptions o;
   o.max_calibration_bytes = 64 << 10;
+  o.max_allreduce_calibration_bytes = 64 << 10;
   o.iterations_small = 1;
   o.iterations_large = 1;
   return o;
