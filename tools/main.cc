@@ -127,17 +127,18 @@ int main(int argc, char** argv) {
   cohort::tools::ClientCmdOptions client;
   bool status_json = false;
   CLI::App* status_cmd = app.add_subcommand("status", "Leader, term, commit index and every node's view");
-  status_cmd->add_option("--coordinator", client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
-  status_cmd->add_option("--token-file", client.token_file, "File holding the cluster's shared secret")->required();
-  status_cmd->add_option("--timeout-ms", client.timeout_ms, "Per-node timeout");
+  // The flags every coordinator client command takes.
+  const auto add_client_flags = [&client](CLI::App* cmd, const char* timeout_help) {
+    cmd->add_option("--coordinator", client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
+    cmd->add_option("--token-file", client.token_file, "File holding the cluster's shared secret")->required();
+    cmd->add_option("--timeout-ms", client.timeout_ms, timeout_help);
+    cmd->add_option("--tls-ca", client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
+  };
+  add_client_flags(status_cmd, "Per-node timeout");
   status_cmd->add_flag("--json", status_json, "Print one JSON object");
-  status_cmd->add_option("--tls-ca", client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
   CLI::App* kv_cmd = app.add_subcommand("kv", "Read and write the coordinator's key-value space");
   kv_cmd->require_subcommand(1);
-  kv_cmd->add_option("--coordinator", client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
-  kv_cmd->add_option("--token-file", client.token_file, "File holding the cluster's shared secret")->required();
-  kv_cmd->add_option("--timeout-ms", client.timeout_ms, "Deadline of the operation, retries included");
-  kv_cmd->add_option("--tls-ca", client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
+  add_client_flags(kv_cmd, "Deadline of the operation, retries included");
   kv_cmd->fallthrough();
   cohort::tools::KvCmdOptions kv;
   CLI::App* kv_get = kv_cmd->add_subcommand("get", "Print KEY's value (linearizable read)");
@@ -157,10 +158,7 @@ int main(int argc, char** argv) {
   bool job_json = false;
   CLI::App* job_cmd = app.add_subcommand("job", "The job registry in the coordinator");
   job_cmd->require_subcommand(1);
-  job_cmd->add_option("--coordinator", client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
-  job_cmd->add_option("--token-file", client.token_file, "File holding the cluster's shared secret")->required();
-  job_cmd->add_option("--timeout-ms", client.timeout_ms, "Deadline of the operation, retries included");
-  job_cmd->add_option("--tls-ca", client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
+  add_client_flags(job_cmd, "Deadline of the operation, retries included");
   job_cmd->fallthrough();
   CLI::App* job_show = job_cmd->add_subcommand("show", "Epoch, members and ranks, last committed checkpoint");
   job_show->add_flag("--json", job_json, "Print one JSON object");

@@ -139,6 +139,18 @@ struct Client::Impl {
     return a;
   }
 
+  // A checkpoint propose or commit (req holds its own fields), fenced by epoch.
+  Status CheckpointWrite(uint64_t epoch, uint64_t step, pb::CheckpointRequest& req, const char* what) {
+    req.set_epoch(epoch);
+    req.set_step(step);
+    req.set_client_id(opt.client_id);
+    req.set_seq(++seq);
+    pb::JobWriteResponse resp;
+    return Call(what + std::to_string(step), [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+      return stub->Checkpoint(ctx, req, &resp);
+    });
+  }
+
   // Runs `fn(stub, ctx)` until it succeeds, fails for good, or the deadline passes.
   // `extra`: added to the deadline and to every attempt (a watch's wait).
   template <typename Fn>
@@ -428,31 +440,15 @@ Result<uint64_t> Client::CommitEpoch(uint64_t epoch, const std::vector<std::stri
 Status Client::ProposeCheckpoint(uint64_t epoch, uint64_t step, const std::string& path, const std::string& checksum) {
   pb::CheckpointRequest req;
   req.set_commit(false);
-  req.set_epoch(epoch);
-  req.set_step(step);
   req.set_path(path);
   req.set_checksum(checksum);
-  req.set_client_id(impl_->opt.client_id);
-  req.set_seq(++impl_->seq);
-  pb::JobWriteResponse resp;
-  return impl_->Call("propose checkpoint at step " + std::to_string(step),
-                     [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-                       return stub->Checkpoint(ctx, req, &resp);
-                     });
+  return impl_->CheckpointWrite(epoch, step, req, "propose checkpoint at step ");
 }
 
 Status Client::CommitCheckpoint(uint64_t epoch, uint64_t step) {
   pb::CheckpointRequest req;
   req.set_commit(true);
-  req.set_epoch(epoch);
-  req.set_step(step);
-  req.set_client_id(impl_->opt.client_id);
-  req.set_seq(++impl_->seq);
-  pb::JobWriteResponse resp;
-  return impl_->Call("commit checkpoint at step " + std::to_string(step),
-                     [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-                       return stub->Checkpoint(ctx, req, &resp);
-                     });
+  return impl_->CheckpointWrite(epoch, step, req, "commit checkpoint at step ");
 }
 
 Result<JobInfo> Client::GetJob() {
