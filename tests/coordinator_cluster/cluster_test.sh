@@ -17,16 +17,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-failures=0
-FAILED=()  # repeated at the very end, after the logs, where a truncated CI tail still shows them
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); FAILED+=("$*"); }
-pass() { echo "ok: $*"; }
-die() {
-  for f in "$WORK"/node*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done
-  for m in "${FAILED[@]}"; do echo "FAIL: $m" >&2; done
-  echo "FAIL: $*" >&2; exit 1
-}
-now_ms() { date +%s%3N; }
+source "$(dirname "$0")/check_lib.sh"
 
 # Three free ports (bound, then released: a tiny race with other programs).
 read -r P1 P2 P3 < <(python3 -c '

@@ -66,16 +66,7 @@ for i in 1 2 3; do
   ip -n "${NS[$i]}" link set eth0 up
 done
 
-failures=0
-FAILED=()  # repeated at the very end, after the logs
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); FAILED+=("$*"); }
-pass() { echo "ok: $*"; }
-die() {
-  for f in "$WORK"/node*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done
-  for m in "${FAILED[@]}"; do echo "FAIL: $m" >&2; done
-  echo "FAIL: $*" >&2; exit 1
-}
-now_ms() { date +%s%3N; }
+source "$(dirname "$0")/check_lib.sh"
 
 pass "3 namespaces bridged in $HUB"
 
