@@ -334,8 +334,12 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   const double start = Now();
   double last_report = start, sync_at_report = sync_base;
   int64_t step_at_report = 0;
+  // Bytes one gradient sync reduces (StepStats), and how many ranks share it.
+  const int64_t sync_bytes =
+      sync_ ? (params_.numel() + 1) * (config_.train.compression == DType::kF32 ? 4 : 2) : params_.numel() * 4;
   for (int64_t i = 0; i < steps; ++i, ++step_) {
     const double t0 = Now();
+    const double comm_at_start = sync_s + (sync_ ? sync_->comm_seconds() : 0);
     sampler_->Indices(step_, ids);
     COHORT_RETURN_IF_ERROR(data_->Fill(ids, x.data(), y.data()));
     data_s += Now() - t0;
@@ -415,6 +419,18 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       last_report = now;
       step_at_report = i + 1;
       sync_at_report = synced;
+    }
+    if (step_observer_) {
+      StepStats st;
+      st.step = step_ + 1;
+      st.loss = loss;
+      st.step_s = Now() - t0;
+      st.sync_s = sync_s + (sync_ ? sync_->comm_seconds() : 0) - comm_at_start;
+      st.sync_bytes = sync_bytes;
+      st.data_ranks = g_.data->size();
+      st.samples = batch_;
+      st.checkpoints_committed = committed_;
+      step_observer_(st);
     }
     if (step_hook_) {
       ++step_;  // the hook sees the steps completed

@@ -55,6 +55,19 @@ struct StepReport {
   double allreduce_share;
 };
 
+// What one step did, for metrics (runtime/trainer fills it; tools/ format
+// it). Times are wall seconds on this rank.
+struct StepStats {
+  int64_t step = 0;         // global step count after it (1-based)
+  double loss = 0;          // the global-batch loss
+  double step_s = 0;        // the whole step: data, compute, gradient sync, checkpoint
+  double sync_s = 0;        // gradient sync (all-reduce, or reduce-scatter + all-gather under ZeRO-1)
+  int64_t sync_bytes = 0;   // the gradient buffer the sync reduced (16-bit on the wire with compression)
+  int data_ranks = 1;       // ranks of the sync (bus bandwidth factor 2(n-1)/n)
+  int64_t samples = 0;      // this rank's batch
+  int64_t checkpoints_committed = 0;  // by this Trainer so far
+};
+
 struct TrainSummary {
   int world_size = 1;
   int data_parallel = 1, tensor_parallel = 1, zero = 0;
@@ -108,6 +121,10 @@ class Trainer {
   // to leave the loop when the membership epoch changes.
   using StepHook = std::function<Status(int64_t step, double loss)>;
   void set_step_hook(StepHook hook) { step_hook_ = std::move(hook); }
+  // Called on every rank after each completed step, before the step hook;
+  // cheap (it runs on the training thread). For metrics.
+  using StepObserver = std::function<void(const StepStats&)>;
+  void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }
 
   // The whole training state (parameters, optimizer state, optimizer and
   // global step counts) as a LoadedCheckpoint that Restore() takes back, so
@@ -151,6 +168,7 @@ class Trainer {
   CheckpointLayout pending_;                   // the write in flight
   int64_t committed_ = 0;
   StepHook step_hook_;
+  StepObserver step_observer_;
 };
 
 }  // namespace cohort
