@@ -21,6 +21,8 @@ struct TrainOptions {
   std::string log_level = "warn";  // for ranks' stderr logs
   bool verbose = false;            // every rank logs at info
   bool no_resume = false;          // ignore checkpoints in checkpoint.dir
+  int metrics_port = -1;           // Prometheus endpoint: -1 off; under mpirun P + local rank; 0 any free port
+  std::string metrics_address;     // bind address of the endpoint (empty: 0.0.0.0)
 };
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv);
 
@@ -40,6 +42,8 @@ struct LaunchOptions {
   int64_t health_pause_ms = 3000;     // heartbeat silence tolerated before phi rises
   double phi_threshold = 8.0;         // the breaker opens above it
   std::string log_level = "warn";
+  int metrics_port = -1;              // worker i serves P + i (0: any free port); -1: off
+  std::string metrics_address;        // the workers' metrics bind address (empty: 0.0.0.0)
   std::vector<std::string> command;   // after --
 };
 int RunLaunch(const LaunchOptions& opt);

@@ -27,6 +27,10 @@ inline constexpr char kEnvSummaryFile[] =
 inline constexpr char kEnvCollectiveTimeoutMs[] = "COHORT_COLLECTIVE_TIMEOUT_MS";
 inline constexpr char kEnvSnapshotEvery[] =
     "COHORT_SNAPSHOT_EVERY";  // steps between in-memory state copies
+// The worker's Prometheus endpoint: the launcher's --metrics-port P + slot
+// (or 0: any free port), and its --metrics-address. Unset: no endpoint.
+inline constexpr char kEnvMetricsPort[] = "COHORT_METRICS_PORT";
+inline constexpr char kEnvMetricsAddress[] = "COHORT_METRICS_ADDRESS";
 
 // Defaults and bounds (STYLE.md #14).
 inline constexpr std::chrono::milliseconds kDefaultCollectiveTimeout{5000};
@@ -58,6 +62,8 @@ struct ElasticEnv {
   std::string summary_file;
   std::chrono::milliseconds collective_timeout = kDefaultCollectiveTimeout;
   int64_t snapshot_every = kDefaultSnapshotEvery;
+  int metrics_port = -1;  // -1: none given
+  std::string metrics_address;
 };
 
 // nullopt when COHORT_COORDINATOR is unset (not elastic); InvalidArgument

@@ -49,6 +49,7 @@
 #include "runtime/trainer.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"
+#include "tools/metrics_cmd.h"
 
 namespace cohort::tools {
 
@@ -101,6 +102,9 @@ Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment() {
   e.nproc = static_cast<int>(np);
   e.collective_timeout = std::chrono::milliseconds(to);
   e.snapshot_every = se;
+  COHORT_ASSIGN_OR_RETURN(int64_t mp, EnvInt(kEnvMetricsPort, -1, -1, 65535));
+  e.metrics_port = static_cast<int>(mp);
+  if (const char* a = std::getenv(kEnvMetricsAddress); a != nullptr) e.metrics_address = a;
   return std::optional<ElasticEnv>(std::move(e));
 }
 
@@ -288,6 +292,8 @@ class ElasticWorker {
   std::optional<Recovery> recovering_;  // set between a failed epoch and the next completed step
   int epochs_joined_ = 0;
   double train_start_ = 0;
+  std::unique_ptr<WorkerMetrics> metrics_;                 // with a metrics port
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;  // reads metrics_: declared after it
 };
 
 double NowS() {
@@ -312,6 +318,20 @@ Status ElasticWorker::Setup() {
     }
     config_.train.batch_per_rank = config_.train.global_batch / env_.nproc;
     config_.train.global_batch = 0;
+  }
+  // The Prometheus endpoint: the launcher's port for this slot, else this
+  // command's --metrics-port + the slot.
+  int metrics_port = env_.metrics_port;
+  if (metrics_port < 0 && opt_.metrics_port != kMetricsOff) {
+    COHORT_ASSIGN_OR_RETURN(metrics_port, SlotMetricsPort(opt_.metrics_port, env_.local_rank));
+  }
+  if (metrics_port >= 0) {
+    metrics_ = std::make_unique<WorkerMetrics>();
+    COHORT_ASSIGN_OR_RETURN(
+        metrics_server_,
+        ServeMetrics(&metrics_->registry(),
+                     env_.metrics_address.empty() ? opt_.metrics_address : env_.metrics_address, metrics_port,
+                     "cohort train: member " + env_.worker));
   }
   COHORT_ASSIGN_OR_RETURN(std::string token, coordinator::ReadTokenFile(env_.token_file));
   COHORT_ASSIGN_OR_RETURN(co_.endpoints, coordinator::ParseEndpoints(env_.coordinator));
@@ -380,6 +400,14 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   ParallelGroups groups{comm.get(), comm.get(), self.get()};
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config_, groups));
   ++epochs_joined_;
+  if (metrics_) {
+    metrics_->SetLayout(rank, world, epoch);
+    metrics_->OnTrainerStart();
+    trainer->set_step_observer([this](const StepStats& st) {
+      if (recovering_) metrics_->OnRecovery();  // the first step after a failure (the step hook records it)
+      metrics_->OnStep(st);
+    });
+  }
 
   // The newest state any rank holds, from the lowest rank holding it.
   const int64_t mine = snapshot_ ? snapshot_->layout.step : -1;
@@ -447,6 +475,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   };
   COHORT_ASSIGN_OR_RETURN(TrainSummary s,
                           trainer->Run(std::max<int64_t>(0, total - start), report));
+  if (metrics_) metrics_->OnRunEnd(s);
   Status save;
   if (!opt_.save_params.empty() && lead) {
     auto full = trainer->FullParams();

@@ -47,6 +47,7 @@
 #include "core/logging.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"
+#include "tools/metrics_cmd.h"
 
 namespace cohort::tools {
 namespace {
@@ -220,6 +221,11 @@ Status Launcher::Spawn(Slot& s) {
       std::string(kEnvCollectiveTimeoutMs) + "=" + std::to_string(o_.collective_timeout_ms),
       std::string(kEnvSnapshotEvery) + "=" + std::to_string(o_.snapshot_every),
   };
+  if (o_.metrics_port != kMetricsOff) {  // slot i serves P + i (checked in RunLaunch); 0: any free port
+    env.push_back(std::string(kEnvMetricsPort) + "=" +
+                  std::to_string(o_.metrics_port == 0 ? 0 : o_.metrics_port + s.index));
+    env.push_back(std::string(kEnvMetricsAddress) + "=" + o_.metrics_address);
+  }
   std::vector<char*> argv;
   for (const auto& a : o_.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -494,6 +500,10 @@ int RunLaunch(const LaunchOptions& options) {
   if (o.max_restarts < 0) return usage("--max-restarts must not be negative");
   if (o.collective_timeout_ms < 100) return usage("--collective-timeout-ms must be at least 100");
   if (o.snapshot_every < 1) return usage("--snapshot-every must be at least 1");
+  if (o.metrics_port != kMetricsOff) {
+    auto last = SlotMetricsPort(o.metrics_port, o.nproc - 1);  // the highest slot's port
+    if (!last.ok()) return usage(last.status().message());
+  }
   Launcher l(o);
   return l.Run();
 }

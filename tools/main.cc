@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--log-level", train.log_level, "stderr log level: debug | info | warn | error");
   train_cmd->add_flag("--verbose,-v", train.verbose, "Every rank logs at info level to stderr");
   train_cmd->add_flag("--no-resume", train.no_resume, "Start afresh even when checkpoint.dir holds a checkpoint");
+  train_cmd->add_option("--metrics-port", train.metrics_port,
+                        "Serve Prometheus metrics on this port (+ local rank under mpirun; 0: any free port)");
+  train_cmd->add_option("--metrics-address", train.metrics_address, "Bind address of the metrics endpoint (0.0.0.0)");
 
   cohort::tools::LaunchOptions launch;
   CLI::App* launch_cmd = app.add_subcommand(
@@ -49,6 +52,9 @@ int main(int argc, char** argv) {
                          "Heartbeat silence tolerated before a worker is suspected");
   launch_cmd->add_option("--phi-threshold", launch.phi_threshold, "Suspicion (phi) above which a worker is evicted");
   launch_cmd->add_option("--log-level", launch.log_level, "debug | info | warn | error");
+  launch_cmd->add_option("--metrics-port", launch.metrics_port,
+                         "Worker i serves Prometheus metrics on this port + i (0: any free port)");
+  launch_cmd->add_option("--metrics-address", launch.metrics_address, "Bind address of the workers' metrics (0.0.0.0)");
   launch_cmd->add_option("command", launch.command, "The worker command, after --");
 
   CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "Inspect and verify checkpoints");
@@ -124,6 +130,8 @@ int main(int argc, char** argv) {
   coord_cmd->add_option("--tls-cert", coord.tls_cert, "TLS: this node's certificate (PEM)");
   coord_cmd->add_option("--tls-key", coord.tls_key, "TLS: its private key (PEM)");
   coord_cmd->add_option("--tls-ca", coord.tls_ca, "TLS: CA that signed every node's certificate (PEM)");
+  coord_cmd->add_option("--metrics-port", coord.metrics_port, "Serve Prometheus metrics on this port (0: any free port)");
+  coord_cmd->add_option("--metrics-address", coord.metrics_address, "Bind address of the metrics endpoint (0.0.0.0)");
   cohort::tools::ClientCmdOptions client;
   bool status_json = false;
   CLI::App* status_cmd = app.add_subcommand("status", "Leader, term, commit index and every node's view");

@@ -22,6 +22,7 @@
 #include "runtime/trainer.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"
+#include "tools/metrics_cmd.h"
 
 namespace cohort::tools {
 namespace {
@@ -33,6 +34,11 @@ double Now() {
 int LocalRanks() {
   const char* v = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   return v ? std::max(1, std::atoi(v)) : 1;
+}
+
+int LocalRank() {
+  const char* v = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  return v ? std::max(0, std::atoi(v)) : 0;
 }
 
 std::string HumanCount(int64_t n) {
@@ -52,6 +58,23 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   if (local.ok() && opt.steps < 0) local = InvalidArgument("--steps must be positive");
   if (local.ok() && opt.steps > 0) config->train.steps = opt.steps;
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local));
+
+  // The Prometheus endpoint (--metrics-port P): each rank serves P + its local rank.
+  std::unique_ptr<WorkerMetrics> wm;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (opt.metrics_port != kMetricsOff) {
+    wm = std::make_unique<WorkerMetrics>();
+    wm->SetLayout(comm.rank(), comm.size(), 0);
+    Result<int> port = SlotMetricsPort(opt.metrics_port, LocalRank());
+    Status served = port.status();
+    if (port.ok()) {
+      auto server = ServeMetrics(&wm->registry(), opt.metrics_address, *port,
+                                 "cohort train: rank " + std::to_string(comm.rank()));
+      served = server.status();
+      if (server.ok()) metrics_server = std::move(server).value();
+    }
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, served));
+  }
 
   // Tensor groups are contiguous ranks; data groups stride across them. A
   // tensor size that does not divide the world is reported by Trainer::Create.
@@ -75,6 +98,10 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   }
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups, timeline.get()));
   const Config& c = *config;
+  if (wm) {
+    wm->OnTrainerStart();
+    trainer->set_step_observer([&wm](const StepStats& st) { wm->OnStep(st); });
+  }
   // Resume from the newest committed checkpoint, whatever layout wrote it.
   std::string resumed;
   if (!c.checkpoint.dir.empty() && !opt.no_resume) {
@@ -134,6 +161,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
     std::fflush(stdout);
   }
   COHORT_ASSIGN_OR_RETURN(TrainSummary s, trainer->Run(to_run, report));
+  if (wm) wm->OnRunEnd(s);
 
   Status save;
   if (!opt.save_params.empty()) {
@@ -179,6 +207,10 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
 
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
   const double wall_start = Now();
+  if (Status m = CheckMetricsPort(opt.metrics_port); !m.ok()) {
+    std::fprintf(stderr, "cohort train: error: %s\n", m.message().c_str());
+    return 2;
+  }
   // Started by `cohort launch` (or with its environment): elastic, no MPI.
   auto elastic = ElasticEnvFromEnvironment();
   if (!elastic.ok()) {
