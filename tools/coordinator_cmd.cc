@@ -1,5 +1,7 @@
 #include "tools/coordinator_cmd.h"
 
+#include "cohort/config.h"
+
 #include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 #include "coordinator/server/node.h"
 #include "core/file_util.h"
 #include "core/logging.h"
+#include "tools/metrics_cmd.h"
 
 namespace cohort::tools {
 namespace {
@@ -86,6 +89,42 @@ void PrintJob(const coordinator::JobInfo& job) {
   }
 }
 
+// The node's metrics, read at each scrape. Another part of the coordinator
+// (breakers per worker, say) adds its own with registry.AddCollector.
+void AddNodeCollector(metrics::Registry& registry, const coordinator::Node* node) {
+  registry.AddCollector([node](metrics::MetricsSink& out) {
+    const coordinator::NodeMetrics m = node->Metrics();
+    const auto gauge = [&out](const char* name, const char* help, double v) { out.GaugeSample(name, help, {}, v); };
+    gauge("cohort_coordinator_term", "Raft term", static_cast<double>(m.term));
+    gauge("cohort_coordinator_commit_index", "Raft commit index", static_cast<double>(m.commit_index));
+    gauge("cohort_coordinator_applied_index", "Index of the last entry applied to the state machine",
+          static_cast<double>(m.applied_index));
+    gauge("cohort_coordinator_last_index", "Index of the last entry in this node's log",
+          static_cast<double>(m.last_index));
+    gauge("cohort_coordinator_snapshot_index", "Index of the last snapshot", static_cast<double>(m.snapshot_index));
+    gauge("cohort_coordinator_is_leader", "1 when this node is the Raft leader", m.role == "leader" ? 1 : 0);
+    gauge("cohort_coordinator_leader_id", "The leader's node id as this node knows it (0: none)",
+          static_cast<double>(m.leader));
+    gauge("cohort_coordinator_epoch", "The job's membership epoch as this node applied it",
+          static_cast<double>(m.epoch));
+    for (const char* state : {"joining", "active", "failed", "left"}) {
+      auto it = m.members_by_state.find(state);
+      out.GaugeSample("cohort_coordinator_members", "Members of the job by state", {{"state", state}},
+                      it == m.members_by_state.end() ? 0 : it->second);
+    }
+    for (const auto& [method, r] : m.rpcs) {
+      out.CounterSample("cohort_coordinator_rpcs_total", "RPCs this node answered, by method", {{"method", method}},
+                        static_cast<double>(r.calls));
+      for (const auto& [code, n] : r.errors) {
+        out.CounterSample("cohort_coordinator_rpc_errors_total", "RPCs this node answered with an error",
+                          {{"method", method}, {"code", code}}, static_cast<double>(n));
+      }
+    }
+    out.SummarySample("cohort_coordinator_wal_sync_seconds", "WAL writes that end in fsync: time (write + fsync)",
+                      {}, m.wal_sync_seconds, m.wal_syncs);
+  });
+}
+
 }  // namespace
 
 int RunCoordinator(const CoordinatorCmdOptions& opt) {
@@ -94,6 +133,10 @@ int RunCoordinator(const CoordinatorCmdOptions& opt) {
   if (!peers.ok()) return Fail("coordinator", peers.status());
   Result<std::string> token = coordinator::ReadTokenFile(opt.token_file);
   if (!token.ok()) return Fail("coordinator", token.status());
+  if (Status m = CheckMetricsPort(opt.metrics_port); !m.ok()) {
+    std::cerr << "cohort coordinator: " << m.ToString() << "\n";
+    return 2;
+  }
   if (opt.tick_ms <= 0 || opt.heartbeat_ms <= 0 || opt.election_ms <= 0) {
     return Fail("coordinator", InvalidArgument("--tick-ms, --heartbeat-ms and --election-ms must be positive"));
   }
@@ -122,6 +165,22 @@ int RunCoordinator(const CoordinatorCmdOptions& opt) {
   Result<std::unique_ptr<coordinator::Node>> node = coordinator::Node::Start(std::move(no));
   if (!node.ok()) return Fail("coordinator", node.status());
   coordinator::Node* n = node->get();
+  // The Prometheus endpoint (--metrics-port), after the node it reads.
+  metrics::Registry registry;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (opt.metrics_port != kMetricsOff) {
+    registry.AddGauge("cohort_build_info", "Cohort's version; always 1",
+                      {{"version", COHORT_VERSION}, {"role", "coordinator"}, {"node", std::to_string(opt.id)}})
+        ->Set(1);
+    AddNodeCollector(registry, n);
+    auto served = ServeMetrics(&registry, opt.metrics_address, opt.metrics_port,
+                               "cohort coordinator " + std::to_string(opt.id));
+    if (!served.ok()) {
+      n->Shutdown();
+      return Fail("coordinator", served.status());
+    }
+    metrics_server = std::move(served).value();
+  }
   std::thread([set, n] {
     int sig = 0;
     sigwait(&set, &sig);
@@ -129,6 +188,7 @@ int RunCoordinator(const CoordinatorCmdOptions& opt) {
     n->Shutdown();
   }).detach();
   Status s = n->Wait();
+  metrics_server.reset();  // stops scrapes before the node they read goes
   n->Shutdown();
   if (!s.ok()) return Fail("coordinator", s);
   return 0;

@@ -22,6 +22,8 @@ struct CoordinatorCmdOptions {
   uint64_t snapshot_every = 10000;
   std::string log_level = "info";
   std::string tls_cert, tls_key, tls_ca;  // PEM files: all three for TLS, none for plaintext
+  int metrics_port = -1;                  // Prometheus endpoint: -1 off, 0 any free port
+  std::string metrics_address;            // its bind address (empty: 0.0.0.0)
 };
 // Runs until SIGINT/SIGTERM (exit 0) or a fatal storage error (exit 1).
 int RunCoordinator(const CoordinatorCmdOptions& opt);

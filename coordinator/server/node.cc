@@ -1,11 +1,13 @@
 #include "coordinator/server/node.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -451,6 +453,14 @@ struct Node::Impl {
   std::mutex view_mu;
   StatusView view;  // guarded by view_mu
 
+  // Counted for Metrics(): RPCs by the interceptor (gRPC threads), WAL syncs
+  // by the Raft thread.
+  void CountRpc(const std::string& method, const grpc::Status& s);
+  mutable std::mutex metrics_mu;
+  std::map<std::string, NodeMetrics::Rpc> rpcs;  // guarded by metrics_mu
+  uint64_t wal_syncs = 0;                        // guarded by metrics_mu
+  double wal_sync_seconds = 0;                   // guarded by metrics_mu
+
   // The services outlive the server that calls them (declared first).
   std::unique_ptr<pb::Raft::Service> raft_service;
   std::unique_ptr<pb::Coordinator::Service> client_service;
@@ -767,6 +777,60 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
 }  // namespace
 
+// ---- RPC counts (metrics) -----------------------------------------------------------
+
+namespace {
+
+const char* GrpcCodeName(grpc::StatusCode c) {
+  static const char* const kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                                       "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  const int i = static_cast<int>(c);
+  return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN";
+}
+
+// Counts every RPC the server answers, and its errors, by method.
+class RpcCounter final : public grpc::experimental::Interceptor {
+ public:
+  RpcCounter(Node::Impl* n, std::string method) : n_(n), method_(std::move(method)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    if (m->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      n_->CountRpc(method_, m->GetSendStatus());
+    }
+    m->Proceed();
+  }
+
+ private:
+  Node::Impl* n_;
+  std::string method_;
+};
+
+class RpcCounterFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RpcCounterFactory(Node::Impl* n) : n_(n) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    // "/cohort.coordinator.Coordinator/Put" -> "Coordinator/Put"
+    std::string m = info->method() != nullptr ? info->method() : "";
+    const size_t slash = m.rfind('/');
+    const size_t dot = m.rfind('.', slash);
+    if (slash != std::string::npos && dot != std::string::npos) m = m.substr(dot + 1);
+    return new RpcCounter(n_, std::move(m));
+  }
+
+ private:
+  Node::Impl* n_;
+};
+
+}  // namespace
+
+void Node::Impl::CountRpc(const std::string& method, const grpc::Status& s) {
+  std::lock_guard<std::mutex> lock(metrics_mu);
+  NodeMetrics::Rpc& r = rpcs[method];
+  ++r.calls;
+  if (!s.ok()) ++r.errors[GrpcCodeName(s.error_code())];
+}
+
 // ---- The Raft thread ----------------------------------------------------------------
 
 Status Node::Impl::NotLeader() const {
@@ -1002,7 +1066,13 @@ Status Node::Impl::RunRound(bool tick) {
       }
     }
     // 2. Persist before anything else leaves this node (votes and acks promise it).
+    const Clock::time_point save_start = Clock::now();
     Status s = wal->Save(rd.hard_state, rd.entries, rd.snapshot, rd.MustSync());
+    if (rd.MustSync()) {
+      std::lock_guard<std::mutex> lock(metrics_mu);
+      ++wal_syncs;
+      wal_sync_seconds += std::chrono::duration<double>(Clock::now() - save_start).count();
+    }
     if (!s.ok()) return s.WithContext("WAL write in " + opt.data_dir);
     for (raft::Message& m : after_sync) Send(std::move(m));
     // 3. Apply.
@@ -1180,6 +1250,9 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              static_cast<int>(limits::kPeerKeepalive.count() / 2));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<RpcCounterFactory>(raw));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(impl->raft_service.get());
   builder.RegisterService(impl->client_service.get());
   impl->server = builder.BuildAndStart();
@@ -1223,6 +1296,28 @@ void Node::Shutdown() {
 }
 
 const std::string& Node::address() const { return impl_->bound_address; }
+
+NodeMetrics Node::Metrics() const {
+  NodeMetrics m;
+  {
+    std::lock_guard<std::mutex> lock(impl_->view_mu);
+    const StatusView& v = impl_->view;
+    m.role = v.role;
+    m.leader = v.leader;
+    m.term = v.term;
+    m.commit_index = v.commit;
+    m.applied_index = v.applied;
+    m.last_index = v.last;
+    m.snapshot_index = v.snapshot;
+    m.epoch = v.job.epoch();
+    for (const pb::MemberInfo& mi : v.job.members()) ++m.members_by_state[mi.state()];
+  }
+  std::lock_guard<std::mutex> lock(impl_->metrics_mu);
+  m.rpcs = impl_->rpcs;
+  m.wal_syncs = impl_->wal_syncs;
+  m.wal_sync_seconds = impl_->wal_sync_seconds;
+  return m;
+}
 
 Status Node::Wait() {
   std::unique_lock<std::mutex> lock(impl_->mu);

@@ -82,6 +82,23 @@ Result<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& spec);
 // NotFound / InvalidArgument (empty or over limits::kMaxTokenBytes).
 Result<std::string> ReadTokenFile(const std::string& path);
 
+// A node's numbers for its metrics endpoint (tools/coordinator_cmd.cc):
+// copied out at the time of the call.
+struct NodeMetrics {
+  std::string role;      // follower | candidate | leader (raft::RoleName)
+  raft::NodeId leader = 0;  // 0: none known
+  uint64_t term = 0, commit_index = 0, applied_index = 0, last_index = 0, snapshot_index = 0;
+  uint64_t epoch = 0;                          // the job's epoch as this node applied it
+  std::map<std::string, int> members_by_state;  // joining | active | failed | left -> count
+  struct Rpc {
+    uint64_t calls = 0;
+    std::map<std::string, uint64_t> errors;  // gRPC code name (e.g. PERMISSION_DENIED) -> count
+  };
+  std::map<std::string, Rpc> rpcs;  // "Service/Method" (e.g. "Coordinator/Put") -> counts, since start
+  uint64_t wal_syncs = 0;           // WAL writes that ended in fsync
+  double wal_sync_seconds = 0;      // their total time (write + fsync)
+};
+
 class Node {
  public:
   // Validates the options, recovers the WAL in options.data_dir (DataLoss
@@ -102,6 +119,8 @@ class Node {
   // The address the server listens on, with the port the system chose when
   // the listen address asked for port 0 (host:0; single-node groups only).
   const std::string& address() const;
+  // Thread-safe; cheap (a copy of the last published view and counters).
+  NodeMetrics Metrics() const;
 
   struct Impl;
 
