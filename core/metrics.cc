@@ -53,11 +53,12 @@ class Assembler final : public MetricsSink {
                      double value) override {
     Line(Get(name, help, MetricType::kCounter), name, labels, value);
   }
-  void GaugeSample(const std::string& name, const std::string& help, const Labels& labels, double value) override {
+  void GaugeSample(const std::string& name, const std::string& help, const Labels& labels,
+                   double value) override {
     Line(Get(name, help, MetricType::kGauge), name, labels, value);
   }
-  void SummarySample(const std::string& name, const std::string& help, const Labels& labels, double sum,
-                     uint64_t count) override {
+  void SummarySample(const std::string& name, const std::string& help, const Labels& labels,
+                     double sum, uint64_t count) override {
     Text& t = Get(name, help, MetricType::kSummary);
     Line(t, name + "_sum", labels, sum);
     Line(t, name + "_count", labels, static_cast<double>(count));
@@ -81,7 +82,8 @@ class Assembler final : public MetricsSink {
       it->second.type = type;
     }
     COHORT_CHECK(it->second.type == type)
-        << "metric " << name << " is a " << TypeName(it->second.type) << " and a " << TypeName(type);
+        << "metric " << name << " is a " << TypeName(it->second.type) << " and a "
+        << TypeName(type);
     return it->second;
   }
   static void Line(Text& t, const std::string& name, const Labels& labels, double v) {
@@ -113,8 +115,8 @@ Registry::Series* Registry::Find(const std::string& name, const std::string& hel
     f.help = help;
     f.type = type;
   }
-  COHORT_CHECK(f.type == type) << "metric " << name << " registered as a " << TypeName(f.type) << " and a "
-                               << TypeName(type);
+  COHORT_CHECK(f.type == type) << "metric " << name << " registered as a " << TypeName(f.type)
+                               << " and a " << TypeName(type);
   for (auto& s : f.series) {
     if (s->labels == labels) return s.get();
   }
@@ -135,7 +137,8 @@ Registry::Series* Registry::Find(const std::string& name, const std::string& hel
   return f.series.back().get();
 }
 
-Counter* Registry::AddCounter(const std::string& name, const std::string& help, const Labels& labels) {
+Counter* Registry::AddCounter(const std::string& name, const std::string& help,
+                              const Labels& labels) {
   return Find(name, help, MetricType::kCounter, labels)->counter.get();
 }
 
@@ -143,7 +146,8 @@ Gauge* Registry::AddGauge(const std::string& name, const std::string& help, cons
   return Find(name, help, MetricType::kGauge, labels)->gauge.get();
 }
 
-Summary* Registry::AddSummary(const std::string& name, const std::string& help, const Labels& labels) {
+Summary* Registry::AddSummary(const std::string& name, const std::string& help,
+                              const Labels& labels) {
   return Find(name, help, MetricType::kSummary, labels)->summary.get();
 }
 

@@ -74,10 +74,12 @@ class Summary {
 class MetricsSink {
  public:
   virtual ~MetricsSink() = default;
-  virtual void CounterSample(const std::string& name, const std::string& help, const Labels& labels, double value) = 0;
-  virtual void GaugeSample(const std::string& name, const std::string& help, const Labels& labels, double value) = 0;
-  virtual void SummarySample(const std::string& name, const std::string& help, const Labels& labels, double sum,
-                       uint64_t count) = 0;
+  virtual void CounterSample(const std::string& name, const std::string& help, const Labels& labels,
+                             double value) = 0;
+  virtual void GaugeSample(const std::string& name, const std::string& help, const Labels& labels,
+                           double value) = 0;
+  virtual void SummarySample(const std::string& name, const std::string& help, const Labels& labels,
+                             double sum, uint64_t count) = 0;
 };
 
 class Registry {
@@ -89,9 +91,12 @@ class Registry {
   // Returns the metric with this name and labels, registering it on first
   // use (the help text of the first registration stays). Owned by the
   // registry.
-  metrics::Counter* AddCounter(const std::string& name, const std::string& help, const Labels& labels = {});
-  metrics::Gauge* AddGauge(const std::string& name, const std::string& help, const Labels& labels = {});
-  metrics::Summary* AddSummary(const std::string& name, const std::string& help, const Labels& labels = {});
+  metrics::Counter* AddCounter(const std::string& name, const std::string& help,
+                               const Labels& labels = {});
+  metrics::Gauge* AddGauge(const std::string& name, const std::string& help,
+                           const Labels& labels = {});
+  metrics::Summary* AddSummary(const std::string& name, const std::string& help,
+                               const Labels& labels = {});
 
   // Called at every scrape (on the scraping thread, without the registry's
   // lock held: it must be thread-safe itself, and may not call Add* or
@@ -117,11 +122,12 @@ class Registry {
     MetricType type = MetricType::kGauge;
     std::vector<std::unique_ptr<Series>> series;
   };
-  Series* Find(const std::string& name, const std::string& help, MetricType type, const Labels& labels);
+  Series* Find(const std::string& name, const std::string& help, MetricType type,
+               const Labels& labels);
 
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;  // guarded by mu_
-  std::vector<Collector> collectors_;      // guarded by mu_
+  std::vector<Collector> collectors_;       // guarded by mu_
 };
 
 // Exposition helpers, exposed for tests.

@@ -110,10 +110,13 @@ HttpResponse AnswerRequest(std::string_view head, const Registry& registry) {
   const std::string_view target = rl.substr(sp1 + 1, sp2 - sp1 - 1);
   const std::string_view version = rl.substr(sp2 + 1);
   if (!AllToken(method)) return Error(400, "bad method");
-  if (version != "HTTP/1.1" && version != "HTTP/1.0") return Error(400, "only HTTP/1.0 and HTTP/1.1 are served");
-  if (target.empty() || target[0] != '/') return Error(400, "the target must be a path starting with '/'");
+  if (version != "HTTP/1.1" && version != "HTTP/1.0")
+    return Error(400, "only HTTP/1.0 and HTTP/1.1 are served");
+  if (target.empty() || target[0] != '/')
+    return Error(400, "the target must be a path starting with '/'");
   for (char c : target) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return Error(400, "control character in the target");
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return Error(400, "control character in the target");
   }
   for (size_t i = 1; i < lines.size(); ++i) {
     const size_t colon = lines[i].find(':');
@@ -141,27 +144,31 @@ std::string SerializeResponse(const HttpResponse& r) {
   return out;
 }
 
-Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry* registry, MetricsServerOptions options) {
+Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry* registry,
+                                                            MetricsServerOptions options) {
   COHORT_CHECK(registry != nullptr);
   if (options.port < 0 || options.port > kMaxPort) {
     return InvalidArgument("metrics port " + std::to_string(options.port) + " is outside 0.." +
                            std::to_string(kMaxPort));
   }
   if (options.max_connections < 1 || options.max_request_bytes < 16) {
-    return InvalidArgument("metrics server: max_connections must be >= 1 and max_request_bytes >= 16");
+    return InvalidArgument(
+        "metrics server: max_connections must be >= 1 and max_request_bytes >= 16");
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST;  // no DNS: a lookup could hang start-up
+  hints.ai_flags =
+      AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST;  // no DNS: a lookup could hang start-up
   addrinfo* found = nullptr;
   const std::string port_text = std::to_string(options.port);
   const std::string host = options.address == "localhost" ? "127.0.0.1" : options.address;
   const int gai = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &found);
   if (gai != 0 || found == nullptr) {
-    return InvalidArgument("metrics address '" + options.address +
-                           "' is not a numeric IPv4 or IPv6 address (e.g. 0.0.0.0, 127.0.0.1, ::): " +
-                           ::gai_strerror(gai));
+    return InvalidArgument(
+        "metrics address '" + options.address +
+        "' is not a numeric IPv4 or IPv6 address (e.g. 0.0.0.0, 127.0.0.1, ::): " +
+        ::gai_strerror(gai));
   }
   const std::string where = options.address + ":" + port_text;
   int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -170,7 +177,8 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry* regi
     return Unavailable("metrics server: socket(): " + std::string(std::strerror(errno)));
   }
   const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // restart within TIME_WAIT; still one listener
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+               sizeof(one));  // restart within TIME_WAIT; still one listener
   const int bound = ::bind(fd, found->ai_addr, found->ai_addrlen);
   const int bind_errno = errno;
   ::freeaddrinfo(found);
@@ -178,7 +186,9 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry* regi
     const int e = bound != 0 ? bind_errno : errno;
     ::close(fd);
     return Unavailable("cannot serve metrics on " + where + ": " + std::strerror(e) +
-                       (e == EADDRINUSE ? " (another process has the port; pick another or 0 for any free one)" : ""));
+                       (e == EADDRINUSE
+                            ? " (another process has the port; pick another or 0 for any free one)"
+                            : ""));
   }
   SetNonBlocking(fd);
   sockaddr_storage ss{};
@@ -191,14 +201,19 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry* regi
     ::close(fd);
     return Unavailable("metrics server: eventfd(): " + std::string(std::strerror(errno)));
   }
-  auto server = std::unique_ptr<MetricsServer>(new MetricsServer(registry, std::move(options), fd, stop_fd, port));
+  auto server = std::unique_ptr<MetricsServer>(
+      new MetricsServer(registry, std::move(options), fd, stop_fd, port));
   server->thread_ = std::thread([s = server.get()] { s->Loop(); });
   return server;
 }
 
-MetricsServer::MetricsServer(const Registry* registry, MetricsServerOptions options, int listen_fd, int stop_fd,
-                             int port)
-    : registry_(registry), options_(std::move(options)), listen_fd_(listen_fd), stop_fd_(stop_fd), port_(port) {}
+MetricsServer::MetricsServer(const Registry* registry, MetricsServerOptions options, int listen_fd,
+                             int stop_fd, int port)
+    : registry_(registry),
+      options_(std::move(options)),
+      listen_fd_(listen_fd),
+      stop_fd_(stop_fd),
+      port_(port) {}
 
 MetricsServer::~MetricsServer() { Stop(); }
 
@@ -215,8 +230,8 @@ void MetricsServer::Stop() {
 
 std::string MetricsServer::url() const {
   const bool v6 = options_.address.find(':') != std::string::npos;
-  return "http://" + (v6 ? "[" + options_.address + "]" : options_.address) + ":" + std::to_string(port_) +
-         "/metrics";
+  return "http://" + (v6 ? "[" + options_.address + "]" : options_.address) + ":" +
+         std::to_string(port_) + "/metrics";
 }
 
 void MetricsServer::Loop() {
@@ -227,7 +242,8 @@ void MetricsServer::Loop() {
     const Clock::time_point now = Clock::now();
     int timeout_ms = -1;
     for (const Conn& c : conns) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count() + 1;
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count() + 1;
       const int l = static_cast<int>(std::max<int64_t>(0, left));
       timeout_ms = timeout_ms < 0 ? l : std::min(timeout_ms, l);
     }
@@ -236,7 +252,8 @@ void MetricsServer::Loop() {
     const bool accepting = static_cast<int>(conns.size()) < options_.max_connections;
     fds.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});
     for (const Conn& c : conns) {
-      fds.push_back({c.fd, static_cast<short>(c.state == Conn::State::kWriting ? POLLOUT : POLLIN), 0});
+      fds.push_back(
+          {c.fd, static_cast<short>(c.state == Conn::State::kWriting ? POLLOUT : POLLIN), 0});
     }
     const int n = ::poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) break;
@@ -253,7 +270,8 @@ void MetricsServer::Loop() {
         c.deadline = t + options_.write_timeout;
       };
       if (c.state == Conn::State::kReading && (ev & (POLLIN | POLLHUP | POLLERR))) {
-        const size_t room = options_.max_request_bytes + 1 - std::min(c.in.size(), options_.max_request_bytes);
+        const size_t room =
+            options_.max_request_bytes + 1 - std::min(c.in.size(), options_.max_request_bytes);
         const ssize_t got = ::recv(c.fd, buf, std::min(sizeof(buf), room), 0);
         if (got > 0) {
           c.in.append(buf, static_cast<size_t>(got));
@@ -261,14 +279,16 @@ void MetricsServer::Loop() {
           if (end != std::string::npos && end <= options_.max_request_bytes) {
             respond(AnswerRequest(std::string_view(c.in).substr(0, end), *registry_));
           } else if (c.in.size() > options_.max_request_bytes) {
-            respond(Error(400, "request over " + std::to_string(options_.max_request_bytes) + " bytes"));
+            respond(Error(400,
+                          "request over " + std::to_string(options_.max_request_bytes) + " bytes"));
           }
         } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
           c.state = Conn::State::kLingering;  // the client left: close below
           c.deadline = t;
         }
       } else if (c.state == Conn::State::kWriting && (ev & (POLLOUT | POLLHUP | POLLERR))) {
-        const ssize_t put = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+        const ssize_t put =
+            ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
         if (put > 0) c.sent += static_cast<size_t>(put);
         if (c.sent == c.out.size() || (put < 0 && errno != EAGAIN && errno != EINTR)) {
           ::shutdown(c.fd, SHUT_WR);
@@ -278,23 +298,27 @@ void MetricsServer::Loop() {
       } else if (c.state == Conn::State::kLingering && (ev & (POLLIN | POLLHUP | POLLERR))) {
         const ssize_t got = ::recv(c.fd, buf, sizeof(buf), 0);
         if (got > 0) c.drained += static_cast<size_t>(got);
-        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR) || c.drained > kMaxLingerBytes) {
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR) ||
+            c.drained > kMaxLingerBytes) {
           c.deadline = t;  // done: close below
         }
       }
       if (t >= c.deadline) {
         if (c.state == Conn::State::kReading) {
-          respond(Error(408, "no complete request within " + std::to_string(options_.read_timeout.count()) + " ms"));
+          respond(Error(408, "no complete request within " +
+                                 std::to_string(options_.read_timeout.count()) + " ms"));
         } else {
           ::close(c.fd);
           c.fd = -1;
         }
       }
     }
-    conns.erase(std::remove_if(conns.begin(), conns.end(), [](const Conn& c) { return c.fd < 0; }), conns.end());
+    conns.erase(std::remove_if(conns.begin(), conns.end(), [](const Conn& c) { return c.fd < 0; }),
+                conns.end());
     while (static_cast<int>(conns.size()) < options_.max_connections) {
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) break;  // EAGAIN: none waiting (errors such as ECONNABORTED: try again next round)
+      if (fd < 0)
+        break;  // EAGAIN: none waiting (errors such as ECONNABORTED: try again next round)
       Conn c;
       c.fd = fd;
       c.deadline = Clock::now() + options_.read_timeout;

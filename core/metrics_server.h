@@ -27,7 +27,8 @@ namespace cohort::metrics {
 // Defaults and bounds (STYLE.md #14).
 inline constexpr char kDefaultMetricsAddress[] = "0.0.0.0";
 inline constexpr size_t kMaxRequestBytes = 8 * 1024;  // request line and headers
-inline constexpr std::chrono::milliseconds kReadTimeout{5000};   // from accept to the end of the headers
+inline constexpr std::chrono::milliseconds kReadTimeout{
+    5000};  // from accept to the end of the headers
 inline constexpr std::chrono::milliseconds kWriteTimeout{5000};  // to send one response
 // After the response, unread input is drained this long (or up to
 // kMaxLingerBytes) before close, so that closing does not reset the
@@ -69,7 +70,8 @@ class MetricsServer {
   // numeric; Unavailable naming address:port when it cannot be bound (in
   // use, or not an address of this host). `registry` is not owned and must
   // outlive the server.
-  static Result<std::unique_ptr<MetricsServer>> Start(const Registry* registry, MetricsServerOptions options);
+  static Result<std::unique_ptr<MetricsServer>> Start(const Registry* registry,
+                                                      MetricsServerOptions options);
   ~MetricsServer();  // Stop()
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -83,7 +85,8 @@ class MetricsServer {
   std::string url() const;
 
  private:
-  MetricsServer(const Registry* registry, MetricsServerOptions options, int listen_fd, int stop_fd, int port);
+  MetricsServer(const Registry* registry, MetricsServerOptions options, int listen_fd, int stop_fd,
+                int port);
   void Loop();
 
   const Registry* registry_;

@@ -1,5 +1,7 @@
 // The metrics registry, its Prometheus text exposition (golden text), and the
 // HTTP endpoint over real sockets on 127.0.0.1.
+#include "core/metrics.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -14,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include "core/metrics.h"
 #include "core/metrics_server.h"
 
 namespace cohort::metrics {
@@ -22,16 +23,23 @@ namespace {
 
 TEST(Metrics, ExpositionGolden) {
   Registry r;
-  r.AddCounter("app_requests_total", "Requests served", {{"method", "GET"}, {"path", "/a\"b\\c\nd"}})->Inc(3);
-  r.AddCounter("app_requests_total", "ignored: first help wins", {{"method", "POST"}, {"path", "/"}})->Inc(0.5);
+  r.AddCounter("app_requests_total", "Requests served",
+               {{"method", "GET"}, {"path", "/a\"b\\c\nd"}})
+      ->Inc(3);
+  r.AddCounter("app_requests_total", "ignored: first help wins",
+               {{"method", "POST"}, {"path", "/"}})
+      ->Inc(0.5);
   r.AddGauge("app_temperature", "Line one\nline two with \\ backslash")->Set(-2.25);
   Summary* s = r.AddSummary("app_latency_seconds", "Latency", {{"op", "read"}});
   s->Observe(0.5);
   s->Observe(1.0);
   r.AddCollector([](MetricsSink& out) {
-    out.GaugeSample("app_breaker_state", "Breaker per worker (0 closed, 1 open)", {{"worker", "w1"}}, 1);
-    out.GaugeSample("app_breaker_state", "Breaker per worker (0 closed, 1 open)", {{"worker", "w0"}}, 0);
-    out.CounterSample("app_requests_total", "from a collector", {{"method", "PUT"}, {"path", "/x"}}, 7);
+    out.GaugeSample("app_breaker_state", "Breaker per worker (0 closed, 1 open)",
+                    {{"worker", "w1"}}, 1);
+    out.GaugeSample("app_breaker_state", "Breaker per worker (0 closed, 1 open)",
+                    {{"worker", "w0"}}, 0);
+    out.CounterSample("app_requests_total", "from a collector", {{"method", "PUT"}, {"path", "/x"}},
+                      7);
   });
   const std::string expected =
       "# HELP app_breaker_state Breaker per worker (0 closed, 1 open)\n"
@@ -143,12 +151,14 @@ TEST(MetricsHttp, AnswerRequest) {
   EXPECT_EQ(AnswerRequest("GET / HTTP/1.1\r\n\r\n", r).code, 404);
   EXPECT_EQ(AnswerRequest("GET /metricsx HTTP/1.1\r\n\r\n", r).code, 404);
   EXPECT_EQ(AnswerRequest("POST /metrics HTTP/1.1\r\n\r\n", r).code, 405);
-  EXPECT_NE(SerializeResponse(AnswerRequest("POST /metrics HTTP/1.1\r\n\r\n", r)).find("Allow: GET, HEAD\r\n"),
+  EXPECT_NE(SerializeResponse(AnswerRequest("POST /metrics HTTP/1.1\r\n\r\n", r))
+                .find("Allow: GET, HEAD\r\n"),
             std::string::npos);
-  for (const char* bad : {"\r\n\r\n", "GET /metrics\r\n\r\n", "GET  /metrics HTTP/1.1\r\n\r\n",
-                          "GET /metrics HTTP/2.0\r\n\r\n", "GET metrics HTTP/1.1\r\n\r\n",
-                          "G(T /metrics HTTP/1.1\r\n\r\n", "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
-                          "GET /metrics HTTP/1.1\r\n: empty name\r\n\r\n", "GET /met\x01rics HTTP/1.1\r\n\r\n"}) {
+  for (const char* bad :
+       {"\r\n\r\n", "GET /metrics\r\n\r\n", "GET  /metrics HTTP/1.1\r\n\r\n",
+        "GET /metrics HTTP/2.0\r\n\r\n", "GET metrics HTTP/1.1\r\n\r\n",
+        "G(T /metrics HTTP/1.1\r\n\r\n", "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\n: empty name\r\n\r\n", "GET /met\x01rics HTTP/1.1\r\n\r\n"}) {
     EXPECT_EQ(AnswerRequest(bad, r).code, 400) << bad;
   }
 }
@@ -197,7 +207,9 @@ std::string Exchange(int port, const std::string& request) {
   return out;
 }
 
-std::string StatusLine(const std::string& response) { return response.substr(0, response.find("\r\n")); }
+std::string StatusLine(const std::string& response) {
+  return response.substr(0, response.find("\r\n"));
+}
 
 std::string Body(const std::string& response) {
   const size_t at = response.find("\r\n\r\n");
@@ -233,10 +245,12 @@ TEST_F(ServerTest, GetMetrics) {
   steps_->Inc(5);
   const std::string resp = Exchange(port_, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
   EXPECT_EQ(StatusLine(resp), "HTTP/1.1 200 OK");
-  EXPECT_NE(resp.find("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(resp.find("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            std::string::npos);
   EXPECT_NE(resp.find("\r\nConnection: close\r\n"), std::string::npos);
   const std::string body = Body(resp);
-  EXPECT_NE(resp.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n"), std::string::npos);
+  EXPECT_NE(resp.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n"),
+            std::string::npos);
   EXPECT_EQ(body, "# HELP steps_total Steps\n# TYPE steps_total counter\nsteps_total 5\n");
   steps_->Inc();
   EXPECT_EQ(Body(Exchange(port_, "GET /metrics HTTP/1.0\r\n\r\n")),
@@ -258,7 +272,8 @@ TEST_F(ServerTest, OtherPathIs404) {
 }
 
 TEST_F(ServerTest, MalformedIs400AndClosed) {
-  const std::string resp = Exchange(port_, "HELLO\r\n\r\n");  // ReadAll returns only once the server closed
+  const std::string resp =
+      Exchange(port_, "HELLO\r\n\r\n");  // ReadAll returns only once the server closed
   EXPECT_EQ(StatusLine(resp), "HTTP/1.1 400 Bad Request");
   EXPECT_NE(resp.find("\r\nConnection: close\r\n"), std::string::npos);
 }
@@ -289,7 +304,9 @@ TEST_F(ServerTest, ConcurrentScrapesWhileAClientStalls) {
       for (int k = 0; k < kEach; ++k) {
         steps_->Inc();
         const std::string resp = Exchange(port_, "GET /metrics HTTP/1.1\r\n\r\n");
-        if (StatusLine(resp) == "HTTP/1.1 200 OK" && Body(resp).find("steps_total ") != std::string::npos) ++ok;
+        if (StatusLine(resp) == "HTTP/1.1 200 OK" &&
+            Body(resp).find("steps_total ") != std::string::npos)
+          ++ok;
       }
     });
   }
@@ -305,7 +322,8 @@ TEST_F(ServerTest, PortInUseIsUnavailable) {
   auto second = MetricsServer::Start(&registry_, o);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(second.status().message().find("127.0.0.1:" + std::to_string(port_)), std::string::npos);
+  EXPECT_NE(second.status().message().find("127.0.0.1:" + std::to_string(port_)),
+            std::string::npos);
   EXPECT_NE(second.status().message().find("in use"), std::string::npos);
 }
 
