@@ -179,6 +179,40 @@ fi
 rc=0
 wait "$LPID" || rc=$?
 ((rc == 0)) && pass "launch --metrics-port 0 exits 0" || fail "launch exited $rc: $(tail -5 "$WORK/launch.err")"
+# kill -9 of one of 3 workers: the survivors count the recovery and the new epoch.
+source "$(dirname "$0")/../elastic/lib_elastic.sh"
+small_config "$WORK/rec.yaml" 4000 96
+timeout 300 "$COHORT" launch --nproc 3 --min 2 --metrics-port 0 -- "$COHORT" train --config "$WORK/rec.yaml" \
+  > "$WORK/rec.out" 2> "$WORK/rec.err" &
+LPID=$!
+BG+=($LPID)
+if URLS=$(wait_urls "$WORK/rec.err" 3); then
+  for u in $URLS; do $SCRAPE grow "$u" cohort_train_steps_total --timeout 120 > /dev/null || fail "recovery: $u: no steps"; done
+  victim=$(worker_pids "$LPID" | tail -n 1)
+  kill -9 "$victim"
+  recovered=0
+  for u in $URLS; do
+    if $SCRAPE until "$u" cohort_train_recoveries_total 1 --timeout 60 > "$WORK/rgrow.json" 2> "$WORK/rgrow.err"; then
+      python3 - "$WORK/rgrow.json" "$u" <<'EOF2' && recovered=$((recovered + 1)) || fail "recovery: $u: metrics after the kill"
+import json, sys
+last = json.load(open(sys.argv[1]))["last"]
+assert last["cohort_train_recoveries_total"] == 1, last["cohort_train_recoveries_total"]
+assert last["cohort_train_epoch"] >= 2 and last["cohort_train_world_size"] == 2, last
+print(f"ok: recovery: {sys.argv[2]}: recoveries_total 1, epoch {last['cohort_train_epoch']:.0f}, world size 2")
+EOF2
+    elif ! grep -q "Connection refused" "$WORK/rgrow.err"; then  # refused: the killed worker's endpoint
+      fail "recovery: $u: $(tail -1 "$WORK/rgrow.err")"
+    fi
+  done
+  ((recovered == 2)) && pass "kill -9 of one of 3 workers: both survivors count 1 recovery" \
+    || fail "survivors that counted the recovery: $recovered (want 2)"
+else
+  fail "recovery: workers printed no metrics URLs: $(tail -5 "$WORK/rec.err")"
+fi
+rc=0
+wait "$LPID" || rc=$?
+((rc == 0)) && pass "launch after the kill exits 0" || fail "launch after the kill exited $rc: $(tail -5 "$WORK/rec.err")"
+
 rc=0
 "$COHORT" launch --nproc 2 --metrics-port 65535 -- "$COHORT" train --config "$WORK/short.yaml" > /dev/null 2> "$WORK/lr.err" || rc=$?
 ((rc == 2)) && grep -q "65535 + local rank 1 = 65536 is over 65535" "$WORK/lr.err" \

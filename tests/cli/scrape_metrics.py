@@ -7,6 +7,9 @@
   scrape_metrics.py grow URL SERIES [--timeout S]
       Scrapes every 100 ms until SERIES is larger than in the first scrape
       (or S seconds pass: exit 1); prints {"first": {...}, "last": {...}}.
+  scrape_metrics.py until URL SERIES MIN [--timeout S]
+      Scrapes every 100 ms until SERIES is at least MIN (or S seconds pass:
+      exit 1); prints {"last": {...}}.
   scrape_metrics.py raw HOST PORT REQUEST
       Sends REQUEST (Python escapes such as \\r\\n are decoded) on one
       connection and prints the status line of the answer, then whether the
@@ -110,6 +113,18 @@ def main(argv):
                 return
             if time.monotonic() > deadline:
                 die(f"{url}: {series} did not grow in {timeout} s (first {first.get(series)}, last {last.get(series)})")
+            time.sleep(0.1)
+    if len(argv) >= 4 and argv[0] == "until":
+        url, series, least = argv[1], argv[2], float(argv[3])
+        timeout = float(argv[argv.index("--timeout") + 1]) if "--timeout" in argv else 60.0
+        deadline = time.monotonic() + timeout
+        while True:
+            last = scrape(url)
+            if last.get(series, float("-inf")) >= least:
+                print(json.dumps({"last": last}, sort_keys=True))
+                return
+            if time.monotonic() > deadline:
+                die(f"{url}: {series} did not reach {least} in {timeout} s (last {last.get(series)})")
             time.sleep(0.1)
     if len(argv) == 4 and argv[0] == "raw":
         host, port = argv[1], int(argv[2])
