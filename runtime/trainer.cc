@@ -334,7 +334,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   const double start = Now();
   double last_report = start, sync_at_report = sync_base;
   int64_t step_at_report = 0;
-  // Bytes one gradient sync reduces (StepStats), and how many ranks share it.
+  // Bytes one gradient sync reduces (StepStats): the flat buffer, loss slot included (ZeRO 0).
   const int64_t sync_bytes =
       sync_ ? (params_.numel() + 1) * (config_.train.compression == DType::kF32 ? 4 : 2) : params_.numel() * 4;
   for (int64_t i = 0; i < steps; ++i, ++step_) {
