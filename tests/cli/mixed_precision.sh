@@ -7,26 +7,10 @@
 #   but not on them (the 16-bit path is really used);
 # - fp16 with a huge initial loss scale skips its first steps, backs off, and
 #   then trains (100 steps, where this model's loss falls to about 0.6x);
-# - bf16 on 2 ranks (and with ZeRO-1, and tensor parallel 2) gives the same
-#   parameters on both ranks and matches 1 rank with the same global batch;
-# - fp16 under ZeRO-1 agrees on overflow: both ranks skip the same steps.
-# Runs use --backend mpi: the auto backend's set-up costs ~4 s per 2-rank run.
+# - the fp16 loss scaler's state is checkpointed and restored.
+# Two ranks: mixed_precision_np2.sh.
 source "$(dirname "$0")/lib.sh" "$@"
-DIFF=$(dirname "$COHORT")/params_diff
-
-run() {  # name np config [--save-params path]
-  local name=$1 np=$2 cfg=$3 save=${4:-$WORK/$1.safetensors}
-  $MPIRUN -np "$np" "$COHORT" train --config "$cfg" --backend mpi --save-params "$save" \
-    > "$WORK/$name.out" 2> "$WORK/$name.err" || { cat "$WORK/$name.err" >&2; fail "$name: run failed"; return 1; }
-}
-field() { tail -1 "$WORK/$1.out" | sed -E "s/.*\"$2\":\"?([0-9A-Za-z.eE+-]+)\"?.*/\\1/"; }
-losses() { sed -nE 's/^step +([0-9]+)\/[0-9]+ +loss +([0-9.]+).*/\1 \2/p' "$WORK/$1.out"; }
-config() {  # file precision [extra train lines]
-  small_config "$1" 25 128
-  sed -i 's/activation: relu/activation: gelu/; s/log_every: 5/log_every: 1/' "$1"
-  [[ -n $2 ]] && sed -i "s/^train:/train:\n  precision: $2/" "$1"
-  if [[ -n ${3:-} ]]; then sed -i "s/^train:/train:\n$3/" "$1"; fi
-}
+source "$(dirname "$0")/lib_mixed.sh"
 
 config "$WORK/default.yaml" ""
 config "$WORK/fp32.yaml" fp32
@@ -81,29 +65,27 @@ if run huge 1 "$WORK/huge.yaml"; then
     || fail "fp16 from scale 2^32: skipped $skipped, scale $scale, loss ratio $ratio"
 fi
 
-# Two ranks: bf16 data parallel, bf16 ZeRO-1, bf16 tensor parallel 2, each
-# against 1 rank. Every rank writes its parameters ({rank}); the replicas must
-# be identical. Another summation order (two half batches plus an all-reduce,
-# or split GEMMs) moves an fp32 value by ~1e-7, which now and then flips its
-# bf16 rounding by one unit (2^-9), so the bound against 1 rank is u (2e-3),
-# not fp32's 1e-5; measured: 2.7e-4 (data parallel, ZeRO-1), 7.5e-5 (tensor).
-config "$WORK/zero.yaml" bf16; printf 'parallel:\n  zero: 1\n' >> "$WORK/zero.yaml"
-config "$WORK/tp.yaml" bf16; printf 'parallel:\n  tensor: 2\n' >> "$WORK/tp.yaml"
-for c in bf16 zero tp; do
-  run "np2-$c" 2 "$WORK/$c.yaml" "$WORK/np2-$c.r{rank}.safetensors" || continue
-  "$DIFF" "$WORK/np2-$c.r0.safetensors" "$WORK/np2-$c.r1.safetensors" 0 > /dev/null \
-    && pass "bf16 $c, 2 ranks: both ranks hold the same parameters (bitwise)" || fail "bf16 $c: ranks diverged"
-  "$DIFF" "$WORK/bf16.safetensors" "$WORK/np2-$c.r0.safetensors" 2e-3 \
-    && pass "bf16 $c, 2 ranks == 1 rank with the same global batch (rtol 2e-3)" || fail "bf16 $c: 2 ranks diverge from 1 rank"
-done
-
-# fp16 under ZeRO-1: each rank unscales only its half of the gradients, so
-# the ranks must agree on overflow explicitly or they would diverge.
-cp "$WORK/huge.yaml" "$WORK/huge-zero.yaml"; printf 'parallel:\n  zero: 1\n' >> "$WORK/huge-zero.yaml"
-if run huge-zero 2 "$WORK/huge-zero.yaml" "$WORK/huge-zero.r{rank}.safetensors"; then
-  "$DIFF" "$WORK/huge-zero.r0.safetensors" "$WORK/huge-zero.r1.safetensors" 0 > /dev/null \
-    && pass "fp16 ZeRO-1 from scale 2^32: both ranks agree ($(field huge-zero skipped_steps) skipped)" \
-    || fail "fp16 ZeRO-1: ranks diverged"
-  (($(field huge-zero skipped_steps) > 0)) || fail "fp16 ZeRO-1: no step skipped"
+# The loss scaler's state travels in checkpoints: 5 steps (all skipped, the
+# scale backs off to 2^27), then a resume to 100 steps gives bitwise the
+# uninterrupted run, final scale included (restarting from 2^32 would skip 5
+# more steps and end elsewhere). A checkpoint without scaler state (written by
+# an fp32 run, as by builds before it existed) still loads.
+cp "$WORK/huge.yaml" "$WORK/huge-ck.yaml"; printf 'checkpoint:\n  dir: %s\n  every: 5\n' "$WORK/ck" >> "$WORK/huge-ck.yaml"
+if run huge-ck5 1 "$WORK/huge-ck.yaml" "$WORK/unused.safetensors" --steps 5 && run huge-ck 1 "$WORK/huge-ck.yaml"; then
+  grep -q "resumed from $WORK/ck/step-000000005" "$WORK/huge-ck.out" || fail "fp16 checkpoint: did not resume at step 5"
+  awk -v s="$(field huge-ck5 loss_scale)" 'BEGIN { exit !(s == 2 ^ 27) }' || fail "fp16 first 5 steps: scale $(field huge-ck5 loss_scale), want 2^27"
+  "$DIFF" "$WORK/huge.safetensors" "$WORK/huge-ck.safetensors" 0 > /dev/null \
+    && [[ $(field huge-ck loss_scale) == "$(field huge loss_scale)" ]] \
+    && pass "fp16: 5 steps + checkpoint + 95 resumed == 100 steps (bitwise, scale $(field huge-ck loss_scale))" \
+    || fail "fp16: resumed run differs (scale $(field huge-ck loss_scale) vs $(field huge loss_scale))"
 fi
+cp "$WORK/fp32.yaml" "$WORK/old-ck.yaml"; printf 'checkpoint:\n  dir: %s\n' "$WORK/ck-old" >> "$WORK/old-ck.yaml"
+sed 's/precision: fp32/precision: fp16/' "$WORK/old-ck.yaml" > "$WORK/old-ck16.yaml"
+if run old-ck 1 "$WORK/old-ck.yaml" && sed -i 's/steps: 25/steps: 30/' "$WORK/old-ck16.yaml" && run old-ck16 1 "$WORK/old-ck16.yaml"; then
+  grep -q "resumed from $WORK/ck-old/step-000000025" "$WORK/old-ck16.out" \
+    && awk -v s="$(field old-ck16 loss_scale)" 'BEGIN { exit !(s == 65536) }' \
+    && pass "an fp32 checkpoint (no scaler state) resumes under fp16 at the configured scale" \
+    || fail "fp32 checkpoint under fp16: $(head -3 "$WORK/old-ck16.out")"
+fi
+
 finish
