@@ -113,7 +113,7 @@ class Mlp {
                                  const Precision* precision = nullptr);
   // (offset, count) of each layer's parameters (weight then bias) in the flat buffer.
   std::vector<std::pair<int64_t, int64_t>> LayerRanges() const;
-  // The mean loss only.
+  // The mean loss only, computed in fp32.
   Result<double> Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
 
   // Assembles the whole model's tensors from every rank's part (a collective
