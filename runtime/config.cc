@@ -180,6 +180,7 @@ Status ParseLossScale(Section& s, LossScaleConfig* l) {
   COHORT_RETURN_IF_ERROR(s.Read("growth_interval", &l->growth_interval));
   auto range = [](double v) {
     std::ostringstream os;
+    os.precision(12);  // 2^32 in full
     os << v;
     return os.str();
   };

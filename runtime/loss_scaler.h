@@ -43,9 +43,9 @@ class LossScaler {
 
  private:
   LossScaleConfig config_;
-  double scale_;              // in [kMinLossScale, kMaxLossScale]
-  int64_t clean_steps_ = 0;   // in [0, growth_interval)
-  int64_t skipped_ = 0;       // this process's lifetime (not checkpointed)
+  double scale_;             // in [kMinLossScale, kMaxLossScale]
+  int64_t clean_steps_ = 0;  // in [0, growth_interval)
+  int64_t skipped_ = 0;      // this process's lifetime (not checkpointed)
   int64_t skips_at_floor_ = 0;
 };
 

@@ -124,8 +124,8 @@ TEST(MixedPrecisionConfig, LossScaleErrorsNameTheKey) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"  precision: bf16\n  loss_scale: {initial: 8}\n", "'train.loss_scale' applies to precision: fp16 only"},
       {"  loss_scale: {initial: 8}\n", "'train.loss_scale' applies to precision: fp16 only"},
-      {"  precision: fp16\n  loss_scale: {initial: 0.5}\n", "'train.loss_scale.initial' must be in [1, 4.29497e+09]"},
-      {"  precision: fp16\n  loss_scale: {initial: 1e12}\n", "'train.loss_scale.initial' must be in [1, 4.29497e+09]"},
+      {"  precision: fp16\n  loss_scale: {initial: 0.5}\n", "'train.loss_scale.initial' must be in [1, 4294967296]"},
+      {"  precision: fp16\n  loss_scale: {initial: 1e12}\n", "'train.loss_scale.initial' must be in [1, 4294967296]"},
       {"  precision: fp16\n  loss_scale: {growth: 1}\n", "'train.loss_scale.growth' must be in (1, 16]"},
       {"  precision: fp16\n  loss_scale: {backoff: 1}\n", "'train.loss_scale.backoff' must be in (0, 1)"},
       {"  precision: fp16\n  loss_scale: {backoff: 0}\n", "'train.loss_scale.backoff' must be in (0, 1)"},
