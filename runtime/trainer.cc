@@ -299,6 +299,7 @@ std::map<std::string, std::string> Trainer::ScalerMetadata() const {
 }
 
 Result<bool> Trainer::UnscaleGrads(float* g, int64_t n, bool agree) {
+  if (grad_hook_) grad_hook_(step_ + 1, g, n);
   int32_t found = 0;
   kernels::ScaleCheckFinite(g, n, static_cast<float>(1.0 / scaler_->scale()), &found);
   if (agree && g_.world->size() > 1) {

@@ -123,6 +123,12 @@ class Trainer {
   using StepHook = std::function<Status(int64_t step, double loss)>;
   void set_step_hook(StepHook hook) { step_hook_ = std::move(hook); }
 
+  // Fault injection for tests (fp16 only): called on every rank with the
+  // 1-based step and this rank's synchronised, still scaled gradients (its
+  // ZeRO-1 partition, or the whole buffer) just before the overflow check.
+  using GradHook = std::function<void(int64_t step, float* grads, int64_t n)>;
+  void set_grad_hook(GradHook hook) { grad_hook_ = std::move(hook); }
+
   // The whole training state (parameters, optimizer state, optimizer and
   // global step counts) as a LoadedCheckpoint that Restore() takes back, so
   // an elastic job can move it across a rebuild of its communicators.
@@ -174,6 +180,7 @@ class Trainer {
   CheckpointLayout pending_;                   // the write in flight
   int64_t committed_ = 0;
   StepHook step_hook_;
+  GradHook grad_hook_;
 };
 
 }  // namespace cohort
