@@ -101,11 +101,14 @@ void CheckpointWriter::Submit(const std::string& dir, const CheckpointLayout& la
     std::vector<NamedTensor> ts;
     for (const auto& [name, t] : shard.tensors) ts.push_back({name, t});
     const std::string path = step_dir + "/" + CheckpointShardName(shard.rank);
-    COHORT_RETURN_IF_ERROR(WriteSafetensors(
-        path, ts,
-        {{"format", kCheckpointFormat}, {"step", std::to_string(layout.step)}, {"rank", std::to_string(shard.rank)},
-         {"tensor_rank", std::to_string(shard.tensor_rank)}, {"data_rank", std::to_string(shard.data_rank)},
-         {"optim_offset", std::to_string(shard.optim_offset)}}));
+    std::map<std::string, std::string> meta = shard.metadata;
+    for (auto& [k, v] : std::map<std::string, std::string>{
+             {"format", kCheckpointFormat}, {"step", std::to_string(layout.step)}, {"rank", std::to_string(shard.rank)},
+             {"tensor_rank", std::to_string(shard.tensor_rank)}, {"data_rank", std::to_string(shard.data_rank)},
+             {"optim_offset", std::to_string(shard.optim_offset)}}) {
+      meta[k] = v;  // the writer's own entries win
+    }
+    COHORT_RETURN_IF_ERROR(WriteSafetensors(path, ts, meta));
     COHORT_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
     return ShardWritten{static_cast<int64_t>(bytes.size()), Crc32c(bytes)};
   };
@@ -224,6 +227,7 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
     if (nt.name.rfind("optim.", 0) == 0) optim_names.push_back(nt.name.substr(6));
   }
   for (const auto& name : optim_names) ck.optim[name].assign(static_cast<size_t>(full_n), 0.0f);
+  ck.metadata = files[0].metadata;
   for (int t = 0; t < L.tensor; ++t) {
     const Mlp part = Mlp::Layout(L.layers, L.tensor, t);
     const int64_t n = part.num_params();

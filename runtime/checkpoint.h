@@ -53,6 +53,9 @@ struct CheckpointShard {
   int rank = 0, tensor_rank = 0, data_rank = 0;
   std::vector<std::pair<std::string, Tensor>> tensors;  // owned copies
   int64_t optim_offset = 0;  // ZeRO 1: first element of the partition within the tensor part
+  // Extra "__metadata__" entries (the fp16 loss scaler's state); they must
+  // not reuse the names the writer sets (format, step, rank, ...).
+  std::map<std::string, std::string> metadata;
 };
 
 std::string CheckpointStepDir(const std::string& dir, int64_t step);
@@ -115,6 +118,9 @@ struct LoadedCheckpoint {
   CheckpointLayout layout;
   std::vector<float> params;
   std::map<std::string, std::vector<float>> optim;
+  // Rank 0's shard metadata, including any CheckpointShard::metadata entries
+  // (optional: checkpoints from older builds lack them).
+  std::map<std::string, std::string> metadata;
 };
 // Reads and verifies one committed checkpoint (manifest, every shard's size
 // and CRC, every tensor's presence). DataLoss names the damaged file.

@@ -61,6 +61,7 @@ class Section {
   }
 
   bool Has(const std::string& key) const { return static_cast<bool>(node_[key]); }
+  const std::string& origin() const { return origin_; }
   YAML::Node Get(const std::string& key) const { return node_[key]; }
   std::string Join(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
@@ -171,9 +172,52 @@ Status ParseOptimizer(Section& s, OptimizerConfig* o) {
   return Status::Ok();
 }
 
+Status ParseLossScale(Section& s, LossScaleConfig* l) {
+  COHORT_RETURN_IF_ERROR(s.Init({"initial", "growth", "backoff", "growth_interval"}));
+  COHORT_RETURN_IF_ERROR(s.Read("initial", &l->initial));
+  COHORT_RETURN_IF_ERROR(s.Read("growth", &l->growth));
+  COHORT_RETURN_IF_ERROR(s.Read("backoff", &l->backoff));
+  COHORT_RETURN_IF_ERROR(s.Read("growth_interval", &l->growth_interval));
+  auto range = [](double v) {
+    std::ostringstream os;
+    os.precision(12);  // 2^32 in full
+    os << v;
+    return os.str();
+  };
+  if (!(l->initial >= kMinLossScale && l->initial <= kMaxLossScale)) {
+    return s.Error(s.Get("initial"), "'" + s.Join("initial") + "' must be in [" + range(kMinLossScale) + ", " +
+                                         range(kMaxLossScale) + "]");
+  }
+  if (!(l->growth > 1 && l->growth <= kMaxLossScaleGrowth)) {
+    return s.Error(s.Get("growth"), "'" + s.Join("growth") + "' must be in (1, " + range(kMaxLossScaleGrowth) + "]");
+  }
+  if (!(l->backoff > 0 && l->backoff < 1)) {
+    return s.Error(s.Get("backoff"), "'" + s.Join("backoff") + "' must be in (0, 1)");
+  }
+  if (l->growth_interval < 1 || l->growth_interval > kMaxLossScaleGrowthInterval) {
+    return s.Error(s.Get("growth_interval"), "'" + s.Join("growth_interval") + "' must be in [1, " +
+                                                 std::to_string(kMaxLossScaleGrowthInterval) + "]");
+  }
+  return Status::Ok();
+}
+
 Status ParseTrain(Section& s, TrainConfig* t) {
   COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every", "bucket_mb",
-                                 "first_bucket_mb", "overlap", "compression"}));
+                                 "first_bucket_mb", "overlap", "compression", "precision", "loss_scale"}));
+  std::string precision = "fp32";
+  COHORT_RETURN_IF_ERROR(s.Read("precision", &precision));
+  if (precision == "fp32") t->precision = DType::kF32;
+  else if (precision == "bf16") t->precision = DType::kBF16;
+  else if (precision == "fp16") t->precision = DType::kF16;
+  else return s.Error(s.Get("precision"), "'train.precision' must be fp32, bf16 or fp16, not '" + precision + "'");
+  if (s.Has("loss_scale")) {
+    if (t->precision != DType::kF16) {
+      return s.Error(s.Get("loss_scale"), "'train.loss_scale' applies to precision: fp16 only (bf16 has fp32's "
+                                          "exponent range and needs no loss scaling)");
+    }
+    Section ls(s.Get("loss_scale"), s.Join("loss_scale"), s.origin());
+    COHORT_RETURN_IF_ERROR(ParseLossScale(ls, &t->loss_scale));
+  }
   std::string compression = "none";
   COHORT_RETURN_IF_ERROR(s.Read("compression", &compression));
   if (compression == "none") t->compression = DType::kF32;
@@ -342,6 +386,15 @@ std::string Config::Canonical() const {
   os << ";train=" << train.steps << "," << train.batch_per_rank << "," << train.global_batch << ","
      << train.bucket_mb << "," << train.first_bucket_mb << "," << train.overlap << ","
      << static_cast<int>(train.compression);
+  // Only non-default precisions add to the text, so fp32 configs keep the
+  // hash they had before train.precision existed.
+  if (train.precision != DType::kF32) {
+    os << ";precision=" << static_cast<int>(train.precision);
+    if (train.precision == DType::kF16) {
+      os << "," << train.loss_scale.initial << "," << train.loss_scale.growth << "," << train.loss_scale.backoff
+         << "," << train.loss_scale.growth_interval;
+    }
+  }
   os << ";data=" << static_cast<int>(data.source) << "," << data.samples << ","
      << data.teacher_hidden << "," << data.path << "," << data.placement;
   os << ";parallel=" << parallel.tensor << "," << parallel.zero;

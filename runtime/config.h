@@ -40,6 +40,29 @@ struct OptimizerConfig {
   float eps = 1e-8f;          // adamw
 };
 
+// Dynamic loss scaling for fp16 (runtime/loss_scaler.h): the loss is scaled
+// by `initial` at first; an overflow in the gradients skips the step and
+// multiplies the scale by `backoff`; `growth_interval` clean steps in a row
+// multiply it by `growth`. Defaults are torch.cuda.amp.GradScaler's.
+inline constexpr double kDefaultLossScale = 65536.0;
+inline constexpr double kDefaultLossScaleGrowth = 2.0;
+inline constexpr double kDefaultLossScaleBackoff = 0.5;
+inline constexpr int64_t kDefaultLossScaleGrowthInterval = 2000;
+// Bounds: the scale never falls below kMinLossScale (as DeepSpeed's
+// min_loss_scale) nor grows above kMaxLossScale (2^32; fp16 gradients times
+// more than that overflow anyway); growth at most kMaxLossScaleGrowth.
+inline constexpr double kMinLossScale = 1.0;
+inline constexpr double kMaxLossScale = 4294967296.0;
+inline constexpr double kMaxLossScaleGrowth = 16.0;
+inline constexpr int64_t kMaxLossScaleGrowthInterval = 1000000000;
+
+struct LossScaleConfig {
+  double initial = kDefaultLossScale;      // in [kMinLossScale, kMaxLossScale]
+  double growth = kDefaultLossScaleGrowth;  // in (1, kMaxLossScaleGrowth]
+  double backoff = kDefaultLossScaleBackoff;  // in (0, 1)
+  int64_t growth_interval = kDefaultLossScaleGrowthInterval;  // in [1, kMaxLossScaleGrowthInterval]
+};
+
 struct TrainConfig {
   int64_t steps = 100;
   int64_t batch_per_rank = 0;  // exactly one of batch_per_rank and global_batch is set
@@ -55,6 +78,11 @@ struct TrainConfig {
   // are scaled by 1/ranks, rounded to 16 bits, summed (in fp32 where the
   // backend can, as shm does) and widened back to fp32 (ZeRO 0 only).
   DType compression = DType::kF32;
+  // Compute precision (train.precision): kF32, or kBF16 / kF16 mixed
+  // precision with fp32 master weights and optimizer state (runtime/mlp.h).
+  DType precision = DType::kF32;
+  // fp16 dynamic loss scaling (train.loss_scale; fp16 only).
+  LossScaleConfig loss_scale;
 };
 
 enum class DataSource { kSynthetic, kShards };

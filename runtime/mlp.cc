@@ -131,13 +131,26 @@ void Mlp::Reserve(int64_t batch) {
   int64_t widest = 0;
   for (size_t l = 0; l < n; ++l) {
     z_[l].resize(static_cast<size_t>(batch * layer_[l].out_local));
-    a_[l].resize(static_cast<size_t>(batch * layer_[l].out_local));
     widest = std::max({widest, layer_[l].out_local, layer_[l].in_local});
   }
   probs_.resize(static_cast<size_t>(batch * layers_.back()));
   dz_.resize(static_cast<size_t>(batch * widest));
   da_.resize(static_cast<size_t>(batch * widest));
   reserved_batch_ = batch;
+}
+
+void Mlp::Reserve16(int64_t batch) {
+  if (batch <= reserved16_batch_) return;
+  const size_t n = layer_.size();
+  x16_.resize(static_cast<size_t>(batch * layers_.front()));
+  a16_.assign(n, {});
+  int64_t widest = 0;
+  for (size_t l = 0; l < n; ++l) {
+    if (l + 1 < n) a16_[l].resize(static_cast<size_t>(batch * layer_[l].out_local));
+    widest = std::max(widest, layer_[l].out_local);
+  }
+  dz16_.resize(static_cast<size_t>(batch * widest));
+  reserved16_batch_ = batch;
 }
 
 Status Mlp::TensorAllReduce(float* buf, int64_t n, StepTimes* times) {
@@ -161,6 +174,9 @@ Status Mlp::Forward(const float* params, const float* x, int64_t batch, StepTime
     // z keeps the pre-activation (GELU's backward needs it); a is the output.
     kernels::BiasActForward(z, params + L.b_offset, z, batch, L.out_local, kernels::Activation::kNone);
     const bool last = l + 1 == n;
+    // fp32 activations are only kept by this path (Reserve does not size them).
+    const size_t a_size = static_cast<size_t>(batch * L.out_local);
+    if (!last && a_[l].size() < a_size) a_[l].resize(a_size);
     if (!last) kernels::ActForward(z, a_[l].data(), batch * L.out_local, activation_);
     in = last ? z : a_[l].data();
   }
@@ -183,7 +199,25 @@ std::vector<std::pair<int64_t, int64_t>> Mlp::LayerRanges() const {
 
 Result<double> Mlp::ForwardBackward(const float* params, const float* x, const int32_t* labels,
                                     int64_t batch, float* grads, StepTimes* times,
-                                    const std::function<void(int)>* on_layer_grads) {
+                                    const std::function<void(int)>* on_layer_grads,
+                                    const Precision* precision) {
+  if (precision != nullptr && precision->compute != DType::kF32) {
+    const Precision& p = *precision;
+    COHORT_CHECK(p.params16 != nullptr) << "mixed precision without the 16-bit weights";
+    const double t0 = Now();
+    COHORT_RETURN_IF_ERROR(Forward16(params, p, x, batch, times));
+    const double loss = kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch,
+                                                            layers_.back());
+    last_loss_ = loss;
+    const double t1 = Now();
+    COHORT_RETURN_IF_ERROR(Backward16(p, labels, batch, grads, times, on_layer_grads));
+    const double t2 = Now();
+    if (times) {
+      times->forward_s += t1 - t0;
+      times->backward_s += t2 - t1;
+    }
+    return loss;
+  }
   const double t0 = Now();
   COHORT_RETURN_IF_ERROR(Forward(params, x, batch, times));
   const double loss = kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch,
@@ -214,6 +248,57 @@ Result<double> Mlp::ForwardBackward(const float* params, const float* x, const i
     times->backward_s += t2 - t1;
   }
   return loss;
+}
+
+Status Mlp::Forward16(const float* params, const Precision& p, const float* x, int64_t batch, StepTimes* times) {
+  Reserve(batch);
+  Reserve16(batch);
+  const DType t = p.compute;
+  const size_t n = layer_.size();
+  kernels::CastFromFloat(x, t, x16_.data(), batch * layers_.front(), 1.0f);
+  const uint16_t* in = x16_.data();
+  for (size_t l = 0; l < n; ++l) {
+    const Layer& L = layer_[l];
+    float* z = z_[l].data();
+    kernels::GemmMixed(false, false, batch, L.out_local, L.in_local, 1.0f, t, in, L.in_local,
+                       p.params16 + L.w_offset, L.out_local, 0.0f, DType::kF32, z, L.out_local);
+    if (L.split == LayerSplit::kRow) COHORT_RETURN_IF_ERROR(TensorAllReduce(z, batch * L.out_local, times));
+    // Bias from the fp32 master copy, added in fp32; z stays fp32 for the
+    // activation's backward.
+    kernels::BiasActForward(z, params + L.b_offset, z, batch, L.out_local, kernels::Activation::kNone);
+    if (l + 1 == n) break;
+    // The activation goes through fp32 scratch (da_) into its 16-bit store,
+    // the next GEMM's input.
+    kernels::ActForward(z, da_.data(), batch * L.out_local, activation_);
+    kernels::CastFromFloat(da_.data(), t, a16_[l].data(), batch * L.out_local, 1.0f);
+    in = a16_[l].data();
+  }
+  return Status::Ok();
+}
+
+Status Mlp::Backward16(const Precision& p, const int32_t* labels, int64_t batch, float* grads,
+                       StepTimes* times, const std::function<void(int)>* on_layer_grads) {
+  const DType t = p.compute;
+  kernels::SoftmaxCrossEntropyBackward(probs_.data(), labels, dz_.data(), batch, layers_.back(),
+                                       p.loss_scale / static_cast<float>(batch));
+  for (size_t li = layer_.size(); li-- > 0;) {
+    const Layer& L = layer_[li];
+    const uint16_t* in = li == 0 ? x16_.data() : a16_[li - 1].data();
+    // The output gradient rounded to 16 bits once, for both GEMMs (with
+    // fp16, loss scaling keeps it above the subnormal range; an overflow
+    // here becomes inf in the gradients, which the loss scaler catches).
+    kernels::CastFromFloat(dz_.data(), t, dz16_.data(), batch * L.out_local, 1.0f);
+    kernels::GemmMixed(true, false, L.in_local, L.out_local, batch, 1.0f, t, in, L.in_local, dz16_.data(),
+                       L.out_local, 0.0f, DType::kF32, grads + L.w_offset, L.out_local);
+    kernels::BiasGrad(dz_.data(), grads + L.b_offset, batch, L.out_local);
+    if (on_layer_grads) (*on_layer_grads)(static_cast<int>(li));
+    if (li == 0) break;
+    kernels::GemmMixed(false, true, batch, L.in_local, L.out_local, 1.0f, t, dz16_.data(), L.out_local,
+                       p.params16 + L.w_offset, L.out_local, 0.0f, DType::kF32, da_.data(), L.in_local);
+    if (L.split == LayerSplit::kColumn) COHORT_RETURN_IF_ERROR(TensorAllReduce(da_.data(), batch * L.in_local, times));
+    kernels::ActBackward(z_[li - 1].data(), da_.data(), dz_.data(), batch * L.in_local, activation_);
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<std::vector<float>>> Mlp::GatherFull(const float* params) {

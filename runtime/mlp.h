@@ -42,6 +42,21 @@ struct ParamInfo {
   bool is_bias;
 };
 
+// How a forward and backward pass computes (train.precision).
+// kF32: everything in fp32. kBF16 / kF16 (mixed precision, fp32 master
+// weights kept by the caller): the forward and backward GEMMs take 16-bit
+// inputs (the weights from `params16`, the activations and the output
+// gradients rounded to 16 bits) and accumulate in fp32
+// (kernels::GemmMixed); bias, activation, softmax and the parameter
+// gradients stay fp32; the activations that feed the next layer's GEMM are
+// stored in 16 bits only. `loss_scale` multiplies the loss before backward
+// (fp16 dynamic loss scaling), so every gradient comes out scaled by it.
+struct Precision {
+  DType compute = DType::kF32;
+  const uint16_t* params16 = nullptr;  // num_params() values, the caller's 16-bit copy of params
+  float loss_scale = 1.0f;
+};
+
 struct StepTimes {
   double forward_s = 0;
   double backward_s = 0;
@@ -90,12 +105,15 @@ class Mlp {
   // tensor-parallel collective fails. `on_layer_grads` (may be null) is
   // called with l as soon as layer l's weight and bias gradients are final,
   // from the last layer down to 0, so their all-reduce can start early.
+  // `precision` (may be null: fp32) selects mixed precision; its params16
+  // must hold params rounded to its 16-bit type.
   Result<double> ForwardBackward(const float* params, const float* x, const int32_t* labels,
                                  int64_t batch, float* grads, StepTimes* times = nullptr,
-                                 const std::function<void(int)>* on_layer_grads = nullptr);
+                                 const std::function<void(int)>* on_layer_grads = nullptr,
+                                 const Precision* precision = nullptr);
   // (offset, count) of each layer's parameters (weight then bias) in the flat buffer.
   std::vector<std::pair<int64_t, int64_t>> LayerRanges() const;
-  // The mean loss only.
+  // The mean loss only, computed in fp32.
   Result<double> Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
 
   // Assembles the whole model's tensors from every rank's part (a collective
@@ -115,6 +133,11 @@ class Mlp {
   };
   Status Forward(const float* params, const float* x, int64_t batch, StepTimes* times);
   void Reserve(int64_t batch);
+  // The 16-bit twins of Forward and ForwardBackward's backward half.
+  Status Forward16(const float* params, const Precision& p, const float* x, int64_t batch, StepTimes* times);
+  Status Backward16(const Precision& p, const int32_t* labels, int64_t batch, float* grads,
+                    StepTimes* times, const std::function<void(int)>* on_layer_grads);
+  void Reserve16(int64_t batch);
   Status TensorAllReduce(float* buf, int64_t n, StepTimes* times);
 
   std::vector<int64_t> layers_;
@@ -130,6 +153,11 @@ class Mlp {
   // (inputs of layer l+1); probs_ and gradient scratch.
   std::vector<std::vector<float>> z_, a_;
   std::vector<float> probs_, dz_, da_;
+  // Mixed precision workspace (sized on first use): x16_ the input batch,
+  // a16_[l] layer l's activations, dz16_ the output gradient, all 16-bit.
+  int64_t reserved16_batch_ = 0;
+  std::vector<uint16_t> x16_, dz16_;
+  std::vector<std::vector<uint16_t>> a16_;
 };
 
 }  // namespace cohort

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <numeric>
@@ -10,6 +11,13 @@
 
 namespace cohort {
 namespace {
+
+constexpr char kMetaLossScale[] = "loss_scale";
+constexpr char kMetaLossScaleClean[] = "loss_scale_clean_steps";
+
+const char* PrecisionName(DType t) {
+  return t == DType::kBF16 ? "bf16" : t == DType::kF16 ? "fp16" : "fp32";
+}
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -136,6 +144,11 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   }
   t->model_->Init(t->params_.data<float>(), config.seed);
   COHORT_RETURN_IF_ERROR(g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
+  if (config.train.precision != DType::kF32) {
+    t->params16_.assign(static_cast<size_t>(n), 0);
+    t->CastParams();
+  }
+  if (config.train.precision == DType::kF16) t->scaler_ = std::make_unique<LossScaler>(config.train.loss_scale);
   if (config.parallel.zero == 1) {
     t->grad_part_ = Tensor::Zeros({t->partition_});
     t->optimizer_ = MakeOptimizer(config.optimizer, t->partition_);
@@ -191,6 +204,7 @@ CheckpointShard Trainer::MakeShard() const {
     return t;
   };
   if (sh.data_rank == 0) sh.tensors.emplace_back("param", copy(params_.data<float>(), n));
+  sh.metadata = ScalerMetadata();
   if (config_.parallel.zero == 1) {
     sh.optim_offset = std::min(n, partition_ * sh.data_rank);
     const int64_t count = std::max<int64_t>(0, std::min(partition_, n - sh.optim_offset));
@@ -253,8 +267,55 @@ Status Trainer::Restore(const LoadedCheckpoint& ck) {
     if (count > 0) std::memcpy(t.data<float>(), local.data() + offset, static_cast<size_t>(count) * 4);
   }
   optimizer_->set_steps(l.optimizer_steps);
+  if (!params16_.empty()) CastParams();
+  // The fp16 loss scaler continues where it was; a checkpoint without its
+  // state (older, or from another precision) keeps the configured start.
+  auto scale_it = ck.metadata.find(kMetaLossScale);
+  auto clean_it = ck.metadata.find(kMetaLossScaleClean);
+  if (scaler_ && scale_it != ck.metadata.end() && clean_it != ck.metadata.end()) {
+    char* end1 = nullptr;
+    char* end2 = nullptr;
+    const double scale = std::strtod(scale_it->second.c_str(), &end1);
+    const long long clean = std::strtoll(clean_it->second.c_str(), &end2, 10);
+    if (*end1 != '\0' || *end2 != '\0' || !(scale >= kMinLossScale && scale <= kMaxLossScale) || clean < 0) {
+      return DataLoss("checkpoint at step " + std::to_string(l.step) + " has a malformed loss scale ('" +
+                      scale_it->second + "', '" + clean_it->second + "')");
+    }
+    scaler_->Restore(scale, clean);
+  }
   step_ = l.step;
   return Status::Ok();
+}
+
+void Trainer::CastParams() {
+  kernels::CastFromFloat(params_.data<float>(), config_.train.precision, params16_.data(), model_->num_params(), 1.0f);
+}
+
+std::map<std::string, std::string> Trainer::ScalerMetadata() const {
+  if (!scaler_) return {};
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", scaler_->scale());
+  return {{kMetaLossScale, buf}, {kMetaLossScaleClean, std::to_string(scaler_->clean_steps())}};
+}
+
+Result<bool> Trainer::UnscaleGrads(float* g, int64_t n, bool agree) {
+  if (grad_hook_) grad_hook_(step_ + 1, g, n);
+  int32_t found = 0;
+  kernels::ScaleCheckFinite(g, n, static_cast<float>(1.0 / scaler_->scale()), &found);
+  if (agree && g_.world->size() > 1) {
+    float any = static_cast<float>(found);
+    COHORT_RETURN_IF_ERROR(g_.world->AllReduce(&any, &any, 1, DType::kF32, ReduceOp::kMax)
+                               .WithContext("agreeing on fp16 gradient overflow"));
+    found = any > 0 ? 1 : 0;
+  }
+  const bool apply = scaler_->Update(found != 0);
+  if (scaler_->stuck()) {
+    return FailedPrecondition("fp16 gradients overflowed " + std::to_string(kMaxSkipsAtMinLossScale) +
+                              " steps in a row at the minimum loss scale " + std::to_string(kMinLossScale) +
+                              " (step " + std::to_string(step_ + 1) +
+                              "): the model diverged; lower optimizer.lr or use train.precision bf16");
+  }
+  return apply;
 }
 
 Result<LoadedCheckpoint> Trainer::CaptureState() const {
@@ -270,6 +331,7 @@ Result<LoadedCheckpoint> Trainer::CaptureState() const {
     const float* v = t.data<float>();
     ck.optim[name].assign(v, v + std::min<int64_t>(n, t.numel()));
   }
+  ck.metadata = ScalerMetadata();
   return ck;
 }
 
@@ -297,9 +359,17 @@ Status Trainer::ZeroStep(float* loss, double* comm_s, double* optim_s) {
                                             ReduceOp::kAvg));
   COHORT_RETURN_IF_ERROR(data.AllReduce(loss, loss, 1, DType::kF32, ReduceOp::kAvg));
   const double t1 = Now();
-  optimizer_->Step(p + offset, grad_part_.data<float>());
+  // Each rank unscales only its partition: agree on overflow explicitly.
+  bool apply = true;
+  if (scaler_) {
+    COHORT_ASSIGN_OR_RETURN(apply, UnscaleGrads(grad_part_.data<float>(), partition_, /*agree=*/true));
+  }
+  if (apply) optimizer_->Step(p + offset, grad_part_.data<float>());
   const double t2 = Now();
-  COHORT_RETURN_IF_ERROR(data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
+  if (apply) {
+    COHORT_RETURN_IF_ERROR(data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
+    if (!params16_.empty()) CastParams();
+  }
   const double t3 = Now();
   *comm_s += (t1 - t0) + (t3 - t2);
   *optim_s += t2 - t1;
@@ -322,6 +392,12 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   s.global_batch = batch_ * g_.data->size();
   s.num_params = model_->full_num_params();
   s.local_params = model_->num_params();
+  s.precision = PrecisionName(config_.train.precision);
+  const int64_t skipped_before = scaler_ ? scaler_->skipped_steps() : 0;
+  Precision prec;
+  prec.compute = config_.train.precision;
+  prec.params16 = params16_.data();
+  const Precision* mixed = config_.train.precision != DType::kF32 ? &prec : nullptr;
   const int64_t inputs = model_->inputs();
   std::vector<float> x(static_cast<size_t>(batch_ * inputs));
   std::vector<int32_t> y(static_cast<size_t>(batch_));
@@ -348,6 +424,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
     float* g = grads_.data<float>();
     const int64_t padded = params_.numel();
     float loss = 0;
+    if (scaler_) prec.loss_scale = static_cast<float>(scaler_->scale());
     if (sync_) {
       // ZeRO 0: buckets launch as backward finishes their layers; the loss
       // rides in the last slot of the first bucket.
@@ -357,7 +434,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
         if (layer == last_layer) g[padded] = static_cast<float>(model_->last_loss());
         sync_->LayerReady(layer);
       };
-      auto fb = model_->ForwardBackward(params_.data<float>(), x.data(), y.data(), batch_, g, &times, &ready);
+      auto fb = model_->ForwardBackward(params_.data<float>(), x.data(), y.data(), batch_, g, &times, &ready, mixed);
       const double t2 = Now();
       Status st = sync_->Finish();  // always wait: the comm thread may still use the buffer
       COHORT_RETURN_IF_ERROR(fb.status());
@@ -365,7 +442,16 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       const double t3 = Now();
       wait_s += t3 - t2;
       loss = g[padded];
-      optimizer_->Step(params_.data<float>(), g);
+      // Every rank holds the same all-reduced gradients, so each finds the
+      // same overflow; tensor-parallel ranks hold different parts and agree.
+      bool apply = true;
+      if (scaler_) {
+        COHORT_ASSIGN_OR_RETURN(apply, UnscaleGrads(g, padded, /*agree=*/g_.tensor->size() > 1));
+      }
+      if (apply) {
+        optimizer_->Step(params_.data<float>(), g);
+        if (!params16_.empty()) CastParams();
+      }
       const double t4 = Now();
       optim_s += t4 - t3;
       if (timeline_) {
@@ -377,7 +463,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       }
     } else {
       COHORT_ASSIGN_OR_RETURN(double local_loss, model_->ForwardBackward(params_.data<float>(), x.data(), y.data(),
-                                                                         batch_, g, &times));
+                                                                         batch_, g, &times, nullptr, mixed));
       const double t2 = Now();
       if (timeline_) {
         const double fwd_end = t1 + (times.forward_s - fwd_before);
@@ -446,6 +532,10 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
     ckpt_s += Now() - c0;
   }
   s.end_step = step_;
+  if (scaler_) {
+    s.loss_scale = scaler_->scale();
+    s.skipped_steps = scaler_->skipped_steps() - skipped_before;
+  }
   s.checkpoints_committed = committed_;
   s.train_s = Now() - start;
   if (sync_) sync_s += sync_->comm_seconds() - sync_base;

@@ -14,12 +14,22 @@
 //   gradient, the optimizer updates that partition with its 1/D of the
 //   state, and an all-gather rebuilds the parameters. Optimizer memory per
 //   rank falls as 1/D.
+// Mixed precision (train.precision bf16 or fp16): the parameters and the
+// optimizer state stay fp32 (master weights); after each optimizer update the
+// parameters are rounded once into a 16-bit copy that the forward and
+// backward GEMMs read (Mlp's Precision). Gradients are fp32 and synchronised
+// as in fp32 (or by train.compression). fp16 adds dynamic loss scaling
+// (LossScaler): after the sync the gradients are unscaled and checked for
+// inf/NaN; the flag is agreed over the world when ranks hold different
+// gradient parts (ZeRO-1 partitions, tensor-parallel parts), and an overflow
+// skips the optimizer step on every rank.
 // Parameters start from the seed (identically everywhere, whatever the split)
 // and are then broadcast from data rank 0. Set-up failures on any rank are
 // agreed on (AgreeOnStatus), so every rank returns the same error.
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +40,7 @@
 #include "runtime/config.h"
 #include "runtime/dataset.h"
 #include "runtime/grad_sync.h"
+#include "runtime/loss_scaler.h"
 #include "runtime/mlp.h"
 #include "runtime/optimizer.h"
 #include "runtime/timeline.h"
@@ -90,6 +101,9 @@ struct TrainSummary {
   int64_t start_step = 0, end_step = 0;  // global step counts (resumed runs start later)
   int64_t checkpoints_committed = 0;
   double checkpoint_ms = 0;  // per step, time the loop spent on checkpoints
+  std::string precision = "fp32";  // train.precision
+  double loss_scale = 1;           // fp16: the loss scale after the last step; otherwise 1
+  int64_t skipped_steps = 0;       // fp16: steps whose gradients overflowed (no update)
 };
 
 class Trainer {
@@ -126,6 +140,12 @@ class Trainer {
   using StepObserver = std::function<void(const StepStats&)>;
   void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }
 
+  // Fault injection for tests (fp16 only): called on every rank with the
+  // 1-based step and this rank's synchronised, still scaled gradients (its
+  // ZeRO-1 partition, or the whole buffer) just before the overflow check.
+  using GradHook = std::function<void(int64_t step, float* grads, int64_t n)>;
+  void set_grad_hook(GradHook hook) { grad_hook_ = std::move(hook); }
+
   // The whole training state (parameters, optimizer state, optimizer and
   // global step counts) as a LoadedCheckpoint that Restore() takes back, so
   // an elastic job can move it across a rebuild of its communicators.
@@ -142,6 +162,13 @@ class Trainer {
   Trainer(const Config& config, ParallelGroups groups, Timeline* timeline)
       : config_(config), g_(groups), timeline_(timeline) {}
   Status ZeroStep(float* loss, double* comm_s, double* optim_s);
+  // Mixed precision: rounds the fp32 parameters into params16_.
+  void CastParams();
+  // fp16: unscales n gradient elements in place, agrees on overflow over the
+  // world when `agree`, and tells the scaler; true when the optimizer steps.
+  Result<bool> UnscaleGrads(float* g, int64_t n, bool agree);
+  // The loss scaler's state as checkpoint metadata (empty without one).
+  std::map<std::string, std::string> ScalerMetadata() const;
   // Collective: collects the previous checkpoint write, commits it when every
   // rank wrote its shard, and (when `next` is set) starts writing one at the
   // current step in the background.
@@ -164,11 +191,14 @@ class Trainer {
   Tensor grads_;           // the same size + 1 (the loss slot at the end)
   Tensor grad_part_;       // ZeRO-1: this rank's reduced gradient partition
   int64_t step_ = 0;
+  std::vector<uint16_t> params16_;      // mixed precision: params_ rounded (local params)
+  std::unique_ptr<LossScaler> scaler_;  // fp16 only
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
   CheckpointLayout pending_;                   // the write in flight
   int64_t committed_ = 0;
   StepHook step_hook_;
   StepObserver step_observer_;
+  GradHook grad_hook_;
 };
 
 }  // namespace cohort

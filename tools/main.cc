@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--steps", train.steps, "Override train.steps");
   train_cmd->add_option("--backend", train.backend, "Communication backend: auto | mpi | shm | gloo");
   train_cmd->add_option("--store-dir", train.store_dir, "gloo: rendezvous directory every rank sees (default: a temp dir, one host)");
-  train_cmd->add_option("--save-params", train.save_params, "Write the final parameters (safetensors)");
+  train_cmd->add_option("--save-params", train.save_params, "Write the final parameters (safetensors); {rank} in the path: every rank writes its own");
   train_cmd->add_option("--timeline", train.timeline, "Write a Chrome trace (Perfetto) of every rank's steps");
   train_cmd->add_option("--threads", train.threads, "BLAS threads per rank (default: cores / ranks on this host)");
   train_cmd->add_option("--log-level", train.log_level, "stderr log level: debug | info | warn | error");

@@ -27,6 +27,9 @@
 namespace cohort::tools {
 namespace {
 
+// In --save-params, replaced by the rank: every rank writes its parameters.
+constexpr char kRankPlaceholder[] = "{rank}";
+
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -168,10 +171,16 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
     auto full = trainer->FullParams();  // collective over the tensor group
     if (!full.ok()) {
       save = full.status();
-    } else if (lead) {
+    } else if (lead || opt.save_params.find(kRankPlaceholder) != std::string::npos) {
+      // With {rank} in the path every rank writes its own copy (to check
+      // that replicas agree); otherwise rank 0 alone writes.
+      std::string path = opt.save_params;
+      for (size_t at; (at = path.find(kRankPlaceholder)) != std::string::npos;) {
+        path.replace(at, sizeof(kRankPlaceholder) - 1, std::to_string(comm.rank()));
+      }
       std::vector<NamedTensor> ts;
       for (auto& [name, t] : *full) ts.push_back({name, t});
-      save = WriteSafetensors(opt.save_params, ts,
+      save = WriteSafetensors(path, ts,
                               {{"format", "cohort.mlp"}, {"steps", std::to_string(s.steps)},
                                {"world_size", std::to_string(s.world_size)}});
     }
@@ -193,6 +202,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"allreduce_wait_ms", s.allreduce_wait_ms}, {"buckets", trainer->buckets().size()},
         {"overlap", c.train.overlap},
         {"compression", c.train.compression == DType::kBF16 ? "bf16" : c.train.compression == DType::kF16 ? "fp16" : "none"},
+        {"precision", s.precision}, {"loss_scale", s.loss_scale}, {"skipped_steps", s.skipped_steps},
         {"optimizer_state_bytes", s.optimizer_state_bytes}, {"start_step", s.start_step},
         {"end_step", s.end_step}, {"checkpoints_committed", s.checkpoints_committed},
         {"checkpoint_ms", s.checkpoint_ms},
