@@ -281,6 +281,8 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
     t.breaker.Update(now);
     if (Live(state_of[id]) && t.breaker.ShouldProbe()) probe.push_back(id);
   }
+  std::map<std::string, health::BreakerState> before;
+  for (const auto& [id, t] : st.members) before[id] = t.breaker.state();
   const auto results = ProbeAll(st.members, probe, cfg.probe_deadline);
   const auto after = SteadyClock::now();
   for (const auto& [id, err] : results) {
@@ -295,14 +297,13 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
   }
   // Open breakers evict.
   for (auto& [id, t] : st.members) {
-    const auto was = t.breaker.state();
     const auto s = t.breaker.Update(after);
-    if (s == health::BreakerState::kOpen && was != health::BreakerState::kOpen) {
+    if (s == health::BreakerState::kOpen && before[id] != health::BreakerState::kOpen) {
       char phi[32];
       std::snprintf(phi, sizeof(phi), "%.1f", t.breaker.phi(after));
-      t.reason = t.breaker.consecutive_failures() >= cfg.failure_threshold
+      t.reason = results.count(id) && !results.at(id).empty()
                      ? std::to_string(t.breaker.consecutive_failures()) +
-                           " failed probes (last: " + t.last_error + ")"
+                           " failed probe(s) in a row (last: " + t.last_error + ")"
                      : std::string("heartbeats stopped (phi ") + phi + ")";
     }
     if (s == health::BreakerState::kOpen && Live(state_of[id])) {
