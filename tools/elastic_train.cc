@@ -344,6 +344,7 @@ class ElasticWorker {
   coordinator::ClientOptions co_;
   std::unique_ptr<coordinator::Client> client_;
   std::unique_ptr<HealthServer> health_;
+  std::string host_;  // the advertised host: health server and Gloo listen for peers there
   std::unique_ptr<Heartbeat> heartbeat_;
   std::atomic<int64_t> last_step_{0};  // the last step this worker completed (heartbeat reads it)
   std::optional<LoadedCheckpoint> snapshot_;  // the newest state this worker holds
@@ -398,15 +399,14 @@ Status ElasticWorker::Setup() {
   }
   // Join at the job's current epoch (a commit in between makes it stale: retry).
   COHORT_ASSIGN_OR_RETURN(health_, HealthServer::Start());
-  std::string host;
   if (const char* a = std::getenv(kEnvAdvertiseHost); a != nullptr && *a != '\0') {
-    host = a;
+    host_ = a;
   } else {
     char name[256] = {};
     ::gethostname(name, sizeof(name) - 1);
-    host = name;
+    host_ = name;
   }
-  const std::string address = host + ":" + std::to_string(health_->port());
+  const std::string address = host_ + ":" + std::to_string(health_->port());
   for (int attempt = 0;; ++attempt) {
     COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());
     Status j = client_->Join(env_.worker, address, job.epoch);
@@ -446,6 +446,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   auto store = std::make_shared<EpochStore>(cstore, &heartbeat_->latest_epoch(), epoch);
   GlooOptions go;
   go.prefix = "gloo";
+  go.hostname = host_;  // peers on other hosts must reach this rank
   go.timeout = env_.collective_timeout;
   COHORT_ASSIGN_OR_RETURN(auto comm,
                           BootstrapGloo(store, rank, world, go, heartbeat_->latest_epoch(), epoch));
