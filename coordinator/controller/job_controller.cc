@@ -306,7 +306,12 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
                            " failed probe(s) in a row (last: " + t.last_error + ")"
                      : std::string("heartbeats stopped (phi ") + phi + ")";
     }
-    if (s == health::BreakerState::kOpen && Live(state_of[id])) {
+    // An open breaker evicts an epoch's member, or one whose breaker just
+    // opened; a member that joined again while its breaker is still open
+    // only waits (it is not eligible until the breaker closes).
+    const bool newly_open = before[id] != health::BreakerState::kOpen;
+    if (s == health::BreakerState::kOpen && Live(state_of[id]) &&
+        (state_of[id] == "active" || newly_open)) {
       Status f = client.MarkFailed(id, job.epoch);
       if (f.ok()) {
         state_of[id] = "failed";
