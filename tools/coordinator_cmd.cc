@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "coordinator/client/client.h"
+#include "coordinator/controller/job_controller.h"
 #include "coordinator/server/node.h"
 #include "core/file_util.h"
 #include "core/logging.h"
@@ -43,16 +44,66 @@ Result<std::unique_ptr<coordinator::Client>> MakeClient(const ClientCmdOptions& 
   return coordinator::Client::Create(std::move(co));
 }
 
-nlohmann::json JobJson(const coordinator::JobInfo& job) {
+// What the job controller and the workers publish about each member beside
+// the registry: the breaker (HealthKey) and the last completed step (StepKey).
+struct WorkerExtra {
+  std::string breaker = "-";  // closed | open | half-open; "-": not probed yet
+  std::string reason;         // why the breaker last opened
+  int64_t step = -1;          // -1: not reported
+};
+using WorkerExtras = std::map<std::string, WorkerExtra>;
+
+// Best effort: an unreachable leader or a job without a config leaves "-".
+WorkerExtras FetchExtras(coordinator::Client& client, const coordinator::JobInfo& job) {
+  WorkerExtras out;
+  auto cfg_text = client.Get(coordinator::kJobConfigKey);
+  if (!cfg_text.ok() || !*cfg_text) return out;
+  auto cfg = coordinator::JobConfig::FromJson(**cfg_text);
+  if (!cfg.ok()) return out;
+  for (const coordinator::MemberInfo& m : job.members) {
+    WorkerExtra& e = out[m.id];
+    if (auto h = client.Get(coordinator::HealthKey(cfg->job, m.id)); h.ok() && *h) {
+      auto j = nlohmann::json::parse(**h, nullptr, false);
+      if (!j.is_discarded()) {
+        e.breaker = j.value("breaker", "-");
+        e.reason = j.value("reason", "");
+      }
+    }
+    if (auto st = client.Get(coordinator::StepKey(cfg->job, m.id)); st.ok() && *st) {
+      char* end = nullptr;
+      const long long v = std::strtoll((*st)->c_str(), &end, 10);
+      if (end != nullptr && *end == '\0') e.step = v;
+    }
+  }
+  return out;
+}
+
+uint64_t NowMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+nlohmann::json JobJson(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) {
   nlohmann::json j;
   j["epoch"] = job.epoch;
   nlohmann::json members = nlohmann::json::array();
+  const uint64_t now_ms = NowMs();
   for (const coordinator::MemberInfo& m : job.members) {
+    auto it = extras.find(m.id);
+    const WorkerExtra e = it == extras.end() ? WorkerExtra{} : it->second;
     members.push_back({{"id", m.id},
                        {"address", m.address},
                        {"state", m.state},
                        {"rank", m.rank},
-                       {"last_heartbeat_ms", m.last_heartbeat_ms}});
+                       {"last_heartbeat_ms", m.last_heartbeat_ms},
+                       {"heartbeat_age_ms", m.last_heartbeat_ms == 0
+                                                ? nlohmann::json(nullptr)
+                                                : nlohmann::json(static_cast<int64_t>(now_ms) -
+                                                                 static_cast<int64_t>(m.last_heartbeat_ms))},
+                       {"breaker", e.breaker},
+                       {"breaker_reason", e.reason},
+                       {"last_step", e.step < 0 ? nlohmann::json(nullptr) : nlohmann::json(e.step)}});
   }
   j["members"] = std::move(members);
   j["ranks"] = job.ranks;
@@ -67,17 +118,23 @@ nlohmann::json JobJson(const coordinator::JobInfo& job) {
   return j;
 }
 
-void PrintJob(const coordinator::JobInfo& job) {
+void PrintJob(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) {
   std::printf("epoch: %llu  world size: %zu\n", static_cast<unsigned long long>(job.epoch), job.ranks.size());
   if (!job.members.empty()) {
-    std::printf("%-24s %-22s %-8s %-5s %s\n", "MEMBER", "ADDRESS", "STATE", "RANK", "LAST HEARTBEAT (ms ago)");
-    uint64_t now_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                std::chrono::system_clock::now().time_since_epoch())
-                                                .count());
+    std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", "MEMBER", "ADDRESS", "STATE", "RANK", "BREAKER",
+                "HEARTBEAT AGO", "LAST STEP");
+    const uint64_t now_ms = NowMs();
     for (const coordinator::MemberInfo& m : job.members) {
+      auto it = extras.find(m.id);
+      const WorkerExtra e = it == extras.end() ? WorkerExtra{} : it->second;
       std::string rank = m.rank < 0 ? "-" : std::to_string(m.rank);
-      long long ago = m.last_heartbeat_ms == 0 ? -1 : static_cast<long long>(now_ms) - static_cast<long long>(m.last_heartbeat_ms);
-      std::printf("%-24s %-22s %-8s %-5s %lld\n", m.id.c_str(), m.address.c_str(), m.state.c_str(), rank.c_str(), ago);
+      std::string ago = m.last_heartbeat_ms == 0
+                            ? "-"
+                            : std::to_string(static_cast<long long>(now_ms) -
+                                             static_cast<long long>(m.last_heartbeat_ms)) + " ms";
+      std::string step = e.step < 0 ? "-" : std::to_string(e.step);
+      std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", m.id.c_str(), m.address.c_str(), m.state.c_str(),
+                  rank.c_str(), e.breaker.c_str(), ago.c_str(), step.c_str());
     }
   }
   if (job.last_checkpoint) {
@@ -248,7 +305,7 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
     j["term"] = term;
     j["commit_index"] = commit;
     j["applied_index"] = leader ? leader->applied_index : 0;
-    nlohmann::json job = JobJson(job_view);
+    nlohmann::json job = JobJson(job_view, FetchExtras(**client, job_view));
     j["epoch"] = job["epoch"];
     j["members"] = job["members"];
     j["ranks"] = job["ranks"];
@@ -292,7 +349,7 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
   std::printf("leader: %llu  term: %llu  commit: %llu  nodes answering: %zu of %zu\n",
               static_cast<unsigned long long>(leader ? leader->node_id : 0), static_cast<unsigned long long>(term),
               static_cast<unsigned long long>(commit), reachable, views.size());
-  PrintJob(job_view);
+  PrintJob(job_view, FetchExtras(**client, job_view));
   return 0;
 }
 
@@ -360,9 +417,9 @@ int RunJobShow(const ClientCmdOptions& opt, bool json) {
   Result<coordinator::JobInfo> job = (*client)->GetJob();
   if (!job.ok()) return Fail("job show", job.status());
   if (json) {
-    std::cout << JobJson(*job).dump() << "\n";
+    std::cout << JobJson(*job, FetchExtras(**client, *job)).dump() << "\n";
   } else {
-    PrintJob(*job);
+    PrintJob(*job, FetchExtras(**client, *job));
   }
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "coordinator/controller/job_controller.h"
 #include "core/status.h"
 
 namespace cohort::tools {
@@ -31,6 +32,9 @@ inline constexpr char kEnvSnapshotEvery[] =
 // (or 0: any free port), and its --metrics-address. Unset: no endpoint.
 inline constexpr char kEnvMetricsPort[] = "COHORT_METRICS_PORT";
 inline constexpr char kEnvMetricsAddress[] = "COHORT_METRICS_ADDRESS";
+// The host name a worker advertises for its health server (the coordinator's
+// job controller probes host:port); default: the machine's host name.
+inline constexpr char kEnvAdvertiseHost[] = "COHORT_ADVERTISE_HOST";
 
 // Defaults and bounds (STYLE.md #14).
 inline constexpr std::chrono::milliseconds kDefaultCollectiveTimeout{5000};
@@ -41,16 +45,18 @@ inline constexpr std::chrono::milliseconds kEpochPollInterval{50};
 // commits one with it) gives up with an error.
 inline constexpr std::chrono::milliseconds kMaxEpochWait{120000};
 
+// A worker reports its last completed step (StepKey) every this many heartbeats.
+inline constexpr int kStepReportEveryHeartbeats = 10;
+
 // The key a launcher sets once any worker has finished the job: workers still
 // waiting for an epoch then exit 0 instead of waiting for peers that left.
-inline std::string DoneKey(const std::string& job) { return job + "/done"; }
-
 // A worker whose epoch failed while the membership did not change (a
 // collective timed out, a bootstrap raced a commit) asks for a new epoch by
-// setting this key; the launcher then commits one with the live members.
-inline std::string ReformKey(const std::string& job, uint64_t epoch) {
-  return job + "/reform/" + std::to_string(epoch);
-}
+// setting ReformKey; the coordinator's job controller then commits one with
+// the live members (coordinator/controller/job_controller.h).
+using coordinator::DoneKey;
+using coordinator::ReformKey;
+using coordinator::StepKey;
 
 struct ElasticEnv {
   std::string coordinator;

@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <grpcpp/grpcpp.h>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -41,6 +42,7 @@
 #include "coordinator/client/client.h"
 #include "coordinator/client/coordinator_store.h"
 #include "coordinator/server/node.h"
+#include "proto/health.grpc.pb.h"
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/checkpoint.h"
@@ -146,12 +148,66 @@ class EpochStore final : public Store {
   const uint64_t epoch_;
 };
 
+// grpc.health.v1 (proto/health.proto): the coordinator's job controller
+// probes it. The server as a whole ("") is SERVING while the process runs;
+// a hung process (SIGSTOP) lets probes run to their deadline, a dead one
+// refuses them.
+class HealthService final : public grpc::health::v1::Health::Service {
+ public:
+  grpc::Status Check(grpc::ServerContext*, const grpc::health::v1::HealthCheckRequest* req,
+                     grpc::health::v1::HealthCheckResponse* resp) override {
+    if (!req->service().empty()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service '" + req->service() +
+                                                           "'; this worker serves only \"\"");
+    }
+    resp->set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+    return grpc::Status::OK;
+  }
+};
+
+// The worker's health server on an ephemeral port of every interface.
+class HealthServer {
+ public:
+  // Unavailable when no port can be bound.
+  static Result<std::unique_ptr<HealthServer>> Start() {
+    auto h = std::unique_ptr<HealthServer>(new HealthServer());
+    grpc::ServerBuilder b;
+    b.AddListeningPort("0.0.0.0:0", grpc::InsecureServerCredentials(), &h->port_);
+    b.RegisterService(&h->service_);
+    h->server_ = b.BuildAndStart();
+    if (!h->server_ || h->port_ == 0) {
+      return Unavailable("cannot start the worker's health server on an ephemeral port");
+    }
+    return h;
+  }
+  ~HealthServer() {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + kHealthShutdownGrace);
+  }
+  int port() const { return port_; }
+
+ private:
+  static constexpr Ms kHealthShutdownGrace{100};
+  HealthServer() = default;
+  HealthService service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
 // Heartbeats the member and follows the job's epoch, on its own thread and
-// coordinator client. Stops in the destructor.
+// coordinator client; every kStepReportEveryHeartbeats heartbeats it also
+// writes the last completed step (StepKey) when it moved. A heartbeat
+// refused because the member was evicted (the controller's breaker opened
+// while this process was hung or cut off) joins again, so the member can be
+// taken back at a later epoch. Stops in the destructor.
 class Heartbeat {
  public:
-  Heartbeat(coordinator::ClientOptions co, std::string member, std::string address)
-      : co_(std::move(co)), member_(std::move(member)), address_(std::move(address)) {
+  Heartbeat(coordinator::ClientOptions co, std::string job, std::string member,
+            std::string address, const std::atomic<int64_t>* step)
+      : co_(std::move(co)),
+        job_(std::move(job)),
+        member_(std::move(member)),
+        address_(std::move(address)),
+        step_(step) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~Heartbeat() {
@@ -169,22 +225,30 @@ class Heartbeat {
     auto client = coordinator::Client::Create(co_);
     if (!client.ok()) return;
     std::unique_lock<std::mutex> l(mu_);
-    while (!stop_) {
+    int64_t reported = -1;
+    for (uint64_t beat = 0; !stop_; ++beat) {
       l.unlock();
       auto job = (*client)->GetJob();
       if (job.ok()) {
         latest_.store(job->epoch);
         Status hb = (*client)->Heartbeat(member_, job->epoch);
         if (!hb.ok() && hb.message().find("join again") != std::string::npos) {
+          COHORT_LOG_WARN("member {}: {}; joining again", member_, hb.message());
           (void)(*client)->Join(member_, address_, job->epoch);
         }
+      }
+      const int64_t step = step_->load();
+      if (beat % kStepReportEveryHeartbeats == 0 && step != reported &&
+          (*client)->Put(StepKey(job_, member_), std::to_string(step)).ok()) {
+        reported = step;
       }
       l.lock();
       cv_.wait_for(l, kHeartbeatInterval, [this] { return stop_; });
     }
   }
   coordinator::ClientOptions co_;
-  std::string member_, address_;
+  std::string job_, member_, address_;
+  const std::atomic<int64_t>* step_;
   std::atomic<uint64_t> latest_{0};
   std::mutex mu_;
   std::condition_variable cv_;
@@ -283,7 +347,10 @@ class ElasticWorker {
   Config config_;
   coordinator::ClientOptions co_;
   std::unique_ptr<coordinator::Client> client_;
+  std::unique_ptr<HealthServer> health_;
+  std::string host_;  // the advertised host: health server and Gloo listen for peers there
   std::unique_ptr<Heartbeat> heartbeat_;
+  std::atomic<int64_t> last_step_{0};  // the last step this worker completed (heartbeat reads it)
   std::optional<LoadedCheckpoint> snapshot_;  // the newest state this worker holds
   std::map<int64_t, double> losses_;          // global step -> loss (a redone step overwrites)
   double initial_loss_ = -1;
@@ -351,9 +418,15 @@ Status ElasticWorker::Setup() {
     }
   }
   // Join at the job's current epoch (a commit in between makes it stale: retry).
-  char host[256] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  const std::string address = std::string(host) + ":" + std::to_string(::getpid());
+  COHORT_ASSIGN_OR_RETURN(health_, HealthServer::Start());
+  if (const char* a = std::getenv(kEnvAdvertiseHost); a != nullptr && *a != '\0') {
+    host_ = a;
+  } else {
+    char name[256] = {};
+    ::gethostname(name, sizeof(name) - 1);
+    host_ = name;
+  }
+  const std::string address = host_ + ":" + std::to_string(health_->port());
   for (int attempt = 0;; ++attempt) {
     COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());
     Status j = client_->Join(env_.worker, address, job.epoch);
@@ -362,7 +435,7 @@ Status ElasticWorker::Setup() {
       return j.WithContext("joining job as member '" + env_.worker + "'");
     }
   }
-  heartbeat_ = std::make_unique<Heartbeat>(co_, env_.worker, address);
+  heartbeat_ = std::make_unique<Heartbeat>(co_, env_.job, env_.worker, address, &last_step_);
   return Status::Ok();
 }
 
@@ -393,6 +466,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   auto store = std::make_shared<EpochStore>(cstore, &heartbeat_->latest_epoch(), epoch);
   GlooOptions go;
   go.prefix = "gloo";
+  go.hostname = host_;  // peers on other hosts must reach this rank
   go.timeout = env_.collective_timeout;
   COHORT_ASSIGN_OR_RETURN(auto comm,
                           BootstrapGloo(store, rank, world, go, heartbeat_->latest_epoch(), epoch));
@@ -450,6 +524,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
     samples_seen_ += global_batch;
     ++steps_run_;
     max_step_ = std::max(max_step_, step);
+    last_step_.store(step);
     if (recovering_) {
       recovering_->epoch = epoch;
       recovering_->resumed_at_ms = WallMs();

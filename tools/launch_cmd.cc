@@ -1,19 +1,26 @@
 // `cohort launch`: the elastic agent of one host. It starts N local workers
 // (each runs CMD with the environment of tools/elastic.h), and, without
-// --coordinator, an embedded one-node coordinator. It is the one that commits
-// epochs: the first once N workers joined (or --min after --join-grace-ms),
-// then a new one whenever the set of live members changes.
+// --coordinator, an embedded one-node coordinator. Several launchers (on
+// several hosts, or twice on one) given the same --coordinator form one job:
+// the first writes the job's parameters (coordinator::JobConfig) under
+// coordinator::kJobConfigKey with CAS; a later one with different values is
+// refused; one that arrives while the job runs adds its workers (the world
+// grows up to --max). Member ids are "<host>-<launcher pid>-w<slot>[.r<n>]",
+// unique across hosts.
 //
-// Failure detection:
+// Epochs are decided by the job controller in the coordinator's leader
+// (coordinator/controller): it probes each worker's health server and keeps
+// a circuit breaker per worker. The launcher is the fast path for deaths it
+// can see:
 //  - a child that exits or is killed is seen at once (waitpid, polled every
-//    kLoopInterval): it is marked failed and the next epoch leaves it out;
-//  - a child whose heartbeats stop (hung, SIGSTOP) is judged by a circuit
-//    breaker over a phi-accrual detector (coordinator/health) fed by the
-//    heartbeat times in the registry; when the breaker opens, the launcher
-//    kills it (SIGKILL) and handles it as a dead child.
+//    kLoopInterval) and marked failed, so the next epoch leaves it out;
+//  - a child the controller evicted (hung: SIGSTOP, or cut off) is left
+//    alone: once it answers again it joins again and is taken back at a
+//    later epoch. Only a worker still evicted --hung-kill-ms later is killed
+//    (SIGKILL) and handled as a dead child.
 // A dead worker is restarted (a new member id) up to --max-restarts times in
-// all and joins a later epoch. The job fails when fewer than --min workers
-// are alive and no restart is left.
+// all and joins a later epoch. The launcher fails when fewer than --min
+// workers are alive in the job and it has no restart left.
 //
 // Output: the workers' progress (rank 0 of each epoch) on stdout, the
 // launcher's events on stderr, and as the last stdout line one JSON object:
@@ -41,7 +48,7 @@
 #include <thread>
 
 #include "coordinator/client/client.h"
-#include "coordinator/health/failure_detector.h"
+#include "coordinator/controller/job_controller.h"
 #include "coordinator/server/embedded.h"
 #include "coordinator/server/node.h"
 #include "core/logging.h"
@@ -68,10 +75,11 @@ struct Slot {
   pid_t pid = -1;  // -1: not running
   std::string member;
   std::string summary_file;
-  bool finished = false;           // exited 0
-  std::string evicted;             // why the launcher killed it (health), if it did
-  uint64_t last_heartbeat_ms = 0;  // as last read from the registry
-  health::CircuitBreaker breaker;
+  bool finished = false;  // exited 0
+  std::string evicted;    // why the launcher killed it (unresponsive after eviction), if it did
+  // When the launcher saw the coordinator evict this live worker; unset
+  // while it is a member in good standing.
+  std::optional<SteadyClock::time_point> evicted_since;
 };
 
 struct Failure {
@@ -116,8 +124,10 @@ class Launcher {
   void KillAll(int sig);
   bool AnyRunning() const;
   int Finish();
+  Status PublishJobConfig();
 
   const LaunchOptions& o_;
+  std::string launcher_id_;  // "<host>-<pid>": the prefix of this launcher's member ids
   std::string tmp_dir_;
   std::string coordinator_, token_file_;
   std::unique_ptr<coordinator::EmbeddedCoordinator> embedded_;
@@ -130,7 +140,40 @@ class Launcher {
   int stopping_signal_ = 0;
   std::string failed_;  // the job failed: why
   uint64_t epoch_ = 0;
+  uint64_t printed_epoch_ = 0;  // the last epoch announced on stderr
 };
+
+coordinator::JobConfig ConfigOf(const LaunchOptions& o) {
+  coordinator::JobConfig c;
+  c.job = o.job;
+  c.min = o.min;
+  c.max = o.max;
+  c.join_grace = Ms(o.join_grace_ms);
+  c.probe_interval = Ms(o.probe_interval_ms);
+  c.probe_deadline = Ms(o.probe_deadline_ms);
+  c.failure_threshold = o.failure_threshold;
+  c.phi_threshold = o.phi_threshold;
+  c.health_pause = Ms(o.health_pause_ms);
+  c.cooldown = Ms(o.cooldown_ms);
+  return c;
+}
+
+// The first launcher writes the job's parameters; a later one must agree.
+Status Launcher::PublishJobConfig() {
+  const coordinator::JobConfig mine = ConfigOf(o_);
+  auto cas = client_->Cas(coordinator::kJobConfigKey, std::nullopt, mine.ToJson());
+  if (!cas.ok()) return cas.status().WithContext("writing the job config");
+  if (cas->swapped) return Status::Ok();
+  auto theirs = coordinator::JobConfig::FromJson(cas->previous.value_or(""));
+  if (!theirs.ok()) return theirs.status();
+  const std::string diff = mine.Diff(*theirs);
+  if (!diff.empty()) {
+    return FailedPrecondition("the job on coordinator " + coordinator_ +
+                              " was started with other parameters (this launcher vs the job: " +
+                              diff + "); give the same --min/--max/health flags as the first launcher");
+  }
+  return Status::Ok();
+}
 
 Launcher::~Launcher() {
   KillAll(SIGKILL);
@@ -177,12 +220,18 @@ Status Launcher::Start() {
   COHORT_ASSIGN_OR_RETURN(client_, coordinator::Client::Create(co));
   COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());  // the coordinator answers
   epoch_ = job.epoch;
-  if (epoch_ != 0 && !o_.coordinator.empty()) {
-    return FailedPrecondition("the coordinator's job is already at epoch " +
-                              std::to_string(epoch_) +
-                              "; start a fresh coordinator (or data dir) for a new job");
+  COHORT_ASSIGN_OR_RETURN(auto done, client_->Get(DoneKey(o_.job)));
+  if (done) {
+    return FailedPrecondition("job '" + o_.job + "' on coordinator " + coordinator_ +
+                              " has finished (at epoch " + std::to_string(epoch_) +
+                              "); start a fresh coordinator (or data dir), or use another --job");
   }
-  (void)client_->Delete(DoneKey(o_.job));
+  COHORT_RETURN_IF_ERROR(PublishJobConfig());
+  {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    launcher_id_ = std::string(host) + "-" + std::to_string(::getpid());
+  }
   start_ = SteadyClock::now();
   slots_.resize(static_cast<size_t>(o_.nproc));
   for (int i = 0; i < o_.nproc; ++i) {
@@ -194,22 +243,12 @@ Status Launcher::Start() {
 }
 
 Status Launcher::Spawn(Slot& s) {
-  s.member = "w" + std::to_string(s.index) +
+  s.member = launcher_id_ + "-w" + std::to_string(s.index) +
              (s.incarnation > 0 ? ".r" + std::to_string(s.incarnation) : "");
   s.summary_file = tmp_dir_ + "/summary-" + s.member + ".json";
   s.finished = false;
   s.evicted.clear();
-  s.last_heartbeat_ms = 0;
-  {
-    // No probes: phi over the heartbeat arrivals alone opens the breaker.
-    health::CircuitBreaker::Options bo;
-    bo.failure_threshold = 1 << 30;
-    bo.phi_threshold = o_.phi_threshold;
-    bo.detector.acceptable_pause = Ms(o_.health_pause_ms);
-    bo.detector.min_stddev = Ms(50);
-    bo.detector.first_interval_estimate = kHeartbeatInterval;
-    s.breaker = health::CircuitBreaker(bo);
-  }
+  s.evicted_since.reset();
   std::vector<std::string> env = {
       std::string(kEnvCoordinator) + "=" + coordinator_,
       std::string(kEnvTokenFile) + "=" + token_file_,
@@ -225,6 +264,11 @@ Status Launcher::Spawn(Slot& s) {
     env.push_back(std::string(kEnvMetricsPort) + "=" +
                   std::to_string(o_.metrics_port == 0 ? 0 : o_.metrics_port + s.index));
     env.push_back(std::string(kEnvMetricsAddress) + "=" + o_.metrics_address);
+  }
+  // One host, an embedded coordinator on loopback: workers advertise
+  // loopback too, unless told otherwise.
+  if (embedded_ && std::getenv(kEnvAdvertiseHost) == nullptr) {
+    env.push_back(std::string(kEnvAdvertiseHost) + "=127.0.0.1");
   }
   std::vector<char*> argv;
   for (const auto& a : o_.command) argv.push_back(const_cast<char*>(a.c_str()));
@@ -279,7 +323,12 @@ void Launcher::Reap() {
     const std::string cause = "worker " + s.member + " (pid " + std::to_string(pid) + ") " +
                               (s.evicted.empty() ? DescribeExit(status) : s.evicted);
     failures_.push_back({cause, WallMs()});
-    (void)client_->MarkFailed(s.member, epoch_);
+    if (!client_->MarkFailed(s.member, epoch_).ok()) {  // a stale epoch: once more
+      if (auto job = client_->GetJob(); job.ok()) {
+        epoch_ = job->epoch;
+        (void)client_->MarkFailed(s.member, epoch_);
+      }
+    }
     if (restarts_ < o_.max_restarts) {
       ++restarts_;
       ++s.incarnation;
@@ -300,76 +349,58 @@ Status Launcher::Tick() {
   next_poll_ = now + kJobPollInterval;
   COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());
   epoch_ = job.epoch;
+  if (job.epoch != printed_epoch_ && !job.ranks.empty()) {
+    printed_epoch_ = job.epoch;
+    std::string list;
+    for (const auto& id : job.ranks) list += (list.empty() ? "" : ",") + id;
+    std::fprintf(stderr, "cohort launch: epoch %llu: %zu worker%s [%s]\n",
+                 static_cast<unsigned long long>(job.epoch), job.ranks.size(),
+                 job.ranks.size() == 1 ? "" : "s", list.c_str());
+  }
   std::map<std::string, const coordinator::MemberInfo*> members;
   for (const auto& m : job.members) members[m.id] = &m;
-  // Health: heartbeat arrivals feed each live worker's breaker.
+  // Evictions by the coordinator's job controller of workers still alive here.
   for (auto& s : slots_) {
-    if (s.pid <= 0 || !s.evicted.empty()) continue;
+    if (s.pid <= 0 || !s.evicted.empty() || finishing_) continue;
     auto it = members.find(s.member);
     if (it == members.end()) continue;
-    if (it->second->last_heartbeat_ms != s.last_heartbeat_ms) {
-      s.last_heartbeat_ms = it->second->last_heartbeat_ms;
-      s.breaker.OnSuccess(now);
+    const bool failed = it->second->state == "failed";
+    if (failed && !s.evicted_since) {
+      s.evicted_since = now;
+      std::string why;
+      if (auto h = client_->Get(coordinator::HealthKey(o_.job, s.member)); h.ok() && *h) {
+        auto j = nlohmann::json::parse(**h, nullptr, false);
+        if (!j.is_discarded()) why = j.value("reason", "");
+      }
+      const std::string cause = "worker " + s.member + " (pid " + std::to_string(s.pid) +
+                                ") evicted by the coordinator: " + (why.empty() ? "unhealthy" : why);
+      failures_.push_back({cause, WallMs()});
+      std::fprintf(stderr, "cohort launch: %s; it may join again once it answers\n", cause.c_str());
+    } else if (!failed && s.evicted_since) {
+      std::fprintf(stderr, "cohort launch: worker %s answers again (%s)\n", s.member.c_str(),
+                   it->second->state.c_str());
+      s.evicted_since.reset();
     }
-    if (s.breaker.Update(now) == health::BreakerState::kOpen && !finishing_) {
-      char phi[32];
-      std::snprintf(phi, sizeof(phi), "%.1f", s.breaker.phi(now));
-      s.evicted = std::string("stopped heartbeating (phi ") + phi + "); killed by the launcher";
+    if (s.evicted_since && o_.hung_kill_ms > 0 && now - *s.evicted_since > Ms(o_.hung_kill_ms)) {
+      s.evicted = "still evicted " + std::to_string(o_.hung_kill_ms) +
+                  " ms later (--hung-kill-ms); killed by the launcher";
       ::kill(s.pid, SIGKILL);
     }
   }
   if (finishing_) return Status::Ok();
-  // Who can be in the next epoch: live workers that joined.
-  auto live = [&](const std::string& id) {
-    auto it = members.find(id);
-    if (it == members.end()) return false;
-    if (it->second->state != "joining" && it->second->state != "active") return false;
-    return std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) {
-      return s.pid > 0 && s.evicted.empty() && s.member == id;
-    });
-  };
-  std::vector<std::string> next;
-  for (const auto& id : job.ranks) {
-    if (live(id)) next.push_back(id);  // survivors keep their order (rank 0 stays rank 0)
+  // Fewer than --min alive in the whole job and no restart left: give up.
+  const std::string mine = launcher_id_ + "-";
+  int running = 0;
+  for (const auto& s : slots_) running += s.pid > 0 ? 1 : 0;
+  int elsewhere = 0;
+  for (const auto& m : job.members) {
+    if ((m.state == "joining" || m.state == "active") && m.id.rfind(mine, 0) != 0) ++elsewhere;
   }
-  for (const auto& s : slots_) {
-    if (static_cast<int>(next.size()) >= o_.max) break;
-    if (live(s.member) && std::find(next.begin(), next.end(), s.member) == next.end())
-      next.push_back(s.member);
+  if (running + elsewhere < o_.min && restarts_ >= o_.max_restarts) {
+    failed_ = std::to_string(running + elsewhere) + " worker(s) alive in the job (" +
+              std::to_string(running) + " here), fewer than --min " + std::to_string(o_.min) +
+              ", and no restart left (--max-restarts " + std::to_string(o_.max_restarts) + ")";
   }
-  const int running = static_cast<int>(
-      std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0; }));
-  if (running < o_.min && restarts_ >= o_.max_restarts) {
-    failed_ = std::to_string(running) + " worker(s) alive, fewer than --min " +
-              std::to_string(o_.min) + ", and no restart left (--max-restarts " +
-              std::to_string(o_.max_restarts) + ")";
-    return Status::Ok();
-  }
-  if (static_cast<int>(next.size()) < o_.min) return Status::Ok();
-  if (next == job.ranks) {
-    // Same members: a new epoch only when a worker asks for one.
-    if (job.epoch == 0) return Status::Ok();
-    auto reform = client_->Get(ReformKey(o_.job, job.epoch));
-    if (!reform.ok() || !reform->has_value()) return Status::Ok();
-    std::fprintf(stderr, "cohort launch: worker %s asked to re-form epoch %llu\n",
-                 (*reform)->c_str(), static_cast<unsigned long long>(job.epoch));
-  }
-  if (job.epoch == 0 && static_cast<int>(next.size()) < std::min(running, o_.max) &&
-      now - start_ < Ms(o_.join_grace_ms)) {
-    return Status::Ok();  // the first epoch waits for every running worker, or for the grace time
-  }
-  auto e = client_->CommitEpoch(job.epoch, next);
-  if (!e.ok()) {
-    COHORT_LOG_WARN("commit of epoch {} failed: {}", job.epoch + 1, e.status().message());
-    return Status::Ok();
-  }
-  epoch_ = *e;
-  std::string list;
-  for (const auto& id : next) list += (list.empty() ? "" : ",") + id;
-  std::fprintf(stderr, "cohort launch: epoch %llu: %zu worker%s [%s]\n",
-               static_cast<unsigned long long>(*e), next.size(), next.size() == 1 ? "" : "s",
-               list.c_str());
-  next_poll_ = {};
   return Status::Ok();
 }
 
@@ -504,6 +535,22 @@ int RunLaunch(const LaunchOptions& options) {
     auto last = SlotMetricsPort(o.metrics_port, o.nproc - 1);  // the highest slot's port
     if (!last.ok()) return usage(last.status().message());
   }
+  if (o.probe_interval_ms < coordinator::kMinProbeInterval.count() ||
+      o.probe_interval_ms > coordinator::kMaxProbeInterval.count()) {
+    return usage("--probe-interval-ms must be in [" +
+                 std::to_string(coordinator::kMinProbeInterval.count()) + ", " +
+                 std::to_string(coordinator::kMaxProbeInterval.count()) + "]");
+  }
+  if (o.probe_deadline_ms < 1 || o.probe_deadline_ms > coordinator::kMaxProbeInterval.count())
+    return usage("--probe-deadline-ms must be in [1, " +
+                 std::to_string(coordinator::kMaxProbeInterval.count()) + "]");
+  if (o.failure_threshold < 1) return usage("--failure-threshold must be at least 1");
+  if (!(o.phi_threshold > 0)) return usage("--phi-threshold must be positive");
+  if (o.cooldown_ms < 1 || o.cooldown_ms > coordinator::kMaxCooldown.count())
+    return usage("--cooldown-ms must be in [1, " +
+                 std::to_string(coordinator::kMaxCooldown.count()) + "]");
+  if (o.health_pause_ms < 0) return usage("--health-pause-ms must not be negative");
+  if (o.hung_kill_ms < 0) return usage("--hung-kill-ms must not be negative");
   Launcher l(o);
   return l.Run();
 }

@@ -51,6 +51,11 @@ int main(int argc, char** argv) {
   launch_cmd->add_option("--health-pause-ms", launch.health_pause_ms,
                          "Heartbeat silence tolerated before a worker is suspected");
   launch_cmd->add_option("--phi-threshold", launch.phi_threshold, "Suspicion (phi) above which a worker is evicted");
+  launch_cmd->add_option("--probe-interval-ms", launch.probe_interval_ms, "Health probes of every worker, this often (default 100)");
+  launch_cmd->add_option("--probe-deadline-ms", launch.probe_deadline_ms, "A probe unanswered this long failed (default 250)");
+  launch_cmd->add_option("--failure-threshold", launch.failure_threshold, "Consecutive failed probes that evict a worker (default 4)");
+  launch_cmd->add_option("--cooldown-ms", launch.cooldown_ms, "Evicted worker: first re-probe after this; doubles per re-open (default 1000)");
+  launch_cmd->add_option("--hung-kill-ms", launch.hung_kill_ms, "Kill a worker still evicted this long after its eviction (0: never; default 60000)");
   launch_cmd->add_option("--log-level", launch.log_level, "debug | info | warn | error");
   launch_cmd->add_option("--metrics-port", launch.metrics_port,
                          "Worker i serves Prometheus metrics on this port + i (0: any free port)");

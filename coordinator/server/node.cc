@@ -25,6 +25,7 @@
 #include "core/file_util.h"
 #include "core/logging.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "coordinator/controller/job_controller.h"
 
 namespace cohort::coordinator {
 
@@ -432,6 +433,7 @@ struct Node::Impl {
   uint64_t watched_revision = 0;             // kv.revision() when the watchers last ran
   uint64_t next_read_id = 1;
   bool was_leader = false;
+  std::atomic<bool> is_leader{false};  // was_leader, for the job controller's thread
   uint64_t leader_since_ms = 0;      // wall clock when this node last became leader
   std::set<uint64_t> expiring;       // leases whose expiry this leader proposed, not yet applied
   Clock::time_point next_expiry_check{};
@@ -466,6 +468,7 @@ struct Node::Impl {
   std::unique_ptr<pb::Coordinator::Service> client_service;
   std::unique_ptr<grpc::Server> server;
   std::thread raft_thread;
+  std::unique_ptr<JobController> controller;  // acts while this node leads
   std::string bound_address;  // host:port the server listens on (immutable after Start)
   std::mutex shutdown_mu;  // serialises Shutdown()
   bool shut_down = false;  // guarded by shutdown_mu
@@ -1105,6 +1108,7 @@ Status Node::Impl::RunRound(bool tick) {
   }
   if (!was_leader && leader) COHORT_LOG_INFO("node {}: leader at term {}", opt.id, raft->term());
   was_leader = leader;
+  is_leader.store(leader);
   if (tick) ServeWatchers(true);
   PublishView();
   return Status::Ok();
@@ -1271,6 +1275,16 @@ Result<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   node->impl_->bound_address = opt.listen_address.substr(0, opt.listen_address.rfind(':') + 1) +
                                std::to_string(bound_port);
   node->impl_->raft_thread = std::thread([raw] { raw->RaftLoop(); });
+  {
+    JobControllerOptions jo;
+    jo.endpoint = opt.peers.at(opt.id);
+    jo.token = opt.token;
+    if (!opt.tls_ca_file.empty()) {
+      COHORT_ASSIGN_OR_RETURN(jo.tls_ca_pem, ReadFile(opt.tls_ca_file));
+    }
+    jo.is_leader = [raw] { return raw->is_leader.load(); };
+    node->impl_->controller = std::make_unique<JobController>(std::move(jo));
+  }
   COHORT_LOG_INFO("node {}: serving on {} ({})", node->impl_->opt.id, node->impl_->opt.listen_address,
                   tls_files ? "TLS" : "plaintext");
   return node;
@@ -1280,6 +1294,7 @@ void Node::Shutdown() {
   std::lock_guard<std::mutex> guard(impl_->shutdown_mu);
   if (impl_->shut_down) return;
   impl_->shut_down = true;
+  if (impl_->controller) impl_->controller->Stop();
   // The Raft thread first: it answers every waiting client (UNAVAILABLE), so
   // the server's handlers return and its shutdown does not wait on them.
   {

@@ -18,7 +18,9 @@ grep -q "restarting it (restart 1 of 1)" "$WORK/el.err" && pass "restarted: $(gr
   || fail "no restart: $(cat "$WORK/el.err")"
 [[ $(json_field "$WORK/el.out" restarts) == 1 ]] && pass "restarts = 1" || fail "restarts $(json_field "$WORK/el.out" restarts)"
 epochs=$(json_field "$WORK/el.out" epochs)
-((epochs >= 3)) && pass "epochs = $epochs (start, shrink, rejoin)" || fail "epochs = $epochs"
+# 3 epochs (start, shrink, rejoin), or 2 when the restarted worker joined
+# before the controller's next round and replaced the dead one in one step.
+((epochs >= 2)) && pass "epochs = $epochs (start, then shrink and rejoin in 1 or 2 steps)" || fail "epochs = $epochs"
 [[ $(json_field "$WORK/el.out" world_size) == 3 ]] && pass "finished on 3 ranks, the restarted worker among them" \
   || fail "world_size $(json_field "$WORK/el.out" world_size)"
 grep -q "epoch [0-9]*: 3 workers \[.*w1\.r1" "$WORK/el.err" && pass "w1.r1 joined an epoch" || fail "w1.r1 in no epoch: $(cat "$WORK/el.err")"

@@ -1,0 +1,130 @@
+#pragma once
+// The job controller: decides the membership of an elastic job. Every
+// coordinator node (and the EmbeddedCoordinator) runs one; it acts only while
+// its node is the Raft leader, so killing the leader moves it to the new
+// leader. CommitEpoch compares on the previous epoch, so a controller that
+// lost leadership and still commits is refused (a stale controller is
+// harmless).
+//
+// What it does while leader, every probe interval:
+//   - reads the job (GetJob) and the job config (kJobConfigKey, written by
+//     the first `cohort launch` with CAS);
+//   - probes every joining/active member's health address (grpc.health.v1
+//     Check, proto/health.proto) with a deadline, all in parallel;
+//   - keeps one health::CircuitBreaker per member: a failed probe counts
+//     towards failure_threshold, heartbeat arrivals (the registry's
+//     last_heartbeat_ms moving) and successful probes feed its phi-accrual
+//     detector. An open breaker marks the member failed (MarkFailed), so the
+//     next epoch leaves it out. After a cool-down (doubling per re-open) the
+//     breaker is half-open and probed again; once it closes, a member that
+//     joined again is taken back at a later epoch;
+//   - commits the first epoch once `max` members are healthy, or at least
+//     `min` after the join grace; then a new epoch whenever the healthy set
+//     changes (survivors keep their rank order; newcomers follow, in id
+//     order, up to `max`), or a worker asked for one (ReformKey);
+//   - publishes each member's breaker state under HealthKey (on change only)
+//     for `cohort status`;
+//   - stops deciding once the job is done (DoneKey).
+//
+// Thread safety: the controller owns one thread; Stop() (and the destructor)
+// may be called from any one other thread.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/status.h"
+
+namespace cohort::coordinator {
+
+// The KV key holding the job's parameters as JSON (JobConfig).
+inline constexpr char kJobConfigKey[] = "cohort/job-config";
+
+// Keys of job `job` (the key prefix, `cohort launch --job`).
+// Set once a worker finished the job: waiting workers exit 0, the controller stops.
+inline std::string DoneKey(const std::string& job) { return job + "/done"; }
+// A worker whose epoch failed without a membership change asks for a new one here.
+inline std::string ReformKey(const std::string& job, uint64_t epoch) {
+  return job + "/reform/" + std::to_string(epoch);
+}
+// The controller's view of one member's health (JSON: breaker, reason).
+inline std::string HealthKey(const std::string& job, const std::string& member) {
+  return job + "/health/" + member;
+}
+// The last step a worker completed (decimal), written with its heartbeats.
+inline std::string StepKey(const std::string& job, const std::string& member) {
+  return job + "/step/" + member;
+}
+
+// Defaults (STYLE.md #14). A kill -9 refuses the probe's connection at once:
+// kDefaultFailureThreshold probes kDefaultProbeInterval apart find it in about
+// 0.4 s; a hung worker (SIGSTOP) lets each probe run to its deadline, about
+// 4 x (100 + 250) ms = 1.4 s. On a loaded 2-core machine a healthy worker's
+// health thread was not seen to miss one 250 ms deadline, let alone four in a
+// row; phi (with a 3 s acceptable pause) only backs the probes up.
+inline constexpr std::chrono::milliseconds kDefaultProbeInterval{100};
+inline constexpr std::chrono::milliseconds kDefaultProbeDeadline{250};
+inline constexpr int kDefaultFailureThreshold = 4;
+inline constexpr double kDefaultPhiThreshold = 8.0;
+inline constexpr std::chrono::milliseconds kDefaultHealthPause{3000};
+inline constexpr std::chrono::milliseconds kDefaultCooldown{1000};
+inline constexpr std::chrono::milliseconds kDefaultJoinGrace{10000};
+// Bounds.
+inline constexpr std::chrono::milliseconds kMinProbeInterval{10};
+inline constexpr std::chrono::milliseconds kMaxProbeInterval{60000};
+inline constexpr std::chrono::milliseconds kMaxCooldown{60000};
+inline constexpr size_t kMaxJobConfigBytes = 4096;
+
+struct JobConfig {
+  std::string job = "job";  // key prefix of the job
+  int min = 1;              // fewest members an epoch may have
+  int max = 1;              // most members in one epoch
+  std::chrono::milliseconds join_grace = kDefaultJoinGrace;
+  std::chrono::milliseconds probe_interval = kDefaultProbeInterval;
+  std::chrono::milliseconds probe_deadline = kDefaultProbeDeadline;
+  int failure_threshold = kDefaultFailureThreshold;  // K consecutive failed probes
+  double phi_threshold = kDefaultPhiThreshold;
+  std::chrono::milliseconds health_pause = kDefaultHealthPause;  // phi's acceptable pause
+  std::chrono::milliseconds cooldown = kDefaultCooldown;         // first open -> half-open
+
+  std::string ToJson() const;
+  // InvalidArgument naming the field that is missing, of the wrong type, or out of range.
+  static Result<JobConfig> FromJson(const std::string& json);
+  // Empty when equal; else "min 2 vs 3, ..." (this vs other).
+  std::string Diff(const JobConfig& other) const;
+};
+
+struct JobControllerOptions {
+  std::string endpoint;    // this node's client address (host:port)
+  std::string token;       // the cluster's shared secret
+  std::string tls_ca_pem;  // non-empty: TLS to the node (PEM of the CA)
+  std::function<bool()> is_leader;  // thread-safe: whether this node leads now
+};
+
+class JobController {
+ public:
+  explicit JobController(JobControllerOptions options);
+  ~JobController() { Stop(); }
+  JobController(const JobController&) = delete;
+  JobController& operator=(const JobController&) = delete;
+  // Joins the thread; idempotent.
+  void Stop();
+
+  struct State;
+
+ private:
+  void Loop();
+  JobControllerOptions options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace cohort::coordinator
