@@ -177,6 +177,11 @@ void AddNodeCollector(metrics::Registry& registry, const coordinator::Node* node
                           {{"method", method}, {"code", code}}, static_cast<double>(n));
       }
     }
+    for (const auto& [member, state] : m.breakers) {
+      out.GaugeSample("cohort_coordinator_breaker_state",
+                      "The job controller's circuit breaker per worker: 0 closed, 1 half-open, 2 open (leader only)",
+                      {{"worker", member}}, state);
+    }
     out.SummarySample("cohort_coordinator_wal_sync_seconds", "WAL writes that end in fsync: time (write + fsync)",
                       {}, m.wal_sync_seconds, m.wal_syncs);
   });

@@ -376,8 +376,19 @@ void JobController::Loop() {
         if (s.code() == StatusCode::kInvalidArgument) st.config.reset();
       }
     }
+    std::map<std::string, int> breakers;
+    for (const auto& [id, t] : st.members) {
+      const auto b = t.breaker.state();
+      breakers[id] = b == health::BreakerState::kClosed ? 0 : b == health::BreakerState::kHalfOpen ? 1 : 2;
+    }
     l.lock();
+    breakers_ = std::move(breakers);
   }
+}
+
+std::map<std::string, int> JobController::Breakers() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return breakers_;
 }
 
 }  // namespace cohort::coordinator

@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -115,15 +116,19 @@ class JobController {
   JobController& operator=(const JobController&) = delete;
   // Joins the thread; idempotent.
   void Stop();
+  // Each tracked member's breaker (0 closed, 1 half-open, 2 open) after the
+  // last round; empty while this node does not lead. Thread-safe.
+  std::map<std::string, int> Breakers() const;
 
   struct State;
 
  private:
   void Loop();
   JobControllerOptions options_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;                   // guarded by mu_
+  std::map<std::string, int> breakers_;  // guarded by mu_
   std::thread thread_;
 };
 

@@ -1331,6 +1331,7 @@ NodeMetrics Node::Metrics() const {
   m.rpcs = impl_->rpcs;
   m.wal_syncs = impl_->wal_syncs;
   m.wal_sync_seconds = impl_->wal_sync_seconds;
+  if (impl_->controller) m.breakers = impl_->controller->Breakers();
   return m;
 }
 

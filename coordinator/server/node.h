@@ -97,6 +97,9 @@ struct NodeMetrics {
   std::map<std::string, Rpc> rpcs;  // "Service/Method" (e.g. "Coordinator/Put") -> counts, since start
   uint64_t wal_syncs = 0;           // WAL writes that ended in fsync
   double wal_sync_seconds = 0;      // their total time (write + fsync)
+  // The job controller's breaker per member (0 closed, 1 half-open, 2 open);
+  // empty unless this node leads.
+  std::map<std::string, int> breakers;
 };
 
 class Node {
