@@ -77,6 +77,8 @@ struct TrainSummary {
   int64_t start_step = 0, end_step = 0;  // global step counts (resumed runs start later)
   int64_t checkpoints_committed = 0;
   double checkpoint_ms = 0;  // per step, time the loop spent on checkpoints
+  int64_t checkpoints_written = 0;  // shards this rank wrote (committed or not)
+  double checkpoint_write_ms = 0;   // mean per shard, on the writer thread (off the step's critical path)
 };
 
 class Trainer {
@@ -112,8 +114,17 @@ class Trainer {
   // The whole training state (parameters, optimizer state, optimizer and
   // global step counts) as a LoadedCheckpoint that Restore() takes back, so
   // an elastic job can move it across a rebuild of its communicators.
-  // Data parallel only: FailedPrecondition under tensor parallelism or ZeRO.
-  Result<LoadedCheckpoint> CaptureState() const;
+  // Under ZeRO-1 the optimizer partitions are gathered, so every rank gets
+  // the whole state: collective over the data group then. FailedPrecondition
+  // under tensor parallelism.
+  Result<LoadedCheckpoint> CaptureState();
+  // A state of the right shapes (zeros) to receive a broadcast into. Local.
+  LoadedCheckpoint EmptyState() const;
+
+  // Commits checkpoints beyond MANIFEST.json (elastic jobs: through the
+  // coordinator). Not owned; must outlive Run(); used on rank 0 only. Null:
+  // MANIFEST.json is the commit.
+  void set_checkpoint_committer(CheckpointCommitter* committer) { committer_ = committer; }
 
   const Mlp& model() const { return *model_; }
   int64_t batch_per_rank() const { return batch_; }
@@ -150,6 +161,9 @@ class Trainer {
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
   CheckpointLayout pending_;                   // the write in flight
   int64_t committed_ = 0;
+  int64_t written_ = 0;
+  double write_ms_ = 0;  // sum over written_
+  CheckpointCommitter* committer_ = nullptr;
   StepHook step_hook_;
 };
 
