@@ -9,6 +9,8 @@
 #    varies at first and samples are not counted here), after the newest committed checkpoint's shard was damaged and
 #    a newer checkpoint directory that the coordinator never committed was
 #    planted on disk: the job resumes from the previous committed one.
+# 3. `cohort ckpt inspect|verify --coordinator` tells the committed
+#    checkpoints of a job on a standalone coordinator from a planted copy.
 source "$(dirname "$0")/../cli/lib.sh" "$@"
 source "$(dirname "$0")/lib_elastic.sh"
 
@@ -72,4 +74,32 @@ grep -q "at step 230" "$WORK/b.out" && fail "the uncommitted step 230 was restor
 from=$(sed -n 's/.*restoring the coordinator-committed checkpoint at step \([0-9]*\).*/\1/p' "$WORK/b.out" | head -1)
 [[ $from == 180 ]] && pass "the restarted job's first restore was step 180" || fail "first restore: '$from'"
 [[ $(json_field "$WORK/b.out" end_step) == 240 ]] && pass "trained to step 240" || fail "end_step $(json_field "$WORK/b.out" end_step)"
+
+# 3. A standalone coordinator on a free port (bound, then released: a tiny
+#    race with other programs), a short job through it, a planted copy.
+port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+echo "token-for-the-ckpt-test" > "$WORK/token"
+"$COHORT" coordinator --id 1 --peers "1=127.0.0.1:$port" --data-dir "$WORK/standalone" --token-file "$WORK/token" \
+  > "$WORK/coord.log" 2>&1 &
+coord=$!
+trap 'kill "$coord" 2> /dev/null; rm -rf "$WORK"' EXIT
+small_config "$WORK/s.yaml" 40 64
+printf 'checkpoint: {dir: %s, every: 10, keep: 3}\n' "$WORK/ck3" >> "$WORK/s.yaml"
+rc=0
+timeout 120 "$COHORT" launch --nproc 2 --coordinator "127.0.0.1:$port" --token-file "$WORK/token" -- \
+  "$COHORT" train --config "$WORK/s.yaml" > "$WORK/c.out" 2> "$WORK/c.err" || rc=$?
+((rc == 0)) && pass "a job through a standalone coordinator exits 0" || fail "exited $rc: $(tail -5 "$WORK/c.err")"
+cp -r "$WORK/ck3/step-000000030" "$WORK/ck3/step-000000035"
+"$COHORT" ckpt inspect "$WORK/ck3" --json --coordinator "127.0.0.1:$port" --token-file "$WORK/token" > "$WORK/inspect.json" \
+  || fail "ckpt inspect --coordinator failed"
+python3 -c "
+import json, sys
+v = {c['step']: c['coordinator'] for c in json.load(open(sys.argv[1]))}
+sys.exit(0 if v == {20: 'committed', 30: 'committed', 35: 'no', 40: 'committed'} else 1)" "$WORK/inspect.json" \
+  && pass "ckpt inspect --coordinator: 20, 30, 40 committed, the planted 35 not" || fail "inspect: $(cat "$WORK/inspect.json")"
+"$COHORT" ckpt verify "$WORK/ck3" --coordinator "127.0.0.1:$port" --token-file "$WORK/token" > "$WORK/verify3.out" 2>&1 || true
+grep -q "step-000000035 (coordinator: no)" "$WORK/verify3.out" && pass "ckpt verify marks it too" \
+  || fail "verify: $(cat "$WORK/verify3.out")"
+kill "$coord"
+wait "$coord" 2>/dev/null || true
 finish
