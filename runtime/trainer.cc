@@ -414,7 +414,8 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       if (!zs.ok()) return zs.WithContext("gradient sync at step " + std::to_string(step_ + 1));
     }
     if (timeline_) timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
-    if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps) {
+    if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps &&
+        step_ + 1 > checkpoint_floor_) {
       const double c0 = Now();
       ++step_;  // the checkpoint records the steps completed
       Status cs = Checkpoint(/*next=*/true);
@@ -454,8 +455,8 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   }
   if (writer_ && steps > 0) {  // the final checkpoint, committed before returning
     const double c0 = Now();
-    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
-    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));
+    if (step_ > checkpoint_floor_) COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
+    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));  // collects the write in flight
     ckpt_s += Now() - c0;
   }
   s.end_step = step_;

@@ -125,6 +125,11 @@ class Trainer {
   // coordinator). Not owned; must outlive Run(); used on rank 0 only. Null:
   // MANIFEST.json is the commit.
   void set_checkpoint_committer(CheckpointCommitter* committer) { committer_ = committer; }
+  // No checkpoint is written at or before global step `step`: an elastic
+  // job's coordinator already committed one there, and a recovery that redoes
+  // those steps must not rewrite (and so damage) its directory. Every rank
+  // must be given the same value. Default 0.
+  void set_checkpoint_floor(int64_t step) { checkpoint_floor_ = step; }
 
   const Mlp& model() const { return *model_; }
   int64_t batch_per_rank() const { return batch_; }
@@ -164,6 +169,7 @@ class Trainer {
   int64_t written_ = 0;
   double write_ms_ = 0;  // sum over written_
   CheckpointCommitter* committer_ = nullptr;
+  int64_t checkpoint_floor_ = 0;
   StepHook step_hook_;
 };
 

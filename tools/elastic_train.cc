@@ -420,12 +420,14 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   int64_t newest = mine;
   COHORT_RETURN_IF_ERROR(comm->AllReduce(&mine, &newest, 1, DType::kI64, ReduceOp::kMax));
   int64_t loaded_step = -1;  // rank 0: the committed checkpoint it loaded
-  if (lead && !config_.checkpoint.dir.empty() && !opt_.no_resume) {
+  int64_t committed_step = 0;  // rank 0: the newest step the coordinator committed
+  if (lead && !config_.checkpoint.dir.empty()) {
     // A failure here only costs the checkpoint: the copies in memory remain.
     auto listed = ListCommittedCheckpoints(*client_, env_.job);
     if (!listed.ok()) COHORT_LOG_WARN("cannot list committed checkpoints: {}", listed.status().message());
     std::vector<CommittedCheckpoint> committed = listed.ok() ? *listed : std::vector<CommittedCheckpoint>{};
-    std::erase_if(committed, [&](const CommittedCheckpoint& c) { return c.step <= newest; });
+    for (const auto& c : committed) committed_step = std::max(committed_step, c.step);
+    std::erase_if(committed, [&](const CommittedCheckpoint& c) { return c.step <= newest || opt_.no_resume; });
     if (!committed.empty()) {
       std::vector<std::string> warnings;
       auto ck = LoadNewestCommitted(committed, &warnings);
@@ -442,7 +444,11 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
       }
     }
   }
-  COHORT_RETURN_IF_ERROR(comm->Broadcast(&loaded_step, 1, DType::kI64, 0));
+  int64_t from_lead[2] = {loaded_step, committed_step};
+  COHORT_RETURN_IF_ERROR(comm->Broadcast(from_lead, 2, DType::kI64, 0));
+  loaded_step = from_lead[0];
+  // Steps redone after a recovery must not rewrite a committed checkpoint.
+  trainer->set_checkpoint_floor(from_lead[1]);
   COHORT_RETURN_IF_ERROR(comm->AllReduce(&mine, &newest, 1, DType::kI64, ReduceOp::kMax));
   // Rank 0 loaded a checkpoint only when it beat every copy: then it is the newest state.
   std::string restored_from = loaded_step >= 0 ? "checkpoint step " + std::to_string(loaded_step) : "snapshot";
