@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -96,6 +97,7 @@ void CheckpointWriter::Submit(const std::string& dir, const CheckpointLayout& la
   COHORT_CHECK(!submitted_) << "Submit before the previous write was collected";
   submitted_ = true;
   auto job = [dir, layout, shard = std::move(shard)]() -> Result<ShardWritten> {
+    const auto t0 = std::chrono::steady_clock::now();
     const std::string step_dir = CheckpointStepDir(dir, layout.step);
     COHORT_RETURN_IF_ERROR(MakeDirs(step_dir));
     std::vector<NamedTensor> ts;
@@ -110,7 +112,8 @@ void CheckpointWriter::Submit(const std::string& dir, const CheckpointLayout& la
     }
     COHORT_RETURN_IF_ERROR(WriteSafetensors(path, ts, meta));
     COHORT_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-    return ShardWritten{static_cast<int64_t>(bytes.size()), Crc32c(bytes)};
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return ShardWritten{static_cast<int64_t>(bytes.size()), Crc32c(bytes), ms};
   };
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -132,8 +135,20 @@ Result<ShardWritten> CheckpointWriter::Wait() {
   return r;
 }
 
-Status CommitCheckpoint(const std::string& dir, const CheckpointLayout& layout,
-                        const std::vector<ShardWritten>& shards, int keep) {
+std::string ManifestChecksum(const std::string& manifest_bytes) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "crc32c:%08x", Crc32c(manifest_bytes));
+  return buf;
+}
+
+Result<std::string> ReadManifestChecksum(const std::string& step_dir) {
+  auto text = ReadFile(step_dir + "/" + kManifest);
+  if (!text.ok()) return NotFound("checkpoint " + step_dir + " has no " + kManifest);
+  return ManifestChecksum(*text);
+}
+
+Result<bool> CommitCheckpoint(const std::string& dir, const CheckpointLayout& layout,
+                              const std::vector<ShardWritten>& shards, int keep, CheckpointCommitter* committer) {
   const std::string step_dir = CheckpointStepDir(dir, layout.step);
   nlohmann::json m = LayoutJson(layout);
   m["shards"] = nlohmann::json::array();
@@ -146,7 +161,17 @@ Status CommitCheckpoint(const std::string& dir, const CheckpointLayout& layout,
     }
     m["shards"].push_back({{"file", name}, {"rank", r}, {"bytes", shards[r].bytes}, {"crc32c", shards[r].crc32c}});
   }
-  COHORT_RETURN_IF_ERROR(WriteFileAtomic(step_dir + "/" + kManifest, m.dump(1) + "\n"));
+  const std::string manifest = m.dump(1) + "\n";
+  const std::string manifest_path = step_dir + "/" + kManifest;
+  COHORT_RETURN_IF_ERROR(WriteFileAtomic(manifest_path, manifest));
+  if (committer != nullptr) {
+    Result<bool> c = committer->Commit(layout, step_dir, ManifestChecksum(manifest));
+    if (!c.ok() || !*c) {
+      std::error_code ec;
+      fs::remove(manifest_path, ec);  // best effort: restores by the committer never read it anyway
+      return c;
+    }
+  }
   // Retention: newest `keep` committed checkpoints, nothing uncommitted older than this one.
   COHORT_ASSIGN_OR_RETURN(auto all, ListCheckpoints(dir));
   int kept = 0;
@@ -158,7 +183,7 @@ Status CommitCheckpoint(const std::string& dir, const CheckpointLayout& layout,
       fs::remove_all(it->path, ec);  // best effort: a leftover directory is harmless
     }
   }
-  return Status::Ok();
+  return true;
 }
 
 Result<std::vector<CheckpointInfo>> ListCheckpoints(const std::string& dir) {
@@ -267,6 +292,33 @@ Result<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir, std::vecto
     if (warnings) warnings->push_back(ck.status().message() + "; trying the previous committed checkpoint");
   }
   return NotFound("no committed checkpoint in " + dir);
+}
+
+Result<LoadedCheckpoint> LoadNewestCommitted(std::vector<CommittedCheckpoint> committed,
+                                             std::vector<std::string>* warnings) {
+  std::sort(committed.begin(), committed.end(), [](const auto& a, const auto& b) { return a.step > b.step; });
+  for (const auto& c : committed) {
+    std::string why;
+    auto sum = ReadManifestChecksum(c.path);
+    if (!sum.ok()) {
+      why = sum.status().message();
+    } else if (*sum != c.checksum) {
+      why = "checkpoint " + c.path + ": " + kManifest + " has checksum " + *sum + ", the committed one is " +
+            c.checksum;
+    } else {
+      auto ck = LoadCheckpoint(c.path);
+      if (ck.ok() && ck->layout.step != c.step) {
+        why = "checkpoint " + c.path + " holds step " + std::to_string(ck->layout.step) + ", committed as step " +
+              std::to_string(c.step);
+      } else if (ck.ok()) {
+        return ck;
+      } else {
+        why = ck.status().message();
+      }
+    }
+    if (warnings) warnings->push_back(why + "; trying the previous committed checkpoint");
+  }
+  return NotFound("none of the " + std::to_string(committed.size()) + " committed checkpoint(s) loads");
 }
 
 }  // namespace cohort

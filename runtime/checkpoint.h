@@ -65,6 +65,7 @@ std::string CheckpointShardName(int rank);
 struct ShardWritten {
   int64_t bytes = 0;
   uint32_t crc32c = 0;  // of the whole file
+  double write_ms = 0;  // on the writer thread: serialise, write, fsync, rename, read back
 };
 
 // Writes shards on a background thread so training does not wait for the
@@ -95,12 +96,38 @@ class CheckpointWriter {
   std::thread worker_;
 };
 
+// The checksum that names one checkpoint's content: CRC32C of its
+// MANIFEST.json bytes (which hold every shard's size and CRC32C), as
+// "crc32c:xxxxxxxx".
+std::string ManifestChecksum(const std::string& manifest_bytes);
+// ManifestChecksum of STEP_DIR/MANIFEST.json; NotFound when it has none.
+Result<std::string> ReadManifestChecksum(const std::string& step_dir);
+
+// Who else must agree before a checkpoint counts as committed. Without one
+// (mpirun jobs), MANIFEST.json is the commit. An elastic job passes one that
+// commits the manifest through the coordinator (tools/checkpoint_registry.h),
+// so that only what the coordinator committed is ever restored.
+class CheckpointCommitter {
+ public:
+  virtual ~CheckpointCommitter() = default;
+  // Called on rank 0 once `step_dir`/MANIFEST.json is durable; `checksum` is
+  // its ManifestChecksum. true: committed. false: declined without harm (e.g.
+  // not newer than the last committed one after a recovery redid steps): the
+  // checkpoint is not used. An error (Aborted for a superseded epoch) stops
+  // the training loop. Declined or failed, the MANIFEST.json is removed so
+  // the directory reads as uncommitted.
+  virtual Result<bool> Commit(const CheckpointLayout& layout, const std::string& step_dir,
+                              const std::string& checksum) = 0;
+};
+
 // Rank 0, after every rank reported its shard (`shards[r]` for rank r):
 // checks each file is there with the reported size, writes MANIFEST.json
-// atomically (the commit), then deletes all but the newest `keep` committed
-// checkpoints and any uncommitted ones older than this one.
-Status CommitCheckpoint(const std::string& dir, const CheckpointLayout& layout,
-                        const std::vector<ShardWritten>& shards, int keep);
+// atomically, has `committer` (may be null) commit it, then deletes all but
+// the newest `keep` committed checkpoints and any uncommitted ones older than
+// this one. Returns whether the checkpoint was committed.
+Result<bool> CommitCheckpoint(const std::string& dir, const CheckpointLayout& layout,
+                              const std::vector<ShardWritten>& shards, int keep,
+                              CheckpointCommitter* committer = nullptr);
 
 struct CheckpointInfo {
   int64_t step = 0;
@@ -128,5 +155,19 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir);
 // The newest committed checkpoint in `dir` that loads; damaged ones are
 // skipped with a line on `warnings`. NotFound when there is none.
 Result<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir, std::vector<std::string>* warnings);
+
+// A checkpoint some authority (the coordinator) committed: where it is and
+// the ManifestChecksum it committed.
+struct CommittedCheckpoint {
+  int64_t step = 0;
+  std::string path;  // the step directory
+  std::string checksum;
+};
+// The newest of `committed` that loads and whose MANIFEST.json still has the
+// committed checksum; others are skipped with a line on `warnings`.
+// Directories on disk that `committed` does not name are never read.
+// NotFound when none loads.
+Result<LoadedCheckpoint> LoadNewestCommitted(std::vector<CommittedCheckpoint> committed,
+                                             std::vector<std::string>* warnings);
 
 }  // namespace cohort

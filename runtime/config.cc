@@ -306,6 +306,21 @@ Status ParseCheckpoint(Section& s, CheckpointConfig* c) {
   return Status::Ok();
 }
 
+Status ParseElastic(Section& s, ElasticConfig* e) {
+  COHORT_RETURN_IF_ERROR(s.Init({"batch", "lr"}));
+  std::string batch = "per_rank", lr = "keep";
+  COHORT_RETURN_IF_ERROR(s.Read("batch", &batch));
+  COHORT_RETURN_IF_ERROR(s.Read("lr", &lr));
+  if (batch == "per_rank") e->batch = ElasticBatch::kPerRank;
+  else if (batch == "global") e->batch = ElasticBatch::kGlobal;
+  else return s.Error(s.Get("batch"), "'elastic.batch' must be per_rank or global, not '" + batch + "'");
+  if (lr == "keep") e->lr = ElasticLr::kKeep;
+  else if (lr == "linear") e->lr = ElasticLr::kLinear;
+  else if (lr == "sqrt") e->lr = ElasticLr::kSqrt;
+  else return s.Error(s.Get("lr"), "'elastic.lr' must be keep, linear or sqrt, not '" + lr + "'");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& origin) {
@@ -320,7 +335,7 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   Config c;
   c.source = origin;
   Section top(root, "", origin);
-  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data", "parallel", "checkpoint"}));
+  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data", "parallel", "checkpoint", "elastic"}));
   COHORT_RETURN_IF_ERROR(top.Read("seed", &c.seed));
   for (const char* required : {"model", "optimizer", "train"}) {
     if (!top.Has(required)) {
@@ -348,6 +363,10 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   if (top.Has("checkpoint")) {
     Section ck(top.Get("checkpoint"), "checkpoint", origin);
     COHORT_RETURN_IF_ERROR(ParseCheckpoint(ck, &c.checkpoint));
+  }
+  if (top.Has("elastic")) {
+    Section el(top.Get("elastic"), "elastic", origin);
+    COHORT_RETURN_IF_ERROR(ParseElastic(el, &c.elastic));
   }
   return c;
 }
@@ -399,6 +418,7 @@ std::string Config::Canonical() const {
      << data.teacher_hidden << "," << data.path << "," << data.placement;
   os << ";parallel=" << parallel.tensor << "," << parallel.zero;
   os << ";checkpoint=" << checkpoint.dir << "," << checkpoint.every << "," << checkpoint.keep;
+  os << ";elastic=" << static_cast<int>(elastic.batch) << "," << static_cast<int>(elastic.lr);
   return os.str();
 }
 

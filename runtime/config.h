@@ -11,6 +11,7 @@
 //   train: {steps: 300, batch_per_rank: 128}
 //   data: {source: synthetic, samples: 60000, teacher_hidden: 64}
 //   parallel: {tensor: 1, zero: 0}        # optional
+//   elastic: {batch: per_rank, lr: keep}   # optional: cohort launch's resize policy
 
 #include <cstdint>
 #include <string>
@@ -109,6 +110,22 @@ struct ParallelConfig {
   int zero = 0;    // ZeRO stage: 0 (replicated optimizer state) or 1 (partitioned)
 };
 
+// What an elastic job (cohort launch) does when the world changes size.
+// Applied at the start of every membership epoch; see runtime/resize_policy.h.
+enum class ElasticBatch {
+  kPerRank,  // keep the per-rank batch: the global batch follows the world size
+  kGlobal,   // keep the global batch: per-rank batch = floor(global / world)
+};
+enum class ElasticLr {
+  kKeep,    // the configured learning rate, whatever the world size
+  kLinear,  // lr x (global batch now / global batch at start)
+  kSqrt,    // lr x sqrt(global batch now / global batch at start)
+};
+struct ElasticConfig {
+  ElasticBatch batch = ElasticBatch::kPerRank;
+  ElasticLr lr = ElasticLr::kKeep;
+};
+
 struct Config {
   std::string source;  // the file it came from, for messages
   uint64_t seed = 1;
@@ -118,6 +135,7 @@ struct Config {
   DataConfig data;
   ParallelConfig parallel;
   CheckpointConfig checkpoint;
+  ElasticConfig elastic;  // optional section `elastic: {batch: per_rank|global, lr: keep|linear|sqrt}`
 
   // The batch of each data-parallel rank when there are `data_ranks` of them
   // (world / parallel.tensor), or an error when the configured global batch

@@ -224,16 +224,22 @@ Status Trainer::Checkpoint(bool next) {
     const int64_t mine[2] = {written->bytes, static_cast<int64_t>(written->crc32c)};
     std::vector<int64_t> all(static_cast<size_t>(2 * world.size()));
     COHORT_RETURN_IF_ERROR(world.AllGather(mine, all.data(), 2, DType::kI64));
+    ++written_;
+    write_ms_ += written->write_ms;
     Status commit;
+    int64_t committed = 0;
     if (world.rank() == 0) {
       std::vector<ShardWritten> shards;
       for (int r = 0; r < world.size(); ++r) {
         shards.push_back({all[static_cast<size_t>(2 * r)], static_cast<uint32_t>(all[static_cast<size_t>(2 * r + 1)])});
       }
-      commit = CommitCheckpoint(config_.checkpoint.dir, pending_, shards, config_.checkpoint.keep);
+      auto c = CommitCheckpoint(config_.checkpoint.dir, pending_, shards, config_.checkpoint.keep, committer_);
+      commit = c.status();
+      committed = c.ok() && *c ? 1 : 0;
     }
     COHORT_RETURN_IF_ERROR(AgreeOnStatus(world, commit).WithContext("committing checkpoint"));
-    ++committed_;
+    COHORT_RETURN_IF_ERROR(world.Broadcast(&committed, 1, DType::kI64, 0));
+    committed_ += committed;
   }
   if (next) {
     pending_ = Layout();
@@ -318,15 +324,39 @@ Result<bool> Trainer::UnscaleGrads(float* g, int64_t n, bool agree) {
   return apply;
 }
 
-Result<LoadedCheckpoint> Trainer::CaptureState() const {
-  if (g_.tensor->size() != 1 || config_.parallel.zero != 0) {
-    return FailedPrecondition("capturing the training state in memory needs parallel.tensor 1 and zero 0");
+LoadedCheckpoint Trainer::EmptyState() const {
+  LoadedCheckpoint ck;
+  ck.layout = Layout();
+  const size_t n = static_cast<size_t>(model_->num_params());
+  ck.params.assign(n, 0.0f);
+  for (const auto& [name, t] : optimizer_->State()) ck.optim[name].assign(n, 0.0f);
+  return ck;
+}
+
+Result<LoadedCheckpoint> Trainer::CaptureState() {
+  if (g_.tensor->size() != 1) {
+    return FailedPrecondition("capturing the training state in memory needs parallel.tensor 1 (a tensor-parallel "
+                              "rank holds only its part of the model)");
   }
   LoadedCheckpoint ck;
   ck.layout = Layout();
   const int64_t n = model_->num_params();
   const float* p = params_.data<float>();
   ck.params.assign(p, p + n);
+  if (config_.parallel.zero == 1) {
+    // Each data rank holds `partition_` elements of each state tensor (the
+    // last one padded): gather them, in rank order, into the whole tensor.
+    const int64_t d = g_.data->size();
+    std::vector<float> whole(static_cast<size_t>(partition_ * d));
+    for (auto& [name, t] : optimizer_->State()) {
+      COHORT_RETURN_IF_ERROR(g_.data->AllGather(t.data<float>(), whole.data(), static_cast<size_t>(partition_),
+                                                DType::kF32)
+                                 .WithContext("gathering the ZeRO-1 optimizer state '" + name + "'"));
+      ck.optim[name].assign(whole.begin(), whole.begin() + n);
+    }
+    ck.metadata = ScalerMetadata();
+    return ck;
+  }
   for (const auto& [name, t] : optimizer_->State()) {
     const float* v = t.data<float>();
     ck.optim[name].assign(v, v + std::min<int64_t>(n, t.numel()));
@@ -475,7 +505,8 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       if (!zs.ok()) return zs.WithContext("gradient sync at step " + std::to_string(step_ + 1));
     }
     if (timeline_) timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
-    if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps) {
+    if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps &&
+        step_ + 1 > checkpoint_floor_) {
       const double c0 = Now();
       ++step_;  // the checkpoint records the steps completed
       Status cs = Checkpoint(/*next=*/true);
@@ -527,8 +558,8 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   }
   if (writer_ && steps > 0) {  // the final checkpoint, committed before returning
     const double c0 = Now();
-    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
-    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));
+    if (step_ > checkpoint_floor_) COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
+    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));  // collects the write in flight
     ckpt_s += Now() - c0;
   }
   s.end_step = step_;
@@ -537,6 +568,8 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
     s.skipped_steps = scaler_->skipped_steps() - skipped_before;
   }
   s.checkpoints_committed = committed_;
+  s.checkpoints_written = written_;
+  s.checkpoint_write_ms = written_ > 0 ? write_ms_ / static_cast<double>(written_) : 0;
   s.train_s = Now() - start;
   if (sync_) sync_s += sync_->comm_seconds() - sync_base;
   if (steps == 0) return s;  // resumed at the end: nothing ran

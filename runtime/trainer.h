@@ -104,6 +104,8 @@ struct TrainSummary {
   std::string precision = "fp32";  // train.precision
   double loss_scale = 1;           // fp16: the loss scale after the last step; otherwise 1
   int64_t skipped_steps = 0;       // fp16: steps whose gradients overflowed (no update)
+  int64_t checkpoints_written = 0;  // shards this rank wrote (committed or not)
+  double checkpoint_write_ms = 0;   // mean per shard, on the writer thread (off the step's critical path)
 };
 
 class Trainer {
@@ -149,8 +151,22 @@ class Trainer {
   // The whole training state (parameters, optimizer state, optimizer and
   // global step counts) as a LoadedCheckpoint that Restore() takes back, so
   // an elastic job can move it across a rebuild of its communicators.
-  // Data parallel only: FailedPrecondition under tensor parallelism or ZeRO.
-  Result<LoadedCheckpoint> CaptureState() const;
+  // Under ZeRO-1 the optimizer partitions are gathered, so every rank gets
+  // the whole state: collective over the data group then. FailedPrecondition
+  // under tensor parallelism.
+  Result<LoadedCheckpoint> CaptureState();
+  // A state of the right shapes (zeros) to receive a broadcast into. Local.
+  LoadedCheckpoint EmptyState() const;
+
+  // Commits checkpoints beyond MANIFEST.json (elastic jobs: through the
+  // coordinator). Not owned; must outlive Run(); used on rank 0 only. Null:
+  // MANIFEST.json is the commit.
+  void set_checkpoint_committer(CheckpointCommitter* committer) { committer_ = committer; }
+  // No checkpoint is written at or before global step `step`: an elastic
+  // job's coordinator already committed one there, and a recovery that redoes
+  // those steps must not rewrite (and so damage) its directory. Every rank
+  // must be given the same value. Default 0.
+  void set_checkpoint_floor(int64_t step) { checkpoint_floor_ = step; }
 
   const Mlp& model() const { return *model_; }
   int64_t batch_per_rank() const { return batch_; }
@@ -196,6 +212,10 @@ class Trainer {
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
   CheckpointLayout pending_;                   // the write in flight
   int64_t committed_ = 0;
+  int64_t written_ = 0;
+  double write_ms_ = 0;  // sum over written_
+  CheckpointCommitter* committer_ = nullptr;
+  int64_t checkpoint_floor_ = 0;
   StepHook step_hook_;
   StepObserver step_observer_;
   GradHook grad_hook_;

@@ -61,8 +61,15 @@ struct ElasticEnv;
 int RunElasticTrain(const TrainOptions& opt, const ElasticEnv& env);
 
 int RunDataGen(const DataGenOptions& opt);
-int RunCkptInspect(const std::string& dir, bool json);
-int RunCkptVerify(const std::string& dir);
+// Which coordinator to ask whether each checkpoint is committed (elastic
+// jobs commit through it); empty `coordinator`: don't ask.
+struct CkptCoordinatorOptions {
+  std::string coordinator;  // "HOST:PORT,..."
+  std::string token_file;
+  std::string job = "job";  // the job's key prefix (cohort launch --job)
+};
+int RunCkptInspect(const std::string& dir, bool json, const CkptCoordinatorOptions& coord = {});
+int RunCkptVerify(const std::string& dir, const CkptCoordinatorOptions& coord = {});
 int RunDataVerify(const std::string& dir);
 
 }  // namespace cohort::tools

@@ -11,15 +11,20 @@
 //   trainer and communicators are destroyed and the worker waits for the next
 //   epoch. A heartbeat thread keeps the member alive in the registry.
 //
-// Batch policy on a size change: the per-rank batch is kept (the global
-// batch is batch_per_rank x ranks of the epoch; a config's global_batch is
-// turned into a per-rank batch over --nproc at start). The learning rate is
-// not rescaled.
+// Batch and learning-rate policy on a size change: the config's `elastic`
+// section (runtime/resize_policy.h), applied at each epoch start. The
+// starting batch is the config's per-rank batch, or its global_batch split
+// over --nproc. The default keeps the per-rank batch and the learning rate.
 //
-// State: a copy of parameters and optimizer state is taken every
-// COHORT_SNAPSHOT_EVERY steps (and at each epoch start); on recovery the rank
-// holding the newest copy broadcasts it, so every rank resumes from the same
-// step; the steps since that copy are done again (steps_redone).
+// State: a copy of parameters and optimizer state (ZeRO-1 partitions
+// gathered) is taken every COHORT_SNAPSHOT_EVERY steps (and at each epoch
+// start); on recovery the rank holding the newest copy broadcasts it, so
+// every rank resumes from the same step; the steps since that copy are done
+// again (steps_redone). With checkpoint.dir set, checkpoints are committed
+// through the coordinator (tools/checkpoint_registry.h); at an epoch start
+// rank 0 loads the newest checkpoint the coordinator committed when it is
+// newer than every in-memory copy (a damaged one: the previous committed
+// one). A checkpoint directory the coordinator never committed is ignored.
 
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -47,8 +52,10 @@
 #include "kernels/cpu/kernels.h"
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
+#include "runtime/resize_policy.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
+#include "tools/checkpoint_registry.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"
 #include "tools/metrics_cmd.h"
@@ -320,6 +327,16 @@ Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> s
   return std::move(p->result);
 }
 
+// What one epoch trained with, for the summary.
+struct EpochRecord {
+  uint64_t epoch = 0;
+  int world_size = 0;
+  int64_t batch_per_rank = 0, global_batch = 0;
+  double lr = 0;
+  int64_t start_step = 0;
+  std::string restored_from;  // "snapshot", "checkpoint step N" or "start"
+};
+
 struct Recovery {
   uint64_t epoch = 0;          // the epoch training resumed in
   std::string cause;           // why the previous epoch ended, as this worker saw it
@@ -356,8 +373,12 @@ class ElasticWorker {
   double initial_loss_ = -1;
   int64_t samples_seen_ = 0, steps_run_ = 0, steps_redone_ = 0, max_step_ = 0;
   std::vector<Recovery> recoveries_;
+  std::vector<EpochRecord> epoch_log_;
+  int64_t start_batch_per_rank_ = 0;  // the per-rank batch at --nproc ranks
+  int64_t checkpoints_committed_ = 0;  // through the coordinator, while this worker was rank 0
   std::optional<Recovery> recovering_;  // set between a failed epoch and the next completed step
   int epochs_joined_ = 0;
+  uint64_t joined_epoch_ = 0;  // the job's epoch when this worker joined
   double train_start_ = 0;
   std::unique_ptr<WorkerMetrics> metrics_;                 // with a metrics port
   std::unique_ptr<metrics::MetricsServer> metrics_server_;  // reads metrics_: declared after it
@@ -371,11 +392,11 @@ Status ElasticWorker::Setup() {
   COHORT_ASSIGN_OR_RETURN(config_, LoadConfigFile(opt_.config_path));
   if (opt_.steps < 0) return InvalidArgument("--steps must be positive");
   if (opt_.steps > 0) config_.train.steps = opt_.steps;
-  if (config_.parallel.tensor != 1 || config_.parallel.zero != 0) {
+  if (config_.parallel.tensor != 1) {
     return InvalidArgument(
         "config " + config_.source +
-        ": elastic training (cohort launch) supports data parallelism only for now; set "
-        "parallel.tensor 1 and zero 0");
+        ": elastic training (cohort launch) supports data parallelism only (ZeRO 0 or 1) for "
+        "now; set parallel.tensor 1");
   }
   if (config_.train.global_batch > 0) {  // the per-rank batch is what an elastic job keeps
     if (config_.train.global_batch % env_.nproc != 0) {
@@ -400,23 +421,14 @@ Status ElasticWorker::Setup() {
                      env_.metrics_address.empty() ? opt_.metrics_address : env_.metrics_address, metrics_port,
                      "cohort train: member " + env_.worker));
   }
+  start_batch_per_rank_ = config_.train.batch_per_rank;
   COHORT_ASSIGN_OR_RETURN(std::string token, coordinator::ReadTokenFile(env_.token_file));
   COHORT_ASSIGN_OR_RETURN(co_.endpoints, coordinator::ParseEndpoints(env_.coordinator));
   co_.token = token;
   co_.deadline = Ms(10000);
   COHORT_ASSIGN_OR_RETURN(client_, coordinator::Client::Create(co_));
-  // A committed checkpoint, when the config has a directory, is the state to
-  // beat: a newer in-memory copy on any rank wins over it.
-  if (!config_.checkpoint.dir.empty() && !opt_.no_resume) {
-    std::vector<std::string> warnings;
-    auto ck = LoadLatestCheckpoint(config_.checkpoint.dir, &warnings);
-    for (const auto& w : warnings) COHORT_LOG_WARN("{}", w);
-    if (ck.ok()) {
-      snapshot_ = std::move(*ck);
-    } else if (ck.status().code() != StatusCode::kNotFound) {
-      return ck.status();
-    }
-  }
+  // Checkpoints the coordinator committed are read at each epoch start
+  // (RunEpoch), not here: a newer in-memory copy on any rank wins over them.
   // Join at the job's current epoch (a commit in between makes it stale: retry).
   COHORT_ASSIGN_OR_RETURN(health_, HealthServer::Start());
   if (const char* a = std::getenv(kEnvAdvertiseHost); a != nullptr && *a != '\0') {
@@ -430,7 +442,10 @@ Status ElasticWorker::Setup() {
   for (int attempt = 0;; ++attempt) {
     COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());
     Status j = client_->Join(env_.worker, address, job.epoch);
-    if (j.ok()) break;
+    if (j.ok()) {
+      joined_epoch_ = job.epoch;
+      break;
+    }
     if (attempt >= 20 || j.message().find("stale epoch") == std::string::npos) {
       return j.WithContext("joining job as member '" + env_.worker + "'");
     }
@@ -472,7 +487,19 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
                           BootstrapGloo(store, rank, world, go, heartbeat_->latest_epoch(), epoch));
   COHORT_ASSIGN_OR_RETURN(auto self, comm->SplitGroup(rank, 0));
   ParallelGroups groups{comm.get(), comm.get(), self.get()};
-  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config_, groups));
+  // The resize policy: this epoch's batch and learning rate.
+  COHORT_ASSIGN_OR_RETURN(ResizeDecision resize,
+                          PlanResize(config_.elastic, start_batch_per_rank_, env_.nproc, world,
+                                     config_.optimizer.lr));
+  if (resize.rounded && lead) {
+    COHORT_LOG_WARN("elastic.batch global: {} does not divide over {} ranks; {} per rank ({} global)",
+                    start_batch_per_rank_ * env_.nproc, world, resize.batch_per_rank,
+                    resize.global_batch);
+  }
+  Config epoch_config = config_;
+  epoch_config.train.batch_per_rank = resize.batch_per_rank;
+  epoch_config.optimizer.lr = static_cast<float>(resize.lr);
+  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(epoch_config, groups));
   ++epochs_joined_;
   if (metrics_) {
     metrics_->SetLayout(rank, world, epoch);
@@ -482,11 +509,51 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
       metrics_->OnStep(st);
     });
   }
+  std::unique_ptr<CoordinatorCommitter> committer;
+  if (lead && !config_.checkpoint.dir.empty()) {
+    COHORT_ASSIGN_OR_RETURN(committer, CoordinatorCommitter::Create(co_, env_.job, epoch, &checkpoints_committed_));
+    trainer->set_checkpoint_committer(committer.get());
+  }
 
-  // The newest state any rank holds, from the lowest rank holding it.
-  const int64_t mine = snapshot_ ? snapshot_->layout.step : -1;
+  // The newest state any rank holds, from the lowest rank holding it; rank 0
+  // first loads the coordinator's newest committed checkpoint when it is
+  // newer than all of them.
+  int64_t mine = snapshot_ ? snapshot_->layout.step : -1;
   int64_t newest = mine;
   COHORT_RETURN_IF_ERROR(comm->AllReduce(&mine, &newest, 1, DType::kI64, ReduceOp::kMax));
+  int64_t loaded_step = -1;  // rank 0: the committed checkpoint it loaded
+  int64_t committed_step = 0;  // rank 0: the newest step the coordinator committed
+  if (lead && !config_.checkpoint.dir.empty()) {
+    // A failure here only costs the checkpoint: the copies in memory remain.
+    auto listed = ListCommittedCheckpoints(*client_, env_.job);
+    if (!listed.ok()) COHORT_LOG_WARN("cannot list committed checkpoints: {}", listed.status().message());
+    std::vector<CommittedCheckpoint> committed = listed.ok() ? *listed : std::vector<CommittedCheckpoint>{};
+    for (const auto& c : committed) committed_step = std::max(committed_step, c.step);
+    std::erase_if(committed, [&](const CommittedCheckpoint& c) { return c.step <= newest || opt_.no_resume; });
+    if (!committed.empty()) {
+      std::vector<std::string> warnings;
+      auto ck = LoadNewestCommitted(committed, &warnings);
+      for (const auto& w : warnings) COHORT_LOG_WARN("{}", w);
+      if (ck.ok()) {
+        std::printf("cohort train: epoch %llu: restoring the coordinator-committed checkpoint at step %lld\n",
+                    static_cast<unsigned long long>(epoch), static_cast<long long>(ck->layout.step));
+        std::fflush(stdout);
+        mine = loaded_step = ck->layout.step;
+        snapshot_ = std::move(*ck);
+      } else {
+        COHORT_LOG_WARN("no committed checkpoint newer than step {} loads: {}", newest,
+                        ck.status().message());
+      }
+    }
+  }
+  int64_t from_lead[2] = {loaded_step, committed_step};
+  COHORT_RETURN_IF_ERROR(comm->Broadcast(from_lead, 2, DType::kI64, 0));
+  loaded_step = from_lead[0];
+  // Steps redone after a recovery must not rewrite a committed checkpoint.
+  trainer->set_checkpoint_floor(from_lead[1]);
+  COHORT_RETURN_IF_ERROR(comm->AllReduce(&mine, &newest, 1, DType::kI64, ReduceOp::kMax));
+  // Rank 0 loaded a checkpoint only when it beat every copy: then it is the newest state.
+  std::string restored_from = loaded_step >= 0 ? "checkpoint step " + std::to_string(loaded_step) : "snapshot";
   if (newest >= 0) {
     const int64_t candidate = mine == newest ? rank : INT_MAX;
     int64_t root = candidate;
@@ -495,26 +562,29 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
     if (rank == root) {
       state = *snapshot_;
     } else {
-      COHORT_ASSIGN_OR_RETURN(state, trainer->CaptureState());  // the shapes to receive into
+      state = trainer->EmptyState();  // the shapes to receive into
     }
     COHORT_RETURN_IF_ERROR(BroadcastState(*comm, &state, static_cast<int>(root)));
     COHORT_RETURN_IF_ERROR(trainer->Restore(state));
     snapshot_ = std::move(state);
   } else {
+    restored_from = "start";
     COHORT_ASSIGN_OR_RETURN(auto state, trainer->CaptureState());
     snapshot_ = std::move(state);
   }
   const int64_t start = trainer->step();
+  epoch_log_.push_back({epoch, world, trainer->batch_per_rank(), trainer->batch_per_rank() * world, resize.lr,
+                        start, restored_from});
   if (start < max_step_) steps_redone_ += max_step_ - start;
   const int64_t total = config_.train.steps;
   const int64_t global_batch = trainer->batch_per_rank() * world;
   if (lead) {
     std::printf(
-        "cohort train: epoch %llu: %d rank%s (gloo), batch %lld/rank (%lld global), from step %lld "
+        "cohort train: epoch %llu: %d rank%s (gloo), batch %lld/rank (%lld global), lr %g, from step %lld "
         "of %lld\n",
         static_cast<unsigned long long>(epoch), world, world == 1 ? "" : "s",
         static_cast<long long>(trainer->batch_per_rank()), static_cast<long long>(global_batch),
-        static_cast<long long>(start), static_cast<long long>(total));
+        resize.lr, static_cast<long long>(start), static_cast<long long>(total));
     std::fflush(stdout);
   }
   const auto& latest = heartbeat_->latest_epoch();
@@ -583,6 +653,16 @@ void ElasticWorker::WriteSummary(const TrainSummary& s, uint64_t epoch, int rank
                    {"resumed_at_ms", r.resumed_at_ms},
                    {"seconds", static_cast<double>(r.resumed_at_ms - r.detected_at_ms) / 1e3}});
   }
+  nlohmann::json epochs_json = nlohmann::json::array();
+  for (const auto& e : epoch_log_) {
+    epochs_json.push_back({{"epoch", e.epoch},
+                           {"world_size", e.world_size},
+                           {"batch_per_rank", e.batch_per_rank},
+                           {"global_batch", e.global_batch},
+                           {"lr", e.lr},
+                           {"start_step", e.start_step},
+                           {"restored_from", e.restored_from}});
+  }
   const double wall = NowS() - train_start_;
   nlohmann::json j = {{"world_size", world},
                       {"backend", "gloo"},
@@ -609,6 +689,8 @@ void ElasticWorker::WriteSummary(const TrainSummary& s, uint64_t epoch, int rank
                       {"allreduce_share", s.allreduce_share},
                       {"snapshot_every", env_.snapshot_every},
                       {"recoveries", rec},
+                      {"epoch_history", epochs_json},
+                      {"checkpoints_committed", checkpoints_committed_},
                       {"end_step", total},
                       {"config_hash", std::to_string(config_.Hash())}};
   if (env_.summary_file.empty()) {
@@ -629,7 +711,10 @@ void ElasticWorker::WriteSummary(const TrainSummary& s, uint64_t epoch, int rank
 Status ElasticWorker::Run() {
   COHORT_RETURN_IF_ERROR(Setup());
   train_start_ = NowS();
-  uint64_t after = 0;
+  // An epoch committed before this process joined cannot mean it, even when
+  // it lists this member id (a job restarted against the same coordinator
+  // data reuses the ids of its previous run).
+  uint64_t after = joined_epoch_;
   for (;;) {
     COHORT_ASSIGN_OR_RETURN(auto job, WaitForEpoch(after));
     if (!job) {

@@ -71,6 +71,13 @@ int main(int argc, char** argv) {
   inspect_cmd->add_flag("--json", ckpt_json, "Print JSON");
   CLI::App* ckverify_cmd = ckpt_cmd->add_subcommand("verify", "Check every committed checkpoint's shards");
   ckverify_cmd->add_option("dir", ckpt_dir, "Checkpoint directory (checkpoint.dir)")->required();
+  cohort::tools::CkptCoordinatorOptions ckpt_coord;
+  for (CLI::App* cmd : {inspect_cmd, ckverify_cmd}) {
+    cmd->add_option("--coordinator", ckpt_coord.coordinator,
+                    "Also show whether this coordinator (HOST:PORT,...) committed each checkpoint");
+    cmd->add_option("--token-file", ckpt_coord.token_file, "The coordinator's shared secret (with --coordinator)");
+    cmd->add_option("--job", ckpt_coord.job, "The job's key prefix in the coordinator");
+  }
 
   CLI::App* data_cmd = app.add_subcommand("data", "Write and check datasets");
   data_cmd->require_subcommand(1);
@@ -194,8 +201,8 @@ int main(int argc, char** argv) {
     return cohort::tools::RunDataGen(gen);
   }
   if (*shard_cmd) return cohort::RunShardCommand(shard, std::cout, std::cerr);
-  if (*inspect_cmd) return cohort::tools::RunCkptInspect(ckpt_dir, ckpt_json);
-  if (*ckverify_cmd) return cohort::tools::RunCkptVerify(ckpt_dir);
+  if (*inspect_cmd) return cohort::tools::RunCkptInspect(ckpt_dir, ckpt_json, ckpt_coord);
+  if (*ckverify_cmd) return cohort::tools::RunCkptVerify(ckpt_dir, ckpt_coord);
   if (*verify_cmd) return cohort::tools::RunDataVerify(verify_dir);
   if (*coord_cmd) return cohort::tools::RunCoordinator(coord);
   if (*status_cmd) return cohort::tools::RunStatus(client, status_json);

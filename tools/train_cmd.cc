@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "collectives/backends.h"
@@ -20,6 +21,9 @@
 #include "runtime/config.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
+#include "coordinator/client/client.h"
+#include "coordinator/server/node.h"
+#include "tools/checkpoint_registry.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"
 #include "tools/metrics_cmd.h"
@@ -205,7 +209,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"precision", s.precision}, {"loss_scale", s.loss_scale}, {"skipped_steps", s.skipped_steps},
         {"optimizer_state_bytes", s.optimizer_state_bytes}, {"start_step", s.start_step},
         {"end_step", s.end_step}, {"checkpoints_committed", s.checkpoints_committed},
-        {"checkpoint_ms", s.checkpoint_ms},
+        {"checkpoint_ms", s.checkpoint_ms}, {"checkpoints_written", s.checkpoints_written},
+        {"checkpoint_write_ms", s.checkpoint_write_ms},
         {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
@@ -286,16 +291,42 @@ int RunDataGen(const DataGenOptions& opt) {
   return 0;
 }
 
-int RunCkptInspect(const std::string& dir, bool json) {
+namespace {
+
+// The coordinator's committed checkpoints, or nullopt when not asked.
+Result<std::optional<std::vector<CommittedCheckpoint>>> AskCoordinator(const CkptCoordinatorOptions& c) {
+  if (c.coordinator.empty()) return std::optional<std::vector<CommittedCheckpoint>>();
+  if (c.token_file.empty()) return InvalidArgument("--coordinator needs --token-file");
+  coordinator::ClientOptions co;
+  COHORT_ASSIGN_OR_RETURN(co.endpoints, coordinator::ParseEndpoints(c.coordinator));
+  COHORT_ASSIGN_OR_RETURN(co.token, coordinator::ReadTokenFile(c.token_file));
+  COHORT_ASSIGN_OR_RETURN(auto client, coordinator::Client::Create(co));
+  COHORT_ASSIGN_OR_RETURN(auto list, ListCommittedCheckpoints(*client, c.job));
+  return std::optional<std::vector<CommittedCheckpoint>>(std::move(list));
+}
+
+}  // namespace
+
+int RunCkptInspect(const std::string& dir, bool json, const CkptCoordinatorOptions& coord) {
   auto all = ListCheckpoints(dir);
   if (!all.ok()) {
     std::fprintf(stderr, "cohort ckpt inspect: error: %s\n", all.status().message().c_str());
     return 1;
   }
+  auto committed = AskCoordinator(coord);
+  if (!committed.ok()) {
+    std::fprintf(stderr, "cohort ckpt inspect: error: asking the coordinator: %s\n",
+                 committed.status().message().c_str());
+    return 1;
+  }
+  const auto verdict = [&](const CheckpointInfo& c) {
+    return *committed ? CoordinatorVerdict(**committed, c.path) : std::string("-");
+  };
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& c : *all) {
       nlohmann::json e = {{"step", c.step}, {"path", c.path}, {"committed", c.committed}, {"bytes", c.bytes}};
+      if (*committed) e["coordinator"] = verdict(c);
       if (c.committed) {
         e["world_size"] = c.layout.world_size;
         e["data"] = c.layout.data;
@@ -308,36 +339,45 @@ int RunCkptInspect(const std::string& dir, bool json) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%-12s %-10s %6s %6s %6s %5s %-9s %10s\n", "step", "state", "world", "data", "tensor", "zero",
-              "optimizer", "KiB");
+  std::printf("%-12s %-10s %6s %6s %6s %5s %-9s %10s %-11s\n", "step", "state", "world", "data", "tensor", "zero",
+              "optimizer", "KiB", "coordinator");
   for (const auto& c : *all) {
     if (c.committed) {
-      std::printf("%-12lld %-10s %6d %6d %6d %5d %-9s %10lld\n", static_cast<long long>(c.step), "committed",
+      std::printf("%-12lld %-10s %6d %6d %6d %5d %-9s %10lld %-11s\n", static_cast<long long>(c.step), "committed",
                   c.layout.world_size, c.layout.data, c.layout.tensor, c.layout.zero, c.layout.optimizer.c_str(),
-                  static_cast<long long>(c.bytes / 1024));
+                  static_cast<long long>(c.bytes / 1024), verdict(c).c_str());
     } else {
-      std::printf("%-12lld %-10s %6s %6s %6s %5s %-9s %10lld\n", static_cast<long long>(c.step), "partial", "-", "-",
-                  "-", "-", "-", static_cast<long long>(c.bytes / 1024));
+      std::printf("%-12lld %-10s %6s %6s %6s %5s %-9s %10lld %-11s\n", static_cast<long long>(c.step), "partial", "-",
+                  "-", "-", "-", "-", static_cast<long long>(c.bytes / 1024), verdict(c).c_str());
     }
   }
   return 0;
 }
 
-int RunCkptVerify(const std::string& dir) {
+int RunCkptVerify(const std::string& dir, const CkptCoordinatorOptions& coord) {
   auto all = ListCheckpoints(dir);
   if (!all.ok()) {
     std::fprintf(stderr, "cohort ckpt verify: error: %s\n", all.status().message().c_str());
     return 1;
   }
+  auto committed = AskCoordinator(coord);
+  if (!committed.ok()) {
+    std::fprintf(stderr, "cohort ckpt verify: error: asking the coordinator: %s\n",
+                 committed.status().message().c_str());
+    return 1;
+  }
+  const auto suffix = [&](const CheckpointInfo& c) {
+    return *committed ? " (coordinator: " + CoordinatorVerdict(**committed, c.path) + ")" : std::string();
+  };
   int bad = 0, good = 0;
   for (const auto& c : *all) {
     if (!c.committed) continue;
     auto ck = LoadCheckpoint(c.path);
     if (ck.ok()) {
-      std::printf("ok       %s\n", c.path.c_str());
+      std::printf("ok       %s%s\n", c.path.c_str(), suffix(c).c_str());
       ++good;
     } else {
-      std::printf("DAMAGED  %s: %s\n", c.path.c_str(), ck.status().message().c_str());
+      std::printf("DAMAGED  %s%s: %s\n", c.path.c_str(), suffix(c).c_str(), ck.status().message().c_str());
       ++bad;
     }
   }
