@@ -124,7 +124,8 @@ class Launcher {
   void KillAll(int sig);
   bool AnyRunning() const;
   int Finish();
-  Status PublishJobConfig();
+  // `replace`: a restarted job takes this launcher's parameters.
+  Status PublishJobConfig(bool replace);
 
   const LaunchOptions& o_;
   std::string launcher_id_;  // "<host>-<pid>": the prefix of this launcher's member ids
@@ -159,8 +160,12 @@ coordinator::JobConfig ConfigOf(const LaunchOptions& o) {
 }
 
 // The first launcher writes the job's parameters; a later one must agree.
-Status Launcher::PublishJobConfig() {
+Status Launcher::PublishJobConfig(bool replace) {
   const coordinator::JobConfig mine = ConfigOf(o_);
+  if (replace) {
+    auto put = client_->Put(coordinator::kJobConfigKey, mine.ToJson());
+    return put.ok() ? Status::Ok() : put.status().WithContext("writing the job config");
+  }
   auto cas = client_->Cas(coordinator::kJobConfigKey, std::nullopt, mine.ToJson());
   if (!cas.ok()) return cas.status().WithContext("writing the job config");
   if (cas->swapped) return Status::Ok();
@@ -221,12 +226,26 @@ Status Launcher::Start() {
   COHORT_ASSIGN_OR_RETURN(auto job, client_->GetJob());  // the coordinator answers
   epoch_ = job.epoch;
   COHORT_ASSIGN_OR_RETURN(auto done, client_->Get(DoneKey(o_.job)));
-  if (done) {
+  bool restart = false;
+  if (done && !embedded_) {
     return FailedPrecondition("job '" + o_.job + "' on coordinator " + coordinator_ +
                               " has finished (at epoch " + std::to_string(epoch_) +
                               "); start a fresh coordinator (or data dir), or use another --job");
   }
-  COHORT_RETURN_IF_ERROR(PublishJobConfig());
+  if (done) {
+    // The embedded coordinator's --data-dir of a finished job: this launcher
+    // is its only one, so it runs the job again from what the coordinator
+    // holds (its committed checkpoints). The previous run's members are gone.
+    restart = true;
+    std::fprintf(stderr, "cohort launch: job '%s' in %s finished at epoch %llu; running it again from there\n",
+                 o_.job.c_str(), o_.data_dir.c_str(), static_cast<unsigned long long>(epoch_));
+    for (const auto& m : job.members) {
+      if (m.state == "joining" || m.state == "active") (void)client_->MarkFailed(m.id, epoch_);
+    }
+    auto cleared = client_->Delete(DoneKey(o_.job));
+    if (!cleared.ok()) return cleared.status().WithContext("clearing the finished mark");
+  }
+  COHORT_RETURN_IF_ERROR(PublishJobConfig(restart));
   {
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);

@@ -346,9 +346,13 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
     if (!reform) return Status::Ok();
     COHORT_LOG_INFO("job controller: member {} asked to re-form epoch {}", *reform, job.epoch);
   }
-  if (job.epoch == 0 && static_cast<int>(next.size()) < cfg.max &&
-      now - st.config_seen < cfg.join_grace) {
-    return Status::Ok();  // the first epoch waits for `max` members, or for the grace time
+  // A fresh start: the first epoch, or one of a job run again whose previous
+  // members are all gone. It waits for `max` members, or for the grace time.
+  const bool fresh = job.epoch == 0 || std::none_of(job.ranks.begin(), job.ranks.end(), [&](const std::string& id) {
+                       return Live(state_of[id]);
+                     });
+  if (fresh && static_cast<int>(next.size()) < cfg.max && now - st.config_seen < cfg.join_grace) {
+    return Status::Ok();
   }
   COHORT_ASSIGN_OR_RETURN(uint64_t e, client.CommitEpoch(job.epoch, next));
   std::string list;

@@ -13,14 +13,9 @@ source "$(dirname "$0")/lib_elastic.sh"
 TOL=${ELASTIC_LOSS_TOL:-0.1}
 STEPS=400
 small_config "$WORK/c.yaml" $STEPS 128
-timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$WORK/c.yaml" > "$WORK/ref.out" 2> "$WORK/ref.err" \
-  || fail "fault-free run failed: $(tail -5 "$WORK/ref.err")"
+run_reference "$WORK/c.yaml"
 
-timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$WORK/c.yaml" > "$WORK/el.out" 2> "$WORK/el.err" &
-launcher=$!
-wait_for_step "$WORK/el.out" 60 || fail "no progress to step 60"
-mapfile -t pids < <(worker_pids $launcher)
-((${#pids[@]} == 4)) || fail "expected 4 workers, found ${#pids[@]}"
+start_job_until_step "$WORK/c.yaml" 60
 kill -9 "${pids[1]}"
 for ((i = 0; i < 300; ++i)); do grep -q "epoch [0-9]*: 3 workers" "$WORK/el.err" && break; sleep 0.1; done
 grep -q "epoch [0-9]*: 3 workers" "$WORK/el.err" && pass "re-formed on 3 after the first kill" || fail "no 3-worker epoch: $(cat "$WORK/el.err")"

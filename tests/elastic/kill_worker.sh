@@ -11,14 +11,9 @@ source "$(dirname "$0")/lib_elastic.sh"
 TOL=${ELASTIC_LOSS_TOL:-0.1}
 
 small_config "$WORK/c.yaml" 200 128
-timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$WORK/c.yaml" > "$WORK/ref.out" 2> "$WORK/ref.err" \
-  || fail "fault-free run failed: $(tail -5 "$WORK/ref.err")"
+run_reference "$WORK/c.yaml"
 
-timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$WORK/c.yaml" > "$WORK/el.out" 2> "$WORK/el.err" &
-launcher=$!
-wait_for_step "$WORK/el.out" 60 || fail "no progress to step 60"
-mapfile -t pids < <(worker_pids $launcher)
-((${#pids[@]} == 4)) || fail "expected 4 workers, found ${#pids[@]}"
+start_job_until_step "$WORK/c.yaml" 60
 victim=${pids[2]}
 kill -9 "$victim"
 echo "killed worker pid $victim at $(grep -c '^step' "$WORK/el.out") progress lines"

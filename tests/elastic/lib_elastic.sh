@@ -24,3 +24,20 @@ worker_pids() {
   local l
   for l in $(pgrep -P "$1"); do pgrep -P "$l"; done | sort -n
 }
+
+# The fault-free reference: `cohort launch --nproc 4 --min 2` of CONFIG to
+# $WORK/ref.out and ref.err; fails the test when it fails.
+run_reference() {
+  timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$1" > "$WORK/ref.out" 2> "$WORK/ref.err" \
+    || fail "fault-free run failed: $(tail -5 "$WORK/ref.err")"
+}
+
+# The same job in the background to $WORK/el.out and el.err; sets $launcher,
+# waits until step N and sets $pids to its 4 workers (start order).
+start_job_until_step() {
+  timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$1" > "$WORK/el.out" 2> "$WORK/el.err" &
+  launcher=$!
+  wait_for_step "$WORK/el.out" "$2" || fail "no progress to step $2"
+  mapfile -t pids < <(worker_pids $launcher)
+  ((${#pids[@]} == 4)) || fail "expected 4 workers, found ${#pids[@]}"
+}

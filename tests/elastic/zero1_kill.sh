@@ -11,12 +11,8 @@ TOL=${ELASTIC_LOSS_TOL:-0.1}
 
 small_config "$WORK/c.yaml" 200 96
 printf 'parallel:\n  zero: 1\nelastic:\n  batch: global\n' >> "$WORK/c.yaml"
-timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$WORK/c.yaml" > "$WORK/ref.out" 2> "$WORK/ref.err" \
-  || fail "fault-free ZeRO-1 run failed: $(tail -5 "$WORK/ref.err")"
-timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$WORK/c.yaml" > "$WORK/el.out" 2> "$WORK/el.err" &
-launcher=$!
-wait_for_step "$WORK/el.out" 45 || fail "no progress to step 45"
-mapfile -t pids < <(worker_pids $launcher)
+run_reference "$WORK/c.yaml"
+start_job_until_step "$WORK/c.yaml" 45
 kill -9 "${pids[3]}"
 rc=0
 wait $launcher || rc=$?
