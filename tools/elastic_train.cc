@@ -588,6 +588,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
     std::fflush(stdout);
   }
   const auto& latest = heartbeat_->latest_epoch();
+  bool first_step = true;
   trainer->set_step_hook([&](int64_t step, double loss) -> Status {
     if (initial_loss_ < 0 && step == 1) initial_loss_ = loss;
     losses_[step] = loss;
@@ -595,6 +596,11 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
     ++steps_run_;
     max_step_ = std::max(max_step_, step);
     last_step_.store(step);
+    if (first_step) {
+      first_step = false;
+      // Best effort: only the launcher's recovery figures read it.
+      if (lead) (void)client_->Put(ResumedKey(env_.job, epoch), std::to_string(WallMs()));
+    }
     if (recovering_) {
       recovering_->epoch = epoch;
       recovering_->resumed_at_ms = WallMs();

@@ -64,7 +64,8 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr Ms kLoopInterval{10};     // waitpid polling: the kill -9 detection granularity
 constexpr Ms kJobPollInterval{50};  // registry reads (joins, heartbeats)
-constexpr Ms kFinishGrace{30000};   // after the first worker finished, how long the rest may take
+constexpr Ms kFinishGrace{30000};     // after the first worker finished, how long the rest may take
+constexpr Ms kEarlyDetection{1000};  // how much earlier than the launcher a worker may see a failure
 
 std::atomic<int> g_signal{0};
 void OnSignal(int signo) { g_signal.store(signo); }
@@ -448,21 +449,41 @@ int Launcher::Finish() {
   out["max"] = o_.max;
   // One recovery per failure: from when the launcher saw it to the first
   // step the final rank 0 completed after it.
+  // One recovery per failure: from when the launcher saw it to the first step
+  // completed in a later epoch (ResumedKey, written by each epoch's rank 0:
+  // whichever worker survived). Detection: the earliest a worker or the
+  // launcher saw it.
+  std::map<uint64_t, int64_t> resumed;  // epoch -> wall ms of its first step
+  if (auto w = client_->Watch(coordinator::ResumedPrefix(o_.job), true, 0, Ms(1000)); w.ok()) {
+    const std::string prefix = coordinator::ResumedPrefix(o_.job);
+    for (const auto& ev : w->events) {
+      if (ev.deleted || ev.key.size() <= prefix.size()) continue;
+      resumed[std::strtoull(ev.key.c_str() + prefix.size(), nullptr, 10)] = std::strtoll(ev.value.c_str(), nullptr, 10);
+    }
+  }
   nlohmann::json rec = nlohmann::json::array();
   nlohmann::json worker_rec =
       best ? best->value("recoveries", nlohmann::json::array()) : nlohmann::json::array();
+  int64_t previous_failure = 0;
   for (const auto& f : failures_) {
     nlohmann::json r = {{"cause", f.cause}, {"failed_at_ms", f.at_ms}};
-    for (const auto& w : worker_rec) {
-      const int64_t resumed = w.value("resumed_at_ms", int64_t{0});
-      if (resumed >= f.at_ms) {
-        r["resumed_at_ms"] = resumed;
-        r["detected_at_ms"] = std::min(f.at_ms, w.value("detected_at_ms", f.at_ms));
-        r["seconds"] = static_cast<double>(resumed - f.at_ms) / 1e3;
-        r["epoch"] = w.value("epoch", 0);
-        break;
-      }
+    std::optional<std::pair<uint64_t, int64_t>> first;  // epoch, resumed ms
+    for (const auto& [epoch, at] : resumed) {
+      if (at >= f.at_ms && (!first || at < first->second)) first = std::make_pair(epoch, at);
     }
+    if (first) {
+      int64_t detected = f.at_ms;
+      for (const auto& w : worker_rec) {
+        const int64_t d = w.value("detected_at_ms", f.at_ms);
+        // A survivor's collective can fail before waitpid sees the death.
+        if (d > previous_failure && d > f.at_ms - kEarlyDetection.count() && d < detected) detected = d;
+      }
+      r["resumed_at_ms"] = first->second;
+      r["detected_at_ms"] = detected;
+      r["seconds"] = static_cast<double>(first->second - f.at_ms) / 1e3;
+      r["epoch"] = first->first;
+    }
+    previous_failure = f.at_ms;
     rec.push_back(r);
   }
   out["recoveries"] = rec;

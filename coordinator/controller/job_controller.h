@@ -58,6 +58,9 @@ inline std::string ReformKey(const std::string& job, uint64_t epoch) {
 inline std::string HealthKey(const std::string& job, const std::string& member) {
   return job + "/health/" + member;
 }
+// Rank 0 of each epoch writes ResumedPrefix(job) + epoch: the wall-clock ms
+// of that epoch's first completed step (tools/elastic.h ResumedKey).
+inline std::string ResumedPrefix(const std::string& job) { return job + "/resumed/"; }
 // The last step a worker completed (decimal), written with its heartbeats.
 inline std::string StepKey(const std::string& job, const std::string& member) {
   return job + "/step/" + member;
