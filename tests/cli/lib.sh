@@ -7,6 +7,7 @@ export OPENBLAS_NUM_THREADS=1
 WORK=$(mktemp -d /tmp/cohort-test.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 failures=0
+source "$(dirname "${BASH_SOURCE[0]}")/../ports.sh"
 
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 pass() { echo "ok: $*"; }

@@ -33,7 +33,7 @@ val() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d.get(sys.arg
 gt() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)" "$1" "$2"; }
 
 # ---- coordinator -----------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_ports 1)
 echo "tok-$RANDOM$RANDOM" > "$WORK/token"
 echo "wrong" > "$WORK/bad-token"
 "$COHORT" coordinator --id 1 --peers "1=127.0.0.1:$PORT" --data-dir "$WORK/coord" --token-file "$WORK/token" \
@@ -134,7 +134,7 @@ wait "$TPID" || rc=$?
 
 # Fixed ports: P and P+1 (under mpirun, P + local rank).
 small_config "$WORK/short.yaml" 1500 128
-FP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+FP=$(free_ports 1)
 timeout 300 $MPIRUN -np 2 "$COHORT" train --config "$WORK/short.yaml" --metrics-port "$FP" \
   > "$WORK/fixed.out" 2> "$WORK/fixed.err" &
 TPID=$!

@@ -20,12 +20,7 @@ trap cleanup EXIT
 source "$(dirname "$0")/check_lib.sh"
 
 # Three free ports (bound, then released: a tiny race with other programs).
-read -r P1 P2 P3 < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1",0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss: s.close()')
+read -r P1 P2 P3 < <(free_ports 3)
 declare -A ADDR=([1]=127.0.0.1:$P1 [2]=127.0.0.1:$P2 [3]=127.0.0.1:$P3)
 PEERS="1=${ADDR[1]},2=${ADDR[2]},3=${ADDR[3]}"
 EPS="${ADDR[1]},${ADDR[2]},${ADDR[3]}"
@@ -156,12 +151,7 @@ if command -v openssl >/dev/null; then
   printf 'subjectAltName=IP:127.0.0.1\n' > "$T/ext" &&
   openssl x509 -req -in "$T/node.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial -out "$T/node.pem" \
     -days 1 -extfile "$T/ext" 2>/dev/null || die "openssl could not make test certificates"
-  read -r Q1 Q2 Q3 < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1",0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss: s.close()')
+  read -r Q1 Q2 Q3 < <(free_ports 3)
   TPEERS="1=127.0.0.1:$Q1,2=127.0.0.1:$Q2,3=127.0.0.1:$Q3"
   TEPS="127.0.0.1:$Q1,127.0.0.1:$Q2,127.0.0.1:$Q3"
   for i in 1 2 3; do

@@ -77,7 +77,7 @@ from=$(sed -n 's/.*restoring the coordinator-committed checkpoint at step \([0-9
 
 # 3. A standalone coordinator on a free port (bound, then released: a tiny
 #    race with other programs), a short job through it, a planted copy.
-port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+port=$(free_ports 1)
 echo "token-for-the-ckpt-test" > "$WORK/token"
 "$COHORT" coordinator --id 1 --peers "1=127.0.0.1:$port" --data-dir "$WORK/standalone" --token-file "$WORK/token" \
   > "$WORK/coord.log" 2>&1 &

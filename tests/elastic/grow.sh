@@ -16,7 +16,7 @@ trap cleanup EXIT
 
 small_config "$WORK/c.yaml" $STEPS 128  # 64 a rank over the first launcher's 2
 printf 'elastic:\n  lr: linear\n' >> "$WORK/c.yaml"
-P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+P=$(free_ports 1)
 echo "s3cret-$RANDOM-$RANDOM" > "$WORK/token"
 "$COHORT" coordinator --id 1 --peers "1=127.0.0.1:$P" --data-dir "$WORK/data" --token-file "$WORK/token" \
   --log-level warn > "$WORK/node.log" 2>&1 &

@@ -23,12 +23,7 @@ small_config "$WORK/c.yaml" $STEPS 128  # per launcher of 2: 64 a rank
 timeout 300 "$COHORT" launch --nproc 4 -- "$COHORT" train --config "$WORK/ref.yaml" > "$WORK/ref.out" 2> "$WORK/ref.err" \
   || fail "fault-free run failed: $(tail -5 "$WORK/ref.err")"
 
-read -r P1 P2 P3 < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1",0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss: s.close()')
+read -r P1 P2 P3 < <(free_ports 3)
 PEERS="1=127.0.0.1:$P1,2=127.0.0.1:$P2,3=127.0.0.1:$P3"
 EPS="127.0.0.1:$P1,127.0.0.1:$P2,127.0.0.1:$P3"
 echo "s3cret-$RANDOM-$RANDOM" > "$WORK/token"
