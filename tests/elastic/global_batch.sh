@@ -7,10 +7,7 @@ source "$(dirname "$0")/lib_elastic.sh"
 
 small_config "$WORK/c.yaml" 150 96
 printf 'elastic: {batch: global, lr: linear}\n' >> "$WORK/c.yaml"
-timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$WORK/c.yaml" > "$WORK/el.out" 2> "$WORK/el.err" &
-launcher=$!
-wait_for_step "$WORK/el.out" 40 || fail "no progress to step 40"
-mapfile -t pids < <(worker_pids $launcher)
+start_job_until_step "$WORK/c.yaml" 40
 kill -9 "${pids[1]}"
 rc=0
 wait $launcher || rc=$?
