@@ -3,9 +3,10 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <thread>
+
+#include "core/cuda_device.h"
 
 namespace cohort {
 namespace {
@@ -38,13 +39,6 @@ ncclRedOp_t ToNccl(ReduceOp op) {
     case ReduceOp::kProd: return ncclProd;
   }
   return ncclSum;
-}
-
-int LocalRankFromEnv() {
-  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
-    if (const char* s = std::getenv(v)) return std::atoi(s);
-  }
-  return 0;
 }
 
 ncclConfig_t NonBlockingConfig() {
@@ -124,25 +118,19 @@ struct NcclCommunicator::Impl {
   }
 };
 
-bool CudaDeviceAvailable(std::string* why_not) {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    if (why_not) *why_not = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
-    return false;
-  }
-  return true;
-}
-
 Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Store& store, int rank, int size,
                                                                     const NcclOptions& options) {
   if (size < 1 || rank < 0 || rank >= size) {
     return InvalidArgument("NCCL: rank " + std::to_string(rank) + " of " + std::to_string(size) + " is out of range");
   }
-  int devices = 0;
-  COHORT_RETURN_IF_ERROR(FromCuda(cudaGetDeviceCount(&devices), "cudaGetDeviceCount"));
-  if (devices == 0) return Unavailable("NCCL backend: no CUDA device on this host");
-  const int device = options.device >= 0 ? options.device : LocalRankFromEnv() % devices;
+  std::string why_not;
+  const int devices = CudaRuntimeDeviceCount(&why_not);
+  if (devices == 0) return Unavailable("NCCL backend: no CUDA device (" + why_not + ")");
+  const int device = options.device;
+  if (device < 0 || device >= devices) {
+    return InvalidArgument("NCCL backend: CUDA device " + std::to_string(device) + " is not one of the " +
+                           std::to_string(devices) + " visible (NcclOptions::device must be chosen by the caller)");
+  }
   COHORT_RETURN_IF_ERROR(FromCuda(cudaSetDevice(device), "cudaSetDevice"));
 
   // The unique id travels through the Store.

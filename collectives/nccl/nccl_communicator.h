@@ -28,7 +28,9 @@
 namespace cohort {
 
 struct NcclOptions {
-  int device = -1;  // CUDA device; -1: the local rank (OMPI_COMM_WORLD_LOCAL_RANK, LOCAL_RANK) mod devices
+  // This rank's CUDA device, in [0, devices visible); the caller chooses it
+  // (runtime/device_select.h's AgreePlacement: local rank mod devices).
+  int device = -1;
   std::string prefix = "nccl";  // Store key prefix, e.g. "epoch-7"
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};  // per operation and for bootstrap
 };
@@ -69,9 +71,5 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Impl> impl_;
   int rank_ = 0, size_ = 1, device_ = 0;
 };
-
-// True when this process sees at least one CUDA device (false, with the
-// reason, in builds or on machines without one).
-bool CudaDeviceAvailable(std::string* why_not);
 
 }  // namespace cohort

@@ -11,6 +11,7 @@
 
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/nccl/nccl_communicator.h"
+#include "runtime/device_select.h"
 
 namespace cohort {
 namespace {
@@ -100,9 +101,13 @@ int main(int argc, char** argv) {
     auto mpi = cohort::MpiCommunicator::World();
     if (!mpi.ok()) return 2;
     cohort::g_mpi = mpi->get();
-    // Every rank must agree to run or skip.
+    // Every rank must agree to run or skip; each takes device local rank mod
+    // devices, as the trainer's placement does.
     std::string why;
-    int32_t have = cohort::CudaDeviceAvailable(&why) ? 1 : 0, all = 0;
+    const int devices = cohort::CudaDeviceCount(&why);
+    auto local = cohort::LocalRankFromEnv();
+    if (!local.ok()) why = local.status().ToString();
+    int32_t have = devices > 0 && local.ok() ? 1 : 0, all = 0;
     (void)cohort::g_mpi->AllReduce(&have, &all, 1, cohort::DType::kI32, cohort::ReduceOp::kMin);
     std::string dir;
     if (all == 1) {
@@ -116,7 +121,9 @@ int main(int argc, char** argv) {
       dir = path.data();
       auto store = cohort::FileStore::Open(dir);
       if (store.ok()) {
-        auto c = cohort::NcclCommunicator::Create(**store, cohort::g_mpi->rank(), cohort::g_mpi->size());
+        cohort::NcclOptions options;
+        options.device = local->local_rank % devices;
+        auto c = cohort::NcclCommunicator::Create(**store, cohort::g_mpi->rank(), cohort::g_mpi->size(), options);
         if (c.ok()) cohort::g_nccl = std::move(*c); else cohort::g_skip = "NCCL bootstrap failed: " + c.status().ToString();
       }
     } else {
