@@ -7,9 +7,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <system_error>
 
+#include "cohort/config.h"
 #include "core/logging.h"
+#if COHORT_HAVE_NCCL
+#include "collectives/nccl/nccl_communicator.h"
+#include "core/cuda_device.h"
+#endif
 
 namespace cohort {
 
@@ -26,14 +32,14 @@ std::string HostName() {
 }  // namespace
 
 const std::vector<std::string>& BackendNames() {
-  static const std::vector<std::string> names = {"auto", "mpi", "shm", "gloo"};
+  static const std::vector<std::string> names = {"auto", "mpi", "shm", "gloo", "nccl"};
   return names;
 }
 
 Status CheckBackendName(const std::string& name) {
   const auto& names = BackendNames();
   if (std::find(names.begin(), names.end(), name) != names.end()) return Status::Ok();
-  return InvalidArgument("unknown backend '" + name + "' (expected auto, mpi, shm or gloo)");
+  return InvalidArgument("unknown backend '" + name + "' (expected auto, mpi, shm, gloo or nccl)");
 }
 
 Result<bool> AllOnOneHost(Communicator& group) {
@@ -69,7 +75,7 @@ Status BackendSet::EnsureStore() {
   if (world_.rank() == 0) {
     if (options_.store_dir.empty()) {
       std::string tmpl = (std::filesystem::temp_directory_path() / "cohort-store-XXXXXX").string();
-      if (::mkdtemp(tmpl.data()) == nullptr) local = IoError("mkdtemp for the gloo store failed");
+      if (::mkdtemp(tmpl.data()) == nullptr) local = IoError("mkdtemp for the rendezvous store (gloo, nccl) failed");
       options_.store_dir = tmpl;
       made_store_dir_ = true;
     }
@@ -80,9 +86,47 @@ Status BackendSet::EnsureStore() {
   options_.store_dir = path.data();
   auto fs = FileStore::Open(options_.store_dir);
   local = fs.ok() ? Status::Ok() : fs.status();
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("gloo store in " + options_.store_dir));
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("rendezvous store (gloo, nccl) in " + options_.store_dir));
   store_ = std::shared_ptr<Store>(std::move(*fs));
   return Status::Ok();
+}
+
+Result<Communicator*> BackendSet::MakeNccl(Communicator& group, const std::string& name) {
+#if !COHORT_HAVE_NCCL
+  // The same binary on every rank: all return this, no collective needed.
+  (void)group;
+  (void)name;
+  return FailedPrecondition("backend nccl: this build has no NCCL (configure with CUDA and NCCL found)");
+#else
+  // Checked on every rank and agreed before the bootstrap, so that a rank
+  // without its device fails everyone now rather than after the store timeout.
+  Status local;
+  std::string why_not;
+  const int devices = CudaRuntimeDeviceCount(&why_not);
+  if (options_.nccl_device < 0) {
+    local = InvalidArgument("backend nccl: no CUDA device chosen (BackendOptions::nccl_device is " +
+                            std::to_string(options_.nccl_device) + "; AgreePlacement picks it)");
+  } else if (devices == 0) {
+    local = FailedPrecondition("backend nccl: no CUDA device (" + why_not + ")");
+  } else if (options_.nccl_device >= devices) {
+    local = InvalidArgument("backend nccl: CUDA device " + std::to_string(options_.nccl_device) + " but only " +
+                            std::to_string(devices) + " visible");
+  }
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local));
+  COHORT_RETURN_IF_ERROR(EnsureStore());
+  // A fresh key prefix per run: a --store-dir kept from an earlier run may
+  // still hold that run's NCCL id under the same group name.
+  uint64_t run = 0;
+  if (world_.rank() == 0) run = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  COHORT_RETURN_IF_ERROR(world_.Broadcast(&run, 1, DType::kI64, 0));
+  NcclOptions o;
+  o.device = options_.nccl_device;
+  o.prefix = name + "/run-" + std::to_string(run);
+  auto c = NcclCommunicator::Create(*store_, group.rank(), group.size(), o);
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("nccl backend"));
+  owned_.push_back(std::move(*c));
+  return owned_.back().get();
+#endif
 }
 
 Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator& group, const std::string& name) {
@@ -105,6 +149,7 @@ Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator&
     owned_.push_back(std::move(*c));
     return owned_.back().get();
   }
+  if (backend == "nccl") return MakeNccl(group, name);
   // auto: mpi always; shm too when the group shares one host.
   COHORT_ASSIGN_OR_RETURN(bool one_host, AllOnOneHost(group));
   std::vector<AutoCommunicator::Member> members;

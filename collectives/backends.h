@@ -1,5 +1,5 @@
 #pragma once
-// Building communicators of a named backend (mpi, shm, gloo, auto) for groups
+// Building communicators of a named backend (mpi, shm, gloo, nccl, auto) for groups
 // of an MPI job: what `cohort train --backend` and `cohort bench --backend`
 // use.
 //
@@ -10,8 +10,14 @@
 //  - gloo: Gloo over TCP, bootstrapped through a FileStore in a directory
 //          every rank can see (`store_dir`; by default rank 0 makes one
 //          under $TMPDIR, which works on one host only).
+//  - nccl: NCCL on GPU buffers (device pointers), on the CUDA device
+//          `nccl_device` (runtime/device_select.h's AgreePlacement picks it),
+//          bootstrapped through the same FileStore as gloo (so several hosts
+//          need a shared `store_dir`). Only in builds with NCCL
+//          (COHORT_HAVE_NCCL); elsewhere Make fails with FailedPrecondition.
 //  - auto: an AutoCommunicator over mpi and, when the group is on one host,
-//          shm, routing each call by the measured table.
+//          shm, routing each call by the measured table (host buffers; the
+//          GPU's auto is nccl, chosen by AgreePlacement).
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,14 +31,16 @@
 namespace cohort {
 
 struct BackendOptions {
-  std::string store_dir;  // gloo's FileStore; empty: a fresh temp dir made by rank 0
+  std::string store_dir;  // gloo's and nccl's FileStore; empty: a fresh temp dir made by rank 0
+  int nccl_device = -1;   // nccl: this rank's CUDA device (>= 0; -1 makes Make("nccl") fail)
   ShmOptions shm;
   GlooOptions gloo;
   AutoOptions autos;
 };
 
 // The backends Make accepts, for help texts and checks.
-const std::vector<std::string>& BackendNames();  // {"auto", "mpi", "shm", "gloo"}
+// "nccl" is a name in every build; whether this build has it is Make's to say.
+const std::vector<std::string>& BackendNames();  // {"auto", "mpi", "shm", "gloo", "nccl"}
 Status CheckBackendName(const std::string& name);
 
 // True on every rank when all ranks of `group` run on one host (same
@@ -47,12 +55,13 @@ class BackendSet {
   BackendSet& operator=(const BackendSet&) = delete;
 
   // A communicator of `backend` over the ranks of `group`, valid while this
-  // set (and, for mpi and auto, `group`) lives. `name` keeps gloo stores of
-  // different groups apart. Collective over the world.
+  // set (and, for mpi and auto, `group`) lives. `name` keeps gloo and nccl
+  // stores of different groups apart. Collective over the world.
   Result<Communicator*> Make(const std::string& backend, Communicator& group, const std::string& name);
 
  private:
   Status EnsureStore();
+  Result<Communicator*> MakeNccl(Communicator& group, const std::string& name);
 
   Communicator& world_;
   BackendOptions options_;

@@ -118,6 +118,11 @@ Result<Plan> MakePlan(const BenchCmdOptions& o) {
     if (Status known = CheckBackendName(b); !known.ok()) {
       return InvalidArgument("--backend: " + known.message());
     }
+    if (b == "nccl") {
+      // The harness fills and checks host buffers; NCCL needs device pointers.
+      return InvalidArgument("--backend nccl: cohort bench measures host buffers and nccl needs GPU buffers; "
+                             "use mpi, shm, gloo or auto");
+    }
   }
   return p;
 }
