@@ -54,19 +54,22 @@ std::string NameRanks(const std::vector<int>& ranks) {
 
 Status CheckInput(const PlacementInput& in) {
   if (!Contains(DeviceSettings(), in.device)) {
-    return InvalidArgument("unknown device '" + in.device + "' (expected " + OneOf(DeviceSettings()) + ")");
+    return InvalidArgument("unknown device '" + in.device + "' (expected " +
+                           OneOf(DeviceSettings()) + ")");
   }
   if (!Contains(PlacementBackends(), in.backend)) {
-    return InvalidArgument("unknown backend '" + in.backend + "' (expected " + OneOf(PlacementBackends()) + ")");
+    return InvalidArgument("unknown backend '" + in.backend + "' (expected " +
+                           OneOf(PlacementBackends()) + ")");
   }
   const size_t world = in.gpu_counts.size();
   if (world == 0 || in.local_ranks.size() != world) {
-    return InvalidArgument("placement input: " + std::to_string(in.gpu_counts.size()) + " GPU counts and " +
-                           std::to_string(in.local_ranks.size()) + " local ranks (need one of each per rank)");
+    return InvalidArgument("placement input: " + std::to_string(in.gpu_counts.size()) +
+                           " GPU counts and " + std::to_string(in.local_ranks.size()) +
+                           " local ranks (need one of each per rank)");
   }
   if (in.rank < 0 || static_cast<size_t>(in.rank) >= world) {
-    return InvalidArgument("placement input: rank " + std::to_string(in.rank) + " is outside the world of " +
-                           std::to_string(world));
+    return InvalidArgument("placement input: rank " + std::to_string(in.rank) +
+                           " is outside the world of " + std::to_string(world));
   }
   for (size_t r = 0; r < world; ++r) {
     if (in.gpu_counts[r] < 0 || in.local_ranks[r] < 0) {
@@ -86,8 +89,9 @@ void PlaceOnGpu(const PlacementInput& in, Placement* p) {
   p->cuda_device = local % count;
   if (local >= count) {
     p->warning = "local rank " + std::to_string(local) + " but only " + std::to_string(count) +
-                 " CUDA device(s) visible: this rank shares device " + std::to_string(p->cuda_device) +
-                 " with local rank " + std::to_string(p->cuda_device) +
+                 " CUDA device(s) visible: this rank shares device " +
+                 std::to_string(p->cuda_device) + " with local rank " +
+                 std::to_string(p->cuda_device) +
                  " (fine only if the launcher gives each rank its own CUDA_VISIBLE_DEVICES)";
   }
 }
@@ -97,8 +101,8 @@ const char* SystemGetenv(const char* name) { return std::getenv(name); }
 }  // namespace
 
 const std::vector<std::string>& LocalRankVariables() {
-  static const std::vector<std::string> names = {"COHORT_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK",
-                                                 "MPI_LOCALRANKID", "SLURM_LOCALID"};
+  static const std::vector<std::string> names = {"COHORT_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                                 "LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
   return names;
 }
 
@@ -124,12 +128,15 @@ int CudaDeviceCount(std::string* why_not) {
 #if COHORT_HAVE_CUDA
   return CudaRuntimeDeviceCount(why_not);
 #else
-  if (why_not) *why_not = "this build has no CUDA (configure with a CUDA compiler and COHORT_ENABLE_CUDA=ON)";
+  if (why_not)
+    *why_not = "this build has no CUDA (configure with a CUDA compiler and COHORT_ENABLE_CUDA=ON)";
   return 0;
 #endif
 }
 
-std::string_view DeviceKindName(DeviceKind kind) { return kind == DeviceKind::kCuda ? "cuda" : "cpu"; }
+std::string_view DeviceKindName(DeviceKind kind) {
+  return kind == DeviceKind::kCuda ? "cuda" : "cpu";
+}
 
 const std::vector<std::string>& DeviceSettings() {
   static const std::vector<std::string> names = {"cpu", "cuda", "auto"};
@@ -152,8 +159,9 @@ Result<Placement> DecidePlacement(const PlacementInput& in) {
 
   if (in.device == "cpu") {
     if (in.backend == "nccl") {
-      return InvalidArgument("backend nccl runs on GPU buffers but device is cpu; use --device cuda (or auto), "
-                             "or a CPU backend (auto, mpi, shm, gloo)");
+      return InvalidArgument(
+          "backend nccl runs on GPU buffers but device is cpu; use --device cuda (or auto), "
+          "or a CPU backend (auto, mpi, shm, gloo)");
     }
     p.backend = in.backend;
     p.reason = "cpu: as set -> cpu + " + in.backend;
@@ -162,24 +170,27 @@ Result<Placement> DecidePlacement(const PlacementInput& in) {
 
   if (in.device == "cuda") {
     if (host_backend) {
-      return InvalidArgument("backend " + in.backend +
-                             " runs on host buffers, but with device cuda the trainer's buffers live on the GPU; "
-                             "use --backend nccl (or auto)");
+      return InvalidArgument(
+          "backend " + in.backend +
+          " runs on host buffers, but with device cuda the trainer's buffers live on the GPU; "
+          "use --backend nccl (or auto)");
     }
     if (!in.build_has_cuda) {
-      return FailedPrecondition("device cuda: this build has no CUDA (configure with a CUDA compiler and "
-                                "COHORT_ENABLE_CUDA=ON), or use --device cpu or auto");
+      return FailedPrecondition(
+          "device cuda: this build has no CUDA (configure with a CUDA compiler and "
+          "COHORT_ENABLE_CUDA=ON), or use --device cpu or auto");
     }
     if (!without_gpu.empty()) {
-      return FailedPrecondition("device cuda: " + NameRanks(without_gpu) + " of " +
-                                std::to_string(in.gpu_counts.size()) +
-                                (without_gpu.size() == 1 ? " sees" : " see") +
-                                " no CUDA device (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them); "
-                                "use --device cpu or auto");
+      return FailedPrecondition(
+          "device cuda: " + NameRanks(without_gpu) + " of " + std::to_string(in.gpu_counts.size()) +
+          (without_gpu.size() == 1 ? " sees" : " see") +
+          " no CUDA device (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them); "
+          "use --device cpu or auto");
     }
     if (!in.build_has_nccl) {
-      return FailedPrecondition("device cuda needs the nccl backend, but this build has no NCCL (configure with "
-                                "CUDA and NCCL found), or use --device cpu or auto");
+      return FailedPrecondition(
+          "device cuda needs the nccl backend, but this build has no NCCL (configure with "
+          "CUDA and NCCL found), or use --device cpu or auto");
     }
     PlaceOnGpu(in, &p);
     p.backend = "nccl";
@@ -192,7 +203,8 @@ Result<Placement> DecidePlacement(const PlacementInput& in) {
   if (!in.build_has_cuda) {
     no_gpu_because = "this build has no CUDA";
   } else if (!without_gpu.empty()) {
-    no_gpu_because = NameRanks(without_gpu) + (without_gpu.size() == 1 ? " has" : " have") + " no GPU";
+    no_gpu_because =
+        NameRanks(without_gpu) + (without_gpu.size() == 1 ? " has" : " have") + " no GPU";
   } else if (!in.build_has_nccl) {
     no_gpu_because = "this build has no NCCL";
   } else if (host_backend) {
@@ -213,14 +225,15 @@ Result<Placement> DecidePlacement(const PlacementInput& in) {
   return p;
 }
 
-Result<Placement> AgreePlacement(Communicator& world, const std::string& device, const std::string& backend,
-                                 const EnvLookup& getenv) {
+Result<Placement> AgreePlacement(Communicator& world, const std::string& device,
+                                 const std::string& backend, const EnvLookup& getenv) {
   // Each rank's facts; a bad local-rank variable on one rank fails all.
   auto local = LocalRankFromEnv(getenv);
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(world, local.ok() ? Status::Ok() : local.status())
                              .WithContext("device placement"));
-  std::string why_not;
-  const int count = CudaDeviceCount(&why_not);
+  // With device cpu the counts do not matter: leave the CUDA runtime alone.
+  std::string why_not = "device cpu";
+  const int count = device == "cpu" ? 0 : CudaDeviceCount(&why_not);
   const int64_t mine[2] = {count, local->local_rank};
   std::vector<int64_t> all(2 * static_cast<size_t>(world.size()));
   COHORT_RETURN_IF_ERROR(world.AllGather(mine, all.data(), 2, DType::kI64));
@@ -238,16 +251,19 @@ Result<Placement> AgreePlacement(Communicator& world, const std::string& device,
   // The same input on every rank but `rank`, which only picks this rank's
   // device: so every rank reaches the same verdict without another round.
   auto placement = DecidePlacement(in);
-  if (count == 0 && !placement.ok() && placement.status().code() == StatusCode::kFailedPrecondition) {
+  if (count == 0 && !placement.ok() &&
+      placement.status().code() == StatusCode::kFailedPrecondition) {
     COHORT_LOG_WARN("rank {}: no CUDA device: {}", world.rank(), why_not);
   } else if (count == 0 && COHORT_HAVE_CUDA && device == "auto") {
     COHORT_LOG_INFO("rank {}: no CUDA device: {}", world.rank(), why_not);
   }
-  if (placement.ok() && !placement->warning.empty()) COHORT_LOG_WARN("rank {}: {}", world.rank(), placement->warning);
+  if (placement.ok() && !placement->warning.empty())
+    COHORT_LOG_WARN("rank {}: {}", world.rank(), placement->warning);
   return placement;
 }
 
-Result<Placement> AgreePlacement(Communicator& world, const std::string& device, const std::string& backend) {
+Result<Placement> AgreePlacement(Communicator& world, const std::string& device,
+                                 const std::string& backend) {
   return AgreePlacement(world, device, backend, SystemGetenv);
 }
 

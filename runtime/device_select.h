@@ -34,8 +34,8 @@ const std::vector<std::string>& LocalRankVariables();
 inline constexpr int kMaxLocalRank = 1 << 20;
 
 struct LocalRankInfo {
-  int local_rank = 0;   // >= 0
-  std::string source;   // the variable it came from, or "default" (none set: 0)
+  int local_rank = 0;  // >= 0
+  std::string source;  // the variable it came from, or "default" (none set: 0)
 };
 
 // A lookup of one environment variable: nullptr when unset. std::getenv in
@@ -58,7 +58,7 @@ enum class DeviceKind { kCpu, kCuda };
 std::string_view DeviceKindName(DeviceKind kind);  // "cpu" | "cuda"
 
 // The settings DecidePlacement accepts, for help texts and errors.
-const std::vector<std::string>& DeviceSettings();   // {"cpu", "cuda", "auto"}
+const std::vector<std::string>& DeviceSettings();     // {"cpu", "cuda", "auto"}
 const std::vector<std::string>& PlacementBackends();  // {"auto", "mpi", "shm", "gloo", "nccl"}
 
 // Everything the decision depends on. gpu_counts and local_ranks are indexed
@@ -110,12 +110,16 @@ Result<Placement> DecidePlacement(const PlacementInput& input);
 // Collective over `world` (every rank calls it): reads this rank's local rank
 // (LocalRankFromEnv) and GPU count (CudaDeviceCount), all-gathers both and
 // decides. Every rank returns the same device, backend and reason, or the
-// same error (a bad local-rank variable on any rank included). A rank without
-// a GPU logs its own reason (CudaDeviceCount's why_not) when the decision
-// fails or falls back to the CPU.
-Result<Placement> AgreePlacement(Communicator& world, const std::string& device, const std::string& backend);
+// same error (a bad local-rank variable on any rank included). Logging: a
+// rank without a GPU logs its own reason (CudaDeviceCount's why_not) as a
+// warning when a cuda/nccl request fails for want of a device, and at info
+// level when a CUDA build's auto falls back to the CPU; Placement::warning
+// is logged here too (callers need not log it again). Nothing is logged for
+// a CPU-only build's auto.
+Result<Placement> AgreePlacement(Communicator& world, const std::string& device,
+                                 const std::string& backend);
 // The same with the environment lookup injected (tests).
-Result<Placement> AgreePlacement(Communicator& world, const std::string& device, const std::string& backend,
-                                 const EnvLookup& getenv);
+Result<Placement> AgreePlacement(Communicator& world, const std::string& device,
+                                 const std::string& backend, const EnvLookup& getenv);
 
 }  // namespace cohort

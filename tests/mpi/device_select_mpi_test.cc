@@ -143,7 +143,8 @@ TEST(BackendSetNccl, MakeFailsCleanlyWithoutNcclOrDevice) {
   if (!COHORT_HAVE_NCCL) {
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.status().code(), StatusCode::kFailedPrecondition);
-    EXPECT_EQ(c.status().message(), "backend nccl: this build has no NCCL (configure with CUDA and NCCL found)");
+    EXPECT_EQ(c.status().message(),
+              "backend nccl: this build has no NCCL (configure with CUDA and NCCL found)");
   } else if (!g_every_rank_has_gpu) {
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.status().code(), StatusCode::kFailedPrecondition);
@@ -189,7 +190,9 @@ int main(int argc, char** argv) {
     cohort::g_world = world->get();
     const int rank = cohort::g_world->rank();
     if (cohort::g_world->size() != 2) {
-      std::fprintf(stderr, "device_select_mpi_test: run with mpirun -np 2 (the expected messages name 2 ranks)\n");
+      std::fprintf(
+          stderr,
+          "device_select_mpi_test: run with mpirun -np 2 (the expected messages name 2 ranks)\n");
       rc = 2;
     } else {
       cohort::g_every_rank_has_gpu = cohort::EveryRankHasAGpu();

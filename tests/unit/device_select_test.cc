@@ -52,8 +52,8 @@ TEST(LocalRankFromEnv, EachVariableAlone) {
 TEST(LocalRankFromEnv, PrecedenceIsTheDocumentedOrder) {
   // Every variable set to a different value: the first of the list wins;
   // dropping it, the next one does, and so on down the list.
-  const std::vector<std::string> order = {"COHORT_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK",
-                                          "MPI_LOCALRANKID", "SLURM_LOCALID"};
+  const std::vector<std::string> order = {"COHORT_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                          "LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
   EXPECT_EQ(LocalRankVariables(), order);
   for (size_t first = 0; first < order.size(); ++first) {
     std::map<std::string, std::string> vars;
@@ -66,7 +66,8 @@ TEST(LocalRankFromEnv, PrecedenceIsTheDocumentedOrder) {
 }
 
 TEST(LocalRankFromEnv, ALaterMalformedVariableIsNotRead) {
-  auto info = LocalRankFromEnv(Env({{"OMPI_COMM_WORLD_LOCAL_RANK", "2"}, {"LOCAL_RANK", "garbage"}}));
+  auto info =
+      LocalRankFromEnv(Env({{"OMPI_COMM_WORLD_LOCAL_RANK", "2"}, {"LOCAL_RANK", "garbage"}}));
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->local_rank, 2);
   EXPECT_EQ(info->source, "OMPI_COMM_WORLD_LOCAL_RANK");
@@ -75,9 +76,10 @@ TEST(LocalRankFromEnv, ALaterMalformedVariableIsNotRead) {
 TEST(LocalRankFromEnv, MalformedOrNegativeIsAnErrorNamingVariableAndValue) {
   const std::string too_big = std::to_string(kMaxLocalRank + 1);
   for (const std::string& name : LocalRankVariables()) {
-    for (const std::string& bad : {std::string("-1"), std::string(""), std::string("abc"), std::string("1x"),
-                                   std::string(" 1"), std::string("+1"), std::string("1.5"), too_big,
-                                   std::string("99999999999999999999999")}) {
+    for (const std::string& bad :
+         {std::string("-1"), std::string(""), std::string("abc"), std::string("1x"),
+          std::string(" 1"), std::string("+1"), std::string("1.5"), too_big,
+          std::string("99999999999999999999999")}) {
       // A valid variable further down the list does not rescue a bad one.
       std::map<std::string, std::string> vars = {{name, bad}};
       if (name != "SLURM_LOCALID") vars["SLURM_LOCALID"] = "1";
@@ -116,14 +118,15 @@ TEST(CudaDeviceCount, ZeroWithAReasonOrSomeDevices) {
 
 // A world of gpu_counts.size() ranks on hosts of `per_host` ranks each
 // (local rank = rank % per_host), a build with CUDA and NCCL.
-PlacementInput World(std::vector<int> gpu_counts, int per_host, int rank, std::string device = "auto",
-                     std::string backend = "auto") {
+PlacementInput World(std::vector<int> gpu_counts, int per_host, int rank,
+                     std::string device = "auto", std::string backend = "auto") {
   PlacementInput in;
   in.device = std::move(device);
   in.backend = std::move(backend);
   in.build_has_cuda = true;
   in.build_has_nccl = true;
-  for (size_t r = 0; r < gpu_counts.size(); ++r) in.local_ranks.push_back(static_cast<int>(r) % per_host);
+  for (size_t r = 0; r < gpu_counts.size(); ++r)
+    in.local_ranks.push_back(static_cast<int>(r) % per_host);
   in.gpu_counts = std::move(gpu_counts);
   in.rank = rank;
   return in;
@@ -195,7 +198,8 @@ TEST(DecidePlacement, AutoWithNcclButNoGpuSomewhereIsAnError) {
   auto p = DecidePlacement(World({1, 1, 1, 0}, 1, 0, "auto", "nccl"));
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_THAT(p.status().message(), HasSubstr("backend nccl needs a GPU on every rank, but rank 3 has no GPU"));
+  EXPECT_THAT(p.status().message(),
+              HasSubstr("backend nccl needs a GPU on every rank, but rank 3 has no GPU"));
 }
 
 TEST(DecidePlacement, CudaWhenEveryRankHasAGpu) {
@@ -249,7 +253,8 @@ TEST(DecidePlacement, CudaWithAHostBackendIsInvalid) {
     auto p = DecidePlacement(World({1, 1}, 1, 0, "cuda", backend));
     ASSERT_FALSE(p.ok()) << backend;
     EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_THAT(p.status().message(), HasSubstr("the trainer's buffers live on the GPU; use --backend nccl (or auto)"));
+    EXPECT_THAT(p.status().message(),
+                HasSubstr("the trainer's buffers live on the GPU; use --backend nccl (or auto)"));
     EXPECT_THAT(p.status().message(), HasSubstr(std::string("backend ") + backend));
   }
 }
@@ -279,7 +284,8 @@ TEST(DecidePlacement, DeviceIndexWrapsWithAWarningWhenRanksShareAGpu) {
     if (rank < 2) {
       EXPECT_EQ(p->warning, "") << rank;
     } else {
-      EXPECT_THAT(p->warning, HasSubstr("local rank " + std::to_string(rank) + " but only 2 CUDA device(s)"));
+      EXPECT_THAT(p->warning,
+                  HasSubstr("local rank " + std::to_string(rank) + " but only 2 CUDA device(s)"));
       EXPECT_THAT(p->warning, HasSubstr("shares device " + std::to_string(want_device[rank])));
     }
   }
@@ -293,7 +299,8 @@ TEST(DecidePlacement, UnknownSettingsListTheAcceptedValues) {
   p = DecidePlacement(World({1}, 1, 0, "auto", "mpich"));
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(p.status().message(), "unknown backend 'mpich' (expected auto, mpi, shm, gloo or nccl)");
+  EXPECT_EQ(p.status().message(),
+            "unknown backend 'mpich' (expected auto, mpi, shm, gloo or nccl)");
 }
 
 TEST(DecidePlacement, MalformedInputIsInvalid) {
