@@ -203,7 +203,12 @@ Status ParseLossScale(Section& s, LossScaleConfig* l) {
 
 Status ParseTrain(Section& s, TrainConfig* t) {
   COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every", "bucket_mb",
-                                 "first_bucket_mb", "overlap", "compression", "precision", "loss_scale"}));
+                                 "first_bucket_mb", "overlap", "compression", "precision", "loss_scale",
+                                 "device"}));
+  COHORT_RETURN_IF_ERROR(s.Read("device", &t->device));
+  if (t->device != "cpu" && t->device != "cuda" && t->device != "auto") {
+    return s.Error(s.Get("device"), "'train.device' must be cpu, cuda or auto, not '" + t->device + "'");
+  }
   std::string precision = "fp32";
   COHORT_RETURN_IF_ERROR(s.Read("precision", &precision));
   if (precision == "fp32") t->precision = DType::kF32;

@@ -84,6 +84,11 @@ struct TrainConfig {
   DType precision = DType::kF32;
   // fp16 dynamic loss scaling (train.loss_scale; fp16 only).
   LossScaleConfig loss_scale;
+  // Where to train (train.device, or `cohort train --device`): "cpu";
+  // "cuda" (each rank on the GPU of its local rank, NCCL between them); or
+  // "auto" (cuda when every rank has a GPU, else cpu). Not part of the
+  // config hash: checkpoints move freely between devices.
+  std::string device = "cpu";
 };
 
 enum class DataSource { kSynthetic, kShards };

@@ -40,9 +40,10 @@ std::vector<GradBucket> PlanGradBuckets(const std::vector<std::pair<int64_t, int
 }
 
 GradientSync::GradientSync(Communicator& comm, float* grads, std::vector<GradBucket> buckets, int num_layers,
-                           bool overlap, Timeline* timeline, DType wire, void* wire_buffer)
+                           bool overlap, Timeline* timeline, DType wire, void* wire_buffer, Compute* compute)
     : comm_(comm), grads_(grads), wire_(wire), wire_buffer_(static_cast<uint16_t*>(wire_buffer)),
-      buckets_(std::move(buckets)), overlap_(overlap), timeline_(timeline),
+      buckets_(std::move(buckets)), overlap_(overlap), compute_(compute != nullptr ? *compute : HostCompute()),
+      timeline_(timeline),
       bucket_of_layer_(static_cast<size_t>(num_layers), -1), pending_layers_(buckets_.size(), 0) {
   for (size_t b = 0; b < buckets_.size(); ++b) {
     for (int l = buckets_[b].first_layer; l <= buckets_[b].last_layer; ++l) bucket_of_layer_[static_cast<size_t>(l)] = static_cast<int>(b);
@@ -50,6 +51,8 @@ GradientSync::GradientSync(Communicator& comm, float* grads, std::vector<GradBuc
   for (int b : bucket_of_layer_) COHORT_CHECK(b >= 0) << "a layer is in no bucket";
   COHORT_CHECK(wire_ == DType::kF32 || ((wire_ == DType::kBF16 || wire_ == DType::kF16) && wire_buffer_ != nullptr))
       << "compression needs a 16-bit buffer";
+  COHORT_CHECK(wire_ == DType::kF32 || compute_.host()) << "gradient compression casts on the host";
+  COHORT_CHECK(num_layers <= kMaxReadySlots) << num_layers << " layers, more than the compute's ready marks";
   if (overlap_) worker_ = std::thread([this] { Loop(); });
 }
 
@@ -79,7 +82,12 @@ Status GradientSync::Reduce(size_t b) {
   const double t0 = Now();
   const size_t count = static_cast<size_t>(k.count);
   Status s;
-  if (wire_ == DType::kF32) {
+  if (!compute_.host()) {  // after the backward kernels of the bucket's layers
+    for (int l = k.first_layer; l <= k.last_layer && s.ok(); ++l) s = compute_.WaitReady(l);
+  }
+  if (!s.ok()) {
+    // The compute failed before the bucket was ready: report that.
+  } else if (wire_ == DType::kF32) {
     s = comm_.AllReduce(grads_ + k.offset, grads_ + k.offset, count, DType::kF32, ReduceOp::kAvg);
   } else {
     // Scale first: fp16 overflows at 65504, and a sum of pre-scaled values
@@ -100,6 +108,7 @@ void GradientSync::LayerReady(int layer) {
   const int b = bucket_of_layer_[static_cast<size_t>(layer)];
   COHORT_CHECK(pending_layers_[static_cast<size_t>(b)] > 0) << "layer " << layer << " reported twice";
   --pending_layers_[static_cast<size_t>(b)];
+  if (!compute_.host()) compute_.MarkReady(layer);
   if (!overlap_) return;
   // Launch, in bucket order, every bucket whose layers are all ready: all
   // ranks must issue the same all-reduces in the same order.

@@ -23,6 +23,13 @@
 // the price of one rounding of each rank's gradient and of the sum; bucketed
 // and unbucketed runs still give the same bits (the casts are element-wise).
 //
+// Devices: with a Compute other than the CPU (gradients in GPU memory, a
+// device communicator such as NCCL), LayerReady marks the compute stream
+// (Compute::MarkReady) and a bucket's all-reduce first waits for the marks
+// of its layers (WaitReady), so communication runs on its own stream after
+// the backward kernels that produced its gradients, and the compute stream
+// goes on. Compression casts on the host and needs the CPU.
+//
 // Thread safety: Begin/LayerReady/Finish are called from one thread (the
 // trainer's); the communicator is used only by the communication thread
 // between Begin and Finish when overlapping, so the caller must not use the
@@ -38,6 +45,7 @@
 
 #include "collectives/communicator.h"
 #include "core/status.h"
+#include "runtime/compute.h"
 
 namespace cohort {
 
@@ -58,7 +66,8 @@ std::vector<GradBucket> PlanGradBuckets(const std::vector<std::pair<int64_t, int
 class GradientSync {
  public:
   GradientSync(Communicator& comm, float* grads, std::vector<GradBucket> buckets, int num_layers,
-               bool overlap, Timeline* timeline, DType wire = DType::kF32, void* wire_buffer = nullptr);
+               bool overlap, Timeline* timeline, DType wire = DType::kF32, void* wire_buffer = nullptr,
+               Compute* compute = nullptr);
   ~GradientSync();
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
@@ -80,6 +89,7 @@ class GradientSync {
   uint16_t* const wire_buffer_;  // kBF16/kF16: 16-bit twin of grads_
   const std::vector<GradBucket> buckets_;
   const bool overlap_;
+  Compute& compute_;
   Timeline* const timeline_;
   std::vector<int> bucket_of_layer_;
   std::vector<int> pending_layers_;  // per bucket, layers not yet ready this step

@@ -39,16 +39,22 @@ Status Mlp::CheckTensorParallel(const std::vector<int64_t>& layers, int tp_size)
   return Status::Ok();
 }
 
-Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp)
-    : Mlp(std::move(layers), activation, tp, tp ? tp->size() : 1, tp ? tp->rank() : 0) {}
+Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp, Compute* compute)
+    : Mlp(std::move(layers), activation, tp, tp ? tp->size() : 1, tp ? tp->rank() : 0, compute) {}
 
-Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp, int tp_size, int tp_rank)
-    : layers_(std::move(layers)), activation_(activation), tp_(tp), tp_size_(tp_size), tp_rank_(tp_rank) {
+Mlp::Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp, int tp_size, int tp_rank,
+         Compute* compute)
+    : layers_(std::move(layers)),
+      activation_(activation),
+      tp_(tp),
+      tp_size_(tp_size),
+      tp_rank_(tp_rank),
+      compute_(compute != nullptr ? compute : &HostCompute()) {
   BuildLayout();
 }
 
 Mlp Mlp::Layout(std::vector<int64_t> layers, int tp_size, int tp_rank) {
-  return Mlp(std::move(layers), kernels::Activation::kRelu, nullptr, tp_size, tp_rank);
+  return Mlp(std::move(layers), kernels::Activation::kRelu, nullptr, tp_size, tp_rank, nullptr);
 }
 
 void Mlp::LocalToFull(const float* local, float* full) const {
@@ -123,69 +129,86 @@ void Mlp::Init(float* params, uint64_t seed) const {
   }
 }
 
-void Mlp::Reserve(int64_t batch) {
-  if (batch <= reserved_batch_) return;
+Status Mlp::Reserve(int64_t batch) {
+  if (!loss_.defined()) {
+    COHORT_ASSIGN_OR_RETURN(loss_, compute_->Alloc({1}, DType::kF32));
+  }
+  if (batch <= reserved_batch_) return Status::Ok();
   const size_t n = layer_.size();
   z_.assign(n, {});
-  a_.assign(n, {});
   int64_t widest = 0;
   for (size_t l = 0; l < n; ++l) {
-    z_[l].resize(static_cast<size_t>(batch * layer_[l].out_local));
+    COHORT_ASSIGN_OR_RETURN(z_[l], compute_->Alloc({batch * layer_[l].out_local}, DType::kF32));
     widest = std::max({widest, layer_[l].out_local, layer_[l].in_local});
   }
-  probs_.resize(static_cast<size_t>(batch * layers_.back()));
-  dz_.resize(static_cast<size_t>(batch * widest));
-  da_.resize(static_cast<size_t>(batch * widest));
+  COHORT_ASSIGN_OR_RETURN(probs_, compute_->Alloc({batch * layers_.back()}, DType::kF32));
+  COHORT_ASSIGN_OR_RETURN(dz_, compute_->Alloc({batch * widest}, DType::kF32));
+  COHORT_ASSIGN_OR_RETURN(da_, compute_->Alloc({batch * widest}, DType::kF32));
   reserved_batch_ = batch;
+  return Status::Ok();
 }
 
-void Mlp::Reserve16(int64_t batch) {
-  if (batch <= reserved16_batch_) return;
+Status Mlp::Reserve16(int64_t batch) {
+  if (batch <= reserved16_batch_) return Status::Ok();
   const size_t n = layer_.size();
-  x16_.resize(static_cast<size_t>(batch * layers_.front()));
+  COHORT_ASSIGN_OR_RETURN(x16_, compute_->Alloc({batch * layers_.front()}, DType::kBF16));
   a16_.assign(n, {});
   int64_t widest = 0;
   for (size_t l = 0; l < n; ++l) {
-    if (l + 1 < n) a16_[l].resize(static_cast<size_t>(batch * layer_[l].out_local));
+    if (l + 1 < n) {
+      COHORT_ASSIGN_OR_RETURN(a16_[l], compute_->Alloc({batch * layer_[l].out_local}, DType::kBF16));
+    }
     widest = std::max(widest, layer_[l].out_local);
   }
-  dz16_.resize(static_cast<size_t>(batch * widest));
+  COHORT_ASSIGN_OR_RETURN(dz16_, compute_->Alloc({batch * widest}, DType::kBF16));
   reserved16_batch_ = batch;
+  return Status::Ok();
 }
 
 Status Mlp::TensorAllReduce(float* buf, int64_t n, StepTimes* times) {
   const double t0 = Now();
+  // The collective reads what the compute produced: wait for it (nothing
+  // to wait for on the CPU).
+  COHORT_RETURN_IF_ERROR(compute_->Sync().WithContext("before a tensor-parallel all-reduce"));
   Status s = tp_->AllReduce(buf, buf, static_cast<size_t>(n), DType::kF32, ReduceOp::kSum);
   if (times) times->tensor_comm_s += Now() - t0;
   return s.WithContext("tensor-parallel all-reduce");
 }
 
 Status Mlp::Forward(const float* params, const float* x, int64_t batch, StepTimes* times) {
-  Reserve(batch);
+  COHORT_RETURN_IF_ERROR(Reserve(batch));
   const size_t n = layer_.size();
+  if (reserved_a_batch_ < batch) {  // fp32 activations are only kept by this path
+    a_.assign(n, {});
+    for (size_t l = 0; l + 1 < n; ++l) {
+      COHORT_ASSIGN_OR_RETURN(a_[l], compute_->Alloc({batch * layer_[l].out_local}, DType::kF32));
+    }
+    reserved_a_batch_ = batch;
+  }
   const float* in = x;
   for (size_t l = 0; l < n; ++l) {
     const Layer& L = layer_[l];
-    float* z = z_[l].data();
-    kernels::Gemm(false, false, batch, L.out_local, L.in_local, 1.0f, in, L.in_local, params + L.w_offset,
+    float* z = z_[l].data<float>();
+    compute_->Gemm(false, false, batch, L.out_local, L.in_local, 1.0f, in, L.in_local, params + L.w_offset,
                   L.out_local, 0.0f, z, L.out_local);
     // Row-parallel: sum the partial products before the (replicated) bias.
     if (L.split == LayerSplit::kRow) COHORT_RETURN_IF_ERROR(TensorAllReduce(z, batch * L.out_local, times));
     // z keeps the pre-activation (GELU's backward needs it); a is the output.
-    kernels::BiasActForward(z, params + L.b_offset, z, batch, L.out_local, kernels::Activation::kNone);
+    compute_->BiasActForward(z, params + L.b_offset, z, batch, L.out_local, kernels::Activation::kNone);
     const bool last = l + 1 == n;
-    // fp32 activations are only kept by this path (Reserve does not size them).
-    const size_t a_size = static_cast<size_t>(batch * L.out_local);
-    if (!last && a_[l].size() < a_size) a_[l].resize(a_size);
-    if (!last) kernels::ActForward(z, a_[l].data(), batch * L.out_local, activation_);
-    in = last ? z : a_[l].data();
+    if (!last) compute_->ActForward(z, a_[l].data<float>(), batch * L.out_local, activation_);
+    in = last ? z : a_[l].data<float>();
   }
   return Status::Ok();
 }
 
 Result<double> Mlp::Loss(const float* params, const float* x, const int32_t* labels, int64_t batch) {
   COHORT_RETURN_IF_ERROR(Forward(params, x, batch, nullptr));
-  return kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch, layers_.back());
+  float* loss = loss_.data<float>();
+  compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), labels, probs_.data<float>(), batch, layers_.back(),
+                                       loss);
+  COHORT_ASSIGN_OR_RETURN(float v, compute_->ReadFloat(loss));
+  return static_cast<double>(v);
 }
 
 std::vector<std::pair<int64_t, int64_t>> Mlp::LayerRanges() const {
@@ -201,14 +224,23 @@ Result<double> Mlp::ForwardBackward(const float* params, const float* x, const i
                                     int64_t batch, float* grads, StepTimes* times,
                                     const std::function<void(int)>* on_layer_grads,
                                     const Precision* precision) {
+  COHORT_RETURN_IF_ERROR(Reserve(batch));
+  float* loss = loss_.data<float>();
+  COHORT_RETURN_IF_ERROR(ForwardBackwardTo(params, x, labels, batch, grads, loss, times, on_layer_grads, precision));
+  COHORT_ASSIGN_OR_RETURN(float v, compute_->ReadFloat(loss));
+  return static_cast<double>(v);
+}
+
+Status Mlp::ForwardBackwardTo(const float* params, const float* x, const int32_t* labels, int64_t batch,
+                              float* grads, float* loss, StepTimes* times,
+                              const std::function<void(int)>* on_layer_grads, const Precision* precision) {
   if (precision != nullptr && precision->compute != DType::kF32) {
     const Precision& p = *precision;
     COHORT_CHECK(p.params16 != nullptr) << "mixed precision without the 16-bit weights";
     const double t0 = Now();
     COHORT_RETURN_IF_ERROR(Forward16(params, p, x, batch, times));
-    const double loss = kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch,
-                                                            layers_.back());
-    last_loss_ = loss;
+    compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), labels, probs_.data<float>(), batch,
+                                         layers_.back(), loss);
     const double t1 = Now();
     COHORT_RETURN_IF_ERROR(Backward16(p, labels, batch, grads, times, on_layer_grads));
     const double t2 = Now();
@@ -216,62 +248,64 @@ Result<double> Mlp::ForwardBackward(const float* params, const float* x, const i
       times->forward_s += t1 - t0;
       times->backward_s += t2 - t1;
     }
-    return loss;
+    return Status::Ok();
   }
   const double t0 = Now();
   COHORT_RETURN_IF_ERROR(Forward(params, x, batch, times));
-  const double loss = kernels::SoftmaxCrossEntropyForward(z_.back().data(), labels, probs_.data(), batch,
-                                                          layers_.back());
-  last_loss_ = loss;
+  compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), labels, probs_.data<float>(), batch, layers_.back(),
+                                       loss);
   const double t1 = Now();
-  kernels::SoftmaxCrossEntropyBackward(probs_.data(), labels, dz_.data(), batch, layers_.back(),
-                                       1.0f / static_cast<float>(batch));
+  float* dz = dz_.data<float>();
+  float* da = da_.data<float>();
+  compute_->SoftmaxCrossEntropyBackward(probs_.data<float>(), labels, dz, batch, layers_.back(),
+                                        1.0f / static_cast<float>(batch));
   for (size_t li = layer_.size(); li-- > 0;) {
     const Layer& L = layer_[li];
-    const float* in = li == 0 ? x : a_[li - 1].data();
+    const float* in = li == 0 ? x : a_[li - 1].data<float>();
     // dW = a^T dz ; db = colsum(dz)
-    kernels::Gemm(true, false, L.in_local, L.out_local, batch, 1.0f, in, L.in_local, dz_.data(), L.out_local,
-                  0.0f, grads + L.w_offset, L.out_local);
-    kernels::BiasGrad(dz_.data(), grads + L.b_offset, batch, L.out_local);
+    compute_->Gemm(true, false, L.in_local, L.out_local, batch, 1.0f, in, L.in_local, dz, L.out_local, 0.0f,
+                   grads + L.w_offset, L.out_local);
+    compute_->BiasGrad(dz, grads + L.b_offset, batch, L.out_local);
     if (on_layer_grads) (*on_layer_grads)(static_cast<int>(li));
     if (li == 0) break;  // no gradient for the input
     // da = dz W^T ; for a column-parallel layer each rank holds a partial sum
     // over its output columns of the (replicated) input's gradient.
-    kernels::Gemm(false, true, batch, L.in_local, L.out_local, 1.0f, dz_.data(), L.out_local,
-                  params + L.w_offset, L.out_local, 0.0f, da_.data(), L.in_local);
-    if (L.split == LayerSplit::kColumn) COHORT_RETURN_IF_ERROR(TensorAllReduce(da_.data(), batch * L.in_local, times));
-    kernels::ActBackward(z_[li - 1].data(), da_.data(), dz_.data(), batch * L.in_local, activation_);
+    compute_->Gemm(false, true, batch, L.in_local, L.out_local, 1.0f, dz, L.out_local, params + L.w_offset,
+                   L.out_local, 0.0f, da, L.in_local);
+    if (L.split == LayerSplit::kColumn) COHORT_RETURN_IF_ERROR(TensorAllReduce(da, batch * L.in_local, times));
+    compute_->ActBackward(z_[li - 1].data<float>(), da, dz, batch * L.in_local, activation_);
   }
   const double t2 = Now();
   if (times) {
     times->forward_s += t1 - t0;
     times->backward_s += t2 - t1;
   }
-  return loss;
+  return Status::Ok();
 }
 
 Status Mlp::Forward16(const float* params, const Precision& p, const float* x, int64_t batch, StepTimes* times) {
-  Reserve(batch);
-  Reserve16(batch);
+  COHORT_RETURN_IF_ERROR(Reserve(batch));
+  COHORT_RETURN_IF_ERROR(Reserve16(batch));
   const DType t = p.compute;
   const size_t n = layer_.size();
-  kernels::CastFromFloat(x, t, x16_.data(), batch * layers_.front(), 1.0f);
-  const uint16_t* in = x16_.data();
+  float* da = da_.data<float>();
+  compute_->CastFromFloat(x, t, x16_.raw(), batch * layers_.front(), 1.0f);
+  const void* in = x16_.raw();
   for (size_t l = 0; l < n; ++l) {
     const Layer& L = layer_[l];
-    float* z = z_[l].data();
-    kernels::GemmMixed(false, false, batch, L.out_local, L.in_local, 1.0f, t, in, L.in_local,
-                       p.params16 + L.w_offset, L.out_local, 0.0f, DType::kF32, z, L.out_local);
+    float* z = z_[l].data<float>();
+    compute_->GemmMixed(false, false, batch, L.out_local, L.in_local, 1.0f, t, in, L.in_local,
+                        p.params16 + L.w_offset, L.out_local, 0.0f, DType::kF32, z, L.out_local);
     if (L.split == LayerSplit::kRow) COHORT_RETURN_IF_ERROR(TensorAllReduce(z, batch * L.out_local, times));
     // Bias from the fp32 master copy, added in fp32; z stays fp32 for the
     // activation's backward.
-    kernels::BiasActForward(z, params + L.b_offset, z, batch, L.out_local, kernels::Activation::kNone);
+    compute_->BiasActForward(z, params + L.b_offset, z, batch, L.out_local, kernels::Activation::kNone);
     if (l + 1 == n) break;
     // The activation goes through fp32 scratch (da_) into its 16-bit store,
     // the next GEMM's input.
-    kernels::ActForward(z, da_.data(), batch * L.out_local, activation_);
-    kernels::CastFromFloat(da_.data(), t, a16_[l].data(), batch * L.out_local, 1.0f);
-    in = a16_[l].data();
+    compute_->ActForward(z, da, batch * L.out_local, activation_);
+    compute_->CastFromFloat(da, t, a16_[l].raw(), batch * L.out_local, 1.0f);
+    in = a16_[l].raw();
   }
   return Status::Ok();
 }
@@ -279,42 +313,53 @@ Status Mlp::Forward16(const float* params, const Precision& p, const float* x, i
 Status Mlp::Backward16(const Precision& p, const int32_t* labels, int64_t batch, float* grads,
                        StepTimes* times, const std::function<void(int)>* on_layer_grads) {
   const DType t = p.compute;
-  kernels::SoftmaxCrossEntropyBackward(probs_.data(), labels, dz_.data(), batch, layers_.back(),
-                                       p.loss_scale / static_cast<float>(batch));
+  float* dz = dz_.data<float>();
+  float* da = da_.data<float>();
+  void* dz16 = dz16_.raw();
+  compute_->SoftmaxCrossEntropyBackward(probs_.data<float>(), labels, dz, batch, layers_.back(),
+                                        p.loss_scale / static_cast<float>(batch));
   for (size_t li = layer_.size(); li-- > 0;) {
     const Layer& L = layer_[li];
-    const uint16_t* in = li == 0 ? x16_.data() : a16_[li - 1].data();
+    const void* in = li == 0 ? x16_.raw() : a16_[li - 1].raw();
     // The output gradient rounded to 16 bits once, for both GEMMs (with
     // fp16, loss scaling keeps it above the subnormal range; an overflow
     // here becomes inf in the gradients, which the loss scaler catches).
-    kernels::CastFromFloat(dz_.data(), t, dz16_.data(), batch * L.out_local, 1.0f);
-    kernels::GemmMixed(true, false, L.in_local, L.out_local, batch, 1.0f, t, in, L.in_local, dz16_.data(),
-                       L.out_local, 0.0f, DType::kF32, grads + L.w_offset, L.out_local);
-    kernels::BiasGrad(dz_.data(), grads + L.b_offset, batch, L.out_local);
+    compute_->CastFromFloat(dz, t, dz16, batch * L.out_local, 1.0f);
+    compute_->GemmMixed(true, false, L.in_local, L.out_local, batch, 1.0f, t, in, L.in_local, dz16, L.out_local,
+                        0.0f, DType::kF32, grads + L.w_offset, L.out_local);
+    compute_->BiasGrad(dz, grads + L.b_offset, batch, L.out_local);
     if (on_layer_grads) (*on_layer_grads)(static_cast<int>(li));
     if (li == 0) break;
-    kernels::GemmMixed(false, true, batch, L.in_local, L.out_local, 1.0f, t, dz16_.data(), L.out_local,
-                       p.params16 + L.w_offset, L.out_local, 0.0f, DType::kF32, da_.data(), L.in_local);
-    if (L.split == LayerSplit::kColumn) COHORT_RETURN_IF_ERROR(TensorAllReduce(da_.data(), batch * L.in_local, times));
-    kernels::ActBackward(z_[li - 1].data(), da_.data(), dz_.data(), batch * L.in_local, activation_);
+    compute_->GemmMixed(false, true, batch, L.in_local, L.out_local, 1.0f, t, dz16, L.out_local,
+                        p.params16 + L.w_offset, L.out_local, 0.0f, DType::kF32, da, L.in_local);
+    if (L.split == LayerSplit::kColumn) COHORT_RETURN_IF_ERROR(TensorAllReduce(da, batch * L.in_local, times));
+    compute_->ActBackward(z_[li - 1].data<float>(), da, dz, batch * L.in_local, activation_);
   }
   return Status::Ok();
 }
 
 Result<std::vector<std::vector<float>>> Mlp::GatherFull(const float* params) {
   std::vector<std::vector<float>> out;
+  COHORT_RETURN_IF_ERROR(compute_->Sync().WithContext("before gathering the parameters"));
+  Tensor parts_dev;  // the tensor group's parts of one tensor, on the compute (sized for the largest)
   for (const ParamInfo& p : info_) {
     int64_t local = 1, full = 1;
     for (int64_t d : p.shape) local *= d;
     for (int64_t d : p.full_shape) full *= d;
     std::vector<float> whole(static_cast<size_t>(full));
     if (local == full) {
-      std::memcpy(whole.data(), params + p.offset, static_cast<size_t>(full) * 4);
+      COHORT_RETURN_IF_ERROR(compute_->CopyToHost(whole.data(), params + p.offset, static_cast<size_t>(full) * 4));
       out.push_back(std::move(whole));
       continue;
     }
+    if (parts_dev.numel() < local * tp_size_) {
+      COHORT_ASSIGN_OR_RETURN(parts_dev, compute_->Alloc({local * tp_size_}, DType::kF32));
+      COHORT_RETURN_IF_ERROR(compute_->Sync());
+    }
+    COHORT_RETURN_IF_ERROR(
+        tp_->AllGather(params + p.offset, parts_dev.raw(), static_cast<size_t>(local), DType::kF32));
     std::vector<float> parts(static_cast<size_t>(local * tp_size_));
-    COHORT_RETURN_IF_ERROR(tp_->AllGather(params + p.offset, parts.data(), static_cast<size_t>(local), DType::kF32));
+    COHORT_RETURN_IF_ERROR(compute_->CopyToHost(parts.data(), parts_dev.raw(), parts.size() * 4));
     if (p.split == LayerSplit::kRow || p.is_bias) {
       whole = std::move(parts);  // row blocks (or bias slices) concatenate in rank order
     } else {                     // column blocks: interleave each row's slices

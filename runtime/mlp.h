@@ -18,6 +18,12 @@
 // the same batch. Forward costs one all-reduce per row-parallel layer and
 // backward one per column-parallel layer after the first (Megatron's f/g).
 //
+// Memory: the parameters, gradients, inputs and labels passed in, and the
+// activation workspace the Mlp owns, live on its Compute (the CPU unless
+// given one); every pointer argument of ForwardBackward and Loss is device
+// memory there. Tensor-parallel collectives run on device buffers, after the
+// compute has finished producing them.
+//
 // An Mlp owns its activation workspace and is not thread-safe.
 
 #include <cstdint>
@@ -27,7 +33,9 @@
 
 #include "collectives/communicator.h"
 #include "core/status.h"
+#include "core/tensor.h"
 #include "kernels/cpu/kernels.h"
+#include "runtime/compute.h"
 
 namespace cohort {
 
@@ -53,7 +61,7 @@ struct ParamInfo {
 // (fp16 dynamic loss scaling), so every gradient comes out scaled by it.
 struct Precision {
   DType compute = DType::kF32;
-  const uint16_t* params16 = nullptr;  // num_params() values, the caller's 16-bit copy of params
+  const uint16_t* params16 = nullptr;  // num_params() values, the caller's 16-bit copy of params (device memory)
   float loss_scale = 1.0f;
 };
 
@@ -67,7 +75,9 @@ class Mlp {
  public:
   // `tp` is the tensor-parallel group (nullptr or size 1: no splitting).
   // The caller validates with CheckTensorParallel first; violating it aborts.
-  Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp = nullptr);
+  // `compute` (not owned; null: HostCompute()) holds the workspace and runs the kernels.
+  Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp = nullptr,
+      Compute* compute = nullptr);
   // The layout of tensor rank `tp_rank` of `tp_size` without a communicator:
   // for mapping parameters between splits (checkpoints); it cannot run a
   // split forward pass.
@@ -89,14 +99,12 @@ class Mlp {
   int64_t inputs() const { return layers_.front(); }
   int64_t classes() const { return layers_.back(); }
   int tp_size() const { return tp_size_; }
-  // The loss of the last forward pass; set before backward starts (so the
-  // on_layer_grads callback can read it).
-  double last_loss() const { return last_loss_; }
+  Compute& compute() const { return *compute_; }
 
   // Deterministic initialisation from `seed`, PyTorch nn.Linear's
   // U(-1/sqrt(in), 1/sqrt(in)) for weights and biases. Each element's value
   // depends on its place in the whole (unsplit) model, so every split of the
-  // model starts from the same network.
+  // model starts from the same network. `params` is host memory.
   void Init(float* params, uint64_t seed) const;
 
   // Forward and backward on a batch: returns the mean cross-entropy loss over
@@ -106,23 +114,33 @@ class Mlp {
   // called with l as soon as layer l's weight and bias gradients are final,
   // from the last layer down to 0, so their all-reduce can start early.
   // `precision` (may be null: fp32) selects mixed precision; its params16
-  // must hold params rounded to its 16-bit type.
+  // must hold params rounded to its 16-bit type. Waits for the device to
+  // return the loss; the trainer uses ForwardBackwardTo instead.
   Result<double> ForwardBackward(const float* params, const float* x, const int32_t* labels,
                                  int64_t batch, float* grads, StepTimes* times = nullptr,
                                  const std::function<void(int)>* on_layer_grads = nullptr,
                                  const Precision* precision = nullptr);
+  // The same, writing the mean loss (fp32) to device memory `loss` before
+  // any layer's gradients, and waiting for nothing (on a GPU, `times` then
+  // measure the host's enqueueing, and on_layer_grads fires when a layer's
+  // kernels are enqueued: Compute::MarkReady orders readers after them).
+  Status ForwardBackwardTo(const float* params, const float* x, const int32_t* labels, int64_t batch, float* grads,
+                           float* loss, StepTimes* times = nullptr,
+                           const std::function<void(int)>* on_layer_grads = nullptr,
+                           const Precision* precision = nullptr);
   // (offset, count) of each layer's parameters (weight then bias) in the flat buffer.
   std::vector<std::pair<int64_t, int64_t>> LayerRanges() const;
-  // The mean loss only, computed in fp32.
+  // The mean loss only, computed in fp32 (waits for the device).
   Result<double> Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
 
   // Assembles the whole model's tensors from every rank's part (a collective
-  // over the tensor-parallel group). Returns tensors in the order of params().
+  // over the tensor-parallel group; `params` is device memory). Returns host
+  // tensors in the order of params().
   Result<std::vector<std::vector<float>>> GatherFull(const float* params);
 
  private:
   Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp, int tp_size,
-      int tp_rank);
+      int tp_rank, Compute* compute);
   void BuildLayout();
   struct Layer {
     int64_t in, out;              // full sizes
@@ -132,12 +150,12 @@ class Mlp {
     int64_t w_full_offset;        // into the whole model's flat layout
   };
   Status Forward(const float* params, const float* x, int64_t batch, StepTimes* times);
-  void Reserve(int64_t batch);
+  Status Reserve(int64_t batch);
   // The 16-bit twins of Forward and ForwardBackward's backward half.
   Status Forward16(const float* params, const Precision& p, const float* x, int64_t batch, StepTimes* times);
   Status Backward16(const Precision& p, const int32_t* labels, int64_t batch, float* grads,
                     StepTimes* times, const std::function<void(int)>* on_layer_grads);
-  void Reserve16(int64_t batch);
+  Status Reserve16(int64_t batch);
   Status TensorAllReduce(float* buf, int64_t n, StepTimes* times);
 
   std::vector<int64_t> layers_;
@@ -148,16 +166,18 @@ class Mlp {
   std::vector<ParamInfo> info_;
   int64_t num_params_ = 0, full_num_params_ = 0;
   int64_t reserved_batch_ = 0;
-  double last_loss_ = 0;
-  // Workspace: z_[l] pre-activations (batch x out_local); a_[l] activations
-  // (inputs of layer l+1); probs_ and gradient scratch.
-  std::vector<std::vector<float>> z_, a_;
-  std::vector<float> probs_, dz_, da_;
+  Compute* compute_;
+  // Workspace on the compute: z_[l] pre-activations (batch x out_local);
+  // a_[l] activations (inputs of layer l+1; fp32 path only); probs_,
+  // gradient scratch and the loss (one float).
+  std::vector<Tensor> z_, a_;
+  Tensor probs_, dz_, da_, loss_;
+  int64_t reserved_a_batch_ = 0;
   // Mixed precision workspace (sized on first use): x16_ the input batch,
   // a16_[l] layer l's activations, dz16_ the output gradient, all 16-bit.
   int64_t reserved16_batch_ = 0;
-  std::vector<uint16_t> x16_, dz16_;
-  std::vector<std::vector<uint16_t>> a16_;
+  Tensor x16_, dz16_;
+  std::vector<Tensor> a16_;
 };
 
 }  // namespace cohort

@@ -1,21 +1,25 @@
 #include "runtime/optimizer.h"
 
-#include "kernels/cpu/kernels.h"
 
 namespace cohort {
 namespace {
 
 class Sgd final : public Optimizer {
  public:
-  Sgd(const OptimizerConfig& c, int64_t n) : n_(n) {
+  Sgd(const OptimizerConfig& c, int64_t n, Compute& compute) : n_(n), compute_(compute) {
     opt_.lr = c.lr;
     opt_.momentum = c.momentum;
     opt_.weight_decay = c.weight_decay;
     opt_.nesterov = c.nesterov;
-    if (c.momentum != 0.0f) momentum_ = Tensor::Zeros({n});
+  }
+  Status Init(const OptimizerConfig& c) {
+    if (c.momentum != 0.0f) {
+      COHORT_ASSIGN_OR_RETURN(momentum_, compute_.Alloc({n_}, DType::kF32));
+    }
+    return Status::Ok();
   }
   void Step(float* params, const float* grads) override {
-    kernels::SgdMomentumUpdate(params, grads, momentum_.defined() ? momentum_.data<float>() : nullptr,
+    compute_.SgdMomentumUpdate(params, grads, momentum_.defined() ? momentum_.data<float>() : nullptr,
                                n_, opt_, steps_ == 0);
     ++steps_;
   }
@@ -26,21 +30,27 @@ class Sgd final : public Optimizer {
 
  private:
   int64_t n_;
+  Compute& compute_;
   kernels::SgdOptions opt_;
   Tensor momentum_;
 };
 
 class AdamW final : public Optimizer {
  public:
-  AdamW(const OptimizerConfig& c, int64_t n) : n_(n), m_(Tensor::Zeros({n})), v_(Tensor::Zeros({n})) {
+  AdamW(const OptimizerConfig& c, int64_t n, Compute& compute) : n_(n), compute_(compute) {
     opt_.lr = c.lr;
     opt_.beta1 = c.beta1;
     opt_.beta2 = c.beta2;
     opt_.eps = c.eps;
     opt_.weight_decay = c.weight_decay;
   }
+  Status Init(const OptimizerConfig&) {
+    COHORT_ASSIGN_OR_RETURN(m_, compute_.Alloc({n_}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(v_, compute_.Alloc({n_}, DType::kF32));
+    return Status::Ok();
+  }
   void Step(float* params, const float* grads) override {
-    kernels::AdamWUpdate(params, grads, m_.data<float>(), v_.data<float>(), n_, opt_, ++steps_);
+    compute_.AdamWUpdate(params, grads, m_.data<float>(), v_.data<float>(), n_, opt_, ++steps_);
   }
   std::vector<std::pair<std::string, Tensor>> State() const override {
     return {{"exp_avg", m_}, {"exp_avg_sq", v_}};
@@ -48,6 +58,7 @@ class AdamW final : public Optimizer {
 
  private:
   int64_t n_;
+  Compute& compute_;
   kernels::AdamWOptions opt_;
   Tensor m_, v_;
 };
@@ -60,9 +71,17 @@ int64_t Optimizer::state_bytes() const {
   return b;
 }
 
-std::unique_ptr<Optimizer> MakeOptimizer(const OptimizerConfig& config, int64_t num_params) {
-  if (config.type == OptimizerType::kAdamW) return std::make_unique<AdamW>(config, num_params);
-  return std::make_unique<Sgd>(config, num_params);
+Result<std::unique_ptr<Optimizer>> MakeOptimizer(const OptimizerConfig& config, int64_t num_params,
+                                                 Compute* compute) {
+  Compute& c = compute != nullptr ? *compute : HostCompute();
+  if (config.type == OptimizerType::kAdamW) {
+    auto o = std::make_unique<AdamW>(config, num_params, c);
+    COHORT_RETURN_IF_ERROR(o->Init(config).WithContext("optimizer state on " + c.Describe()));
+    return std::unique_ptr<Optimizer>(std::move(o));
+  }
+  auto o = std::make_unique<Sgd>(config, num_params, c);
+  COHORT_RETURN_IF_ERROR(o->Init(config).WithContext("optimizer state on " + c.Describe()));
+  return std::unique_ptr<Optimizer>(std::move(o));
 }
 
 }  // namespace cohort

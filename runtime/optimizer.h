@@ -1,7 +1,9 @@
 #pragma once
 // Optimizers over a flat parameter buffer: SGD with momentum and AdamW,
 // with PyTorch's semantics (torch.optim.SGD, torch.optim.AdamW). Each owns
-// its state buffers; not thread-safe.
+// its state buffers, allocated on its Compute (the CPU unless given one),
+// where the parameters and gradients passed to Step live too; not
+// thread-safe.
 
 #include <memory>
 #include <string>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "runtime/compute.h"
 #include "runtime/config.h"
 
 namespace cohort {
@@ -18,8 +21,9 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // One update of params[0, n) from grads[0, n).
   virtual void Step(float* params, const float* grads) = 0;
-  // Named state tensors (for checkpoints and memory accounting). They share
-  // storage with the optimizer: writing into them restores state.
+  // Named state tensors (for checkpoints and memory accounting), on the
+  // optimizer's Compute. They share storage with the optimizer: writing into
+  // them (Compute::CopyToDevice) restores state.
   virtual std::vector<std::pair<std::string, Tensor>> State() const = 0;
   int64_t state_bytes() const;
   // Updates applied so far (AdamW's bias correction and SGD's first-step
@@ -31,6 +35,8 @@ class Optimizer {
   int64_t steps_ = 0;
 };
 
-std::unique_ptr<Optimizer> MakeOptimizer(const OptimizerConfig& config, int64_t num_params);
+// `compute` (not owned; null: HostCompute()) holds the state and runs the update.
+Result<std::unique_ptr<Optimizer>> MakeOptimizer(const OptimizerConfig& config, int64_t num_params,
+                                                 Compute* compute = nullptr);
 
 }  // namespace cohort

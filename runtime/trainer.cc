@@ -98,7 +98,9 @@ Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* bat
 
 }  // namespace
 
-Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g, Timeline* timeline) {
+Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g, Timeline* timeline,
+                                                 Compute* compute) {
+  Compute& dev = compute != nullptr ? *compute : HostCompute();
   // 1. Same config everywhere: compare hashes so a rank with another file
   //    fails cleanly rather than deadlocking on a different schedule.
   const int world = g.world->size();
@@ -114,25 +116,45 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     }
   }
   auto t = std::unique_ptr<Trainer>(new Trainer(config, g, timeline));
+  t->compute_ = &dev;
   // 2. Layout, data and batch, agreed across ranks.
   Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_);
+  if (local.ok() && !dev.host() && config.train.compression != DType::kF32) {
+    local = InvalidArgument("config " + config.source + ": train.compression " +
+                            std::string(DTypeName(config.train.compression)) + " casts gradients on the host; on " +
+                            dev.Describe() + " leave it at fp32 (NCCL reduces the fp32 gradients on the device)");
+  }
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, local));
   COHORT_CHECK(g.tensor->size() == config.parallel.tensor && g.data->size() * g.tensor->size() == world)
       << "parallel groups were not split by parallel.tensor";
   // 3. This rank's part of the model: init from the seed, then data rank 0's
   //    copy wins (all data ranks hold the same part).
   t->model_ = std::make_unique<Mlp>(config.model.layers, config.model.activation,
-                                    g.tensor->size() > 1 ? g.tensor : nullptr);
+                                    g.tensor->size() > 1 ? g.tensor : nullptr, &dev);
   const int64_t n = t->model_->num_params();
   const int64_t d = g.data->size();
   t->partition_ = config.parallel.zero == 1 ? (n + d - 1) / d : n;
   const int64_t padded = config.parallel.zero == 1 ? t->partition_ * d : n;
-  t->params_ = Tensor::Zeros({padded});
-  // Gradients live in the data communicator's registered memory where it has
-  // some (shared memory for shm), so the all-reduce copies nothing.
+  // Device memory can run out: agree, so no rank is left in a collective.
+  Status allocated = [&]() -> Status {
+    COHORT_ASSIGN_OR_RETURN(t->params_, dev.Alloc({padded}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(t->loss_dev_, dev.Alloc({1}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(t->found_dev_, dev.Alloc({1}, DType::kI32));
+    if (!dev.host()) {
+      COHORT_ASSIGN_OR_RETURN(t->grads_, dev.Alloc({padded + 1}, DType::kF32));
+    }
+    return Status::Ok();
+  }();
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, allocated.WithContext("allocating on " + dev.Describe())));
+  // On the CPU, gradients live in the data communicator's registered memory
+  // where it has some (shared memory for shm), so the all-reduce copies
+  // nothing. On a device they are device memory (NCCL registers nothing).
   const size_t grad_bytes = static_cast<size_t>(padded + 1) * sizeof(float);
-  auto registered = g.data->AllocateRegistered(grad_bytes);
-  if (registered.ok()) {
+  Result<void*> registered = nullptr;
+  if (dev.host()) registered = g.data->AllocateRegistered(grad_bytes);
+  if (!dev.host()) {
+    // Allocated above.
+  } else if (registered.ok()) {
     std::memset(*registered, 0, grad_bytes);
     // Not freed one by one: FreeRegistered is collective on shm, and a rank
     // leaving on an error must not wait for its peers. The communicator
@@ -142,18 +164,30 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   } else {
     t->grads_ = Tensor::Zeros({padded + 1});
   }
-  t->model_->Init(t->params_.data<float>(), config.seed);
-  COHORT_RETURN_IF_ERROR(g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
-  if (config.train.precision != DType::kF32) {
-    t->params16_.assign(static_cast<size_t>(n), 0);
-    t->CastParams();
+  {
+    std::vector<float> init(static_cast<size_t>(n));
+    t->model_->Init(init.data(), config.seed);
+    dev.CopyToDevice(t->params_.raw(), init.data(), init.size() * sizeof(float));
+    // The broadcast runs on the communicator (its own stream on a GPU).
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, dev.Sync().WithContext("initialising the parameters")));
   }
+  COHORT_RETURN_IF_ERROR(g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
+  Status state = [&]() -> Status {
+    if (config.train.precision != DType::kF32) {
+      COHORT_ASSIGN_OR_RETURN(t->params16_, dev.Alloc({n}, config.train.precision));
+      t->CastParams();
+    }
+    if (config.parallel.zero == 1) {
+      COHORT_ASSIGN_OR_RETURN(t->grad_part_, dev.Alloc({t->partition_}, DType::kF32));
+      COHORT_ASSIGN_OR_RETURN(t->optimizer_, MakeOptimizer(config.optimizer, t->partition_, &dev));
+    } else {
+      COHORT_ASSIGN_OR_RETURN(t->optimizer_, MakeOptimizer(config.optimizer, n, &dev));
+    }
+    return Status::Ok();
+  }();
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, state.WithContext("allocating on " + dev.Describe())));
   if (config.train.precision == DType::kF16) t->scaler_ = std::make_unique<LossScaler>(config.train.loss_scale);
-  if (config.parallel.zero == 1) {
-    t->grad_part_ = Tensor::Zeros({t->partition_});
-    t->optimizer_ = MakeOptimizer(config.optimizer, t->partition_);
-  } else {
-    t->optimizer_ = MakeOptimizer(config.optimizer, n);
+  if (config.parallel.zero != 1) {
     const auto mib = [](double m) { return static_cast<int64_t>(m * 1024 * 1024); };
     auto buckets = PlanGradBuckets(t->model_->LayerRanges(), padded + 1, mib(config.train.bucket_mb),
                                    mib(config.train.first_bucket_mb));
@@ -172,7 +206,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     }
     t->sync_ = std::make_unique<GradientSync>(*g.data, t->grads_.data<float>(), std::move(buckets),
                                               static_cast<int>(config.model.layers.size() - 1),
-                                              config.train.overlap, timeline, config.train.compression, wire);
+                                              config.train.overlap, timeline, config.train.compression, wire, &dev);
   }
   if (!config.checkpoint.dir.empty()) t->writer_ = std::make_unique<CheckpointWriter>();
   return t;
@@ -192,25 +226,35 @@ CheckpointLayout Trainer::Layout() const {
   return l;
 }
 
-CheckpointShard Trainer::MakeShard() const {
+Result<CheckpointShard> Trainer::MakeShard() const {
   CheckpointShard sh;
   sh.rank = g_.world->rank();
   sh.tensor_rank = g_.tensor->rank();
   sh.data_rank = g_.data->rank();
   const int64_t n = model_->num_params();
-  auto copy = [](const float* src, int64_t count) {
+  // Host copies (the writer thread serialises them while training goes on).
+  auto copy = [this](const float* src, int64_t count) -> Result<Tensor> {
     Tensor t = Tensor::Zeros({count});
-    if (count > 0) std::memcpy(t.raw(), src, static_cast<size_t>(count) * 4);
+    if (count > 0) COHORT_RETURN_IF_ERROR(compute_->CopyToHost(t.raw(), src, static_cast<size_t>(count) * 4));
     return t;
   };
-  if (sh.data_rank == 0) sh.tensors.emplace_back("param", copy(params_.data<float>(), n));
+  if (sh.data_rank == 0) {
+    COHORT_ASSIGN_OR_RETURN(Tensor p, copy(params_.data<float>(), n));
+    sh.tensors.emplace_back("param", std::move(p));
+  }
   sh.metadata = ScalerMetadata();
   if (config_.parallel.zero == 1) {
     sh.optim_offset = std::min(n, partition_ * sh.data_rank);
     const int64_t count = std::max<int64_t>(0, std::min(partition_, n - sh.optim_offset));
-    for (const auto& [name, t] : optimizer_->State()) sh.tensors.emplace_back("optim." + name, copy(t.data<float>(), count));
+    for (const auto& [name, t] : optimizer_->State()) {
+      COHORT_ASSIGN_OR_RETURN(Tensor o, copy(t.data<float>(), count));
+      sh.tensors.emplace_back("optim." + name, std::move(o));
+    }
   } else if (sh.data_rank == 0) {
-    for (const auto& [name, t] : optimizer_->State()) sh.tensors.emplace_back("optim." + name, copy(t.data<float>(), n));
+    for (const auto& [name, t] : optimizer_->State()) {
+      COHORT_ASSIGN_OR_RETURN(Tensor o, copy(t.data<float>(), n));
+      sh.tensors.emplace_back("optim." + name, std::move(o));
+    }
   }
   return sh;
 }
@@ -242,8 +286,10 @@ Status Trainer::Checkpoint(bool next) {
     committed_ += committed;
   }
   if (next) {
+    Result<CheckpointShard> shard = MakeShard();
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world, shard.status()).WithContext("copying the checkpoint to the host"));
     pending_ = Layout();
-    writer_->Submit(config_.checkpoint.dir, pending_, MakeShard());
+    writer_->Submit(config_.checkpoint.dir, pending_, std::move(shard).value());
   }
   return Status::Ok();
 }
@@ -259,21 +305,24 @@ Status Trainer::Restore(const LoadedCheckpoint& ck) {
                               l.optimizer + ", the config uses " + opt);
   }
   const int64_t n = model_->num_params();
-  model_->FullToLocal(ck.params.data(), params_.data<float>());
   std::vector<float> local(static_cast<size_t>(n));
-  const int64_t offset = config_.parallel.zero == 1 ? partition_ * g_.data->rank() : 0;
-  for (auto& [name, t] : optimizer_->State()) {
-    auto it = ck.optim.find(name);
-    if (it == ck.optim.end()) {
+  for (const auto& [name, t] : optimizer_->State()) {
+    if (ck.optim.find(name) == ck.optim.end()) {
       return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " lacks optimizer state '" + name + "'");
     }
-    model_->FullToLocal(it->second.data(), local.data());
-    std::fill(t.data<float>(), t.data<float>() + t.numel(), 0.0f);
+  }
+  model_->FullToLocal(ck.params.data(), local.data());
+  compute_->CopyToDevice(params_.raw(), local.data(), local.size() * 4);
+  const int64_t offset = config_.parallel.zero == 1 ? partition_ * g_.data->rank() : 0;
+  for (auto& [name, t] : optimizer_->State()) {
+    model_->FullToLocal(ck.optim.at(name).data(), local.data());
+    std::vector<float> part(static_cast<size_t>(t.numel()), 0.0f);  // ZeRO-1's padding stays zero
     const int64_t count = std::max<int64_t>(0, std::min(t.numel(), n - offset));
-    if (count > 0) std::memcpy(t.data<float>(), local.data() + offset, static_cast<size_t>(count) * 4);
+    if (count > 0) std::memcpy(part.data(), local.data() + offset, static_cast<size_t>(count) * 4);
+    compute_->CopyToDevice(t.raw(), part.data(), part.size() * 4);
   }
   optimizer_->set_steps(l.optimizer_steps);
-  if (!params16_.empty()) CastParams();
+  if (params16_.defined()) CastParams();
   // The fp16 loss scaler continues where it was; a checkpoint without its
   // state (older, or from another precision) keeps the configured start.
   auto scale_it = ck.metadata.find(kMetaLossScale);
@@ -290,11 +339,11 @@ Status Trainer::Restore(const LoadedCheckpoint& ck) {
     scaler_->Restore(scale, clean);
   }
   step_ = l.step;
-  return Status::Ok();
+  return compute_->Sync().WithContext("restoring the checkpoint at step " + std::to_string(l.step));
 }
 
 void Trainer::CastParams() {
-  kernels::CastFromFloat(params_.data<float>(), config_.train.precision, params16_.data(), model_->num_params(), 1.0f);
+  compute_->CastFromFloat(params_.data<float>(), config_.train.precision, params16_.raw(), model_->num_params(), 1.0f);
 }
 
 std::map<std::string, std::string> Trainer::ScalerMetadata() const {
@@ -305,9 +354,15 @@ std::map<std::string, std::string> Trainer::ScalerMetadata() const {
 }
 
 Result<bool> Trainer::UnscaleGrads(float* g, int64_t n, bool agree) {
-  if (grad_hook_) grad_hook_(step_ + 1, g, n);
+  if (grad_hook_) {
+    COHORT_RETURN_IF_ERROR(compute_->Sync());
+    grad_hook_(step_ + 1, g, n);
+  }
   int32_t found = 0;
-  kernels::ScaleCheckFinite(g, n, static_cast<float>(1.0 / scaler_->scale()), &found);
+  compute_->Zero(found_dev_.raw(), sizeof(int32_t));
+  compute_->ScaleCheckFinite(g, n, static_cast<float>(1.0 / scaler_->scale()), found_dev_.data<int32_t>());
+  // The one wait fp16 needs inside a step: whether to apply the update.
+  COHORT_RETURN_IF_ERROR(compute_->CopyToHost(&found, found_dev_.raw(), sizeof(found)));
   if (agree && g_.world->size() > 1) {
     float any = static_cast<float>(found);
     COHORT_RETURN_IF_ERROR(g_.world->AllReduce(&any, &any, 1, DType::kF32, ReduceOp::kMax)
@@ -341,25 +396,28 @@ Result<LoadedCheckpoint> Trainer::CaptureState() {
   LoadedCheckpoint ck;
   ck.layout = Layout();
   const int64_t n = model_->num_params();
-  const float* p = params_.data<float>();
-  ck.params.assign(p, p + n);
+  ck.params.assign(static_cast<size_t>(n), 0.0f);
+  COHORT_RETURN_IF_ERROR(compute_->CopyToHost(ck.params.data(), params_.raw(), static_cast<size_t>(n) * 4));
   if (config_.parallel.zero == 1) {
     // Each data rank holds `partition_` elements of each state tensor (the
     // last one padded): gather them, in rank order, into the whole tensor.
     const int64_t d = g_.data->size();
-    std::vector<float> whole(static_cast<size_t>(partition_ * d));
+    COHORT_ASSIGN_OR_RETURN(Tensor whole, compute_->Alloc({partition_ * d}, DType::kF32));
+    COHORT_RETURN_IF_ERROR(compute_->Sync());
     for (auto& [name, t] : optimizer_->State()) {
-      COHORT_RETURN_IF_ERROR(g_.data->AllGather(t.data<float>(), whole.data(), static_cast<size_t>(partition_),
+      COHORT_RETURN_IF_ERROR(g_.data->AllGather(t.data<float>(), whole.raw(), static_cast<size_t>(partition_),
                                                 DType::kF32)
                                  .WithContext("gathering the ZeRO-1 optimizer state '" + name + "'"));
-      ck.optim[name].assign(whole.begin(), whole.begin() + n);
+      ck.optim[name].assign(static_cast<size_t>(n), 0.0f);
+      COHORT_RETURN_IF_ERROR(compute_->CopyToHost(ck.optim[name].data(), whole.raw(), static_cast<size_t>(n) * 4));
     }
     ck.metadata = ScalerMetadata();
     return ck;
   }
   for (const auto& [name, t] : optimizer_->State()) {
-    const float* v = t.data<float>();
-    ck.optim[name].assign(v, v + std::min<int64_t>(n, t.numel()));
+    const int64_t count = std::min<int64_t>(n, t.numel());
+    ck.optim[name].assign(static_cast<size_t>(count), 0.0f);
+    COHORT_RETURN_IF_ERROR(compute_->CopyToHost(ck.optim[name].data(), t.raw(), static_cast<size_t>(count) * 4));
   }
   ck.metadata = ScalerMetadata();
   return ck;
@@ -377,14 +435,18 @@ Result<std::vector<std::pair<std::string, Tensor>>> Trainer::FullParams() {
   return out;
 }
 
-Status Trainer::ZeroStep(float* loss, double* comm_s, double* optim_s) {
+Status Trainer::ZeroStep(double* comm_s, double* optim_s) {
   // ZeRO-1: my partition of the averaged gradient, my partition's update,
-  // then everyone's partitions back into the full parameters.
+  // then everyone's partitions back into the full parameters. The
+  // collectives read what the compute produced: wait for it first (on a
+  // GPU; nothing to wait for on the CPU).
   Communicator& data = *g_.data;
   float* g = grads_.data<float>();
   float* p = params_.data<float>();
+  float* loss = loss_dev_.data<float>();
   const double t0 = Now();
   const int64_t offset = partition_ * data.rank();
+  COHORT_RETURN_IF_ERROR(compute_->Sync());
   COHORT_RETURN_IF_ERROR(data.ReduceScatter(g, grad_part_.raw(), static_cast<size_t>(partition_), DType::kF32,
                                             ReduceOp::kAvg));
   COHORT_RETURN_IF_ERROR(data.AllReduce(loss, loss, 1, DType::kF32, ReduceOp::kAvg));
@@ -397,8 +459,9 @@ Status Trainer::ZeroStep(float* loss, double* comm_s, double* optim_s) {
   if (apply) optimizer_->Step(p + offset, grad_part_.data<float>());
   const double t2 = Now();
   if (apply) {
+    COHORT_RETURN_IF_ERROR(compute_->Sync());
     COHORT_RETURN_IF_ERROR(data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
-    if (!params16_.empty()) CastParams();
+    if (params16_.defined()) CastParams();
   }
   const double t3 = Now();
   *comm_s += (t1 - t0) + (t3 - t2);
@@ -423,15 +486,24 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   s.num_params = model_->full_num_params();
   s.local_params = model_->num_params();
   s.precision = PrecisionName(config_.train.precision);
+  s.device = compute_->Describe();
   const int64_t skipped_before = scaler_ ? scaler_->skipped_steps() : 0;
   Precision prec;
   prec.compute = config_.train.precision;
-  prec.params16 = params16_.data();
+  prec.params16 = params16_.defined() ? params16_.data<uint16_t>() : nullptr;
   const Precision* mixed = config_.train.precision != DType::kF32 ? &prec : nullptr;
   const int64_t inputs = model_->inputs();
   std::vector<float> x(static_cast<size_t>(batch_ * inputs));
   std::vector<int32_t> y(static_cast<size_t>(batch_));
   std::vector<int64_t> ids(static_cast<size_t>(batch_));
+  // The batch on the compute: the host vectors themselves on the CPU.
+  const bool host = compute_->host();
+  if (!host && !x_dev_.defined()) {
+    COHORT_ASSIGN_OR_RETURN(x_dev_, compute_->Alloc({batch_ * inputs}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(y_dev_, compute_->Alloc({batch_}, DType::kI32));
+  }
+  const float* xd = host ? x.data() : x_dev_.data<float>();
+  const int32_t* yd = host ? y.data() : y_dev_.data<int32_t>();
   std::deque<double> recent;
   StepTimes times;
   double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0, ckpt_s = 0;
@@ -448,6 +520,10 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
     const double comm_at_start = sync_s + (sync_ ? sync_->comm_seconds() : 0);
     sampler_->Indices(step_, ids);
     COHORT_RETURN_IF_ERROR(data_->Fill(ids, x.data(), y.data()));
+    if (!host) {
+      compute_->CopyToDevice(x_dev_.raw(), x.data(), x.size() * sizeof(float));
+      compute_->CopyToDevice(y_dev_.raw(), y.data(), y.size() * sizeof(int32_t));
+    }
     data_s += Now() - t0;
     const double t1 = Now();
     const double fwd_before = times.forward_s;
@@ -459,19 +535,15 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       // ZeRO 0: buckets launch as backward finishes their layers; the loss
       // rides in the last slot of the first bucket.
       sync_->Begin();
-      const int last_layer = static_cast<int>(model_->layers().size()) - 2;
-      std::function<void(int)> ready = [&](int layer) {
-        if (layer == last_layer) g[padded] = static_cast<float>(model_->last_loss());
-        sync_->LayerReady(layer);
-      };
-      auto fb = model_->ForwardBackward(params_.data<float>(), x.data(), y.data(), batch_, g, &times, &ready, mixed);
+      std::function<void(int)> ready = [&](int layer) { sync_->LayerReady(layer); };
+      Status fb = model_->ForwardBackwardTo(params_.data<float>(), xd, yd, batch_, g, g + padded, &times, &ready,
+                                            mixed);
       const double t2 = Now();
       Status st = sync_->Finish();  // always wait: the comm thread may still use the buffer
-      COHORT_RETURN_IF_ERROR(fb.status());
+      COHORT_RETURN_IF_ERROR(fb);
       if (!st.ok()) return st.WithContext("gradient sync at step " + std::to_string(step_ + 1));
       const double t3 = Now();
       wait_s += t3 - t2;
-      loss = g[padded];
       // Every rank holds the same all-reduced gradients, so each finds the
       // same overflow; tensor-parallel ranks hold different parts and agree.
       bool apply = true;
@@ -480,8 +552,11 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       }
       if (apply) {
         optimizer_->Step(params_.data<float>(), g);
-        if (!params16_.empty()) CastParams();
+        if (params16_.defined()) CastParams();
       }
+      // The loss rode in the buffer's last slot; reading it is the step's
+      // last wait for the device.
+      COHORT_ASSIGN_OR_RETURN(loss, compute_->ReadFloat(g + padded));
       const double t4 = Now();
       optim_s += t4 - t3;
       if (timeline_) {
@@ -492,17 +567,17 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
         timeline_->Add("optimizer", Timeline::kComputeTrack, t3, t4);
       }
     } else {
-      COHORT_ASSIGN_OR_RETURN(double local_loss, model_->ForwardBackward(params_.data<float>(), x.data(), y.data(),
-                                                                         batch_, g, &times, nullptr, mixed));
+      COHORT_RETURN_IF_ERROR(model_->ForwardBackwardTo(params_.data<float>(), xd, yd, batch_, g,
+                                                       loss_dev_.data<float>(), &times, nullptr, mixed));
       const double t2 = Now();
       if (timeline_) {
         const double fwd_end = t1 + (times.forward_s - fwd_before);
         timeline_->Add("forward", Timeline::kComputeTrack, t1, fwd_end);
         timeline_->Add("backward", Timeline::kComputeTrack, fwd_end, t2);
       }
-      loss = static_cast<float>(local_loss);
-      Status zs = ZeroStep(&loss, &sync_s, &optim_s);
+      Status zs = ZeroStep(&sync_s, &optim_s);
       if (!zs.ok()) return zs.WithContext("gradient sync at step " + std::to_string(step_ + 1));
+      COHORT_ASSIGN_OR_RETURN(loss, compute_->ReadFloat(loss_dev_.data<float>()));
     }
     if (timeline_) timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
     if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps &&

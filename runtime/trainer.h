@@ -23,6 +23,13 @@
 // inf/NaN; the flag is agreed over the world when ranks hold different
 // gradient parts (ZeRO-1 partitions, tensor-parallel parts), and an overflow
 // skips the optimizer step on every rank.
+// Device (train.device): the parameters, gradients, optimizer state and
+// workspace live on the Trainer's Compute, the CPU or one CUDA device; the
+// data and tensor communicators must work on that memory (NCCL for a GPU).
+// On a GPU a step waits for the device where it must only: for the fp16
+// overflow flag, around ZeRO-1's collectives and tensor-parallel all-reduces
+// (which run on the communicator's stream), and at the end for the loss.
+// Checkpoints, CaptureState, Restore and FullParams copy through the host.
 // Parameters start from the seed (identically everywhere, whatever the split)
 // and are then broadcast from data rank 0. Set-up failures on any rank are
 // agreed on (AgreeOnStatus), so every rank returns the same error.
@@ -101,6 +108,7 @@ struct TrainSummary {
   int64_t start_step = 0, end_step = 0;  // global step counts (resumed runs start later)
   int64_t checkpoints_committed = 0;
   double checkpoint_ms = 0;  // per step, time the loop spent on checkpoints
+  std::string device = "cpu";      // where it trained (Compute::Describe)
   std::string precision = "fp32";  // train.precision
   double loss_scale = 1;           // fp16: the loss scale after the last step; otherwise 1
   int64_t skipped_steps = 0;       // fp16: steps whose gradients overflowed (no update)
@@ -115,8 +123,10 @@ class Trainer {
   // layers, shards divide over the ranks), loads this rank's data and builds
   // its part of the model. Collective over groups.world.
   // `timeline` (may be null, not owned) records each phase of each step.
+  // `compute` (not owned, outlives the Trainer; null: HostCompute()) is
+  // where it trains.
   static Result<std::unique_ptr<Trainer>> Create(const Config& config, ParallelGroups groups,
-                                                 Timeline* timeline = nullptr);
+                                                 Timeline* timeline = nullptr, Compute* compute = nullptr);
   // The gradient buckets (ZeRO 0), last layers first.
   std::vector<GradBucket> buckets() const { return sync_ ? sync_->buckets() : std::vector<GradBucket>{}; }
 
@@ -145,6 +155,7 @@ class Trainer {
   // Fault injection for tests (fp16 only): called on every rank with the
   // 1-based step and this rank's synchronised, still scaled gradients (its
   // ZeRO-1 partition, or the whole buffer) just before the overflow check.
+  // The pointer is the compute's memory (host memory on the CPU).
   using GradHook = std::function<void(int64_t step, float* grads, int64_t n)>;
   void set_grad_hook(GradHook hook) { grad_hook_ = std::move(hook); }
 
@@ -177,7 +188,8 @@ class Trainer {
  private:
   Trainer(const Config& config, ParallelGroups groups, Timeline* timeline)
       : config_(config), g_(groups), timeline_(timeline) {}
-  Status ZeroStep(float* loss, double* comm_s, double* optim_s);
+  // The loss of this rank's batch is in loss_dev_ and becomes the data group's mean.
+  Status ZeroStep(double* comm_s, double* optim_s);
   // Mixed precision: rounds the fp32 parameters into params16_.
   void CastParams();
   // fp16: unscales n gradient elements in place, agrees on overflow over the
@@ -189,12 +201,13 @@ class Trainer {
   // rank wrote its shard, and (when `next` is set) starts writing one at the
   // current step in the background.
   Status Checkpoint(bool next);
-  CheckpointShard MakeShard() const;
+  Result<CheckpointShard> MakeShard() const;
   CheckpointLayout Layout() const;
 
   Config config_;
   ParallelGroups g_;
   Timeline* timeline_;
+  Compute* compute_ = nullptr;
   std::unique_ptr<GradientSync> sync_;  // ZeRO 0
   std::vector<uint16_t> wire_heap_;     // 16-bit gradients when registered memory is unavailable
   int64_t batch_ = 0;
@@ -207,7 +220,10 @@ class Trainer {
   Tensor grads_;           // the same size + 1 (the loss slot at the end)
   Tensor grad_part_;       // ZeRO-1: this rank's reduced gradient partition
   int64_t step_ = 0;
-  std::vector<uint16_t> params16_;      // mixed precision: params_ rounded (local params)
+  Tensor params16_;                     // mixed precision: params_ rounded (local params)
+  Tensor loss_dev_;                     // ZeRO-1: the batch loss, then its mean (one float)
+  Tensor found_dev_;                    // fp16: the overflow flag (one int32)
+  Tensor x_dev_, y_dev_;                // a batch on the device (unused on the CPU)
   std::unique_ptr<LossScaler> scaler_;  // fp16 only
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
   CheckpointLayout pending_;                   // the write in flight

@@ -14,7 +14,8 @@ namespace cohort::tools {
 struct TrainOptions {
   std::string config_path;
   int64_t steps = 0;               // 0: from the config
-  std::string backend = "auto";    // auto | mpi | shm | gloo (for the data and tensor groups)
+  std::string backend = "auto";    // auto | mpi | shm | gloo | nccl (for the data and tensor groups)
+  std::string device;              // cpu | cuda | auto; empty: train.device of the config
   std::string store_dir;           // gloo: a directory every rank sees, for bootstrap
   std::string save_params;         // write final parameters (safetensors) from rank 0
   std::string timeline;            // write a Chrome trace of every rank's steps

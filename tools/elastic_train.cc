@@ -392,6 +392,13 @@ Status ElasticWorker::Setup() {
   COHORT_ASSIGN_OR_RETURN(config_, LoadConfigFile(opt_.config_path));
   if (opt_.steps < 0) return InvalidArgument("--steps must be positive");
   if (opt_.steps > 0) config_.train.steps = opt_.steps;
+  if (!opt_.device.empty()) config_.train.device = opt_.device;
+  if (config_.train.device == "cuda") {
+    return InvalidArgument("config " + config_.source +
+                           ": elastic training (cohort launch) runs on the CPU over gloo for now; train.device "
+                           "cuda needs an mpirun job (cohort train under mpirun, NCCL between the GPUs)");
+  }
+  config_.train.device = "cpu";  // auto: the CPU, as above
   if (config_.parallel.tensor != 1) {
     return InvalidArgument(
         "config " + config_.source +

@@ -20,7 +20,12 @@ int main(int argc, char** argv) {
   CLI::App* train_cmd = app.add_subcommand("train", "Run one training worker (under mpirun: one rank)");
   train_cmd->add_option("--config", train.config_path, "YAML training config")->required();
   train_cmd->add_option("--steps", train.steps, "Override train.steps");
-  train_cmd->add_option("--backend", train.backend, "Communication backend: auto | mpi | shm | gloo");
+  train_cmd->add_option("--backend", train.backend,
+                        "Communication backend: auto | mpi | shm | gloo | nccl (auto: nccl on GPUs)");
+  train_cmd->add_option("--device", train.device,
+                        "Where to train: cpu | cuda (the GPU of each rank's local rank) | auto (cuda when every "
+                        "rank has a GPU); default: train.device of the config (cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   train_cmd->add_option("--store-dir", train.store_dir, "gloo: rendezvous directory every rank sees (default: a temp dir, one host)");
   train_cmd->add_option("--save-params", train.save_params, "Write the final parameters (safetensors); {rank} in the path: every rank writes its own");
   train_cmd->add_option("--timeline", train.timeline, "Write a Chrome trace (Perfetto) of every rank's steps");

@@ -18,7 +18,9 @@
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/checkpoint.h"
+#include "runtime/compute.h"
 #include "runtime/config.h"
+#include "runtime/device_select.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
 #include "coordinator/client/client.h"
@@ -83,6 +85,17 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
     COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, served));
   }
 
+  // Where to train, agreed over the world: the CPU, or each rank's GPU (by
+  // local rank) with NCCL between them.
+  const std::string device_setting = opt.device.empty() ? config->train.device : opt.device;
+  COHORT_ASSIGN_OR_RETURN(Placement place, AgreePlacement(comm, device_setting, opt.backend));
+  std::unique_ptr<Compute> gpu;
+  if (place.device == DeviceKind::kCuda) {
+    auto made = MakeCudaCompute(place.cuda_device);
+    Status local_gpu = made.status();
+    if (made.ok()) gpu = std::move(made).value();
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local_gpu));
+  }
   // Tensor groups are contiguous ranks; data groups stride across them. A
   // tensor size that does not divide the world is reported by Trainer::Create.
   const int tensor = comm.size() % config->parallel.tensor == 0 ? config->parallel.tensor : 1;
@@ -92,18 +105,19 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   // bootstrap and for the job-wide agreement steps.
   BackendOptions bo;
   bo.store_dir = opt.store_dir;
+  bo.nccl_device = place.cuda_device;
   BackendSet backends(comm, bo);
   COHORT_ASSIGN_OR_RETURN(Communicator* tensor_comm,
-                          backends.Make(opt.backend, *tensor_mpi, "tensor-" + std::to_string(comm.rank() / tensor)));
+                          backends.Make(place.backend, *tensor_mpi, "tensor-" + std::to_string(comm.rank() / tensor)));
   COHORT_ASSIGN_OR_RETURN(Communicator* data_comm,
-                          backends.Make(opt.backend, *data_mpi, "data-" + std::to_string(comm.rank() % tensor)));
+                          backends.Make(place.backend, *data_mpi, "data-" + std::to_string(comm.rank() % tensor)));
   ParallelGroups groups{&comm, data_comm, tensor_comm};
   std::unique_ptr<Timeline> timeline;
   if (!opt.timeline.empty()) {
     COHORT_RETURN_IF_ERROR(comm.Barrier());  // a common time origin for ranks on one host
     timeline = std::make_unique<Timeline>(comm.rank(), Now());
   }
-  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups, timeline.get()));
+  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups, timeline.get(), gpu.get()));
   const Config& c = *config;
   if (wm) {
     wm->OnTrainerStart();
@@ -146,9 +160,12 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
       layout = " = data " + std::to_string(data_comm->size()) + " x tensor " + std::to_string(tensor_comm->size());
       if (c.parallel.zero > 0) layout += ", ZeRO-" + std::to_string(c.parallel.zero);
     }
-    std::printf("cohort train: %d rank%s (%s%s), MLP %s (%s params), batch %lld/data rank (%lld global), "
+    std::string device = gpu ? gpu->Describe() : "cpu";
+    if (device_setting == "auto") device += " [" + place.reason + "]";
+    std::printf("cohort train: %d rank%s (%s%s) on %s, MLP %s (%s params), batch %lld/data rank (%lld global), "
                 "%lld steps, BLAS threads %d\n",
                 comm.size(), comm.size() == 1 ? "" : "s", std::string(data_comm->backend()).c_str(), layout.c_str(),
+                device.c_str(),
                 shape.c_str(), HumanCount(trainer->model().full_num_params()).c_str(),
                 static_cast<long long>(trainer->batch_per_rank()),
                 static_cast<long long>(trainer->batch_per_rank() * data_comm->size()),
@@ -194,6 +211,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   if (lead) {
     nlohmann::json j = {
         {"world_size", s.world_size}, {"backend", std::string(data_comm->backend())}, {"steps", s.steps},
+        {"device", s.device},
         {"data_parallel", s.data_parallel}, {"tensor_parallel", s.tensor_parallel}, {"zero", s.zero},
         {"local_params", s.local_params}, {"tensor_comm_ms", s.tensor_comm_ms},
         {"global_batch", s.global_batch}, {"params", s.num_params},

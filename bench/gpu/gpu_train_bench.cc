@@ -6,6 +6,15 @@
 // The same model and precision as bench/gpu/torch_mlp.py (PyTorch eager,
 // autocast bf16), which scripts/gpu-check runs in the same session.
 //
+// Two Cohort figures: "kernels", the step written straight over kernels/cuda
+// (weights cast in one launch, multi-tensor AdamW), timed with CUDA events;
+// and "trainer", the same model, batch and precision through the code that
+// `cohort train --device cuda` runs each step (runtime/mlp's
+// ForwardBackwardTo, runtime/optimizer, the 16-bit weight cast, on a CUDA
+// Compute), timed on the host with a wait for the device after each step, as
+// the Trainer waits for the loss. The trainer figure leaves out the batch's
+// host-to-device copy and NCCL.
+//
 //   gpu_train_bench [--json PATH] [--steps N] [--width W] [--batch B] [--layers L]
 //
 // Exit 3 when there is no CUDA device.
@@ -19,8 +28,14 @@
 #include <string>
 #include <vector>
 
+#include <algorithm>
+#include <chrono>
+
 #include "bench/gpu/bench_util.h"
 #include "kernels/cuda/kernels.h"
+#include "runtime/compute.h"
+#include "runtime/mlp.h"
+#include "runtime/optimizer.h"
 
 namespace kc = cohort::kernels::cuda;
 using cohort::DType;
@@ -38,6 +53,85 @@ T* DeviceAlloc(size_t n) {
 
 void Upload(float* d, const std::vector<float>& h) {
   BENCH_CUDA(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+struct TrainerPath {
+  double ms = 0;
+  float first_loss = 0, last_loss = 0;
+  std::string error;  // empty: ran
+};
+
+// The Trainer's per-step code on a CUDA Compute: W-wide layers, ReLU, bf16
+// GEMMs, fp32 master weights, AdamW over the flat parameter buffer.
+TrainerPath RunTrainerPath(int64_t W, int L, int64_t B, int steps) {
+  TrainerPath out;
+  auto compute = cohort::MakeCudaCompute(0);
+  if (!compute.ok()) {
+    out.error = compute.status().ToString();
+    return out;
+  }
+  cohort::Compute& c = **compute;
+  cohort::Mlp model(std::vector<int64_t>(static_cast<size_t>(L + 1), W), Activation::kRelu, nullptr, &c);
+  const int64_t n = model.num_params();
+  cohort::OptimizerConfig oc;
+  oc.type = cohort::OptimizerType::kAdamW;
+  oc.lr = 1e-4f;
+  oc.weight_decay = 0.01f;
+  auto opt = cohort::MakeOptimizer(oc, n, &c);
+  auto params = c.Alloc({n}, DType::kF32);
+  auto grads = c.Alloc({n}, DType::kF32);
+  auto params16 = c.Alloc({n}, DType::kBF16);
+  auto x = c.Alloc({B * W}, DType::kF32);
+  auto y = c.Alloc({B}, DType::kI32);
+  auto loss = c.Alloc({1}, DType::kF32);
+  if (!opt.ok() || !params.ok() || !grads.ok() || !params16.ok() || !x.ok() || !y.ok() || !loss.ok()) {
+    out.error = "allocation failed on " + c.Describe();
+    return out;
+  }
+  {
+    std::vector<float> h(static_cast<size_t>(n));
+    model.Init(h.data(), 1);
+    c.CopyToDevice(params->raw(), h.data(), h.size() * 4);
+    std::mt19937 rng(2);
+    std::normal_distribution<float> nd;
+    std::vector<float> hx(static_cast<size_t>(B * W));
+    for (auto& v : hx) v = nd(rng);
+    c.CopyToDevice(x->raw(), hx.data(), hx.size() * 4);
+    std::vector<int32_t> hy(static_cast<size_t>(B));
+    for (auto& v : hy) v = static_cast<int32_t>(rng() % W);
+    c.CopyToDevice(y->raw(), hy.data(), hy.size() * 4);
+  }
+  cohort::Precision p;
+  p.compute = DType::kBF16;
+  p.params16 = params16->data<uint16_t>();
+  cohort::Status failed;
+  auto step = [&] {
+    c.CastFromFloat(params->data<float>(), DType::kBF16, params16->raw(), n, 1.0f);
+    cohort::Status s = model.ForwardBackwardTo(params->data<float>(), x->data<float>(), y->data<int32_t>(), B,
+                                               grads->data<float>(), loss->data<float>(), nullptr, nullptr, &p);
+    if (!s.ok() && failed.ok()) failed = s;
+    (*opt)->Step(params->data<float>(), grads->data<float>());
+    s = c.Sync();
+    if (!s.ok() && failed.ok()) failed = s;
+  };
+  auto read_loss = [&] {
+    auto v = c.ReadFloat(loss->data<float>());
+    return v.ok() ? *v : std::nanf("");
+  };
+  step();
+  out.first_loss = read_loss();
+  for (int i = 0; i < 5; ++i) step();
+  std::vector<double> ms;
+  for (int i = 0; i < steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  out.ms = ms[ms.size() / 2];
+  out.last_loss = read_loss();
+  if (!failed.ok()) out.error = failed.ToString();
+  return out;
 }
 
 }  // namespace
@@ -152,6 +246,14 @@ int main(int argc, char** argv) {
   }
   // Forward 2BWW a layer, backward 4BWW (dW and dx; layer 0 needs no dx).
   const double flops = 2.0 * B * W * W * L + 4.0 * B * W * W * L - 2.0 * B * W * W;
+  const TrainerPath tp = RunTrainerPath(W, static_cast<int>(L), B, steps);
+  if (!tp.error.empty()) {
+    std::fprintf(stderr, "gpu_train_bench: the trainer path failed: %s\n", tp.error.c_str());
+    return 2;
+  }
+  std::printf("Cohort trainer path (runtime/mlp + optimizer on a CUDA Compute, same model): %.3f ms/step, "
+              "%.0f samples/s, %.1f TFLOP/s; loss %.4f -> %.4f\n",
+              tp.ms, B / tp.ms * 1e3, flops / tp.ms / 1e9, tp.first_loss, tp.last_loss);
   std::printf("\nCohort MLP step (%lld x %lld, %lld layers, batch %lld, bf16 GEMMs, fp32 master, AdamW): "
               "%.3f ms/step, %.0f samples/s, %.1f TFLOP/s; loss %.4f -> %.4f\n",
               (long long)W, (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9,
@@ -164,8 +266,11 @@ int main(int argc, char** argv) {
     }
     std::fprintf(f,
                  "{\"impl\": \"cohort\", \"width\": %lld, \"layers\": %lld, \"batch\": %lld, \"ms_per_step\": %.4f, "
-                 "\"samples_per_s\": %.1f, \"TFLOPs\": %.2f, \"loss_first\": %.5f, \"loss_last\": %.5f}\n",
-                 (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9, first_loss, last_loss);
+                 "\"samples_per_s\": %.1f, \"TFLOPs\": %.2f, \"loss_first\": %.5f, \"loss_last\": %.5f, "
+                 "\"trainer_ms_per_step\": %.4f, \"trainer_samples_per_s\": %.1f, \"trainer_TFLOPs\": %.2f, "
+                 "\"trainer_loss_first\": %.5f, \"trainer_loss_last\": %.5f}\n",
+                 (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9, first_loss, last_loss,
+                 tp.ms, B / tp.ms * 1e3, flops / tp.ms / 1e9, tp.first_loss, tp.last_loss);
     std::fclose(f);
   }
   return 0;

@@ -75,6 +75,16 @@ sed 's/lr: 0.05/lr: 0.06/' "$WORK/good.yaml" > "$WORK/other.yaml"
 MPMD=1 MPMD_A="$WORK/good.yaml" MPMD_B="$WORK/other.yaml" \
   expect_error "ranks with different configs" "ranks started with different configs" 
 
+# Devices (train.device / --device, issue 4).
+sed '/log_every/a\  device: gpu' "$WORK/good.yaml" > "$WORK/dev.yaml"
+expect_error "unknown train.device" "'train.device' must be cpu, cuda or auto, not 'gpu'" --config "$WORK/dev.yaml"
+expect_error "nccl on the CPU" "backend nccl runs on GPU buffers but device is cpu" --config "$WORK/good.yaml" --backend nccl
+expect_error "cuda with a CPU backend" "with device cuda the trainer's buffers live on the GPU" \
+  --config "$WORK/good.yaml" --device cuda --backend shm
+if ! nvidia-smi -L > /dev/null 2>&1; then  # here: no GPU (this build with or without CUDA)
+  expect_error "cuda without a GPU" "device cuda: " --config "$WORK/good.yaml" --device cuda
+fi
+
 # The plain mpirun (abort on the first failure, as users run it) exits non-zero too.
 if $MPIRUN -np 2 "$COHORT" train --config "$WORK/typo.yaml" > /dev/null 2>&1; then
   fail "mpirun exited 0 although every rank failed"

@@ -71,7 +71,7 @@ TEST(Mlp, SgdDrivesTheLossDown) {
   OptimizerConfig oc;
   oc.lr = 0.1f;
   oc.momentum = 0.9f;
-  auto opt = MakeOptimizer(oc, m.num_params());
+  auto opt = std::move(MakeOptimizer(oc, m.num_params())).value();
   const double first = *m.ForwardBackward(p.data(), x.data(), y.data(), 32, g.data());
   double last = first;
   for (int s = 0; s < 200; ++s) {

@@ -1,0 +1,512 @@
+// The Trainer on a device other than the CPU, checked without a GPU.
+//
+// GuardedCompute is a Compute that says it is a device and keeps its memory
+// the way a GPU does: apart from the host. Its allocations are mmap'd pages
+// left PROT_NONE except while one of its own calls (a kernel, a copy) or a
+// collective of a guarded communicator runs, so host code that reads or
+// writes device memory directly (what would crash, or silently read garbage,
+// on a GPU) faults here. Every kernel, copy and collective also checks that
+// its device pointers lie inside its allocations (a host buffer handed to a
+// kernel is the other classic GPU bug), and the gradient sync's ordering is
+// checked: a bucket's WaitReady must follow the MarkReady of each of its
+// layers.
+//
+// Underneath it runs the same CPU kernels as HostCompute, so a job on it must
+// give bitwise the same parameters and losses as on the CPU: data parallel
+// with bucketed, overlapped all-reduce; ZeRO-1 with fp16 loss scaling;
+// tensor parallel in bf16; checkpoint write and resume; CaptureState. Ranks
+// are threads over shm.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "collectives/shm/shm_communicator.h"
+#include "collectives/store.h"
+#include "runtime/checkpoint.h"
+#include "runtime/compute.h"
+#include "runtime/trainer.h"
+
+namespace cohort {
+namespace {
+
+constexpr auto kOpTimeout = std::chrono::seconds(30);
+
+class GuardedCompute final : public Compute {
+ public:
+  ~GuardedCompute() override = default;
+
+  Device device() const override { return Device::kCuda; }
+  std::string Describe() const override { return "guarded (test device)"; }
+
+  // While a Scope lives, device memory is readable and writable.
+  class Scope {
+   public:
+    explicit Scope(GuardedCompute& c) : c_(c) { c_.Open(); }
+    ~Scope() { c_.Close(); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    GuardedCompute& c_;
+  };
+
+  Result<Tensor> Alloc(Shape shape, DType dtype) override {
+    const size_t bytes = static_cast<size_t>(NumElements(shape)) * DTypeSize(dtype);
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t mapped = (bytes + page - 1) / page * page + page;
+    void* p = mmap(nullptr, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return Unavailable("mmap failed");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      regions_[static_cast<char*>(p)] = mapped;
+      if (open_ > 0) mprotect(p, mapped, PROT_READ | PROT_WRITE);
+    }
+    auto storage = Storage::Wrap(p, bytes, Device::kCuda, [this, p, mapped] {
+      std::lock_guard<std::mutex> lock(mu_);
+      regions_.erase(static_cast<char*>(p));
+      munmap(p, mapped);
+    });
+    return Tensor::FromStorage(std::move(storage), std::move(shape), dtype);  // mmap zero-fills
+  }
+
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    Check("CopyToDevice", dst, bytes);
+    Scope s(*this);
+    std::memcpy(dst, src, bytes);
+  }
+  Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    Check("CopyToHost", src, bytes);
+    Scope s(*this);
+    std::memcpy(dst, src, bytes);
+    return Status::Ok();
+  }
+  void Zero(void* dst, size_t bytes) override {
+    Check("Zero", dst, bytes);
+    Scope s(*this);
+    std::memset(dst, 0, bytes);
+  }
+  Status Sync() override {
+    ++syncs_;
+    return Status::Ok();
+  }
+  void MarkReady(int slot) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++marks_[slot];
+  }
+  Status WaitReady(int slot) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (++waits_[slot] > marks_[slot]) {
+      violations_.push_back("WaitReady(" + std::to_string(slot) + ") before its MarkReady");
+    }
+    return Status::Ok();
+  }
+
+  void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+    Check("Gemm a", a, 4 * static_cast<size_t>(ta ? k * lda : m * lda));
+    Check("Gemm b", b, 4 * static_cast<size_t>(tb ? n * ldb : k * ldb));
+    Check("Gemm c", c, 4 * static_cast<size_t>(m * ldc));
+    Scope s(*this);
+    kernels::Gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void GemmMixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DType ab, const void* a,
+                 int64_t lda, const void* b, int64_t ldb, float beta, DType ct, void* c, int64_t ldc) override {
+    const size_t e = DTypeSize(ab);
+    Check("GemmMixed a", a, e * static_cast<size_t>(ta ? k * lda : m * lda));
+    Check("GemmMixed b", b, e * static_cast<size_t>(tb ? n * ldb : k * ldb));
+    Check("GemmMixed c", c, DTypeSize(ct) * static_cast<size_t>(m * ldc));
+    Scope s(*this);
+    kernels::GemmMixed(ta, tb, m, n, k, alpha, ab, a, lda, b, ldb, beta, ct, c, ldc);
+  }
+  void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, int64_t cols,
+                      kernels::Activation act) override {
+    Check("BiasActForward x", x, F(rows * cols));
+    Check("BiasActForward bias", bias, F(cols));
+    Check("BiasActForward y", y, F(rows * cols));
+    Scope s(*this);
+    kernels::BiasActForward(x, bias, y, rows, cols, act);
+  }
+  void ActForward(const float* z, float* y, int64_t n, kernels::Activation act) override {
+    Check("ActForward z", z, F(n));
+    Check("ActForward y", y, F(n));
+    Scope s(*this);
+    kernels::ActForward(z, y, n, act);
+  }
+  void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, kernels::Activation act) override {
+    Check("ActBackward z", z_or_y, F(n));
+    Check("ActBackward dy", dy, F(n));
+    Check("ActBackward dz", dz, F(n));
+    Scope s(*this);
+    kernels::ActBackward(z_or_y, dy, dz, n, act);
+  }
+  void BiasGrad(const float* dz, float* db, int64_t rows, int64_t cols) override {
+    Check("BiasGrad dz", dz, F(rows * cols));
+    Check("BiasGrad db", db, F(cols));
+    Scope s(*this);
+    kernels::BiasGrad(dz, db, rows, cols);
+  }
+  void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs, int64_t rows,
+                                  int64_t cols, float* mean_loss) override {
+    Check("SoftmaxCrossEntropyForward logits", logits, F(rows * cols));
+    Check("SoftmaxCrossEntropyForward labels", labels, F(rows));
+    Check("SoftmaxCrossEntropyForward probs", probs, F(rows * cols));
+    Check("SoftmaxCrossEntropyForward loss", mean_loss, 4);
+    Scope s(*this);
+    kernels::SoftmaxCrossEntropyForward(logits, labels, probs, rows, cols, mean_loss);
+  }
+  void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits, int64_t rows,
+                                   int64_t cols, float scale) override {
+    Check("SoftmaxCrossEntropyBackward probs", probs, F(rows * cols));
+    Check("SoftmaxCrossEntropyBackward labels", labels, F(rows));
+    Check("SoftmaxCrossEntropyBackward dlogits", dlogits, F(rows * cols));
+    Scope s(*this);
+    kernels::SoftmaxCrossEntropyBackward(probs, labels, dlogits, rows, cols, scale);
+  }
+  void SgdMomentumUpdate(float* param, const float* grad, float* buf, int64_t n, const kernels::SgdOptions& opt,
+                         bool first_step) override {
+    Check("SgdMomentumUpdate param", param, F(n));
+    Check("SgdMomentumUpdate grad", grad, F(n));
+    if (buf != nullptr) Check("SgdMomentumUpdate momentum", buf, F(n));
+    Scope s(*this);
+    kernels::SgdMomentumUpdate(param, grad, buf, n, opt, first_step);
+  }
+  void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n, const kernels::AdamWOptions& opt,
+                   int64_t step) override {
+    Check("AdamWUpdate param", param, F(n));
+    Check("AdamWUpdate grad", grad, F(n));
+    Check("AdamWUpdate m", m, F(n));
+    Check("AdamWUpdate v", v, F(n));
+    Scope s(*this);
+    kernels::AdamWUpdate(param, grad, m, v, n, opt, step);
+  }
+  void Scale(float* y, int64_t n, float sc) override {
+    Check("Scale", y, F(n));
+    Scope s(*this);
+    kernels::Scale(y, n, sc);
+  }
+  void ScaleCheckFinite(float* y, int64_t n, float sc, int32_t* found) override {
+    Check("ScaleCheckFinite y", y, F(n));
+    Check("ScaleCheckFinite found", found, 4);
+    Scope s(*this);
+    kernels::ScaleCheckFinite(y, n, sc, found);
+  }
+  void CastFromFloat(const float* in, DType half, void* out, int64_t n, float scale) override {
+    Check("CastFromFloat in", in, F(n));
+    Check("CastFromFloat out", out, 2 * static_cast<size_t>(n));
+    Scope s(*this);
+    kernels::CastFromFloat(in, half, out, n, scale);
+  }
+  void CastToFloat(DType half, const void* in, float* out, int64_t n, float scale) override {
+    Check("CastToFloat in", in, 2 * static_cast<size_t>(n));
+    Check("CastToFloat out", out, F(n));
+    Scope s(*this);
+    kernels::CastToFloat(half, in, out, n, scale);
+  }
+
+  // Records a violation unless [p, p + bytes) lies in one allocation.
+  void Check(const std::string& what, const void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const char* c = static_cast<const char*>(p);
+    auto it = regions_.upper_bound(const_cast<char*>(c));
+    if (it != regions_.begin()) {
+      --it;
+      if (c >= it->first && c + bytes <= it->first + it->second) return;
+    }
+    violations_.push_back(what + ": " + std::to_string(bytes) + " bytes at a pointer outside device memory");
+  }
+
+  std::vector<std::string> violations() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return violations_;
+  }
+  int64_t marks() {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t n = 0;
+    for (const auto& [slot, count] : marks_) n += count;
+    return n;
+  }
+
+ private:
+  static size_t F(int64_t n) { return 4 * static_cast<size_t>(n); }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (open_++ == 0) {
+      for (const auto& [p, size] : regions_) mprotect(p, size, PROT_READ | PROT_WRITE);
+    }
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--open_ == 0) {
+      for (const auto& [p, size] : regions_) mprotect(p, size, PROT_NONE);
+    }
+  }
+
+  std::mutex mu_;
+  std::map<char*, size_t> regions_;  // guarded by mu_
+  int open_ = 0;                      // guarded by mu_: live Scopes
+  std::map<int, int64_t> marks_, waits_;
+  std::vector<std::string> violations_;
+  std::atomic<int64_t> syncs_{0};
+};
+
+// A communicator on device memory (as NCCL is): every buffer must be the
+// compute's, and the memory is opened only while the collective runs.
+class GuardedComm final : public Communicator {
+ public:
+  GuardedComm(std::unique_ptr<Communicator> inner, GuardedCompute& c) : inner_(std::move(inner)), c_(c) {}
+  ~GuardedComm() override { StopAsync(); }
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string_view backend() const override { return "guarded-shm"; }
+  Status AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override {
+    Both("AllReduce", send, recv, count * DTypeSize(dtype), count * DTypeSize(dtype));
+    GuardedCompute::Scope s(c_);
+    return inner_->AllReduce(send, recv, count, dtype, op);
+  }
+  Status Broadcast(void* buf, size_t count, DType dtype, int root) override {
+    c_.Check("Broadcast", buf, count * DTypeSize(dtype));
+    GuardedCompute::Scope s(c_);
+    return inner_->Broadcast(buf, count, dtype, root);
+  }
+  Status AllGather(const void* send, void* recv, size_t count, DType dtype) override {
+    Both("AllGather", send, recv, count * DTypeSize(dtype), count * DTypeSize(dtype) * static_cast<size_t>(size()));
+    GuardedCompute::Scope s(c_);
+    return inner_->AllGather(send, recv, count, dtype);
+  }
+  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override {
+    Both("ReduceScatter", send, recv, count * DTypeSize(dtype) * static_cast<size_t>(size()), count * DTypeSize(dtype));
+    GuardedCompute::Scope s(c_);
+    return inner_->ReduceScatter(send, recv, count, dtype, op);
+  }
+  Status Barrier() override { return inner_->Barrier(); }
+  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root) override {
+    GuardedCompute::Scope s(c_);
+    return inner_->Reduce(send, recv, count, dtype, op, root);
+  }
+  Status AllToAll(const void* send, void* recv, size_t count, DType dtype) override {
+    GuardedCompute::Scope s(c_);
+    return inner_->AllToAll(send, recv, count, dtype);
+  }
+  Status Send(const void* buf, size_t count, DType dtype, int peer) override {
+    GuardedCompute::Scope s(c_);
+    return inner_->Send(buf, count, dtype, peer);
+  }
+  Status Recv(void* buf, size_t count, DType dtype, int peer) override {
+    GuardedCompute::Scope s(c_);
+    return inner_->Recv(buf, count, dtype, peer);
+  }
+  Result<std::unique_ptr<Communicator>> SplitGroup(int, int) override {
+    return FailedPrecondition("not used by this test");
+  }
+
+ private:
+  void Both(const char* what, const void* send, const void* recv, size_t send_bytes, size_t recv_bytes) {
+    c_.Check(std::string(what) + " send", send, send_bytes);
+    c_.Check(std::string(what) + " recv", recv, recv_bytes);
+  }
+  std::unique_ptr<Communicator> inner_;
+  GuardedCompute& c_;
+};
+
+struct RankResult {
+  Status status;
+  TrainSummary summary;
+  std::vector<float> params;
+  std::vector<float> captured;  // CaptureState's params and optimizer state (parallel.tensor 1)
+  std::vector<std::string> violations;
+  int64_t marks = 0;
+};
+
+// One rank: world (host agreement) over shm; data and tensor groups over
+// shm, guarded when `guarded`. Trains `steps`, then `more` after a restore
+// of the checkpoint it wrote (when checkpoint.dir is set).
+RankResult RunRank(const Config& config, std::shared_ptr<Store> store, int rank, int ranks, bool guarded,
+                   int64_t steps, bool resume) {
+  RankResult out;
+  ShmOptions opt;
+  opt.op_timeout = kOpTimeout;
+  opt.bootstrap_timeout = kOpTimeout;
+  auto fail = [&](const Status& s) {
+    out.status = s;
+    return out;
+  };
+  auto world = ShmCommunicator::Create(store, rank, ranks, opt);
+  if (!world.ok()) return fail(world.status());
+  const int tensor = config.parallel.tensor;
+  auto data = (*world)->SplitGroup(rank % tensor, rank);
+  if (!data.ok()) return fail(data.status());
+  auto tp = (*world)->SplitGroup(rank / tensor, rank);
+  if (!tp.ok()) return fail(tp.status());
+  GuardedCompute device;
+  std::unique_ptr<Communicator> data_comm = std::move(*data), tensor_comm = std::move(*tp);
+  if (guarded) {
+    data_comm = std::make_unique<GuardedComm>(std::move(data_comm), device);
+    tensor_comm = std::make_unique<GuardedComm>(std::move(tensor_comm), device);
+  }
+  Compute* compute = guarded ? static_cast<Compute*>(&device) : nullptr;
+  ParallelGroups groups{world->get(), data_comm.get(), tensor_comm.get()};
+  {
+    auto trainer = Trainer::Create(config, groups, nullptr, compute);
+    if (!trainer.ok()) return fail(trainer.status());
+    auto s = (*trainer)->Run(steps, {});
+    if (!s.ok()) return fail(s.status());
+    out.summary = *s;
+  }
+  auto trainer = Trainer::Create(config, groups, nullptr, compute);
+  if (!trainer.ok()) return fail(trainer.status());
+  if (resume) {
+    auto ck = LoadLatestCheckpoint(config.checkpoint.dir, nullptr);
+    if (!ck.ok()) return fail(ck.status());
+    Status r = (*trainer)->Restore(*ck);
+    if (!r.ok()) return fail(r);
+    auto s = (*trainer)->Run(config.train.steps - steps, {});
+    if (!s.ok()) return fail(s.status());
+    out.summary = *s;
+  } else {
+    auto s = (*trainer)->Run(config.train.steps, {});
+    if (!s.ok()) return fail(s.status());
+    out.summary = *s;
+  }
+  auto full = (*trainer)->FullParams();
+  if (!full.ok()) return fail(full.status());
+  for (auto& [name, t] : *full) out.params.insert(out.params.end(), t.data<float>(), t.data<float>() + t.numel());
+  if (tensor == 1) {
+    auto ck = (*trainer)->CaptureState();
+    if (!ck.ok()) return fail(ck.status());
+    out.captured = ck->params;
+    for (const auto& [name, v] : ck->optim) out.captured.insert(out.captured.end(), v.begin(), v.end());
+  }
+  out.violations = device.violations();
+  out.marks = device.marks();
+  return out;
+}
+
+std::vector<RankResult> RunJob(const std::string& yaml, int ranks, bool guarded, int64_t first_steps = 0,
+                               bool resume = false) {
+  auto config = ParseConfig(yaml, "device.yaml");
+  EXPECT_TRUE(config.ok()) << config.status().message();
+  auto store = std::make_shared<InMemoryStore>();
+  std::vector<RankResult> results(static_cast<size_t>(ranks));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r] {
+      results[static_cast<size_t>(r)] = RunRank(*config, store, r, ranks, guarded, first_steps, resume);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+void ExpectSameJob(const std::vector<RankResult>& host, const std::vector<RankResult>& dev, bool expect_marks) {
+  ASSERT_EQ(host.size(), dev.size());
+  for (size_t r = 0; r < host.size(); ++r) {
+    ASSERT_TRUE(host[r].status.ok()) << "cpu rank " << r << ": " << host[r].status.ToString();
+    ASSERT_TRUE(dev[r].status.ok()) << "device rank " << r << ": " << dev[r].status.ToString();
+    EXPECT_TRUE(dev[r].violations.empty()) << "rank " << r << ": " << dev[r].violations.size()
+                                           << " violations, the first: " << dev[r].violations.front();
+    EXPECT_EQ(host[r].params, dev[r].params) << "rank " << r;
+    EXPECT_EQ(host[r].captured, dev[r].captured) << "rank " << r;
+    EXPECT_EQ(host[r].summary.last_loss, dev[r].summary.last_loss) << "rank " << r;
+    EXPECT_EQ(host[r].summary.initial_loss, dev[r].summary.initial_loss) << "rank " << r;
+    EXPECT_EQ(host[r].summary.skipped_steps, dev[r].summary.skipped_steps) << "rank " << r;
+    EXPECT_EQ(host[r].summary.device, "cpu");
+    EXPECT_EQ(dev[r].summary.device, "guarded (test device)");
+    if (expect_marks) {
+      EXPECT_GT(dev[r].marks, 0) << "rank " << r << ": the gradient sync never marked the compute";
+    }
+  }
+  EXPECT_FALSE(host[0].params.empty());
+}
+
+TEST(TrainerOnDevice, DataParallelBucketedOverlapMatchesTheCpuBitwise) {
+  const std::string yaml = R"(seed: 5
+model: {layers: [24, 32, 32, 6], activation: gelu}
+optimizer: {type: adamw, lr: 0.01}
+train: {steps: 6, global_batch: 16, bucket_mb: 0.002, first_bucket_mb: 0.001, overlap: true}
+data: {source: synthetic, samples: 128, teacher_hidden: 8}
+)";
+  ExpectSameJob(RunJob(yaml, 2, false), RunJob(yaml, 2, true), /*expect_marks=*/true);
+}
+
+TEST(TrainerOnDevice, ZeroOneWithFp16LossScalingMatchesTheCpuBitwise) {
+  // Starting at 2^30 the first steps overflow and are skipped: the overflow
+  // flag comes back from device memory.
+  const std::string yaml = R"(seed: 9
+model: {layers: [16, 24, 4], activation: relu}
+optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
+train: {steps: 8, global_batch: 16, precision: fp16, loss_scale: {initial: 1073741824, growth_interval: 3}}
+data: {source: synthetic, samples: 128, teacher_hidden: 8}
+parallel: {zero: 1}
+)";
+  const auto host = RunJob(yaml, 2, false);
+  ExpectSameJob(host, RunJob(yaml, 2, true), /*expect_marks=*/false);
+  ASSERT_TRUE(host[0].status.ok());
+  EXPECT_GT(host[0].summary.skipped_steps, 0) << "the test meant to overflow at the start";
+}
+
+TEST(TrainerOnDevice, TensorParallelBf16MatchesTheCpuBitwise) {
+  const std::string yaml = R"(seed: 3
+model: {layers: [16, 32, 32, 4], activation: gelu}
+optimizer: {type: adamw, lr: 0.01}
+train: {steps: 5, global_batch: 8, precision: bf16}
+data: {source: synthetic, samples: 64, teacher_hidden: 8}
+parallel: {tensor: 2}
+)";
+  ExpectSameJob(RunJob(yaml, 2, false), RunJob(yaml, 2, true), /*expect_marks=*/true);
+}
+
+TEST(TrainerOnDevice, CheckpointWrittenFromTheDeviceResumesBitwise) {
+  const auto dir = std::filesystem::temp_directory_path() / ("cohort-device-ckpt-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string yaml = R"(seed: 4
+model: {layers: [16, 24, 4], activation: relu}
+optimizer: {type: adamw, lr: 0.01}
+train: {steps: 8, global_batch: 16}
+data: {source: synthetic, samples: 128, teacher_hidden: 8}
+parallel: {zero: 1}
+checkpoint: {dir: )" + (dir / "dev").string() + R"(, every: 2}
+)";
+  const auto uninterrupted = RunJob(yaml, 2, false);
+  std::filesystem::remove_all(dir);  // its checkpoints must not be the ones resumed from
+  // 5 steps on the device (checkpoints at 2 and 4, and the final one at 5),
+  // then a new trainer resumes from step 5 and runs to 8.
+  const auto resumed = RunJob(yaml, 2, true, 5, true);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(resumed.size(), 2u);
+  for (size_t r = 0; r < 2; ++r) {
+    ASSERT_TRUE(uninterrupted[r].status.ok()) << uninterrupted[r].status.ToString();
+    ASSERT_TRUE(resumed[r].status.ok()) << resumed[r].status.ToString();
+    EXPECT_TRUE(resumed[r].violations.empty()) << resumed[r].violations.front();
+    EXPECT_EQ(resumed[r].summary.start_step, 5);
+    EXPECT_EQ(uninterrupted[r].params, resumed[r].params) << "rank " << r;
+  }
+}
+
+// The guard itself works: host code touching device memory faults.
+TEST(TrainerOnDeviceDeathTest, TheGuardCatchesAHostReadOfDeviceMemory) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  GuardedCompute device;
+  auto t = device.Alloc({16}, DType::kF32);
+  ASSERT_TRUE(t.ok());
+  float v = 0;
+  ASSERT_TRUE(device.CopyToHost(&v, t->data<float>(), 4).ok());  // through the compute: fine
+  EXPECT_EQ(v, 0.0f);
+  EXPECT_DEATH({ v = *t->data<volatile float>(); }, "");
+  std::vector<float> host(16);
+  device.Gemm(false, false, 4, 4, 4, 1.0f, host.data(), 4, t->data<float>(), 4, 0.0f, t->data<float>(), 4);
+  ASSERT_EQ(device.violations().size(), 1u);
+  EXPECT_NE(device.violations()[0].find("Gemm a"), std::string::npos) << device.violations()[0];
+}
+
+}  // namespace
+}  // namespace cohort
