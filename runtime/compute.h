@@ -54,6 +54,11 @@ class Compute {
 
   // Zero-filled memory on this device, freed when the last tensor using it goes.
   virtual Result<Tensor> Alloc(Shape shape, DType dtype) = 0;
+  // Host memory to stage copies to and from this device (page-locked on a
+  // GPU, so CopyToDevice from it is a DMA that does not stage through a
+  // bounce buffer); ordinary memory by default. The caller must not rewrite
+  // it while a copy from it may be in flight (after a Sync it is not).
+  virtual Result<Tensor> AllocStaging(Shape shape, DType dtype) { return Tensor::Empty(std::move(shape), dtype); }
   // Copies between host memory and this device's memory. CopyToDevice may
   // return before the copy is done only after it has read `src`; CopyToHost
   // waits for the device (everything enqueued before it) and returns the

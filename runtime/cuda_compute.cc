@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <array>
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -64,10 +65,21 @@ class CudaCompute final : public Compute {
     return Tensor::FromStorage(std::move(storage), std::move(shape), dtype);
   }
 
+  Result<Tensor> AllocStaging(Shape shape, DType dtype) override {
+    const size_t bytes = static_cast<size_t>(NumElements(shape)) * DTypeSize(dtype);
+    void* p = nullptr;
+    COHORT_RETURN_IF_ERROR(FromCuda(cudaHostAlloc(&p, bytes == 0 ? 1 : bytes, cudaHostAllocDefault),
+                                    "cudaHostAlloc of " + std::to_string(bytes) + " bytes"));
+    std::memset(p, 0, bytes);
+    auto storage = Storage::Wrap(p, bytes, Device::kCpu, [p] { cudaFreeHost(p); });
+    return Tensor::FromStorage(std::move(storage), std::move(shape), dtype);
+  }
+
   void CopyToDevice(void* dst, const void* src, size_t bytes) override {
     Use();
     // From pageable memory the copy is staged before cudaMemcpyAsync returns,
-    // so `src` may change afterwards.
+    // so `src` may change afterwards; from AllocStaging's page-locked memory
+    // it is a DMA that may still run (the caller waits for a Sync first).
     Record("cudaMemcpyAsync(host to device)", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
   }
   Status CopyToHost(void* dst, const void* src, size_t bytes) override {

@@ -493,17 +493,24 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   prec.params16 = params16_.defined() ? params16_.data<uint16_t>() : nullptr;
   const Precision* mixed = config_.train.precision != DType::kF32 ? &prec : nullptr;
   const int64_t inputs = model_->inputs();
-  std::vector<float> x(static_cast<size_t>(batch_ * inputs));
-  std::vector<int32_t> y(static_cast<size_t>(batch_));
   std::vector<int64_t> ids(static_cast<size_t>(batch_));
-  // The batch on the compute: the host vectors themselves on the CPU.
+  // The batch: filled on the host into staging memory (page-locked on a
+  // GPU), copied to the device. On the CPU the staging memory is the batch.
+  // Every step ends with a wait for the device (the loss), so the next fill
+  // never overwrites a copy in flight.
   const bool host = compute_->host();
-  if (!host && !x_dev_.defined()) {
-    COHORT_ASSIGN_OR_RETURN(x_dev_, compute_->Alloc({batch_ * inputs}, DType::kF32));
-    COHORT_ASSIGN_OR_RETURN(y_dev_, compute_->Alloc({batch_}, DType::kI32));
+  if (!x_host_.defined()) {
+    COHORT_ASSIGN_OR_RETURN(x_host_, compute_->AllocStaging({batch_ * inputs}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(y_host_, compute_->AllocStaging({batch_}, DType::kI32));
+    if (!host) {
+      COHORT_ASSIGN_OR_RETURN(x_dev_, compute_->Alloc({batch_ * inputs}, DType::kF32));
+      COHORT_ASSIGN_OR_RETURN(y_dev_, compute_->Alloc({batch_}, DType::kI32));
+    }
   }
-  const float* xd = host ? x.data() : x_dev_.data<float>();
-  const int32_t* yd = host ? y.data() : y_dev_.data<int32_t>();
+  float* x = x_host_.data<float>();
+  int32_t* y = y_host_.data<int32_t>();
+  const float* xd = host ? x : x_dev_.data<float>();
+  const int32_t* yd = host ? y : y_dev_.data<int32_t>();
   std::deque<double> recent;
   StepTimes times;
   double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0, ckpt_s = 0;
@@ -519,10 +526,10 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
     const double t0 = Now();
     const double comm_at_start = sync_s + (sync_ ? sync_->comm_seconds() : 0);
     sampler_->Indices(step_, ids);
-    COHORT_RETURN_IF_ERROR(data_->Fill(ids, x.data(), y.data()));
+    COHORT_RETURN_IF_ERROR(data_->Fill(ids, x, y));
     if (!host) {
-      compute_->CopyToDevice(x_dev_.raw(), x.data(), x.size() * sizeof(float));
-      compute_->CopyToDevice(y_dev_.raw(), y.data(), y.size() * sizeof(int32_t));
+      compute_->CopyToDevice(x_dev_.raw(), x, x_host_.nbytes());
+      compute_->CopyToDevice(y_dev_.raw(), y, y_host_.nbytes());
     }
     data_s += Now() - t0;
     const double t1 = Now();

@@ -223,7 +223,8 @@ class Trainer {
   Tensor params16_;                     // mixed precision: params_ rounded (local params)
   Tensor loss_dev_;                     // ZeRO-1: the batch loss, then its mean (one float)
   Tensor found_dev_;                    // fp16: the overflow flag (one int32)
-  Tensor x_dev_, y_dev_;                // a batch on the device (unused on the CPU)
+  Tensor x_host_, y_host_;              // a batch on the host (Compute::AllocStaging)
+  Tensor x_dev_, y_dev_;                // the batch on the device (unused on the CPU)
   std::unique_ptr<LossScaler> scaler_;  // fp16 only
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
   CheckpointLayout pending_;                   // the write in flight
