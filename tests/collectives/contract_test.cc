@@ -37,6 +37,7 @@
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/shm/shm_communicator.h"
 #include "collectives/store.h"
+#include "tests/mpi/mpi_gtest.h"
 
 extern char** environ;
 
@@ -943,16 +944,7 @@ int main(int argc, char** argv) {
       }
       cohort::Worlds()[names[i]] = std::make_unique<cohort::ProcessWorld>(*c);
     }
-    if (rank != 0) {
-      // Only rank 0 prints progress; every rank still reports its failures.
-      auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-      delete listeners.Release(listeners.default_result_printer());
-    }
-    rc = RUN_ALL_TESTS();
-    int any = 0;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (any != 0 && rc == 0 && rank == 0) std::fprintf(stderr, "another rank failed\n");
-    rc = any;
+    rc = cohort::testing::RunAllTestsOnEveryRank(rank);
     cohort::Worlds().clear();
   }
   cohort::MpiRuntime::Finalize();

@@ -13,25 +13,12 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "tests/gpu/gpu_test_util.h"
 #include "kernels/cuda/kernels.h"
 
 namespace cohort::kernels {
 namespace {
 
-// Why the GPU tests cannot run here, or "" when a device is present.
-std::string NoDeviceReason() {
-  int count = 0;
-  const cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) return std::string("no CUDA device: cudaGetDeviceCount: ") + cudaGetErrorString(e);
-  if (count == 0) return "no CUDA device: cudaGetDeviceCount returned 0";
-  return "";
-}
-
-#define SKIP_WITHOUT_GPU()                                   \
-  do {                                                       \
-    static const std::string reason = NoDeviceReason();      \
-    if (!reason.empty()) GTEST_SKIP() << reason;             \
-  } while (0)
 
 template <typename T>
 class DeviceBuffer {

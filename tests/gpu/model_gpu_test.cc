@@ -22,23 +22,10 @@
 #include "runtime/compute.h"
 #include "runtime/mlp.h"
 #include "runtime/optimizer.h"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace cohort {
 namespace {
-
-std::string NoDeviceReason() {
-  int count = 0;
-  const cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) return std::string("no CUDA device: cudaGetDeviceCount: ") + cudaGetErrorString(e);
-  if (count == 0) return "no CUDA device: cudaGetDeviceCount returned 0";
-  return "";
-}
-
-#define SKIP_WITHOUT_GPU()                              \
-  do {                                                  \
-    static const std::string reason = NoDeviceReason(); \
-    if (!reason.empty()) GTEST_SKIP() << reason;        \
-  } while (0)
 
 constexpr int64_t kSteps = 30;
 constexpr int64_t kBatch = 64;

@@ -12,6 +12,7 @@
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/nccl/nccl_communicator.h"
 #include "runtime/device_select.h"
+#include "tests/mpi/mpi_gtest.h"
 
 namespace cohort {
 namespace {
@@ -129,15 +130,8 @@ int main(int argc, char** argv) {
     } else {
       cohort::g_skip = "no CUDA device on every rank (" + why + ")";
     }
-    if (cohort::g_mpi->rank() != 0) {
-      auto& l = ::testing::UnitTest::GetInstance()->listeners();
-      delete l.Release(l.default_result_printer());
-    }
-    rc = RUN_ALL_TESTS();
+    rc = cohort::testing::RunAllTestsOnEveryRank(cohort::g_mpi->rank());
     cohort::g_nccl.reset();
-    int any = 0;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    rc = any;
     if (cohort::g_mpi->rank() == 0 && !dir.empty()) std::filesystem::remove_all(dir);
   }
   cohort::MpiRuntime::Finalize();

@@ -17,6 +17,7 @@
 #include "collectives/backends.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "runtime/device_select.h"
+#include "tests/mpi/mpi_gtest.h"
 
 namespace cohort {
 namespace {
@@ -196,17 +197,8 @@ int main(int argc, char** argv) {
       rc = 2;
     } else {
       cohort::g_every_rank_has_gpu = cohort::EveryRankHasAGpu();
-      if (rank != 0) {
-        // Only rank 0 prints progress; every rank still reports its failures.
-        auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-        delete listeners.Release(listeners.default_result_printer());
-      }
-      rc = RUN_ALL_TESTS();
+      rc = cohort::testing::RunAllTestsOnEveryRank(rank);
     }
-    int any = 0;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (any != 0 && rc == 0 && rank == 0) std::fprintf(stderr, "another rank failed\n");
-    rc = any;
   }
   cohort::MpiRuntime::Finalize();
   return rc;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "collectives/mpi/mpi_communicator.h"
+#include "tests/mpi/mpi_gtest.h"
 
 namespace cohort {
 namespace {
@@ -154,17 +155,7 @@ int main(int argc, char** argv) {
     auto comm = cohort::MpiCommunicator::World();
     if (!comm.ok()) return 2;
     cohort::g_comm = comm->get();
-    int rank = comm.value()->rank();
-    if (rank != 0) {
-      // Only rank 0 prints the progress; every rank still reports failures.
-      auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-      delete listeners.Release(listeners.default_result_printer());
-    }
-    rc = RUN_ALL_TESTS();
-    int any = 0;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (any != 0 && rc == 0 && rank == 0) std::fprintf(stderr, "another rank failed\n");
-    rc = any;
+    rc = cohort::testing::RunAllTestsOnEveryRank(comm.value()->rank());
   }
   cohort::MpiRuntime::Finalize();
   return rc;
