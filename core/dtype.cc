@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "core/check.h"
+#include "core/half_simd.h"
+
 namespace cohort {
 
 std::string_view DTypeName(DType t) {
@@ -117,6 +120,65 @@ void StoreElement(DType t, void* buf, size_t i, double v) {
     case DType::kF16: static_cast<uint16_t*>(buf)[i] = FloatToF16(static_cast<float>(v)).bits; break;
     case DType::kBF16: static_cast<uint16_t*>(buf)[i] = FloatToBF16(static_cast<float>(v)).bits; break;
   }
+}
+
+bool CpuHasAvx2F16c() {
+#if defined(__x86_64__)
+  static const bool have = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  }();
+  return have;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+#if defined(__x86_64__)
+// Whole groups of 8; returns how many elements it did.
+template <bool kBf16>
+__attribute__((target("avx2,f16c"))) size_t FloatToHalfAvx2(const float* in, uint16_t* out, size_t count,
+                                                            float scale) {
+  const __m256 s = _mm256_set1_ps(scale);
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) simd::StoreHalf8<kBf16>(out + i, _mm256_mul_ps(_mm256_loadu_ps(in + i), s));
+  return i;
+}
+
+template <bool kBf16>
+__attribute__((target("avx2,f16c"))) size_t HalfToFloatAvx2(const uint16_t* in, float* out, size_t count,
+                                                            float scale) {
+  const __m256 s = _mm256_set1_ps(scale);
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(simd::LoadHalf8<kBf16>(in + i), s));
+  return i;
+}
+#endif
+
+}  // namespace
+
+void CastFloatToHalf(DType half, const float* in, void* out, size_t count, float scale) {
+  COHORT_CHECK(half == DType::kBF16 || half == DType::kF16) << "CastFloatToHalf casts to bf16 or fp16";
+  auto* o = static_cast<uint16_t*>(out);
+  const bool bf16 = half == DType::kBF16;
+  size_t i = 0;
+#if defined(__x86_64__)
+  if (CpuHasAvx2F16c()) i = bf16 ? FloatToHalfAvx2<true>(in, o, count, scale) : FloatToHalfAvx2<false>(in, o, count, scale);
+#endif
+  for (; i < count; ++i) o[i] = bf16 ? FloatToBF16(in[i] * scale).bits : FloatToF16(in[i] * scale).bits;
+}
+
+void CastHalfToFloat(DType half, const void* in, float* out, size_t count, float scale) {
+  COHORT_CHECK(half == DType::kBF16 || half == DType::kF16) << "CastHalfToFloat casts from bf16 or fp16";
+  const auto* h = static_cast<const uint16_t*>(in);
+  const bool bf16 = half == DType::kBF16;
+  size_t i = 0;
+#if defined(__x86_64__)
+  if (CpuHasAvx2F16c()) i = bf16 ? HalfToFloatAvx2<true>(h, out, count, scale) : HalfToFloatAvx2<false>(h, out, count, scale);
+#endif
+  for (; i < count; ++i) out[i] = (bf16 ? BF16ToFloat(BFloat16{h[i]}) : F16ToFloat(Float16{h[i]})) * scale;
 }
 
 }  // namespace cohort

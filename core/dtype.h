@@ -60,6 +60,16 @@ inline BFloat16 FloatToBF16(float f) {
 float F16ToFloat(Float16 h);
 Float16 FloatToF16(float f);
 
+// Array casts: out[i] = half(in[i] * scale) with `half` kBF16 or kF16, and
+// out[i] = float(in[i]) * scale; the same bits as the scalar conversions
+// above, 8 lanes at a time with AVX2 + F16C when the CPU has them (the
+// compiler does not vectorise the scalar fp16 conversion). Other dtypes
+// abort (a caller bug).
+void CastFloatToHalf(DType half, const float* in, void* out, size_t count, float scale);
+void CastHalfToFloat(DType half, const void* in, float* out, size_t count, float scale);
+// True when this CPU runs AVX2 and F16C (checked once).
+bool CpuHasAvx2F16c();
+
 // Element i of a buffer of dtype t, read as / written from a double (16-bit
 // floats round to nearest even; integers truncate). For tests, benchmarks
 // and checks, not for hot loops.

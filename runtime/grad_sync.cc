@@ -93,9 +93,9 @@ Status GradientSync::Reduce(size_t b) {
     // Scale first: fp16 overflows at 65504, and a sum of pre-scaled values
     // cannot exceed the largest gradient.
     uint16_t* w = wire_buffer_ + k.offset;
-    shm::FloatToHalf(wire_, grads_ + k.offset, w, count, 1.0f / static_cast<float>(comm_.size()));
+    CastFloatToHalf(wire_, grads_ + k.offset, w, count, 1.0f / static_cast<float>(comm_.size()));
     s = comm_.AllReduce(w, w, count, wire_, ReduceOp::kSum);
-    if (s.ok()) shm::HalfToFloat(wire_, w, grads_ + k.offset, count);
+    if (s.ok()) CastHalfToFloat(wire_, w, grads_ + k.offset, count, 1.0f);
   }
   const double t1 = Now();
   comm_s_ += t1 - t0;  // one writer at a time: the worker while overlapping, else the caller

@@ -11,6 +11,7 @@
 #endif
 
 #include "core/check.h"
+#include "core/half_simd.h"
 
 namespace cohort::shm {
 namespace {
@@ -155,34 +156,9 @@ COHORT_ALWAYS_INLINE void HalfRange(const void* const* in, int n, void* out, siz
 // The auto-vectoriser does not turn the fp16 conversions above into vcvtph2ps;
 // this path does, and handles bf16 with shifts. Same results as HalfRange:
 // fp32 accumulation, one round-to-nearest-even at the end.
-#define COHORT_AVX2 __attribute__((target("avx2,f16c"), always_inline)) inline
-
-template <bool kBf16>
-COHORT_AVX2 __m256 LoadHalf8(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  if constexpr (kBf16) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  } else {
-    return _mm256_cvtph_ps(h);
-  }
-}
-
-template <bool kBf16>
-COHORT_AVX2 void StoreHalf8(uint16_t* p, __m256 v) {
-  if constexpr (kBf16) {
-    const __m256i u = _mm256_castps_si256(v);
-    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_srli_epi32(
-        _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
-    const __m256i nan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-    const __m256i is_nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    r = _mm256_blendv_epi8(r, nan, is_nan);
-    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xD8);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
-  } else {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-  }
-}
+#define COHORT_AVX2 COHORT_AVX2_INLINE
+using simd::LoadHalf8;
+using simd::StoreHalf8;
 
 template <ReduceOp kOp>
 COHORT_AVX2 __m256 CombineVec(__m256 a, __m256 b) {
@@ -218,29 +194,7 @@ __attribute__((target("avx2,f16c"))) void HalfRangeAvx2(const void* const* in, i
   }
 }
 
-bool HaveAvx2F16c() {
-  static const bool have = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-  }();
-  return have;
-}
-
-template <bool kBf16>
-__attribute__((target("avx2,f16c"))) size_t FloatToHalfAvx2(const float* in, uint16_t* out, size_t count,
-                                                            float scale) {
-  const __m256 s = _mm256_set1_ps(scale);
-  size_t i = 0;
-  for (; i + 8 <= count; i += 8) StoreHalf8<kBf16>(out + i, _mm256_mul_ps(_mm256_loadu_ps(in + i), s));
-  return i;
-}
-
-template <bool kBf16>
-__attribute__((target("avx2,f16c"))) size_t HalfToFloatAvx2(const uint16_t* in, float* out, size_t count) {
-  size_t i = 0;
-  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, LoadHalf8<kBf16>(in + i));
-  return i;
-}
+bool HaveAvx2F16c() { return CpuHasAvx2F16c(); }
 #endif  // __x86_64__
 
 #define COHORT_DISPATCH_OPS(CALL) \
@@ -339,28 +293,6 @@ void ReduceInto(DType dtype, ReduceOp op, const void* const* in, int n, void* ou
       break;
 #endif
   }
-}
-
-void FloatToHalf(DType half, const float* in, void* out, size_t count, float scale) {
-  COHORT_CHECK(half == DType::kBF16 || half == DType::kF16) << "FloatToHalf casts to bf16 or fp16";
-  auto* o = static_cast<uint16_t*>(out);
-  const bool bf16 = half == DType::kBF16;
-  size_t i = 0;
-#if defined(__x86_64__)
-  if (HaveAvx2F16c()) i = bf16 ? FloatToHalfAvx2<true>(in, o, count, scale) : FloatToHalfAvx2<false>(in, o, count, scale);
-#endif
-  for (; i < count; ++i) o[i] = bf16 ? FloatToBF16(in[i] * scale).bits : FloatToF16(in[i] * scale).bits;
-}
-
-void HalfToFloat(DType half, const void* in, float* out, size_t count) {
-  COHORT_CHECK(half == DType::kBF16 || half == DType::kF16) << "HalfToFloat casts from bf16 or fp16";
-  const auto* h = static_cast<const uint16_t*>(in);
-  const bool bf16 = half == DType::kBF16;
-  size_t i = 0;
-#if defined(__x86_64__)
-  if (HaveAvx2F16c()) i = bf16 ? HalfToFloatAvx2<true>(h, out, count) : HalfToFloatAvx2<false>(h, out, count);
-#endif
-  for (; i < count; ++i) out[i] = bf16 ? BF16ToFloat(BFloat16{h[i]}) : F16ToFloat(Float16{h[i]});
 }
 
 std::string_view ReduceKernelIsa() {

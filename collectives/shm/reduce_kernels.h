@@ -25,13 +25,6 @@ namespace cohort::shm {
 void ReduceInto(DType dtype, ReduceOp op, const void* const* in, int n, void* out, size_t count,
                 int avg_divisor);
 
-// Casts for 16-bit gradient compression: out[i] = half(in[i] * scale) with
-// `half` kBF16 or kF16, rounded to nearest even (NaN stays NaN; fp16
-// overflows to inf), and back: out[i] = float(in[i]) (exact). AVX2+F16C when
-// the CPU has it; the same bits either way.
-void FloatToHalf(DType half, const float* in, void* out, size_t count, float scale);
-void HalfToFloat(DType half, const void* in, float* out, size_t count);
-
 // The instruction set the reductions run with on this CPU: avx512f, avx2 or
 // default.
 std::string_view ReduceKernelIsa();

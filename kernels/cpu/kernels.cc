@@ -177,22 +177,22 @@ void Scale(float* y, int64_t n, float s) {
 
 namespace {
 
-float HalfToFloat1(DType half, const void* in, int64_t i) {
-  const uint16_t bits = static_cast<const uint16_t*>(in)[i];
-  return half == DType::kBF16 ? BF16ToFloat(BFloat16{bits}) : F16ToFloat(Float16{bits});
-}
-void FloatToHalf1(DType half, float x, void* out, int64_t i) {
-  static_cast<uint16_t*>(out)[i] = half == DType::kBF16 ? FloatToBF16(x).bits : FloatToF16(x).bits;
-}
 bool Is16Bit(DType t) { return t == DType::kBF16 || t == DType::kF16; }
 
 // A stored rows x cols matrix with row stride ld, widened to fp32 (same layout).
 std::vector<float> Widen(DType t, const void* p, int64_t rows, int64_t cols, int64_t ld) {
   std::vector<float> out(static_cast<size_t>(rows > 0 ? (rows - 1) * ld + cols : 0));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      out[r * ld + c] = t == DType::kF32 ? static_cast<const float*>(p)[r * ld + c]
-                                         : HalfToFloat1(t, p, r * ld + c);
+  if (t == DType::kF32) {
+    const auto* f = static_cast<const float*>(p);
+    for (int64_t r = 0; r < rows; ++r) std::copy(f + r * ld, f + r * ld + cols, out.data() + r * ld);
+    return out;
+  }
+  const auto* h = static_cast<const uint16_t*>(p);
+  if (ld == cols) {
+    CastHalfToFloat(t, h, out.data(), out.size(), 1.0f);
+    return out;
+  }
+  for (int64_t r = 0; r < rows; ++r) CastHalfToFloat(t, h + r * ld, out.data() + r * ld, static_cast<size_t>(cols), 1.0f);
   return out;
 }
 
@@ -213,18 +213,19 @@ void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
   }
   std::vector<float> wc = Widen(c_type, c, m, n, ldc);
   Gemm(trans_a, trans_b, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta, wc.data(), ldc);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) FloatToHalf1(c_type, wc[i * ldc + j], c, i * ldc + j);
+  for (int64_t i = 0; i < m; ++i) {
+    CastFloatToHalf(c_type, wc.data() + i * ldc, static_cast<uint16_t*>(c) + i * ldc, static_cast<size_t>(n), 1.0f);
+  }
 }
 
 void CastFromFloat(const float* in, DType half, void* out, int64_t n, float scale) {
   COHORT_CHECK(Is16Bit(half)) << DTypeName(half);
-  for (int64_t i = 0; i < n; ++i) FloatToHalf1(half, in[i] * scale, out, i);
+  CastFloatToHalf(half, in, out, static_cast<size_t>(n), scale);
 }
 
 void CastToFloat(DType half, const void* in, float* out, int64_t n, float scale) {
   COHORT_CHECK(Is16Bit(half)) << DTypeName(half);
-  for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat1(half, in, i) * scale;
+  CastHalfToFloat(half, in, out, static_cast<size_t>(n), scale);
 }
 
 void ScaleCheckFinite(float* y, int64_t n, float s, int32_t* found_nonfinite) {

@@ -54,9 +54,9 @@ TEST(Compression, CastsMatchTheScalarRoundingForEveryLaneAndTheTail) {
   in[1002] = -2.5f;  // in the scalar tail
   for (DType half : {DType::kBF16, DType::kF16}) {
     std::vector<uint16_t> h(in.size());
-    shm::FloatToHalf(half, in.data(), h.data(), in.size(), 0.5f);
+    CastFloatToHalf(half, in.data(), h.data(), in.size(), 0.5f);
     std::vector<float> back(in.size());
-    shm::HalfToFloat(half, h.data(), back.data(), in.size());
+    CastHalfToFloat(half, h.data(), back.data(), in.size(), 1.0f);
     for (size_t i = 0; i < in.size(); ++i) {
       std::vector<uint16_t> ref(1);
       StoreElement(half, ref.data(), 0, static_cast<double>(in[i] * 0.5f));
