@@ -108,7 +108,7 @@ class Mlp {
   void Init(float* params, uint64_t seed) const;
 
   // Forward and backward on a batch: returns the mean cross-entropy loss over
-  // the batch and overwrites `grads` (num_params floats) with the gradient of
+  // the batch (accumulated in double, rounded to fp32) and overwrites `grads` (num_params floats) with the gradient of
   // that mean. Labels must lie in [0, classes()). Fails only when a
   // tensor-parallel collective fails. `on_layer_grads` (may be null) is
   // called with l as soon as layer l's weight and bias gradients are final,
@@ -121,9 +121,10 @@ class Mlp {
                                  const std::function<void(int)>* on_layer_grads = nullptr,
                                  const Precision* precision = nullptr);
   // The same, writing the mean loss (fp32) to device memory `loss` before
-  // any layer's gradients, and waiting for nothing (on a GPU, `times` then
-  // measure the host's enqueueing, and on_layer_grads fires when a layer's
-  // kernels are enqueued: Compute::MarkReady orders readers after them).
+  // any layer's gradients, and waiting for the device only before a
+  // tensor-parallel all-reduce (on a GPU, `times` then measure the host's
+  // enqueueing, and on_layer_grads fires when a layer's kernels are
+  // enqueued: Compute::MarkReady orders readers after them).
   Status ForwardBackwardTo(const float* params, const float* x, const int32_t* labels, int64_t batch, float* grads,
                            float* loss, StepTimes* times = nullptr,
                            const std::function<void(int)>* on_layer_grads = nullptr,
