@@ -43,7 +43,19 @@ echo "s3cret-$RANDOM-$RANDOM" > "$WORK/token"
 EP=$CIP:7001
 ip netns exec "$HUB" "$COHORT" coordinator --id 1 --peers "1=$EP" --data-dir "$WORK/data" --token-file "$WORK/token" \
   --log-level warn > "$WORK/node.log" 2>&1 &
-pids+=($!)
+node=$!
+pids+=($node)
+# The launchers give the coordinator 10 s; under load its start can take a
+# while, so wait until it listens (and say why if it died).
+for ((i = 0; i < 300; ++i)); do
+  ip netns exec "$HUB" bash -c "exec 3<>/dev/tcp/$CIP/7001" 2> /dev/null && break
+  kill -0 "$node" 2> /dev/null || break
+  sleep 0.1
+done
+if ! ip netns exec "$HUB" bash -c "exec 3<>/dev/tcp/$CIP/7001" 2> /dev/null; then
+  fail "the coordinator does not listen on $EP after 30 s: $(tail -5 "$WORK/node.log")"
+  finish
+fi
 STEPS=1500
 small_config "$WORK/c.yaml" $STEPS 128
 launch() {  # launch I: launcher I in namespace I, its workers advertising its address
