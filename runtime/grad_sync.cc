@@ -85,11 +85,10 @@ Status GradientSync::Reduce(size_t b) {
   if (!compute_.host()) {  // after the backward kernels of the bucket's layers
     for (int l = k.first_layer; l <= k.last_layer && s.ok(); ++l) s = compute_.WaitReady(l);
   }
-  if (!s.ok()) {
-    // The compute failed before the bucket was ready: report that.
-  } else if (wire_ == DType::kF32) {
+  // A failed compute (s not OK) is reported instead of reducing.
+  if (s.ok() && wire_ == DType::kF32) {
     s = comm_.AllReduce(grads_ + k.offset, grads_ + k.offset, count, DType::kF32, ReduceOp::kAvg);
-  } else {
+  } else if (s.ok()) {
     // Scale first: fp16 overflows at 65504, and a sum of pre-scaled values
     // cannot exceed the largest gradient.
     uint16_t* w = wire_buffer_ + k.offset;

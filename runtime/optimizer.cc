@@ -74,14 +74,12 @@ int64_t Optimizer::state_bytes() const {
 Result<std::unique_ptr<Optimizer>> MakeOptimizer(const OptimizerConfig& config, int64_t num_params,
                                                  Compute* compute) {
   Compute& c = compute != nullptr ? *compute : HostCompute();
-  if (config.type == OptimizerType::kAdamW) {
-    auto o = std::make_unique<AdamW>(config, num_params, c);
+  auto init = [&](auto o) -> Result<std::unique_ptr<Optimizer>> {
     COHORT_RETURN_IF_ERROR(o->Init(config).WithContext("optimizer state on " + c.Describe()));
     return std::unique_ptr<Optimizer>(std::move(o));
-  }
-  auto o = std::make_unique<Sgd>(config, num_params, c);
-  COHORT_RETURN_IF_ERROR(o->Init(config).WithContext("optimizer state on " + c.Describe()));
-  return std::unique_ptr<Optimizer>(std::move(o));
+  };
+  if (config.type == OptimizerType::kAdamW) return init(std::make_unique<AdamW>(config, num_params, c));
+  return init(std::make_unique<Sgd>(config, num_params, c));
 }
 
 }  // namespace cohort

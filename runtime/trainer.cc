@@ -149,20 +149,19 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   // On the CPU, gradients live in the data communicator's registered memory
   // where it has some (shared memory for shm), so the all-reduce copies
   // nothing. On a device they are device memory (NCCL registers nothing).
-  const size_t grad_bytes = static_cast<size_t>(padded + 1) * sizeof(float);
-  Result<void*> registered = nullptr;
-  if (dev.host()) registered = g.data->AllocateRegistered(grad_bytes);
-  if (!dev.host()) {
-    // Allocated above.
-  } else if (registered.ok()) {
-    std::memset(*registered, 0, grad_bytes);
-    // Not freed one by one: FreeRegistered is collective on shm, and a rank
-    // leaving on an error must not wait for its peers. The communicator
-    // releases its registered memory when it is destroyed, after the trainer.
-    auto storage = Storage::Wrap(*registered, grad_bytes, Device::kCpu, [] {});
-    COHORT_ASSIGN_OR_RETURN(t->grads_, Tensor::FromStorage(std::move(storage), {padded + 1}, DType::kF32));
-  } else {
-    t->grads_ = Tensor::Zeros({padded + 1});
+  if (dev.host()) {
+    const size_t grad_bytes = static_cast<size_t>(padded + 1) * sizeof(float);
+    auto registered = g.data->AllocateRegistered(grad_bytes);
+    if (registered.ok()) {
+      std::memset(*registered, 0, grad_bytes);
+      // Not freed one by one: FreeRegistered is collective on shm, and a rank
+      // leaving on an error must not wait for its peers. The communicator
+      // releases its registered memory when it is destroyed, after the trainer.
+      auto storage = Storage::Wrap(*registered, grad_bytes, Device::kCpu, [] {});
+      COHORT_ASSIGN_OR_RETURN(t->grads_, Tensor::FromStorage(std::move(storage), {padded + 1}, DType::kF32));
+    } else {
+      t->grads_ = Tensor::Zeros({padded + 1});
+    }
   }
   {
     std::vector<float> init(static_cast<size_t>(n));
