@@ -9,6 +9,7 @@
 #include "tools/bench_cmd.h"
 #include "tools/commands.h"
 #include "tools/coordinator_cmd.h"
+#include "tools/data_cmd.h"
 #include "tools/shard_cmd.h"
 
 int main(int argc, char** argv) {
@@ -97,8 +98,20 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--classes", classes, "Classes");
   gen_cmd->add_option("--teacher-hidden", gen.teacher.hidden, "Width of the teacher network");
   std::string verify_dir;
-  CLI::App* verify_cmd = data_cmd->add_subcommand("verify", "Check every shard's header and checksum");
+  CLI::App* verify_cmd = data_cmd->add_subcommand(
+      "verify", "Check every shard's header and checksum, or every llm.c token file's header, size and tokens");
   verify_cmd->add_option("dir", verify_dir, "Dataset directory")->required();
+  cohort::TokenizeOptions tokenize;
+  bool tokenize_json = false;
+  CLI::App* tokenize_cmd = data_cmd->add_subcommand(
+      "tokenize", "Text files to llm.c token files (bytes as tokens, vocab 256): train shards and a val file");
+  tokenize_cmd->add_option("--input", tokenize.inputs, "Text files or directories (a directory's regular files; "
+                           "binary ones skipped)")->required();
+  tokenize_cmd->add_option("--out", tokenize.out_dir, "Output directory (created if missing)")->required();
+  tokenize_cmd->add_option("--shards", tokenize.shards, "Training files (default 1)");
+  tokenize_cmd->add_option("--val-fraction", tokenize.val_fraction, "Share of the tokens, at the end, for validation (default 0.1)");
+  tokenize_cmd->add_option("--name", tokenize.name, "File name prefix: NAME_train_000000.bin ... (default text)");
+  tokenize_cmd->add_flag("--json", tokenize_json, "Print one JSON object");
 
   cohort::ShardCmdOptions shard;
   CLI::App* shard_cmd = app.add_subcommand(
@@ -208,7 +221,8 @@ int main(int argc, char** argv) {
   if (*shard_cmd) return cohort::RunShardCommand(shard, std::cout, std::cerr);
   if (*inspect_cmd) return cohort::tools::RunCkptInspect(ckpt_dir, ckpt_json, ckpt_coord);
   if (*ckverify_cmd) return cohort::tools::RunCkptVerify(ckpt_dir, ckpt_coord);
-  if (*verify_cmd) return cohort::tools::RunDataVerify(verify_dir);
+  if (*verify_cmd) return cohort::tools::RunDataVerifyDir(verify_dir);
+  if (*tokenize_cmd) return cohort::tools::RunDataTokenize(tokenize, tokenize_json);
   if (*coord_cmd) return cohort::tools::RunCoordinator(coord);
   if (*status_cmd) return cohort::tools::RunStatus(client, status_json);
   if (*job_show) return cohort::tools::RunJobShow(client, job_json);

@@ -136,6 +136,7 @@ class TokenDataset {
 // split over `shards` training files of near-equal size,
 // `<name>_train_000000.bin` .... No validation file is written when
 // val_fraction is 0.
+
 // Every token TokenizeText writes is one byte of text.
 inline constexpr int64_t kByteTokenizerVocab = 256;
 
