@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "cohort/config.h"
+#include "kernels/cpu/transformer.h"
 
 namespace cohort {
 namespace {
@@ -72,6 +73,43 @@ class CpuCompute final : public Compute {
   void CastToFloat(DType half, const void* in, float* out, int64_t n, float scale) override {
     kernels::CastToFloat(half, in, out, n, scale);
   }
+
+  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out, int64_t B, int64_t T,
+                        int64_t C) override {
+    kernels::EmbeddingForward(tokens, wte, wpe, out, B, T, C);
+  }
+  void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe, int64_t B, int64_t T,
+                         int64_t C) override {
+    kernels::EmbeddingBackward(dout, tokens, dwte, dwpe, B, T, C);
+  }
+  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
+                        int64_t rows, int64_t C, float eps) override {
+    kernels::LayerNormForward(x, w, b, y, mean, rstd, rows, C, eps);
+  }
+  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
+                         float* dx, float* dw, float* db, int64_t rows, int64_t C) override {
+    kernels::LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, rows, C);
+  }
+  void ResidualAdd(const float* a, const float* b, float* out, int64_t n) override {
+    kernels::ResidualAdd(a, b, out, n);
+  }
+  void GeluForward(const float* x, float* y, int64_t n) override { kernels::GeluForward(x, y, n); }
+  void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override {
+    kernels::GeluBackward(x, dy, dx, n);
+  }
+  void AttentionForward(const float* qkv, float* out, float* att, int64_t B, int64_t T, int64_t C,
+                        int64_t NH) override {
+    kernels::AttentionForward(qkv, out, att, B, T, C, NH);
+  }
+  void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch,
+                         int64_t B, int64_t T, int64_t C, int64_t NH) override {
+    kernels::AttentionBackward(dout, qkv, att, dqkv, scratch, B, T, C, NH);
+  }
+  void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows, int64_t V,
+                         float grad_scale, float* mean_loss) override {
+    kernels::CrossEntropyFused(logits, targets, dlogits, rows, V, grad_scale, mean_loss);
+  }
+  void SumSquares(const float* x, int64_t n, float* out) override { kernels::SumSquares(x, n, out); }
 };
 
 }  // namespace

@@ -101,6 +101,28 @@ class Compute {
   virtual void CastFromFloat(const float* in, DType half, void* out, int64_t n, float scale) = 0;
   virtual void CastToFloat(DType half, const void* in, float* out, int64_t n, float scale) = 0;
 
+  // ---- GPT-2 kernels: the signatures and meanings of kernels/cpu/transformer.h ----
+  virtual void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out, int64_t B,
+                                int64_t T, int64_t C) = 0;
+  virtual void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe, int64_t B,
+                                 int64_t T, int64_t C) = 0;
+  virtual void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
+                                int64_t rows, int64_t C, float eps) = 0;
+  virtual void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
+                                 const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t C) = 0;
+  virtual void ResidualAdd(const float* a, const float* b, float* out, int64_t n) = 0;
+  virtual void GeluForward(const float* x, float* y, int64_t n) = 0;
+  virtual void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) = 0;
+  virtual void AttentionForward(const float* qkv, float* out, float* att, int64_t B, int64_t T, int64_t C,
+                                int64_t NH) = 0;
+  virtual void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch,
+                                 int64_t B, int64_t T, int64_t C, int64_t NH) = 0;
+  // `mean_loss` is device memory.
+  virtual void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows,
+                                 int64_t V, float grad_scale, float* mean_loss) = 0;
+  // `out` is device memory.
+  virtual void SumSquares(const float* x, int64_t n, float* out) = 0;
+
   // Convenience: one float from device memory (waits; see CopyToHost).
   Result<float> ReadFloat(const float* p);
 };

@@ -84,6 +84,23 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                   static_cast<int>(ldc)));
 }
 
+namespace internal {
+void GemmStridedBatched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,
+                        int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,
+                        int64_t batch) {
+  if (m == 0 || n == 0 || batch == 0) return;
+  cublasHandle_t h = Handle();
+  if (h == nullptr) return;
+  RecordCublas("cublasSgemmStridedBatched",
+               cublasSgemmStridedBatched(
+                   h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                   static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
+                   static_cast<int>(ldb), stride_b, a, static_cast<int>(lda), stride_a, &beta, c,
+                   static_cast<int>(ldc), stride_c, static_cast<int>(batch)));
+}
+}  // namespace internal
+
 void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                DType ab_type, const void* a, int64_t lda, const void* b, int64_t ldb, float beta,
                DType c_type, void* c, int64_t ldc) {

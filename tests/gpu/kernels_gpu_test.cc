@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/transformer.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "kernels/cuda/kernels.h"
+#include "kernels/cuda/transformer.h"
 
 namespace cohort::kernels {
 namespace {
@@ -389,6 +391,184 @@ TEST(CudaKernels, StreamSettingIsPerThreadAndUsed) {
   EXPECT_EQ(dy.Download(), y);
   cuda::SetStream(nullptr);
   cudaStreamDestroy(s);
+  ExpectNoCudaError();
+}
+
+
+// ---- The GPT-2 kernels (kernels/cuda/transformer.h) -----------------------------
+
+std::vector<int32_t> RandomTokens(size_t n, int32_t V, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> d(0, V - 1);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Tolerance: forward exact (one fp32 addition); backward 1e-5 relative + 1e-5
+// (tokens repeat: atomics add them in another order).
+TEST(CudaTransformer, EmbeddingForwardBackward) {
+  SKIP_WITHOUT_GPU();
+  const int64_t B = 4, T = 33, C = 67, V = 50;
+  const auto n = static_cast<size_t>(B * T * C);
+  const auto tokens = RandomTokens(static_cast<size_t>(B * T), V, 40);
+  auto wte = Random(static_cast<size_t>(V * C), 41), wpe = Random(static_cast<size_t>(T * C), 42);
+  DeviceBuffer<int32_t> dtok(tokens);
+  DeviceBuffer<float> dwte(wte), dwpe(wpe), dout(n);
+  std::vector<float> out(n);
+  cuda::EmbeddingForward(dtok.get(), dwte.get(), dwpe.get(), dout.get(), B, T, C);
+  EmbeddingForward(tokens.data(), wte.data(), wpe.data(), out.data(), B, T, C);
+  EXPECT_EQ(dout.Download(), out);
+  // Backward adds: twice into the (non-zero) tables.
+  const auto g = Random(n, 43);
+  DeviceBuffer<float> dg(g);
+  for (int rep = 0; rep < 2; ++rep) {
+    cuda::EmbeddingBackward(dg.get(), dtok.get(), dwte.get(), dwpe.get(), B, T, C);
+    EmbeddingBackward(g.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+  }
+  ExpectClose(dwte.Download(), wte, 1e-5, 1e-5, "dwte");
+  ExpectClose(dwpe.Download(), wpe, 1e-5, 1e-5, "dwpe");
+  ExpectNoCudaError();
+}
+
+// Tolerance: y, mean, rstd 1e-5 relative + 1e-5 (sums over C in another
+// order); dx 1e-5 + 2e-5; dw, db (sums over rows) 1e-5 + 1e-5 sqrt(rows).
+TEST(CudaTransformer, LayerNormForwardBackward) {
+  SKIP_WITHOUT_GPU();
+  for (auto [rows, C] : {std::pair<int64_t, int64_t>{67, 771}, {1, 1}, {2048, 768}}) {
+    const std::string what = "rows=" + std::to_string(rows) + " C=" + std::to_string(C);
+    const auto n = static_cast<size_t>(rows * C);
+    const auto x = Random(n, 44, -2, 3), w = Random(static_cast<size_t>(C), 45),
+               b = Random(static_cast<size_t>(C), 46), dy = Random(n, 47);
+    DeviceBuffer<float> dx_in(x), dw_in(w), db_in(b), ddy(dy), dy_out(n), dmean(static_cast<size_t>(rows)),
+        drstd(static_cast<size_t>(rows));
+    std::vector<float> y(n), mean(static_cast<size_t>(rows)), rstd(static_cast<size_t>(rows));
+    cuda::LayerNormForward(dx_in.get(), dw_in.get(), db_in.get(), dy_out.get(), dmean.get(), drstd.get(), rows, C,
+                           1e-5f);
+    LayerNormForward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), rows, C, 1e-5f);
+    ExpectClose(dy_out.Download(), y, 1e-5, 1e-5, "y " + what);
+    ExpectClose(dmean.Download(), mean, 1e-5, 1e-5, "mean " + what);
+    ExpectClose(drstd.Download(), rstd, 1e-5, 1e-5, "rstd " + what);
+    // Backward adds into dx, dw, db: twice into non-zero buffers.
+    auto gx = Random(n, 48), gw = Random(static_cast<size_t>(C), 49), gb = Random(static_cast<size_t>(C), 50);
+    DeviceBuffer<float> dgx(gx), dgw(gw), dgb(gb);
+    for (int rep = 0; rep < 2; ++rep) {
+      cuda::LayerNormBackward(ddy.get(), dx_in.get(), dw_in.get(), dmean.get(), drstd.get(), dgx.get(), dgw.get(),
+                              dgb.get(), rows, C);
+      LayerNormBackward(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), gx.data(), gw.data(), gb.data(),
+                        rows, C);
+    }
+    const double sum_tol = 1e-5 * std::sqrt(static_cast<double>(rows));
+    ExpectClose(dgx.Download(), gx, 1e-5, 2e-5, "dx " + what);
+    ExpectClose(dgw.Download(), gw, 1e-5, sum_tol, "dw " + what);
+    ExpectClose(dgb.Download(), gb, 1e-5, sum_tol, "db " + what);
+  }
+  ExpectNoCudaError();
+}
+
+// Tolerance: residual exact; GELU as ActForward (tanhf against tanh: 1e-5
+// relative + 1e-6).
+TEST(CudaTransformer, ResidualAddAndGelu) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 100003;
+  const auto a = Random(static_cast<size_t>(n), 51, -6, 6), b = Random(static_cast<size_t>(n), 52);
+  DeviceBuffer<float> da(a), db(b), dout(static_cast<size_t>(n));
+  std::vector<float> out(static_cast<size_t>(n));
+  cuda::ResidualAdd(da.get(), db.get(), dout.get(), n);
+  ResidualAdd(a.data(), b.data(), out.data(), n);
+  EXPECT_EQ(dout.Download(), out);
+  cuda::ResidualAdd(da.get(), db.get(), db.get(), n);  // out aliases b
+  EXPECT_EQ(db.Download(), out);
+  cuda::GeluForward(da.get(), dout.get(), n);
+  GeluForward(a.data(), out.data(), n);
+  ExpectClose(dout.Download(), out, 1e-5, 1e-6, "GeluForward");
+  const auto dy = Random(static_cast<size_t>(n), 53);
+  DeviceBuffer<float> ddy(dy);
+  std::vector<float> dx(static_cast<size_t>(n));
+  cuda::GeluBackward(da.get(), ddy.get(), ddy.get(), n);  // dx aliases dy
+  GeluBackward(a.data(), dy.data(), dx.data(), n);
+  ExpectClose(ddy.Download(), dx, 1e-5, 1e-6, "GeluBackward");
+  ExpectNoCudaError();
+}
+
+// Tolerance: att and out 1e-4 relative + 1e-6 (expf against the CPU's
+// polynomial exp, GEMM sums in another order); dqkv 1e-4 relative + 1e-5.
+// att must be exactly 0 above the diagonal; dqkv is overwritten (NaN before,
+// the same after a second call).
+TEST(CudaTransformer, AttentionForwardBackward) {
+  SKIP_WITHOUT_GPU();
+  struct Shape {
+    int64_t B, T, C, NH;
+  };
+  for (Shape s : {Shape{2, 5, 12, 3}, Shape{1, 1, 8, 1}, Shape{3, 130, 40, 4}, Shape{8, 256, 384, 6}}) {
+    const std::string what = "B=" + std::to_string(s.B) + " T=" + std::to_string(s.T) +
+                             " C=" + std::to_string(s.C) + " NH=" + std::to_string(s.NH);
+    const auto qkv = Random(static_cast<size_t>(s.B * s.T * 3 * s.C), 54, -2, 2);
+    const auto g = Random(static_cast<size_t>(s.B * s.T * s.C), 55);
+    const auto att_n = static_cast<size_t>(s.B * s.NH * s.T * s.T);
+    std::vector<float> out(g.size()), att(att_n), dqkv(qkv.size()), scratch(static_cast<size_t>(s.T * s.T));
+    AttentionForward(qkv.data(), out.data(), att.data(), s.B, s.T, s.C, s.NH);
+    AttentionBackward(g.data(), qkv.data(), att.data(), dqkv.data(), scratch.data(), s.B, s.T, s.C, s.NH);
+
+    DeviceBuffer<float> dqkv_in(qkv), dg(g), dout(g.size()), datt(std::vector<float>(att_n, std::nanf(""))),
+        dgrad(std::vector<float>(qkv.size(), std::nanf(""))), dscratch(scratch.size());
+    cuda::AttentionForward(dqkv_in.get(), dout.get(), datt.get(), s.B, s.T, s.C, s.NH);
+    const auto gatt = datt.Download();
+    ExpectClose(gatt, att, 1e-4, 1e-6, "att " + what);
+    ExpectClose(dout.Download(), out, 1e-4, 1e-6, "out " + what);
+    for (size_t i = 0; i < att_n; ++i) {
+      const auto t1 = static_cast<int64_t>(i / static_cast<size_t>(s.T)) % s.T;
+      const auto t2 = static_cast<int64_t>(i % static_cast<size_t>(s.T));
+      if (t2 > t1) {
+        ASSERT_EQ(gatt[i], 0.0f) << what << " element " << i;
+      }
+    }
+    for (int rep = 0; rep < 2; ++rep) {
+      cuda::AttentionBackward(dg.get(), dqkv_in.get(), datt.get(), dgrad.get(), dscratch.get(), s.B, s.T, s.C,
+                              s.NH);
+      ExpectClose(dgrad.Download(), dqkv, 1e-4, 1e-5, "dqkv " + what + " call " + std::to_string(rep + 1));
+    }
+  }
+  ExpectNoCudaError();
+}
+
+// Tolerance: the loss 1e-5 relative; dlogits 1e-5 relative + 1e-8 (expf
+// against the CPU's polynomial exp). With dlogits aliasing logits and null.
+TEST(CudaTransformer, CrossEntropyFused) {
+  SKIP_WITHOUT_GPU();
+  for (auto [rows, V] : {std::pair<int64_t, int64_t>{64, 50257}, {7, 10}, {1, 1}}) {
+    const std::string what = "rows=" + std::to_string(rows) + " V=" + std::to_string(V);
+    const auto logits = Random(static_cast<size_t>(rows * V), 56, -30, 30);
+    const auto targets = RandomTokens(static_cast<size_t>(rows), static_cast<int32_t>(V), 57);
+    const float scale = 1.0f / static_cast<float>(rows);
+    std::vector<float> dlogits(logits.size());
+    float loss = 0;
+    CrossEntropyFused(logits.data(), targets.data(), dlogits.data(), rows, V, scale, &loss);
+    DeviceBuffer<float> dl(logits), dd(std::vector<float>(logits.size(), std::nanf(""))), dloss(1);
+    DeviceBuffer<int32_t> dt(targets);
+    cuda::CrossEntropyFused(dl.get(), dt.get(), dd.get(), rows, V, scale, dloss.get());
+    EXPECT_NEAR(dloss.Download()[0], loss, 1e-5 * std::abs(loss) + 1e-7) << what;
+    ExpectClose(dd.Download(), dlogits, 1e-5, 1e-8, "dlogits " + what);
+    cuda::CrossEntropyFused(dl.get(), dt.get(), nullptr, rows, V, scale, dloss.get());
+    EXPECT_NEAR(dloss.Download()[0], loss, 1e-5 * std::abs(loss) + 1e-7) << "loss only " << what;
+    cuda::CrossEntropyFused(dl.get(), dt.get(), dl.get(), rows, V, scale, dloss.get());
+    EXPECT_NEAR(dloss.Download()[0], loss, 1e-5 * std::abs(loss) + 1e-7) << "aliased " << what;
+    ExpectClose(dl.Download(), dlogits, 1e-5, 1e-8, "aliased dlogits " + what);
+  }
+  ExpectNoCudaError();
+}
+
+// Tolerance: 1e-6 relative (double sums in another order, one fp32 rounding).
+TEST(CudaTransformer, SumSquares) {
+  SKIP_WITHOUT_GPU();
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{100003}, int64_t{1} << 24}) {
+    const auto x = Random(static_cast<size_t>(n), 58, -3, 3);
+    float ref = 0;
+    SumSquares(x.data(), n, &ref);
+    DeviceBuffer<float> dx(x), dout(1);
+    cuda::SumSquares(dx.get(), n, dout.get());
+    EXPECT_NEAR(dout.Download()[0], ref, 1e-6 * ref) << "n=" << n;
+  }
   ExpectNoCudaError();
 }
 

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -32,6 +33,7 @@
 
 #include "collectives/shm/shm_communicator.h"
 #include "collectives/store.h"
+#include "kernels/cpu/transformer.h"
 #include "runtime/checkpoint.h"
 #include "runtime/compute.h"
 #include "runtime/trainer.h"
@@ -213,16 +215,128 @@ class GuardedCompute final : public Compute {
     kernels::CastToFloat(half, in, out, n, scale);
   }
 
+  // The GPT-2 kernels. The embedding tables' extent is not in the
+  // signatures: they are checked up to the last row the tokens index.
+  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out, int64_t B, int64_t T,
+                        int64_t C) override {
+    Check("EmbeddingForward tokens", tokens, F(B * T));
+    Check("EmbeddingForward wte", wte, F(TableRows(tokens, B * T) * C));
+    Check("EmbeddingForward wpe", wpe, F(T * C));
+    Check("EmbeddingForward out", out, F(B * T * C));
+    Scope s(*this);
+    kernels::EmbeddingForward(tokens, wte, wpe, out, B, T, C);
+  }
+  void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe, int64_t B, int64_t T,
+                         int64_t C) override {
+    Check("EmbeddingBackward dout", dout, F(B * T * C));
+    Check("EmbeddingBackward tokens", tokens, F(B * T));
+    Check("EmbeddingBackward dwte", dwte, F(TableRows(tokens, B * T) * C));
+    Check("EmbeddingBackward dwpe", dwpe, F(T * C));
+    Scope s(*this);
+    kernels::EmbeddingBackward(dout, tokens, dwte, dwpe, B, T, C);
+  }
+  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
+                        int64_t rows, int64_t C, float eps) override {
+    Check("LayerNormForward x", x, F(rows * C));
+    Check("LayerNormForward w", w, F(C));
+    Check("LayerNormForward b", b, F(C));
+    Check("LayerNormForward y", y, F(rows * C));
+    Check("LayerNormForward mean", mean, F(rows));
+    Check("LayerNormForward rstd", rstd, F(rows));
+    Scope s(*this);
+    kernels::LayerNormForward(x, w, b, y, mean, rstd, rows, C, eps);
+  }
+  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
+                         float* dx, float* dw, float* db, int64_t rows, int64_t C) override {
+    Check("LayerNormBackward dy", dy, F(rows * C));
+    Check("LayerNormBackward x", x, F(rows * C));
+    Check("LayerNormBackward w", w, F(C));
+    Check("LayerNormBackward mean", mean, F(rows));
+    Check("LayerNormBackward rstd", rstd, F(rows));
+    Check("LayerNormBackward dx", dx, F(rows * C));
+    Check("LayerNormBackward dw", dw, F(C));
+    Check("LayerNormBackward db", db, F(C));
+    Scope s(*this);
+    kernels::LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, rows, C);
+  }
+  void ResidualAdd(const float* a, const float* b, float* out, int64_t n) override {
+    Check("ResidualAdd a", a, F(n));
+    Check("ResidualAdd b", b, F(n));
+    Check("ResidualAdd out", out, F(n));
+    Scope s(*this);
+    kernels::ResidualAdd(a, b, out, n);
+  }
+  void GeluForward(const float* x, float* y, int64_t n) override {
+    Check("GeluForward x", x, F(n));
+    Check("GeluForward y", y, F(n));
+    Scope s(*this);
+    kernels::GeluForward(x, y, n);
+  }
+  void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override {
+    Check("GeluBackward x", x, F(n));
+    Check("GeluBackward dy", dy, F(n));
+    Check("GeluBackward dx", dx, F(n));
+    Scope s(*this);
+    kernels::GeluBackward(x, dy, dx, n);
+  }
+  void AttentionForward(const float* qkv, float* out, float* att, int64_t B, int64_t T, int64_t C,
+                        int64_t NH) override {
+    Check("AttentionForward qkv", qkv, F(B * T * 3 * C));
+    Check("AttentionForward out", out, F(B * T * C));
+    Check("AttentionForward att", att, F(B * NH * T * T));
+    Scope s(*this);
+    kernels::AttentionForward(qkv, out, att, B, T, C, NH);
+  }
+  void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch,
+                         int64_t B, int64_t T, int64_t C, int64_t NH) override {
+    Check("AttentionBackward dout", dout, F(B * T * C));
+    Check("AttentionBackward qkv", qkv, F(B * T * 3 * C));
+    Check("AttentionBackward att", att, F(B * NH * T * T));
+    Check("AttentionBackward dqkv", dqkv, F(B * T * 3 * C));
+    Check("AttentionBackward scratch", scratch, F(T * T));
+    Scope s(*this);
+    kernels::AttentionBackward(dout, qkv, att, dqkv, scratch, B, T, C, NH);
+  }
+  void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows, int64_t V,
+                         float grad_scale, float* mean_loss) override {
+    Check("CrossEntropyFused logits", logits, F(rows * V));
+    Check("CrossEntropyFused targets", targets, F(rows));
+    if (dlogits != nullptr) Check("CrossEntropyFused dlogits", dlogits, F(rows * V));
+    Check("CrossEntropyFused mean_loss", mean_loss, F(1));
+    Scope s(*this);
+    kernels::CrossEntropyFused(logits, targets, dlogits, rows, V, grad_scale, mean_loss);
+  }
+  void SumSquares(const float* x, int64_t n, float* out) override {
+    Check("SumSquares x", x, F(n));
+    Check("SumSquares out", out, F(1));
+    Scope s(*this);
+    kernels::SumSquares(x, n, out);
+  }
+
   // Records a violation unless [p, p + bytes) lies in one allocation.
   void Check(const std::string& what, const void* p, size_t bytes) {
+    if (!Inside(p, bytes)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      violations_.push_back(what + ": " + std::to_string(bytes) + " bytes at a pointer outside device memory");
+    }
+  }
+  bool Inside(const void* p, size_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     const char* c = static_cast<const char*>(p);
     auto it = regions_.upper_bound(const_cast<char*>(c));
-    if (it != regions_.begin()) {
-      --it;
-      if (c >= it->first && c + bytes <= it->first + it->second) return;
-    }
-    violations_.push_back(what + ": " + std::to_string(bytes) + " bytes at a pointer outside device memory");
+    if (it == regions_.begin()) return false;
+    --it;
+    return c >= it->first && c + bytes <= it->first + it->second;
+  }
+  // 1 + the largest of n tokens in device memory (what a kernel reads of an
+  // embedding table); 0 when the tokens are not device memory (their own
+  // check records that).
+  int64_t TableRows(const int32_t* tokens, int64_t n) {
+    if (!Inside(tokens, F(n))) return 0;
+    Scope s(*this);
+    int32_t largest = -1;
+    for (int64_t i = 0; i < n; ++i) largest = std::max(largest, tokens[i]);
+    return int64_t{largest} + 1;
   }
 
   std::vector<std::string> violations() {
@@ -490,6 +604,79 @@ checkpoint: {dir: )" + (dir / "dev").string() + R"(, every: 2}
     EXPECT_EQ(resumed[r].summary.start_step, 5);
     EXPECT_EQ(uninterrupted[r].params, resumed[r].params) << "rank " << r;
   }
+}
+
+// The GPT-2 kernels in the order of a tiny model step, on buffers from `c`;
+// returns every float buffer afterwards, by name.
+std::map<std::string, std::vector<float>> RunGptKernels(Compute& c) {
+  const int64_t B = 2, T = 5, C = 12, NH = 3, V = 7, rows = B * T;
+  std::map<std::string, Tensor> bufs;
+  // A buffer of n floats, filled with a fixed pattern scaled by `scale`.
+  auto Buf = [&](const std::string& name, int64_t n, float scale) {
+    auto t = c.Alloc({n}, DType::kF32);
+    EXPECT_TRUE(t.ok());
+    std::vector<float> h(static_cast<size_t>(n));
+    for (size_t i = 0; i < h.size(); ++i) h[i] = scale * (0.37f * static_cast<float>((i * 7919 + name.size()) % 23) - 4.0f);
+    c.CopyToDevice(t->data<float>(), h.data(), h.size() * sizeof(float));
+    bufs[name] = *t;
+    return t->data<float>();
+  };
+  const std::vector<int32_t> host_tokens = {0, 6, 3, 3, 1, 6, 2, 5, 0, 4};
+  auto tok = c.Alloc({rows}, DType::kI32);
+  EXPECT_TRUE(tok.ok());
+  c.CopyToDevice(tok->data<int32_t>(), host_tokens.data(), host_tokens.size() * sizeof(int32_t));
+  const int32_t* tokens = tok->data<int32_t>();
+  float *wte = Buf("wte", V * C, 0.1f), *wpe = Buf("wpe", T * C, 0.1f), *x = Buf("x", rows * C, 0.0f),
+        *w = Buf("w", C, 0.3f), *b = Buf("b", C, 0.1f), *y = Buf("y", rows * C, 0.0f), *mean = Buf("mean", rows, 0.0f),
+        *rstd = Buf("rstd", rows, 0.0f), *dx = Buf("dx", rows * C, 0.01f), *dw = Buf("dw", C, 0.01f),
+        *db = Buf("db", C, 0.01f), *h = Buf("h", rows * C, 0.0f), *qkv = Buf("qkv", rows * 3 * C, 0.1f),
+        *att = Buf("att", B * NH * T * T, 0.0f), *dqkv = Buf("dqkv", rows * 3 * C, 0.0f),
+        *scratch = Buf("scratch", T * T, 0.0f), *logits = Buf("logits", rows * V, 0.0f), *loss = Buf("loss", 1, 0.0f),
+        *sumsq = Buf("sumsq", 1, 0.0f);
+  const int64_t n = rows * C;
+  c.EmbeddingForward(tokens, wte, wpe, x, B, T, C);
+  c.LayerNormForward(x, w, b, y, mean, rstd, rows, C, 1e-5f);
+  c.GeluForward(y, h, n);
+  c.ResidualAdd(x, h, h, n);
+  c.AttentionForward(qkv, y, att, B, T, C, NH);
+  c.Gemm(false, true, rows, V, C, 1.0f, y, C, wte, C, 0.0f, logits, V);
+  c.CrossEntropyFused(logits, tokens, nullptr, rows, V, 1.0f, loss);
+  c.CrossEntropyFused(logits, tokens, logits, rows, V, 1.0f / static_cast<float>(rows), loss);
+  c.Gemm(false, false, rows, C, V, 1.0f, logits, V, wte, C, 0.0f, h, C);
+  c.AttentionBackward(h, qkv, att, dqkv, scratch, B, T, C, NH);
+  c.GeluBackward(y, h, h, n);
+  c.LayerNormBackward(h, x, w, mean, rstd, dx, dw, db, rows, C);
+  c.EmbeddingBackward(dx, tokens, wte, wpe, B, T, C);
+  c.SumSquares(dqkv, rows * 3 * C, sumsq);
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& [name, t] : bufs) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    EXPECT_TRUE(c.CopyToHost(v.data(), t.data<float>(), t.nbytes()).ok());
+    out[name] = std::move(v);
+  }
+  return out;
+}
+
+// The GPT-2 kernels through the guard: each opens device memory for its call
+// and checks every pointer against the extent its shapes imply (no false
+// alarms here), and gives bitwise what HostCompute gives; a host buffer
+// handed to one is caught.
+TEST(TrainerOnDevice, GptKernelsRunInsideTheGuardAsOnTheHost) {
+  const auto host = RunGptKernels(HostCompute());
+  GuardedCompute dev;
+  const auto on_dev = RunGptKernels(dev);
+  EXPECT_TRUE(dev.violations().empty()) << dev.violations().size()
+                                        << " violations, the first: " << dev.violations().front();
+  ASSERT_EQ(host.size(), on_dev.size());
+  for (const auto& [name, v] : host) EXPECT_EQ(v, on_dev.at(name)) << name;
+  EXPECT_GT(host.at("sumsq")[0], 0.0f);
+
+  auto t = dev.Alloc({4 * 3 * 8}, DType::kF32);
+  ASSERT_TRUE(t.ok());
+  std::vector<float> host_qkv(4 * 3 * 8);
+  dev.AttentionForward(host_qkv.data(), t->data<float>(), t->data<float>(), 1, 4, 8, 2);
+  ASSERT_EQ(dev.violations().size(), 1u);
+  EXPECT_NE(dev.violations()[0].find("AttentionForward qkv"), std::string::npos) << dev.violations()[0];
 }
 
 // The guard itself works: host code touching device memory faults.
