@@ -9,7 +9,7 @@
 
 #include "core/crc32c.h"
 #include "core/file_util.h"
-#include "runtime/mlp.h"
+#include "runtime/model.h"
 #include "runtime/safetensors.h"
 
 namespace cohort {
@@ -32,9 +32,17 @@ namespace {
 constexpr char kManifest[] = "MANIFEST.json";
 
 nlohmann::json LayoutJson(const CheckpointLayout& l) {
-  return {{"format", kCheckpointFormat}, {"step", l.step}, {"world_size", l.world_size}, {"tensor", l.tensor},
-          {"data", l.data}, {"zero", l.zero}, {"layers", l.layers}, {"optimizer", l.optimizer},
-          {"optimizer_steps", l.optimizer_steps}, {"config_hash", l.config_hash}};
+  nlohmann::json j = {{"format", kCheckpointFormat}, {"step", l.step}, {"world_size", l.world_size},
+                      {"tensor", l.tensor}, {"data", l.data}, {"zero", l.zero}, {"optimizer", l.optimizer},
+                      {"optimizer_steps", l.optimizer_steps}, {"config_hash", l.config_hash}};
+  if (l.model.type == ModelType::kGpt) {
+    const GptConfig& g = l.model.gpt;
+    j["model"] = {{"type", "gpt"}, {"vocab", g.vocab}, {"context", g.context}, {"layers", g.layers},
+                  {"heads", g.heads}, {"width", g.width}};
+  } else {
+    j["layers"] = l.model.layers;  // an MLP's manifest, as before GPTs existed
+  }
+  return j;
 }
 
 Result<CheckpointLayout> ParseLayout(const nlohmann::json& j, const std::string& where) {
@@ -48,11 +56,27 @@ Result<CheckpointLayout> ParseLayout(const nlohmann::json& j, const std::string&
     l.tensor = j.at("tensor").get<int>();
     l.data = j.at("data").get<int>();
     l.zero = j.at("zero").get<int>();
-    l.layers = j.at("layers").get<std::vector<int64_t>>();
+    if (j.contains("model")) {
+      const nlohmann::json& m = j.at("model");
+      if (m.at("type").get<std::string>() != "gpt") return DataLoss(where + ": unknown model type " + m.at("type").dump());
+      l.model.type = ModelType::kGpt;
+      GptConfig& g = l.model.gpt;
+      g.vocab = m.at("vocab").get<int64_t>();
+      g.context = m.at("context").get<int64_t>();
+      g.layers = m.at("layers").get<int64_t>();
+      g.heads = m.at("heads").get<int64_t>();
+      g.width = m.at("width").get<int64_t>();
+      if (g.vocab < 1 || g.context < 1 || g.layers < 1 || g.heads < 1 || g.width < 1 || g.width % g.heads != 0) {
+        return DataLoss(where + ": inconsistent model " + m.dump());
+      }
+    } else {
+      l.model.layers = j.at("layers").get<std::vector<int64_t>>();
+      if (l.model.layers.size() < 2) return DataLoss(where + ": inconsistent layout (fewer than two layer sizes)");
+    }
     l.optimizer = j.at("optimizer").get<std::string>();
     l.optimizer_steps = j.at("optimizer_steps").get<int64_t>();
     l.config_hash = j.at("config_hash").get<std::string>();
-    if (l.tensor < 1 || l.data < 1 || l.tensor * l.data != l.world_size || l.layers.size() < 2) {
+    if (l.tensor < 1 || l.data < 1 || l.tensor * l.data != l.world_size) {
       return DataLoss(where + ": inconsistent layout");
     }
     return l;
@@ -243,9 +267,9 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
     COHORT_ASSIGN_OR_RETURN(files[static_cast<size_t>(r)], ReadSafetensors(path));
   }
   // Reassemble the whole model from each tensor rank's part.
-  const Status layers_ok = Mlp::CheckTensorParallel(L.layers, L.tensor);
+  const Status layers_ok = CheckModel(L.model, L.tensor);
   if (!layers_ok.ok()) return DataLoss(mpath + ": " + layers_ok.message());
-  const int64_t full_n = Mlp::Layout(L.layers, 1, 0).full_num_params();
+  const int64_t full_n = MakeModelLayout(L.model, 1, 0)->full_num_params();
   ck.params.assign(static_cast<size_t>(full_n), 0.0f);
   std::vector<std::string> optim_names;
   for (const auto& nt : files[0].tensors) {
@@ -254,7 +278,8 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
   for (const auto& name : optim_names) ck.optim[name].assign(static_cast<size_t>(full_n), 0.0f);
   ck.metadata = files[0].metadata;
   for (int t = 0; t < L.tensor; ++t) {
-    const Mlp part = Mlp::Layout(L.layers, L.tensor, t);
+    const std::unique_ptr<Model> layout = MakeModelLayout(L.model, L.tensor, t);
+    const Model& part = *layout;
     const int64_t n = part.num_params();
     // Data rank 0 of tensor group column t is world rank t (tensor groups are contiguous).
     const SafetensorsFile& lead = files[static_cast<size_t>(t)];

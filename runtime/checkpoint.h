@@ -33,6 +33,7 @@
 
 #include "core/status.h"
 #include "core/tensor.h"
+#include "runtime/config.h"
 
 namespace cohort {
 
@@ -42,7 +43,7 @@ inline constexpr char kCheckpointFormat[] = "cohort.checkpoint.v1";
 struct CheckpointLayout {
   int64_t step = 0;
   int world_size = 1, tensor = 1, data = 1, zero = 0;
-  std::vector<int64_t> layers;
+  ModelConfig model;      // the architecture (MANIFEST "layers" for an mlp, "model" for a gpt)
   std::string optimizer;  // "sgd" or "adamw"
   int64_t optimizer_steps = 0;
   std::string config_hash;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <numbers>
 #include <set>
 #include <sstream>
 
@@ -108,8 +109,38 @@ Status Positive(Section& s, const std::string& key, double v) {
   return Status::Ok();
 }
 
+Status ParseGpt(Section& s, GptConfig* g) {
+  COHORT_RETURN_IF_ERROR(s.Init({"type", "vocab", "context", "layers", "heads", "width"}));
+  struct Key {
+    const char* name;
+    int64_t* value;
+    int64_t max;
+  };
+  for (const Key& k : {Key{"vocab", &g->vocab, int64_t{1} << 20}, Key{"context", &g->context, 65536},
+                       Key{"layers", &g->layers, 1024}, Key{"heads", &g->heads, 1024},
+                       Key{"width", &g->width, 65536}}) {
+    COHORT_RETURN_IF_ERROR(s.Read(k.name, k.value, /*required=*/true));
+    if (*k.value < 1 || *k.value > k.max) {
+      return s.Error(s.Get(k.name), "'" + s.Join(k.name) + "' must be in [1, " + std::to_string(k.max) + "], not " +
+                                        std::to_string(*k.value));
+    }
+  }
+  if (g->width % g->heads != 0) {
+    return s.Error(s.Get("heads"), "'model.heads' " + std::to_string(g->heads) + " must divide 'model.width' " +
+                                       std::to_string(g->width));
+  }
+  return Status::Ok();
+}
+
 Status ParseModel(Section& s, ModelConfig* m) {
-  COHORT_RETURN_IF_ERROR(s.Init({"layers", "activation"}));
+  std::string type = "mlp";
+  COHORT_RETURN_IF_ERROR(s.Read("type", &type));
+  if (type == "gpt") {
+    m->type = ModelType::kGpt;
+    return ParseGpt(s, &m->gpt);
+  }
+  if (type != "mlp") return s.Error(s.Get("type"), "'model.type' must be mlp or gpt, not '" + type + "'");
+  COHORT_RETURN_IF_ERROR(s.Init({"type", "layers", "activation"}));
   YAML::Node layers = s.Get("layers");
   if (!layers) return s.Error(s.Get("layers"), "missing required key 'model.layers'");
   if (!layers.IsSequence() || layers.size() < 2) {
@@ -201,10 +232,39 @@ Status ParseLossScale(Section& s, LossScaleConfig* l) {
   return Status::Ok();
 }
 
+Status ParseLrSchedule(Section& s, LrSchedule* l) {
+  COHORT_RETURN_IF_ERROR(s.Init({"warmup_steps", "decay", "min_lr"}));
+  COHORT_RETURN_IF_ERROR(s.Read("warmup_steps", &l->warmup_steps));
+  COHORT_RETURN_IF_ERROR(s.Read("min_lr", &l->min_lr));
+  std::string decay = "none";
+  COHORT_RETURN_IF_ERROR(s.Read("decay", &decay));
+  if (decay == "none") l->decay = LrDecay::kNone;
+  else if (decay == "cosine") l->decay = LrDecay::kCosine;
+  else if (decay == "linear") l->decay = LrDecay::kLinear;
+  else return s.Error(s.Get("decay"), "'" + s.Join("decay") + "' must be cosine, linear or none, not '" + decay + "'");
+  if (l->warmup_steps < 0) return s.Error(s.Get("warmup_steps"), "'" + s.Join("warmup_steps") + "' must be >= 0");
+  if (!(l->min_lr >= 0)) return s.Error(s.Get("min_lr"), "'" + s.Join("min_lr") + "' must be >= 0");
+  return Status::Ok();
+}
+
 Status ParseTrain(Section& s, TrainConfig* t) {
   COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every", "bucket_mb",
                                  "first_bucket_mb", "overlap", "compression", "precision", "loss_scale",
-                                 "device"}));
+                                 "device", "lr_schedule", "clip_grad_norm", "eval_every", "eval_batches"}));
+  if (s.Has("lr_schedule")) {
+    Section ls(s.Get("lr_schedule"), s.Join("lr_schedule"), s.origin());
+    COHORT_RETURN_IF_ERROR(ParseLrSchedule(ls, &t->lr_schedule));
+  }
+  COHORT_RETURN_IF_ERROR(s.Read("clip_grad_norm", &t->clip_grad_norm));
+  if (!(t->clip_grad_norm >= 0)) {
+    return s.Error(s.Get("clip_grad_norm"), "'train.clip_grad_norm' must be >= 0 (0: no clipping)");
+  }
+  COHORT_RETURN_IF_ERROR(s.Read("eval_every", &t->eval_every));
+  COHORT_RETURN_IF_ERROR(s.Read("eval_batches", &t->eval_batches));
+  if (t->eval_every < 0) return s.Error(s.Get("eval_every"), "'train.eval_every' must be >= 0 (0: never)");
+  if (t->eval_batches < 1 || t->eval_batches > 100000) {
+    return s.Error(s.Get("eval_batches"), "'train.eval_batches' must be in [1, 100000]");
+  }
   COHORT_RETURN_IF_ERROR(s.Read("device", &t->device));
   if (t->device != "cpu" && t->device != "cuda" && t->device != "auto") {
     return s.Error(s.Get("device"), "'train.device' must be cpu, cuda or auto, not '" + t->device + "'");
@@ -261,7 +321,14 @@ Status ParseData(Section& s, DataConfig* d) {
   COHORT_RETURN_IF_ERROR(s.Read("source", &src));
   if (src == "synthetic") d->source = DataSource::kSynthetic;
   else if (src == "shards") d->source = DataSource::kShards;
-  else return s.Error(s.Get("source"), "'data.source' must be synthetic or shards, not '" + src + "'");
+  else if (src == "tokens") d->source = DataSource::kTokens;
+  else return s.Error(s.Get("source"), "'data.source' must be synthetic, shards or tokens, not '" + src + "'");
+  if (d->source == DataSource::kTokens) {
+    for (const char* k : {"samples", "teacher_hidden", "placement"}) {
+      if (s.Has(k)) return s.Error(s.Get(k), std::string("'data.") + k + "' does not apply to source: tokens");
+    }
+    return s.Read("path", &d->path, /*required=*/true);
+  }
   if (d->source == DataSource::kSynthetic) {
     for (const char* k : {"path", "placement"}) {
       if (s.Has(k)) return s.Error(s.Get(k), std::string("'data.") + k + "' applies to source: shards only");
@@ -357,6 +424,20 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
     Section data(top.Get("data"), "data", origin);
     COHORT_RETURN_IF_ERROR(ParseData(data, &c.data));
   }
+  const bool gpt = c.model.type == ModelType::kGpt;
+  if (gpt != (c.data.source == DataSource::kTokens)) {
+    const YAML::Node at = top.Has("data") ? top.Get("data") : top.Get("model");
+    return top.Error(at, gpt ? "model.type gpt trains on token files: set data: {source: tokens, path: DIR} "
+                               "(DIR from `cohort data tokenize`)"
+                             : "data.source tokens feeds a model of type gpt, not an mlp");
+  }
+  if (c.train.eval_every > 0 && c.data.source != DataSource::kTokens) {
+    return train.Error(train.Get("eval_every"), "'train.eval_every' needs a validation split: data.source tokens");
+  }
+  if (gpt && c.train.precision != DType::kF32) {
+    return train.Error(train.Get("precision"), "'train.precision' " + std::string(DTypeName(c.train.precision)) +
+                                                   " is not built for model.type gpt yet; use fp32");
+  }
   if (top.Has("parallel")) {
     Section par(top.Get("parallel"), "parallel", origin);
     COHORT_RETURN_IF_ERROR(ParseParallel(par, &c.parallel));
@@ -398,6 +479,37 @@ Result<int64_t> Config::BatchPerRank(int data_ranks) const {
   return train.global_batch / data_ranks;
 }
 
+bool SameArchitecture(const ModelConfig& a, const ModelConfig& b) {
+  if (a.type != b.type) return false;
+  if (a.type == ModelType::kMlp) return a.layers == b.layers;
+  const GptConfig &x = a.gpt, &y = b.gpt;
+  return x.vocab == y.vocab && x.context == y.context && x.layers == y.layers && x.heads == y.heads &&
+         x.width == y.width;
+}
+
+std::string DescribeModel(const ModelConfig& m) {
+  if (m.type == ModelType::kGpt) {
+    const GptConfig& g = m.gpt;
+    return "gpt vocab " + std::to_string(g.vocab) + ", context " + std::to_string(g.context) + ", " +
+           std::to_string(g.layers) + " layers, " + std::to_string(g.heads) + " heads, width " +
+           std::to_string(g.width);
+  }
+  std::string s = "mlp ";
+  for (size_t i = 0; i < m.layers.size(); ++i) s += (i ? "-" : "") + std::to_string(m.layers[i]);
+  return s;
+}
+
+float ScheduledLr(const LrSchedule& schedule, float lr, int64_t step, int64_t steps) {
+  const int64_t warmup = schedule.warmup_steps;
+  if (step < warmup) return lr * static_cast<float>(step + 1) / static_cast<float>(warmup);
+  if (schedule.decay == LrDecay::kNone) return lr;
+  const double p = std::clamp(static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, steps - warmup)),
+                              0.0, 1.0);
+  const double lo = schedule.min_lr, hi = lr;
+  if (schedule.decay == LrDecay::kCosine) return static_cast<float>(lo + (hi - lo) * 0.5 * (1.0 + std::cos(std::numbers::pi * p)));
+  return static_cast<float>(hi - (hi - lo) * p);
+}
+
 std::string Config::Canonical() const {
   std::ostringstream os;
   os.precision(9);
@@ -424,6 +536,17 @@ std::string Config::Canonical() const {
   os << ";parallel=" << parallel.tensor << "," << parallel.zero;
   os << ";checkpoint=" << checkpoint.dir << "," << checkpoint.every << "," << checkpoint.keep;
   os << ";elastic=" << static_cast<int>(elastic.batch) << "," << static_cast<int>(elastic.lr);
+  // Later keys add to the text only when set, so older configs keep their hash.
+  if (model.type == ModelType::kGpt) {
+    os << ";gpt=" << model.gpt.vocab << "," << model.gpt.context << "," << model.gpt.layers << ","
+       << model.gpt.heads << "," << model.gpt.width;
+  }
+  const LrSchedule& ls = train.lr_schedule;
+  if (ls.warmup_steps != 0 || ls.decay != LrDecay::kNone || ls.min_lr != 0) {
+    os << ";lr_schedule=" << ls.warmup_steps << "," << static_cast<int>(ls.decay) << "," << ls.min_lr;
+  }
+  if (train.clip_grad_norm != 0) os << ";clip=" << train.clip_grad_norm;
+  if (train.eval_every != 0) os << ";eval=" << train.eval_every << "," << train.eval_batches;
   return os.str();
 }
 

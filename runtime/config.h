@@ -7,6 +7,7 @@
 // Example (examples/mlp.yaml):
 //   seed: 42
 //   model: {layers: [784, 1024, 1024, 10], activation: relu}
+//     or {type: gpt, vocab: 256, context: 256, layers: 6, heads: 6, width: 384}
 //   optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
 //   train: {steps: 300, batch_per_rank: 128}
 //   data: {source: synthetic, samples: 60000, teacher_hidden: 64}
@@ -23,10 +24,30 @@
 
 namespace cohort {
 
-struct ModelConfig {
-  std::vector<int64_t> layers;  // sizes: input, hidden..., classes; at least 2
-  kernels::Activation activation = kernels::Activation::kRelu;
+enum class ModelType { kMlp, kGpt };
+
+// A GPT-2 style transformer (runtime/gpt.h):
+// model: {type: gpt, vocab, context, layers, heads, width}.
+struct GptConfig {
+  int64_t vocab = 256;    // token ids lie in [0, vocab)
+  int64_t context = 256;  // positions (the learned position table's rows)
+  int64_t layers = 6;     // transformer blocks
+  int64_t heads = 6;      // attention heads; divides width
+  int64_t width = 384;    // the residual stream's width (n_embd)
 };
+
+struct ModelConfig {
+  ModelType type = ModelType::kMlp;
+  std::vector<int64_t> layers;  // mlp: sizes: input, hidden..., classes; at least 2
+  kernels::Activation activation = kernels::Activation::kRelu;  // mlp
+  GptConfig gpt;                                                 // gpt
+};
+
+// Whether two model configs have the same parameters (a checkpoint of one
+// restores into the other; the MLP's activation does not count).
+bool SameArchitecture(const ModelConfig& a, const ModelConfig& b);
+// "mlp 784-1024-10" or "gpt vocab 256, context 256, 6 layers, 6 heads, width 384".
+std::string DescribeModel(const ModelConfig& m);
 
 enum class OptimizerType { kSgd, kAdamW };
 
@@ -64,6 +85,24 @@ struct LossScaleConfig {
   int64_t growth_interval = kDefaultLossScaleGrowthInterval;  // in [1, kMaxLossScaleGrowthInterval]
 };
 
+// The learning rate over the steps (train.lr_schedule): a linear warm-up
+// from 0 over `warmup_steps`, then a decay from optimizer.lr to `min_lr` at
+// train.steps. Step s (0-based) uses
+//   s < warmup:  lr * (s + 1) / warmup
+//   otherwise:   p = (s - warmup) / max(1, steps - warmup), clamped to [0, 1];
+//                cosine: min_lr + (lr - min_lr) * (1 + cos(pi p)) / 2
+//                linear: lr - (lr - min_lr) * p;   none: lr.
+// A pure function of the global step, so a resumed run repeats an
+// uninterrupted one.
+enum class LrDecay { kNone, kCosine, kLinear };
+struct LrSchedule {
+  int64_t warmup_steps = 0;
+  LrDecay decay = LrDecay::kNone;
+  float min_lr = 0.0f;
+};
+// The learning rate of 0-based global step `step` of a run of `steps` with peak `lr`.
+float ScheduledLr(const LrSchedule& schedule, float lr, int64_t step, int64_t steps);
+
 struct TrainConfig {
   int64_t steps = 100;
   int64_t batch_per_rank = 0;  // exactly one of batch_per_rank and global_batch is set
@@ -89,15 +128,25 @@ struct TrainConfig {
   // "auto" (cuda when every rank has a GPU, else cpu). Not part of the
   // config hash: checkpoints move freely between devices.
   std::string device = "cpu";
+  LrSchedule lr_schedule;  // default: constant optimizer.lr
+  // Clip the whole model's gradient norm (over every rank's part) to this;
+  // 0: no clipping (torch.nn.utils.clip_grad_norm_'s max_norm).
+  float clip_grad_norm = 0.0f;
+  // Evaluate the validation split every `eval_every` steps (0: never; also
+  // once at the end when set) over `eval_batches` batches of
+  // batch_per_rank samples per data rank.
+  int64_t eval_every = 0;
+  int64_t eval_batches = 8;
 };
 
-enum class DataSource { kSynthetic, kShards };
+enum class DataSource { kSynthetic, kShards, kTokens };
 
 struct DataConfig {
   DataSource source = DataSource::kSynthetic;
   int64_t samples = 60000;     // synthetic: samples in one epoch
   int64_t teacher_hidden = 64; // synthetic: width of the teacher network
-  std::string path;            // shards: the directory `cohort data gen` wrote
+  std::string path;            // shards: the directory `cohort data gen` wrote;
+                               // tokens: the token files (runtime/data/tokens.h)
   // shards: how shards are placed on data-parallel ranks: "modulo" (rank r
   // reads shards r, r+D, ...; exactly balanced) or a consistent scheme from
   // sharding/placement.h (ring, bounded, jump, rendezvous).

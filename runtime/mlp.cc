@@ -203,12 +203,18 @@ Status Mlp::Forward(const float* params, const float* x, int64_t batch, StepTime
 }
 
 Result<double> Mlp::Loss(const float* params, const float* x, const int32_t* labels, int64_t batch) {
-  COHORT_RETURN_IF_ERROR(Forward(params, x, batch, nullptr));
+  COHORT_RETURN_IF_ERROR(Reserve(batch));
   float* loss = loss_.data<float>();
-  compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), labels, probs_.data<float>(), batch, layers_.back(),
-                                       loss);
+  COHORT_RETURN_IF_ERROR(LossTo(params, x, labels, batch, loss));
   COHORT_ASSIGN_OR_RETURN(float v, compute_->ReadFloat(loss));
   return static_cast<double>(v);
+}
+
+Status Mlp::LossTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch, float* loss) {
+  COHORT_RETURN_IF_ERROR(Forward(params, static_cast<const float*>(inputs), batch, nullptr));
+  compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), targets, probs_.data<float>(), batch, layers_.back(),
+                                       loss);
+  return Status::Ok();
 }
 
 std::vector<std::pair<int64_t, int64_t>> Mlp::LayerRanges() const {

@@ -36,42 +36,11 @@
 #include "core/tensor.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/compute.h"
+#include "runtime/model.h"
 
 namespace cohort {
 
-enum class LayerSplit : uint8_t { kReplicated, kColumn, kRow };
-
-struct ParamInfo {
-  std::string name;                 // "layers.0.weight", "layers.0.bias", ...
-  int64_t offset;                   // in elements, into this rank's flat buffer
-  std::vector<int64_t> shape;       // this rank's part: weight {in, out}; bias {out}
-  std::vector<int64_t> full_shape;  // the whole tensor
-  LayerSplit split;                 // how the layer is split across the group
-  bool is_bias;
-};
-
-// How a forward and backward pass computes (train.precision).
-// kF32: everything in fp32. kBF16 / kF16 (mixed precision, fp32 master
-// weights kept by the caller): the forward and backward GEMMs take 16-bit
-// inputs (the weights from `params16`, the activations and the output
-// gradients rounded to 16 bits) and accumulate in fp32
-// (kernels::GemmMixed); bias, activation, softmax and the parameter
-// gradients stay fp32; the activations that feed the next layer's GEMM are
-// stored in 16 bits only. `loss_scale` multiplies the loss before backward
-// (fp16 dynamic loss scaling), so every gradient comes out scaled by it.
-struct Precision {
-  DType compute = DType::kF32;
-  const uint16_t* params16 = nullptr;  // num_params() values, the caller's 16-bit copy of params (device memory)
-  float loss_scale = 1.0f;
-};
-
-struct StepTimes {
-  double forward_s = 0;
-  double backward_s = 0;
-  double tensor_comm_s = 0;  // tensor-parallel all-reduces
-};
-
-class Mlp {
+class Mlp final : public Model {
  public:
   // `tp` is the tensor-parallel group (nullptr or size 1: no splitting).
   // The caller validates with CheckTensorParallel first; violating it aborts.
@@ -85,27 +54,31 @@ class Mlp {
 
   // Copies this rank's part (num_params) into / out of the whole model's flat
   // layout (full_num_params, the layout of the unsplit model).
-  void LocalToFull(const float* local, float* full) const;
-  void FullToLocal(const float* full, float* local) const;
+  void LocalToFull(const float* local, float* full) const override;
+  void FullToLocal(const float* full, float* local) const override;
 
   // InvalidArgument when `tp_size` cannot split `layers` (a split width not
   // divisible by it, or fewer than two layers to pair).
   static Status CheckTensorParallel(const std::vector<int64_t>& layers, int tp_size);
 
-  int64_t num_params() const { return num_params_; }  // this rank's part
-  int64_t full_num_params() const { return full_num_params_; }
-  const std::vector<ParamInfo>& params() const { return info_; }
+  int64_t num_params() const override { return num_params_; }  // this rank's part
+  int64_t full_num_params() const override { return full_num_params_; }
+  const std::vector<ParamInfo>& params() const override { return info_; }
   const std::vector<int64_t>& layers() const { return layers_; }
   int64_t inputs() const { return layers_.front(); }
   int64_t classes() const { return layers_.back(); }
-  int tp_size() const { return tp_size_; }
-  Compute& compute() const { return *compute_; }
+  int tp_size() const override { return tp_size_; }
+  Compute& compute() const override { return *compute_; }
+  SampleShape sample() const override {
+    return {DType::kF32, inputs(), 1, static_cast<int32_t>(classes())};
+  }
+  bool SupportsPrecision(DType) const override { return true; }
 
   // Deterministic initialisation from `seed`, PyTorch nn.Linear's
   // U(-1/sqrt(in), 1/sqrt(in)) for weights and biases. Each element's value
   // depends on its place in the whole (unsplit) model, so every split of the
   // model starts from the same network. `params` is host memory.
-  void Init(float* params, uint64_t seed) const;
+  void Init(float* params, uint64_t seed) const override;
 
   // Forward and backward on a batch: returns the mean cross-entropy loss over
   // the batch (accumulated in double, rounded to fp32) and overwrites `grads` (num_params floats) with the gradient of
@@ -130,14 +103,24 @@ class Mlp {
                            const std::function<void(int)>* on_layer_grads = nullptr,
                            const Precision* precision = nullptr);
   // (offset, count) of each layer's parameters (weight then bias) in the flat buffer.
-  std::vector<std::pair<int64_t, int64_t>> LayerRanges() const;
+  std::vector<std::pair<int64_t, int64_t>> LayerRanges() const override;
   // The mean loss only, computed in fp32 (waits for the device).
   Result<double> Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
+
+  // Model: the inputs are fp32 features (batch x inputs()), one label each.
+  Status ForwardBackwardTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch,
+                           float* grads, float* loss, StepTimes* times, const std::function<void(int)>* on_layer_grads,
+                           const Precision* precision) override {
+    return ForwardBackwardTo(params, static_cast<const float*>(inputs), targets, batch, grads, loss, times,
+                             on_layer_grads, precision);
+  }
+  Status LossTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch,
+                float* loss) override;
 
   // Assembles the whole model's tensors from every rank's part (a collective
   // over the tensor-parallel group; `params` is device memory). Returns host
   // tensors in the order of params().
-  Result<std::vector<std::vector<float>>> GatherFull(const float* params);
+  Result<std::vector<std::vector<float>>> GatherFull(const float* params) override;
 
  private:
   Mlp(std::vector<int64_t> layers, kernels::Activation activation, Communicator* tp, int tp_size,

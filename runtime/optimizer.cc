@@ -1,6 +1,5 @@
 #include "runtime/optimizer.h"
 
-
 namespace cohort {
 namespace {
 
@@ -23,6 +22,7 @@ class Sgd final : public Optimizer {
                                n_, opt_, steps_ == 0);
     ++steps_;
   }
+  void set_lr(float lr) override { opt_.lr = lr; }
   std::vector<std::pair<std::string, Tensor>> State() const override {
     if (!momentum_.defined()) return {};
     return {{"momentum", momentum_}};
@@ -52,6 +52,7 @@ class AdamW final : public Optimizer {
   void Step(float* params, const float* grads) override {
     compute_.AdamWUpdate(params, grads, m_.data<float>(), v_.data<float>(), n_, opt_, ++steps_);
   }
+  void set_lr(float lr) override { opt_.lr = lr; }
   std::vector<std::pair<std::string, Tensor>> State() const override {
     return {{"exp_avg", m_}, {"exp_avg_sq", v_}};
   }

@@ -30,6 +30,8 @@ class Optimizer {
   // rule depend on it); set when restoring a checkpoint.
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
+  // The learning rate of the next Step (train.lr_schedule sets it per step).
+  virtual void set_lr(float lr) = 0;
 
  protected:
   int64_t steps_ = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <numeric>
@@ -14,6 +15,8 @@ namespace {
 
 constexpr char kMetaLossScale[] = "loss_scale";
 constexpr char kMetaLossScaleClean[] = "loss_scale_clean_steps";
+// Evaluation batches draw their windows with the seed xor this.
+constexpr uint64_t kEvalSeedSalt = 0x6576616c2d6b6579ull;
 
 const char* PrecisionName(DType t) {
   return t == DType::kBF16 ? "bf16" : t == DType::kF16 ? "fp16" : "fp32";
@@ -45,18 +48,42 @@ Result<std::vector<int>> OwnedShards(const Config& config, int num_shards, int r
   return mine;
 }
 
+// data.source tokens: the training split (and the validation split when
+// train.eval_every asks for it), checked against the model's vocabulary and
+// context.
+Status OpenTokens(const Config& config, std::unique_ptr<TokenDataset>* train, std::unique_ptr<TokenDataset>* val) {
+  const GptConfig& m = config.model.gpt;
+  COHORT_ASSIGN_OR_RETURN(*train, TokenDataset::Open(config.data.path, TokenSplit::kTrain, m.vocab));
+  auto check = [&](const TokenDataset& d, const char* split) -> Status {
+    if (d.tokens() < m.context + 1) {
+      return InvalidArgument("the " + std::string(split) + " tokens in " + config.data.path + " (" +
+                             std::to_string(d.tokens()) + ") are fewer than one window of model.context + 1 = " +
+                             std::to_string(m.context + 1));
+    }
+    return Status::Ok();
+  };
+  COHORT_RETURN_IF_ERROR(check(**train, "training"));
+  if (config.train.eval_every > 0) {
+    COHORT_ASSIGN_OR_RETURN(*val, TokenDataset::Open(config.data.path, TokenSplit::kVal, m.vocab));
+    COHORT_RETURN_IF_ERROR(check(**val, "validation"));
+  }
+  return Status::Ok();
+}
+
 Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* batch,
-                     std::unique_ptr<Dataset>* data, std::unique_ptr<Sampler>* sampler) {
+                     std::unique_ptr<Dataset>* data, std::unique_ptr<Sampler>* sampler,
+                     std::unique_ptr<TokenDataset>* tokens, std::unique_ptr<TokenDataset>* val_tokens) {
   const int world = g.world->size();
   const int tensor = config.parallel.tensor;
   if (world % tensor != 0) {
     return InvalidArgument("config " + config.source + ": parallel.tensor " + std::to_string(tensor) +
                            " does not divide the world of " + std::to_string(world) + " ranks");
   }
-  COHORT_RETURN_IF_ERROR(Mlp::CheckTensorParallel(config.model.layers, tensor).WithContext("config " + config.source));
+  COHORT_RETURN_IF_ERROR(CheckModel(config.model, tensor).WithContext("config " + config.source));
   const int dranks = world / tensor;
   const int drank = g.world->rank() / tensor;
   COHORT_ASSIGN_OR_RETURN(*batch, config.BatchPerRank(dranks));
+  if (config.data.source == DataSource::kTokens) return OpenTokens(config, tokens, val_tokens);
   const int64_t inputs = config.model.layers.front();
   const int64_t classes = config.model.layers.back();
   if (classes < 2) return InvalidArgument("config " + config.source + ": the last of model.layers (classes) must be at least 2");
@@ -118,7 +145,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   auto t = std::unique_ptr<Trainer>(new Trainer(config, g, timeline));
   t->compute_ = &dev;
   // 2. Layout, data and batch, agreed across ranks.
-  Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_);
+  Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_, &t->tokens_, &t->val_tokens_);
   if (local.ok() && !dev.host() && config.train.compression != DType::kF32) {
     local = InvalidArgument("config " + config.source + ": train.compression " +
                             std::string(DTypeName(config.train.compression)) + " casts gradients on the host; on " +
@@ -129,8 +156,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
       << "parallel groups were not split by parallel.tensor";
   // 3. This rank's part of the model: init from the seed, then data rank 0's
   //    copy wins (all data ranks hold the same part).
-  t->model_ = std::make_unique<Mlp>(config.model.layers, config.model.activation,
-                                    g.tensor->size() > 1 ? g.tensor : nullptr, &dev);
+  t->model_ = MakeModel(config.model, g.tensor, &dev);
   const int64_t n = t->model_->num_params();
   const int64_t d = g.data->size();
   t->partition_ = config.parallel.zero == 1 ? (n + d - 1) / d : n;
@@ -204,7 +230,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
       }
     }
     t->sync_ = std::make_unique<GradientSync>(*g.data, t->grads_.data<float>(), std::move(buckets),
-                                              static_cast<int>(config.model.layers.size() - 1),
+                                              static_cast<int>(t->model_->LayerRanges().size()),
                                               config.train.overlap, timeline, config.train.compression, wire, &dev);
   }
   if (!config.checkpoint.dir.empty()) t->writer_ = std::make_unique<CheckpointWriter>();
@@ -218,7 +244,7 @@ CheckpointLayout Trainer::Layout() const {
   l.tensor = g_.tensor->size();
   l.data = g_.data->size();
   l.zero = config_.parallel.zero;
-  l.layers = config_.model.layers;
+  l.model = config_.model;
   l.optimizer = config_.optimizer.type == OptimizerType::kAdamW ? "adamw" : "sgd";
   l.optimizer_steps = optimizer_->steps();
   l.config_hash = std::to_string(config_.Hash());
@@ -295,8 +321,9 @@ Status Trainer::Checkpoint(bool next) {
 
 Status Trainer::Restore(const LoadedCheckpoint& ck) {
   const CheckpointLayout& l = ck.layout;
-  if (l.layers != config_.model.layers) {
-    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " holds another model (layers differ from model.layers)");
+  if (!SameArchitecture(l.model, config_.model)) {
+    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " holds another model (" +
+                              DescribeModel(l.model) + ", the config has " + DescribeModel(config_.model) + ")");
   }
   const std::string opt = config_.optimizer.type == OptimizerType::kAdamW ? "adamw" : "sgd";
   if (l.optimizer != opt) {
@@ -455,6 +482,10 @@ Status Trainer::ZeroStep(double* comm_s, double* optim_s) {
   if (scaler_) {
     COHORT_ASSIGN_OR_RETURN(apply, UnscaleGrads(grad_part_.data<float>(), partition_, /*agree=*/true));
   }
+  if (apply && config_.train.clip_grad_norm > 0) {
+    const int64_t count = std::max<int64_t>(0, std::min(partition_, model_->num_params() - offset));
+    COHORT_ASSIGN_OR_RETURN(grad_norm_, ClipGradients(grad_part_.data<float>(), offset, count));
+  }
   if (apply) optimizer_->Step(p + offset, grad_part_.data<float>());
   const double t2 = Now();
   if (apply) {
@@ -471,6 +502,124 @@ Status Trainer::ZeroStep(double* comm_s, double* optim_s) {
     timeline_->Add("all-gather", Timeline::kCommTrack, t2, t3);
   }
   return Status::Ok();
+}
+
+Status Trainer::ReserveBatch() {
+  if (x_host_.defined()) return Status::Ok();
+  // The batch: filled on the host into staging memory (page-locked on a
+  // GPU), copied to the device. On the CPU the staging memory is the batch.
+  // Every step ends with a wait for the device (the loss), so the next fill
+  // never overwrites a copy in flight.
+  const SampleShape shape = model_->sample();
+  const int64_t inputs = batch_ * shape.inputs, targets = batch_ * shape.targets;
+  COHORT_ASSIGN_OR_RETURN(x_host_, compute_->AllocStaging({inputs}, shape.input_type));
+  COHORT_ASSIGN_OR_RETURN(y_host_, compute_->AllocStaging({targets}, DType::kI32));
+  if (!compute_->host()) {
+    COHORT_ASSIGN_OR_RETURN(x_dev_, compute_->Alloc({inputs}, shape.input_type));
+    COHORT_ASSIGN_OR_RETURN(y_dev_, compute_->Alloc({targets}, DType::kI32));
+  }
+  return Status::Ok();
+}
+
+const void* Trainer::batch_inputs() const { return compute_->host() ? x_host_.raw() : x_dev_.raw(); }
+const int32_t* Trainer::batch_targets() const {
+  return compute_->host() ? y_host_.data<int32_t>() : y_dev_.data<int32_t>();
+}
+
+Status Trainer::CopyBatchToDevice() {
+  if (!compute_->host()) {
+    compute_->CopyToDevice(x_dev_.raw(), x_host_.raw(), x_host_.nbytes());
+    compute_->CopyToDevice(y_dev_.raw(), y_host_.raw(), y_host_.nbytes());
+  }
+  return Status::Ok();
+}
+
+Status Trainer::FillBatch(int64_t step) {
+  if (tokens_) {
+    // Data rank d takes samples [d B, (d + 1) B) of the step's global batch.
+    COHORT_RETURN_IF_ERROR(tokens_->Fill(config_.seed, step, batch_ * g_.data->rank(), batch_,
+                                         config_.model.gpt.context, x_host_.data<int32_t>(), y_host_.data<int32_t>()));
+  } else {
+    ids_.resize(static_cast<size_t>(batch_));
+    sampler_->Indices(step, ids_);
+    COHORT_RETURN_IF_ERROR(data_->Fill(ids_, x_host_.data<float>(), y_host_.data<int32_t>()));
+  }
+  return CopyBatchToDevice();
+}
+
+Result<double> Trainer::Evaluate() {
+  if (!val_tokens_) {
+    return FailedPrecondition("no validation split to evaluate on: set train.eval_every with data.source tokens");
+  }
+  COHORT_RETURN_IF_ERROR(ReserveBatch());
+  if (!eval_loss_.defined()) {
+    COHORT_ASSIGN_OR_RETURN(eval_loss_, compute_->Alloc({1}, DType::kF32));
+  }
+  // Batch k of every evaluation is the same: windows from a seed of its own,
+  // indexed by k in place of the step.
+  double sum = 0;
+  for (int64_t k = 0; k < config_.train.eval_batches; ++k) {
+    COHORT_RETURN_IF_ERROR(val_tokens_->Fill(config_.seed ^ kEvalSeedSalt, k, batch_ * g_.data->rank(), batch_,
+                                             config_.model.gpt.context, x_host_.data<int32_t>(),
+                                             y_host_.data<int32_t>()));
+    COHORT_RETURN_IF_ERROR(CopyBatchToDevice());
+    COHORT_RETURN_IF_ERROR(model_->LossTo(params_.data<float>(), batch_inputs(), batch_targets(), batch_,
+                                          eval_loss_.data<float>()));
+    COHORT_ASSIGN_OR_RETURN(float v, compute_->ReadFloat(eval_loss_.data<float>()));
+    sum += v;
+  }
+  // Every data rank evaluated as many samples: the mean of the means.
+  const float mine = static_cast<float>(sum / static_cast<double>(config_.train.eval_batches));
+  compute_->CopyToDevice(eval_loss_.raw(), &mine, sizeof(mine));
+  COHORT_RETURN_IF_ERROR(compute_->Sync());
+  COHORT_RETURN_IF_ERROR(g_.data->AllReduce(eval_loss_.raw(), eval_loss_.raw(), 1, DType::kF32, ReduceOp::kAvg)
+                             .WithContext("averaging the validation loss"));
+  COHORT_ASSIGN_OR_RETURN(float mean, compute_->ReadFloat(eval_loss_.data<float>()));
+  return static_cast<double>(mean);
+}
+
+Result<double> Trainer::ClipGradients(float* grads, int64_t offset, int64_t n) {
+  const auto& info = model_->params();
+  if (!norm_parts_.defined()) {
+    COHORT_ASSIGN_OR_RETURN(norm_parts_, compute_->Alloc({static_cast<int64_t>(info.size()) + 1}, DType::kF32));
+  }
+  float* parts = norm_parts_.data<float>();
+  compute_->Zero(parts, static_cast<size_t>(norm_parts_.numel()) * 4);
+  // A tensor that every rank of the tensor group holds whole (replicated,
+  // or a row-parallel layer's bias) counts once, on tensor rank 0.
+  const bool lead = g_.tensor->rank() == 0;
+  for (size_t i = 0; i < info.size(); ++i) {
+    const ParamInfo& p = info[i];
+    const bool whole = p.split == LayerSplit::kReplicated || (p.split == LayerSplit::kRow && p.is_bias);
+    if (whole && !lead) continue;
+    int64_t count = 1;
+    for (int64_t d : p.shape) count *= d;
+    const int64_t lo = std::max(p.offset, offset), hi = std::min(p.offset + count, offset + n);
+    if (hi > lo) compute_->SumSquares(grads + (lo - offset), hi - lo, parts + i);
+  }
+  std::vector<float> host(info.size());
+  COHORT_RETURN_IF_ERROR(compute_->CopyToHost(host.data(), parts, host.size() * 4));
+  double sumsq = 0;
+  for (float v : host) sumsq += v;
+  // ZeRO 0: every data rank holds the same gradients, so the tensor group's
+  // parts make the whole; ZeRO-1: each data rank holds a partition, so the
+  // whole world's parts do.
+  Communicator& group = config_.parallel.zero == 1 ? *g_.world : *g_.tensor;
+  if (group.size() > 1) {
+    float* total = parts + info.size();
+    const float mine = static_cast<float>(sumsq);
+    compute_->CopyToDevice(total, &mine, sizeof(mine));
+    COHORT_RETURN_IF_ERROR(compute_->Sync());
+    COHORT_RETURN_IF_ERROR(group.AllReduce(total, total, 1, DType::kF32, ReduceOp::kSum)
+                               .WithContext("summing the gradient norm"));
+    COHORT_ASSIGN_OR_RETURN(float all, compute_->ReadFloat(total));
+    sumsq = all;
+  }
+  const double norm = std::sqrt(sumsq);
+  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
+  const double coef = config_.train.clip_grad_norm / (norm + 1e-6);
+  if (coef < 1.0) compute_->Scale(grads, n, static_cast<float>(coef));
+  return norm;
 }
 
 Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const StepReport&)>& report) {
@@ -491,28 +640,12 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   prec.compute = config_.train.precision;
   prec.params16 = params16_.defined() ? params16_.data<uint16_t>() : nullptr;
   const Precision* mixed = config_.train.precision != DType::kF32 ? &prec : nullptr;
-  const int64_t inputs = model_->inputs();
-  std::vector<int64_t> ids(static_cast<size_t>(batch_));
-  // The batch: filled on the host into staging memory (page-locked on a
-  // GPU), copied to the device. On the CPU the staging memory is the batch.
-  // Every step ends with a wait for the device (the loss), so the next fill
-  // never overwrites a copy in flight.
-  const bool host = compute_->host();
-  if (!x_host_.defined()) {
-    COHORT_ASSIGN_OR_RETURN(x_host_, compute_->AllocStaging({batch_ * inputs}, DType::kF32));
-    COHORT_ASSIGN_OR_RETURN(y_host_, compute_->AllocStaging({batch_}, DType::kI32));
-    if (!host) {
-      COHORT_ASSIGN_OR_RETURN(x_dev_, compute_->Alloc({batch_ * inputs}, DType::kF32));
-      COHORT_ASSIGN_OR_RETURN(y_dev_, compute_->Alloc({batch_}, DType::kI32));
-    }
-  }
-  float* x = x_host_.data<float>();
-  int32_t* y = y_host_.data<int32_t>();
-  const float* xd = host ? x : x_dev_.data<float>();
-  const int32_t* yd = host ? y : y_dev_.data<int32_t>();
+  COHORT_RETURN_IF_ERROR(ReserveBatch());
+  const void* xd = batch_inputs();
+  const int32_t* yd = batch_targets();
   std::deque<double> recent;
   StepTimes times;
-  double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0, ckpt_s = 0;
+  double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0, ckpt_s = 0, eval_s = 0;
   s.start_step = step_;
   const double sync_base = sync_ ? sync_->comm_seconds() : 0;
   const double start = Now();
@@ -524,13 +657,11 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   for (int64_t i = 0; i < steps; ++i, ++step_) {
     const double t0 = Now();
     const double comm_at_start = sync_s + (sync_ ? sync_->comm_seconds() : 0);
-    sampler_->Indices(step_, ids);
-    COHORT_RETURN_IF_ERROR(data_->Fill(ids, x, y));
-    if (!host) {
-      compute_->CopyToDevice(x_dev_.raw(), x, x_host_.nbytes());
-      compute_->CopyToDevice(y_dev_.raw(), y, y_host_.nbytes());
-    }
+    COHORT_RETURN_IF_ERROR(FillBatch(step_));
     data_s += Now() - t0;
+    const float lr = ScheduledLr(config_.train.lr_schedule, config_.optimizer.lr, step_, config_.train.steps);
+    optimizer_->set_lr(lr);
+    grad_norm_ = -1;
     const double t1 = Now();
     const double fwd_before = times.forward_s;
     float* g = grads_.data<float>();
@@ -555,6 +686,9 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       bool apply = true;
       if (scaler_) {
         COHORT_ASSIGN_OR_RETURN(apply, UnscaleGrads(g, padded, /*agree=*/g_.tensor->size() > 1));
+      }
+      if (apply && config_.train.clip_grad_norm > 0) {
+        COHORT_ASSIGN_OR_RETURN(grad_norm_, ClipGradients(g, 0, model_->num_params()));
       }
       if (apply) {
         optimizer_->Step(params_.data<float>(), g);
@@ -595,13 +729,22 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       COHORT_RETURN_IF_ERROR(cs);
       ckpt_s += Now() - c0;
     }
+    double val_loss = -1;
+    const int64_t eval_every = config_.train.eval_every;
+    if (eval_every > 0 && ((step_ + 1) % eval_every == 0 || i + 1 == steps)) {
+      const double e0 = Now();
+      COHORT_ASSIGN_OR_RETURN(val_loss, Evaluate());
+      eval_s += Now() - e0;
+      s.val_loss = val_loss;
+      ++s.evaluations;
+    }
     if (i == 0) s.initial_loss = loss;
     s.last_loss = loss;
     recent.push_back(loss);
     if (recent.size() > 10) recent.pop_front();
     const double now = Now();
     const int64_t every = config_.train.log_every;
-    const bool due = every > 0 ? (i + 1) % every == 0 : now - last_report >= 1.0;
+    const bool due = (every > 0 ? (i + 1) % every == 0 : now - last_report >= 1.0) || val_loss >= 0;
     if (report && (due || i + 1 == steps || i == 0)) {
       const int64_t done = i + 1 - step_at_report;
       const double span = now - last_report;
@@ -613,6 +756,9 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       r.step_ms = done > 0 ? span * 1e3 / static_cast<double>(done) : 0;
       const double synced = sync_s + (sync_ ? sync_->comm_seconds() : 0);
       r.allreduce_share = span > 0 ? (synced - sync_at_report) / span : 0;
+      r.lr = lr;
+      r.grad_norm = grad_norm_;
+      r.val_loss = val_loss;
       report(r);
       last_report = now;
       step_at_report = i + 1;
@@ -628,8 +774,13 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       st.data_ranks = g_.data->size();
       st.samples = batch_;
       st.checkpoints_committed = committed_;
+      st.lr = lr;
+      st.grad_norm = grad_norm_;
+      st.val_loss = val_loss;
       step_observer_(st);
     }
+    s.lr = lr;
+    s.grad_norm = grad_norm_;
     if (step_hook_) {
       ++step_;  // the hook sees the steps completed
       Status hs = step_hook_(step_, loss);
@@ -655,7 +806,9 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   if (sync_) sync_s += sync_->comm_seconds() - sync_base;
   if (steps == 0) return s;  // resumed at the end: nothing ran
   s.final_loss = std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
-  s.samples_per_s = static_cast<double>(steps * s.global_batch) / s.train_s;
+  // Throughput counts training only; evaluation has its own figure.
+  s.samples_per_s = static_cast<double>(steps * s.global_batch) / std::max(1e-9, s.train_s - eval_s);
+  s.eval_ms = eval_s * 1e3 / static_cast<double>(steps);
   const double per = 1e3 / static_cast<double>(steps);
   s.step_ms = s.train_s * per;
   s.data_ms = data_s * per;

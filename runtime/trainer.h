@@ -48,7 +48,8 @@
 #include "runtime/dataset.h"
 #include "runtime/grad_sync.h"
 #include "runtime/loss_scaler.h"
-#include "runtime/mlp.h"
+#include "runtime/data/tokens.h"
+#include "runtime/model.h"
 #include "runtime/optimizer.h"
 #include "runtime/timeline.h"
 
@@ -71,6 +72,9 @@ struct StepReport {
   double samples_per_s;  // over the steps since the previous report
   double step_ms;        // mean step time since the previous report
   double allreduce_share;
+  double lr = 0;                // the learning rate of the last step
+  double grad_norm = -1;        // its gradient norm before clipping (-1: no clipping)
+  double val_loss = -1;         // the validation loss when evaluated at this step, else -1
 };
 
 // What one step did, for metrics (runtime/trainer fills it; tools/ format
@@ -84,6 +88,9 @@ struct StepStats {
   int data_ranks = 1;       // ranks of the sync (bus bandwidth factor 2(n-1)/n)
   int64_t samples = 0;      // this rank's batch
   int64_t checkpoints_committed = 0;  // by this Trainer so far
+  double lr = 0;            // the learning rate this step used
+  double grad_norm = -1;    // the whole gradient's norm before clipping (-1: not computed)
+  double val_loss = -1;     // the validation loss when evaluated after this step, else -1
 };
 
 struct TrainSummary {
@@ -114,6 +121,11 @@ struct TrainSummary {
   int64_t skipped_steps = 0;       // fp16: steps whose gradients overflowed (no update)
   int64_t checkpoints_written = 0;  // shards this rank wrote (committed or not)
   double checkpoint_write_ms = 0;   // mean per shard, on the writer thread (off the step's critical path)
+  double val_loss = -1;             // the last evaluation's mean validation loss (nats); -1: none
+  int64_t evaluations = 0;
+  double eval_ms = 0;               // per step, time spent evaluating
+  double grad_norm = -1;            // the last step's gradient norm before clipping (-1: not clipped)
+  double lr = 0;                    // the last step's learning rate
 };
 
 class Trainer {
@@ -179,7 +191,12 @@ class Trainer {
   // must be given the same value. Default 0.
   void set_checkpoint_floor(int64_t step) { checkpoint_floor_ = step; }
 
-  const Mlp& model() const { return *model_; }
+  const Model& model() const { return *model_; }
+  // The mean loss over train.eval_batches batches of the validation split,
+  // the same batches at every call, computed by the data-parallel ranks
+  // together (collective over the world). FailedPrecondition when the data
+  // has no validation split.
+  Result<double> Evaluate();
   int64_t batch_per_rank() const { return batch_; }
   // The whole model's parameters, assembled from the tensor group's parts
   // (collective over the tensor group; every rank gets them).
@@ -213,7 +230,8 @@ class Trainer {
   int64_t batch_ = 0;
   std::unique_ptr<Dataset> data_;
   std::unique_ptr<Sampler> sampler_;
-  std::unique_ptr<Mlp> model_;
+  std::unique_ptr<TokenDataset> tokens_, val_tokens_;  // data.source tokens
+  std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   int64_t partition_ = 0;  // ZeRO-1: parameters per data rank (padded)
   Tensor params_;          // local params, padded to partition_ * data ranks
@@ -224,6 +242,23 @@ class Trainer {
   Tensor loss_dev_;                     // ZeRO-1: the batch loss, then its mean (one float)
   Tensor found_dev_;                    // fp16: the overflow flag (one int32)
   Tensor x_host_, y_host_;              // a batch on the host (Compute::AllocStaging)
+  Tensor norm_parts_;                   // clipping: one sum of squares per parameter (device)
+  // Fills this rank's part of global step `step`'s batch into x_host_ /
+  // y_host_ (and copies it to the device).
+  Status FillBatch(int64_t step);
+  Status ReserveBatch();
+  Status CopyBatchToDevice();
+  std::vector<int64_t> ids_;  // the sampler's sample ids of a batch (features)
+  Tensor eval_loss_;          // one float
+  double grad_norm_ = -1;     // the last step's, before clipping
+  // The device copies of the batch filled last.
+  const void* batch_inputs() const;
+  const int32_t* batch_targets() const;
+  // train.clip_grad_norm: the whole model's gradient norm from this rank's
+  // `n` gradients starting at flat offset `offset` (the whole buffer, or a
+  // ZeRO-1 partition), agreed over the world, and the gradients scaled when
+  // it exceeds the limit. Returns the norm before clipping.
+  Result<double> ClipGradients(float* grads, int64_t offset, int64_t n);
   Tensor x_dev_, y_dev_;                // the batch on the device (unused on the CPU)
   std::unique_ptr<LossScaler> scaler_;  // fp16 only
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set

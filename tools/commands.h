@@ -13,12 +13,13 @@ namespace cohort::tools {
 
 struct TrainOptions {
   std::string config_path;
-  int64_t steps = 0;               // 0: from the config
+  int64_t steps = -1;              // -1: train.steps from the config; 0: none (--save-params writes the initial parameters)
   std::string backend = "auto";    // auto | mpi | shm | gloo | nccl (for the data and tensor groups)
   std::string device;              // cpu | cuda | auto; empty: train.device of the config
   std::string store_dir;           // gloo: a directory every rank sees, for bootstrap
   std::string save_params;         // write final parameters (safetensors) from rank 0
   std::string timeline;            // write a Chrome trace of every rank's steps
+  std::string history;             // write one JSON line per logged step and evaluation (rank 0)
   int threads = 0;                 // BLAS threads per rank; 0: cores / local ranks
   std::string log_level = "warn";  // for ranks' stderr logs
   bool verbose = false;            // every rank logs at info

@@ -390,8 +390,8 @@ double NowS() {
 
 Status ElasticWorker::Setup() {
   COHORT_ASSIGN_OR_RETURN(config_, LoadConfigFile(opt_.config_path));
-  if (opt_.steps < 0) return InvalidArgument("--steps must be positive");
-  if (opt_.steps > 0) config_.train.steps = opt_.steps;
+  if (opt_.steps < -1) return InvalidArgument("--steps must be >= 0");
+  if (opt_.steps >= 0) config_.train.steps = opt_.steps;
   if (!opt_.device.empty()) config_.train.device = opt_.device;
   if (config_.train.device == "cuda") {
     return InvalidArgument("config " + config_.source +
@@ -643,7 +643,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
       std::vector<NamedTensor> ts;
       for (auto& [name, t] : *full) ts.push_back({name, t});
       save = WriteSafetensors(opt_.save_params, ts,
-                              {{"format", "cohort.mlp"},
+                              {{"format", config_.model.type == ModelType::kGpt ? "cohort.gpt" : "cohort.mlp"},
                                {"steps", std::to_string(total)},
                                {"world_size", std::to_string(world)}});
     }

@@ -10,6 +10,7 @@
 #include "tools/commands.h"
 #include "tools/coordinator_cmd.h"
 #include "tools/data_cmd.h"
+#include "tools/generate_cmd.h"
 #include "tools/shard_cmd.h"
 
 int main(int argc, char** argv) {
@@ -20,7 +21,7 @@ int main(int argc, char** argv) {
   cohort::tools::TrainOptions train;
   CLI::App* train_cmd = app.add_subcommand("train", "Run one training worker (under mpirun: one rank)");
   train_cmd->add_option("--config", train.config_path, "YAML training config")->required();
-  train_cmd->add_option("--steps", train.steps, "Override train.steps");
+  train_cmd->add_option("--steps", train.steps, "Override train.steps (0: no step; with --save-params, the initial parameters)");
   train_cmd->add_option("--backend", train.backend,
                         "Communication backend: auto | mpi | shm | gloo | nccl (auto: nccl on GPUs)");
   train_cmd->add_option("--device", train.device,
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--store-dir", train.store_dir, "gloo: rendezvous directory every rank sees (default: a temp dir, one host)");
   train_cmd->add_option("--save-params", train.save_params, "Write the final parameters (safetensors); {rank} in the path: every rank writes its own");
   train_cmd->add_option("--timeline", train.timeline, "Write a Chrome trace (Perfetto) of every rank's steps");
+  train_cmd->add_option("--history", train.history, "Write one JSON line per logged step and per evaluation (rank 0)");
   train_cmd->add_option("--threads", train.threads, "BLAS threads per rank (default: cores / ranks on this host)");
   train_cmd->add_option("--log-level", train.log_level, "stderr log level: debug | info | warn | error");
   train_cmd->add_flag("--verbose,-v", train.verbose, "Every rank logs at info level to stderr");
@@ -67,6 +69,16 @@ int main(int argc, char** argv) {
                          "Worker i serves Prometheus metrics on this port + i (0: any free port)");
   launch_cmd->add_option("--metrics-address", launch.metrics_address, "Bind address of the workers' metrics (0.0.0.0)");
   launch_cmd->add_option("command", launch.command, "The worker command, after --");
+
+  cohort::tools::GenerateCmdOptions gen_opt;
+  CLI::App* generate_cmd = app.add_subcommand("generate", "Sample text from the newest committed GPT checkpoint");
+  generate_cmd->add_option("--checkpoint", gen_opt.checkpoint, "Checkpoint directory (checkpoint.dir)")->required();
+  generate_cmd->add_option("--prompt", gen_opt.prompt, "Text to continue (one token per byte)")->required();
+  generate_cmd->add_option("--tokens", gen_opt.sampling.tokens, "Tokens to sample")->required();
+  generate_cmd->add_option("--temperature", gen_opt.sampling.temperature, "Softmax temperature (0: greedy)");
+  generate_cmd->add_option("--top-k", gen_opt.sampling.top_k, "Sample from the k most likely tokens (0: all)");
+  generate_cmd->add_option("--seed", gen_opt.sampling.seed, "Sampling seed");
+  generate_cmd->add_flag("--json", gen_opt.json, "Print {tokens, prompt_len, text} as JSON");
 
   CLI::App* ckpt_cmd = app.add_subcommand("ckpt", "Inspect and verify checkpoints");
   ckpt_cmd->require_subcommand(1);
@@ -219,6 +231,7 @@ int main(int argc, char** argv) {
     return cohort::tools::RunDataGen(gen);
   }
   if (*shard_cmd) return cohort::RunShardCommand(shard, std::cout, std::cerr);
+  if (*generate_cmd) return cohort::tools::RunGenerate(gen_opt);
   if (*inspect_cmd) return cohort::tools::RunCkptInspect(ckpt_dir, ckpt_json, ckpt_coord);
   if (*ckverify_cmd) return cohort::tools::RunCkptVerify(ckpt_dir, ckpt_coord);
   if (*verify_cmd) return cohort::tools::RunDataVerifyDir(verify_dir);

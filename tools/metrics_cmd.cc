@@ -49,6 +49,8 @@ WorkerMetrics::WorkerMetrics() {
   global_step_ =
       r.AddGauge("cohort_train_global_step", "The job's step count after this worker's last step");
   loss_ = r.AddGauge("cohort_train_loss", "Global-batch loss of the last step");
+  val_loss_ = r.AddGauge("cohort_train_val_loss", "Mean validation loss (nats) at the last evaluation");
+  lr_ = r.AddGauge("cohort_train_learning_rate", "The learning rate of the last step");
   step_seconds_ =
       r.AddSummary("cohort_train_step_seconds",
                    "Wall time of a training step: data, compute, gradient sync and checkpoint");
@@ -92,6 +94,8 @@ void WorkerMetrics::OnStep(const StepStats& s) {
   samples_->Inc(static_cast<double>(s.samples));
   global_step_->Set(static_cast<double>(s.step));
   loss_->Set(s.loss);
+  lr_->Set(s.lr);
+  if (s.val_loss >= 0) val_loss_->Set(s.val_loss);
   step_seconds_->Observe(s.step_s);
   sync_seconds_->Observe(s.sync_s);
   sync_bytes_->Inc(static_cast<double>(s.sync_bytes));

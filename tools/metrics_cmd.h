@@ -58,6 +58,8 @@ class WorkerMetrics {
   metrics::Counter* samples_;
   metrics::Gauge* global_step_;
   metrics::Gauge* loss_;
+  metrics::Gauge* val_loss_;
+  metrics::Gauge* lr_;
   metrics::Summary* step_seconds_;
   metrics::Summary* sync_seconds_;
   metrics::Counter* sync_bytes_;

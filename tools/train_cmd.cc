@@ -3,6 +3,8 @@
 // and, as the last line, one JSON summary. Other ranks write to standard error
 // only when something is wrong (or with --verbose).
 
+#include <cmath>
+#include <fstream>
 #include <unistd.h>
 
 #include <cstdio>
@@ -64,8 +66,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   Status local;
   Result<Config> config = LoadConfigFile(opt.config_path);
   if (!config.ok()) local = config.status();
-  if (local.ok() && opt.steps < 0) local = InvalidArgument("--steps must be positive");
-  if (local.ok() && opt.steps > 0) config->train.steps = opt.steps;
+  if (local.ok() && opt.steps < -1) local = InvalidArgument("--steps must be >= 0");
+  if (local.ok() && opt.steps >= 0) config->train.steps = opt.steps;
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local));
 
   // The Prometheus endpoint (--metrics-port P): each rank serves P + its local rank.
@@ -153,8 +155,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   }
   const int64_t to_run = std::max<int64_t>(0, c.train.steps - trainer->step());
   if (lead) {
-    std::string shape;
-    for (int64_t l : c.model.layers) shape += (shape.empty() ? "" : "-") + std::to_string(l);
+    const std::string shape = DescribeModel(c.model);
     std::string layout;
     if (c.parallel.tensor > 1 || c.parallel.zero > 0) {
       layout = " = data " + std::to_string(data_comm->size()) + " x tensor " + std::to_string(tensor_comm->size());
@@ -162,7 +163,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
     }
     std::string device = gpu ? gpu->Describe() : "cpu";
     if (device_setting == "auto") device += " [" + place.reason + "]";
-    std::printf("cohort train: %d rank%s (%s%s) on %s, MLP %s (%s params), batch %lld/data rank (%lld global), "
+    std::printf("cohort train: %d rank%s (%s%s) on %s, %s (%s params), batch %lld/data rank (%lld global), "
                 "%lld steps, BLAS threads %d\n",
                 comm.size(), comm.size() == 1 ? "" : "s", std::string(data_comm->backend()).c_str(), layout.c_str(),
                 device.c_str(),
@@ -172,11 +173,39 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
                 static_cast<long long>(c.train.steps), kernels::BlasThreads());
     std::fflush(stdout);
   }
+  // --history: one JSON line per progress point (rank 0), flushed as it goes.
+  std::ofstream history;
+  Status history_ok;
+  if (lead && !opt.history.empty()) {
+    history.open(opt.history, std::ios::trunc);
+    if (!history) history_ok = IoError("cannot write --history file " + opt.history);
+  }
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, history_ok));
+  const int64_t first_step = trainer->step();
   auto report = [&](const StepReport& r) {
     if (!lead) return;
-    std::printf("step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%\n",
+    if (history.is_open()) {
+      nlohmann::json h = {{"step", first_step + r.step}, {"loss", r.loss},         {"lr", r.lr},
+                          {"samples_per_s", r.samples_per_s}, {"step_ms", r.step_ms}};
+      if (r.grad_norm >= 0) h["grad_norm"] = r.grad_norm;
+      if (r.val_loss >= 0) h["val_loss"] = r.val_loss;
+      history << h.dump() << "\n";
+      history.flush();
+    }
+    std::string extra;
+    if (c.train.lr_schedule.warmup_steps > 0 || c.train.lr_schedule.decay != LrDecay::kNone) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "  lr %.3g", r.lr);
+      extra += buf;
+    }
+    if (r.val_loss >= 0) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "  val %8.4f", r.val_loss);
+      extra += buf;
+    }
+    std::printf("step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%%s\n",
                 static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
-                r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share);
+                r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share, extra.c_str());
     std::fflush(stdout);
   };
   if (lead && !resumed.empty()) {
@@ -202,7 +231,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
       std::vector<NamedTensor> ts;
       for (auto& [name, t] : *full) ts.push_back({name, t});
       save = WriteSafetensors(path, ts,
-                              {{"format", "cohort.mlp"}, {"steps", std::to_string(s.steps)},
+                              {{"format", c.model.type == ModelType::kGpt ? "cohort.gpt" : "cohort.mlp"},
+                               {"steps", std::to_string(s.steps)},
                                {"world_size", std::to_string(s.world_size)}});
     }
   }
@@ -229,7 +259,18 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"end_step", s.end_step}, {"checkpoints_committed", s.checkpoints_committed},
         {"checkpoint_ms", s.checkpoint_ms}, {"checkpoints_written", s.checkpoints_written},
         {"checkpoint_write_ms", s.checkpoint_write_ms},
-        {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
+        {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())},
+        {"model", DescribeModel(c.model)}, {"lr", s.lr}};
+    if (s.grad_norm >= 0) j["grad_norm"] = s.grad_norm;
+    if (c.model.type == ModelType::kGpt) {
+      j["tokens_per_s"] = s.samples_per_s * static_cast<double>(c.model.gpt.context);
+    }
+    if (s.evaluations > 0) {
+      j["val_loss"] = s.val_loss;
+      j["eval_ms"] = s.eval_ms;
+      // Bytes are the tokens of a vocabulary of 256: nats per token / ln 2.
+      if (c.model.gpt.vocab == 256) j["val_bits_per_byte"] = s.val_loss / std::log(2.0);
+    }
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
   }

@@ -48,7 +48,7 @@ class RegistryTest : public testing::Test {
   Result<bool> Write(int64_t step, CheckpointCommitter* committer) {
     CheckpointLayout l;
     l.step = step;
-    l.layers = {4, 3, 2};
+    l.model.layers = {4, 3, 2};
     l.optimizer = "sgd";
     l.config_hash = "1";
     CheckpointShard sh;

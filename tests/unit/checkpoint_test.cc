@@ -43,7 +43,7 @@ std::string FreshDir(const std::string& name) {
 Result<bool> WriteStep(const std::string& dir, int64_t step, float value, CheckpointCommitter* committer) {
   CheckpointLayout l;
   l.step = step;
-  l.layers = kLayers;
+  l.model.layers = kLayers;
   l.optimizer = "sgd";
   l.optimizer_steps = step;
   l.config_hash = "1";
