@@ -434,10 +434,6 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   if (c.train.eval_every > 0 && c.data.source != DataSource::kTokens) {
     return train.Error(train.Get("eval_every"), "'train.eval_every' needs a validation split: data.source tokens");
   }
-  if (gpt && c.train.precision != DType::kF32) {
-    return train.Error(train.Get("precision"), "'train.precision' " + std::string(DTypeName(c.train.precision)) +
-                                                   " is not built for model.type gpt yet; use fp32");
-  }
   if (top.Has("parallel")) {
     Section par(top.Get("parallel"), "parallel", origin);
     COHORT_RETURN_IF_ERROR(ParseParallel(par, &c.parallel));

@@ -1,5 +1,6 @@
 #include "runtime/gpt.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -221,6 +222,18 @@ Status Gpt::Reserve(int64_t batch) {
   return Status::Ok();
 }
 
+Status Gpt::Reserve16(int64_t batch) {
+  if (batch <= reserved16_batch_) return Status::Ok();
+  const int64_t N = batch * config_.context, C = config_.width;
+  a16_ = Tensor();
+  b16_ = Tensor();
+  COHORT_ASSIGN_OR_RETURN(a16_, compute_->Alloc({N * std::max(C, 4 * ct_)}, prec_->compute));
+  COHORT_ASSIGN_OR_RETURN(
+      b16_, compute_->Alloc({N * std::max({config_.vocab, C, 4 * ct_})}, prec_->compute));
+  reserved16_batch_ = batch;
+  return Status::Ok();
+}
+
 Status Gpt::TensorAllReduce(float* buf, int64_t n, StepTimes* times) {
   const double t0 = Now();
   // The collective reads what the compute produced: wait for it (nothing
@@ -231,9 +244,46 @@ Status Gpt::TensorAllReduce(float* buf, int64_t n, StepTimes* times) {
   return s.WithContext("tensor-parallel all-reduce");
 }
 
-Status Gpt::Linear(const float* x, const float* w, const float* bias, float* y, int64_t rows,
-                   int64_t in, int64_t out, bool reduce, StepTimes* times) {
-  compute_->Gemm(false, true, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+bool Gpt::mixed() const { return prec_ != nullptr && prec_->compute != DType::kF32; }
+
+void Gpt::MatmulXWt(const float* x, int64_t w, float* y, int64_t rows, int64_t in, int64_t out) {
+  if (!mixed()) {
+    compute_->Gemm(false, true, rows, out, in, 1.0f, x, in, p_ + w, in, 0.0f, y, out);
+    return;
+  }
+  const DType t = prec_->compute;
+  compute_->CastFromFloat(x, t, a16_.raw(), rows * in, 1.0f);
+  compute_->GemmMixed(false, true, rows, out, in, 1.0f, t, a16_.raw(), in, prec_->params16 + w, in,
+                      0.0f, DType::kF32, y, out);
+}
+
+void Gpt::MatmulDyW(const float* dy, int64_t w, float* dx, int64_t rows, int64_t in, int64_t out) {
+  if (!mixed()) {
+    compute_->Gemm(false, false, rows, in, out, 1.0f, dy, out, p_ + w, in, 0.0f, dx, in);
+    return;
+  }
+  const DType t = prec_->compute;
+  compute_->CastFromFloat(dy, t, b16_.raw(), rows * out, 1.0f);
+  compute_->GemmMixed(false, false, rows, in, out, 1.0f, t, b16_.raw(), out, prec_->params16 + w,
+                      in, 0.0f, DType::kF32, dx, in);
+}
+
+void Gpt::MatmulDyTX(const float* dy, const float* x, float* dw, int64_t rows, int64_t in,
+                     int64_t out) {
+  if (!mixed()) {
+    compute_->Gemm(true, false, out, in, rows, 1.0f, dy, out, x, in, 0.0f, dw, in);
+    return;
+  }
+  const DType t = prec_->compute;
+  compute_->CastFromFloat(dy, t, b16_.raw(), rows * out, 1.0f);
+  compute_->CastFromFloat(x, t, a16_.raw(), rows * in, 1.0f);
+  compute_->GemmMixed(true, false, out, in, rows, 1.0f, t, b16_.raw(), out, a16_.raw(), in, 0.0f,
+                      DType::kF32, dw, in);
+}
+
+Status Gpt::Linear(const float* x, int64_t w, const float* bias, float* y, int64_t rows, int64_t in,
+                   int64_t out, bool reduce, StepTimes* times) {
+  MatmulXWt(x, w, y, rows, in, out);
   if (reduce && tp_size_ > 1) COHORT_RETURN_IF_ERROR(TensorAllReduce(y, rows * out, times));
   if (bias != nullptr) compute_->BiasActForward(y, bias, y, rows, out, kernels::Activation::kNone);
   return Status::Ok();
@@ -257,23 +307,22 @@ Status Gpt::Forward(const float* p, const int32_t* tokens, int64_t batch, StepTi
     float* fch = fch_[l].data<float>();
     float* g = gelu_.data<float>();
     c.LayerNormForward(x, p + b.ln1_w, p + b.ln1_b, ln, st, st + N, N, C, kGptLayerNormEps);
-    COHORT_RETURN_IF_ERROR(Linear(ln, p + b.qkv_w, p + b.qkv_b, qkv, N, C, 3 * Ct, false, times));
+    COHORT_RETURN_IF_ERROR(Linear(ln, b.qkv_w, p + b.qkv_b, qkv, N, C, 3 * Ct, false, times));
     c.AttentionForward(qkv, atty, att_[l].data<float>(), batch, T, Ct, heads_local_);
-    COHORT_RETURN_IF_ERROR(Linear(atty, p + b.proj_w, p + b.proj_b, mid, N, Ct, C, true, times));
+    COHORT_RETURN_IF_ERROR(Linear(atty, b.proj_w, p + b.proj_b, mid, N, Ct, C, true, times));
     c.ResidualAdd(mid, x, mid, N * C);
     c.LayerNormForward(mid, p + b.ln2_w, p + b.ln2_b, ln, st + 2 * N, st + 3 * N, N, C,
                        kGptLayerNormEps);
-    COHORT_RETURN_IF_ERROR(Linear(ln, p + b.fc_w, p + b.fc_b, fch, N, C, 4 * Ct, false, times));
+    COHORT_RETURN_IF_ERROR(Linear(ln, b.fc_w, p + b.fc_b, fch, N, C, 4 * Ct, false, times));
     c.GeluForward(fch, g, N * 4 * Ct);
-    COHORT_RETURN_IF_ERROR(Linear(g, p + b.mproj_w, p + b.mproj_b, out, N, 4 * Ct, C, true, times));
+    COHORT_RETURN_IF_ERROR(Linear(g, b.mproj_w, p + b.mproj_b, out, N, 4 * Ct, C, true, times));
     c.ResidualAdd(out, mid, out, N * C);
   }
   float* lf = lnf_stats_.data<float>();
   c.LayerNormForward(res_.back().data<float>(), p + lnf_w_, p + lnf_b_, ln, lf, lf + N, N, C,
                      kGptLayerNormEps);
   // The head, tied to wte: logits = ln_f(x) wte^T.
-  c.Gemm(false, true, N, config_.vocab, C, 1.0f, ln, C, p + wte_, C, 0.0f, logits_.data<float>(),
-         config_.vocab);
+  MatmulXWt(ln, wte_, logits_.data<float>(), N, C, config_.vocab);
   if (times) times->forward_s += Now() - t0;
   return Status::Ok();
 }
@@ -297,8 +346,8 @@ Status Gpt::Backward(const float* p, const int32_t* tokens, int64_t batch, float
   c.Zero(grads, static_cast<size_t>(num_params_) * 4);
   c.Zero(dres, static_cast<size_t>(N * C) * 4);
   // Head: ln (still ln_f's output) -> logits.
-  c.Gemm(false, false, N, C, V, 1.0f, dlogits, V, p + wte_, C, 0.0f, dx, C);
-  c.Gemm(true, false, V, C, N, 1.0f, dlogits, V, ln, C, 0.0f, grads + wte_, C);
+  MatmulDyW(dlogits, wte_, dx, N, C, V);
+  MatmulDyTX(dlogits, ln, grads + wte_, N, C, V);
   const float* lf = lnf_stats_.data<float>();
   c.LayerNormBackward(dx, res_.back().data<float>(), p + lnf_w_, lf, lf + N, dres, grads + lnf_w_,
                       grads + lnf_b_, N, C);
@@ -311,29 +360,28 @@ Status Gpt::Backward(const float* p, const int32_t* tokens, int64_t batch, float
     const float* fch = fch_[li].data<float>();
     // MLP: out = mid + mproj(gelu(fc(ln_2(mid)))).
     c.GeluForward(fch, g, N * 4 * Ct);
-    c.Gemm(true, false, C, 4 * Ct, N, 1.0f, dres, C, g, 4 * Ct, 0.0f, grads + b.mproj_w, 4 * Ct);
+    MatmulDyTX(dres, g, grads + b.mproj_w, N, 4 * Ct, C);
     c.BiasGrad(dres, grads + b.mproj_b, N, C);
-    c.Gemm(false, false, N, 4 * Ct, C, 1.0f, dres, C, p + b.mproj_w, 4 * Ct, 0.0f, g, 4 * Ct);
+    MatmulDyW(dres, b.mproj_w, g, N, 4 * Ct, C);
     c.GeluBackward(fch, g, g, N * 4 * Ct);
     c.LayerNormForward(mid, p + b.ln2_w, p + b.ln2_b, ln, st + 2 * N, st + 3 * N, N, C,
                        kGptLayerNormEps);
-    c.Gemm(true, false, 4 * Ct, C, N, 1.0f, g, 4 * Ct, ln, C, 0.0f, grads + b.fc_w, C);
+    MatmulDyTX(g, ln, grads + b.fc_w, N, C, 4 * Ct);
     c.BiasGrad(g, grads + b.fc_b, N, 4 * Ct);
-    c.Gemm(false, false, N, C, 4 * Ct, 1.0f, g, 4 * Ct, p + b.fc_w, C, 0.0f, dx, C);
+    MatmulDyW(g, b.fc_w, dx, N, C, 4 * Ct);
     if (tp_size_ > 1) COHORT_RETURN_IF_ERROR(TensorAllReduce(dx, N * C, times));
     c.LayerNormBackward(dx, mid, p + b.ln2_w, st + 2 * N, st + 3 * N, dres, grads + b.ln2_w,
                         grads + b.ln2_b, N, C);
     // Attention: mid = x + proj(attention(qkv(ln_1(x)))).
-    c.Gemm(true, false, C, Ct, N, 1.0f, dres, C, atty_[li].data<float>(), Ct, 0.0f,
-           grads + b.proj_w, Ct);
+    MatmulDyTX(dres, atty_[li].data<float>(), grads + b.proj_w, N, Ct, C);
     c.BiasGrad(dres, grads + b.proj_b, N, C);
-    c.Gemm(false, false, N, Ct, C, 1.0f, dres, C, p + b.proj_w, Ct, 0.0f, datty, Ct);
+    MatmulDyW(dres, b.proj_w, datty, N, Ct, C);
     c.AttentionBackward(datty, qkv_[li].data<float>(), att_[li].data<float>(), dqkv,
                         att_scratch_.data<float>(), batch, T, Ct, heads_local_);
     c.LayerNormForward(x, p + b.ln1_w, p + b.ln1_b, ln, st, st + N, N, C, kGptLayerNormEps);
-    c.Gemm(true, false, 3 * Ct, C, N, 1.0f, dqkv, 3 * Ct, ln, C, 0.0f, grads + b.qkv_w, C);
+    MatmulDyTX(dqkv, ln, grads + b.qkv_w, N, C, 3 * Ct);
     c.BiasGrad(dqkv, grads + b.qkv_b, N, 3 * Ct);
-    c.Gemm(false, false, N, C, 3 * Ct, 1.0f, dqkv, 3 * Ct, p + b.qkv_w, C, 0.0f, dx, C);
+    MatmulDyW(dqkv, b.qkv_w, dx, N, C, 3 * Ct);
     if (tp_size_ > 1) COHORT_RETURN_IF_ERROR(TensorAllReduce(dx, N * C, times));
     c.LayerNormBackward(dx, x, p + b.ln1_w, st, st + N, dres, grads + b.ln1_w, grads + b.ln1_b, N,
                         C);
@@ -349,9 +397,13 @@ Status Gpt::ForwardBackwardTo(const float* params, const void* inputs, const int
                               int64_t batch, float* grads, float* loss, StepTimes* times,
                               const std::function<void(int)>* on_layer_grads,
                               const Precision* precision) {
-  COHORT_CHECK(precision == nullptr || precision->compute == DType::kF32)
-      << "the GPT computes in fp32 only";
   const float scale = precision != nullptr ? precision->loss_scale : 1.0f;
+  COHORT_CHECK(precision == nullptr || precision->compute == DType::kF32 ||
+               precision->params16 != nullptr)
+      << "mixed precision without the 16-bit weights";
+  p_ = params;
+  prec_ = precision;
+  if (mixed()) COHORT_RETURN_IF_ERROR(Reserve16(batch));
   const auto* tokens = static_cast<const int32_t*>(inputs);
   COHORT_RETURN_IF_ERROR(Forward(params, tokens, batch, times));
   const int64_t N = batch * config_.context;
@@ -365,6 +417,8 @@ Status Gpt::ForwardBackwardTo(const float* params, const void* inputs, const int
 
 Status Gpt::LossTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch,
                    float* loss) {
+  p_ = params;
+  prec_ = nullptr;  // evaluation reads the fp32 (master) weights
   COHORT_RETURN_IF_ERROR(Forward(params, static_cast<const int32_t*>(inputs), batch, nullptr));
   const int64_t N = batch * config_.context;
   compute_->CrossEntropyFused(logits_.data<float>(), targets, nullptr, N, config_.vocab, 1.0f,

@@ -75,7 +75,7 @@ class Gpt final : public Model {
   SampleShape sample() const override {
     return {DType::kI32, config_.context, config_.context, static_cast<int32_t>(config_.vocab)};
   }
-  bool SupportsPrecision(DType precision) const override { return precision == DType::kF32; }
+  bool SupportsPrecision(DType) const override { return true; }
   const GptConfig& config() const { return config_; }
 
   void Init(float* params, uint64_t seed) const override;
@@ -124,10 +124,25 @@ class Gpt final : public Model {
   Status TensorAllReduce(float* buf, int64_t n, StepTimes* times);
   // y = x W^T (+ bias when `bias` is set, after the tensor-parallel sum
   // when `reduce`): a linear layer over `rows` rows.
-  Status Linear(const float* x, const float* w, const float* bias, float* y, int64_t rows,
-                int64_t in, int64_t out, bool reduce, StepTimes* times);
+  Status Linear(const float* x, int64_t w, const float* bias, float* y, int64_t rows, int64_t in,
+                int64_t out, bool reduce, StepTimes* times);
+
+  // The GEMMs of the linear layers and the head, W at parameter offset `w`
+  // ([out, in]): in fp32, or with 16-bit inputs (the activations and output
+  // gradients rounded into a16_ / b16_, the weights from params16) and fp32
+  // accumulation under mixed precision. y = x W^T; dx = dy W; dW = dy^T x.
+  bool mixed() const;
+  void MatmulXWt(const float* x, int64_t w, float* y, int64_t rows, int64_t in, int64_t out);
+  void MatmulDyW(const float* dy, int64_t w, float* dx, int64_t rows, int64_t in, int64_t out);
+  void MatmulDyTX(const float* dy, const float* x, float* dw, int64_t rows, int64_t in,
+                  int64_t out);
+  Status Reserve16(int64_t batch);
 
   GptConfig config_;
+  const float* p_ = nullptr;         // the parameters of the pass in progress
+  const Precision* prec_ = nullptr;  // its precision (null: fp32)
+  int64_t reserved16_batch_ = 0;
+  Tensor a16_, b16_;  // mixed precision: 16-bit GEMM inputs
   Communicator* tp_;
   int tp_size_ = 1, tp_rank_ = 0;
   Compute* compute_;
