@@ -35,6 +35,7 @@ nlohmann::json LayoutJson(const CheckpointLayout& l) {
   nlohmann::json j = {{"format", kCheckpointFormat}, {"step", l.step}, {"world_size", l.world_size},
                       {"tensor", l.tensor}, {"data", l.data}, {"zero", l.zero}, {"optimizer", l.optimizer},
                       {"optimizer_steps", l.optimizer_steps}, {"config_hash", l.config_hash}};
+  if (!l.config_yaml.empty()) j["config"] = l.config_yaml;
   if (l.model.type == ModelType::kGpt) {
     const GptConfig& g = l.model.gpt;
     j["model"] = {{"type", "gpt"}, {"vocab", g.vocab}, {"context", g.context}, {"layers", g.layers},
@@ -76,6 +77,7 @@ Result<CheckpointLayout> ParseLayout(const nlohmann::json& j, const std::string&
     l.optimizer = j.at("optimizer").get<std::string>();
     l.optimizer_steps = j.at("optimizer_steps").get<int64_t>();
     l.config_hash = j.at("config_hash").get<std::string>();
+    l.config_yaml = j.value("config", std::string());
     if (l.tensor < 1 || l.data < 1 || l.tensor * l.data != l.world_size) {
       return DataLoss(where + ": inconsistent layout");
     }

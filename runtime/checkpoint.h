@@ -47,6 +47,7 @@ struct CheckpointLayout {
   std::string optimizer;  // "sgd" or "adamw"
   int64_t optimizer_steps = 0;
   std::string config_hash;
+  std::string config_yaml;  // the run's config (empty in checkpoints from before it was kept)
 };
 
 // One rank's shard, ready to write: tensors plus where they belong.

@@ -322,10 +322,11 @@ Status ParseData(Section& s, DataConfig* d) {
   if (src == "synthetic") d->source = DataSource::kSynthetic;
   else if (src == "shards") d->source = DataSource::kShards;
   else if (src == "tokens") d->source = DataSource::kTokens;
-  else return s.Error(s.Get("source"), "'data.source' must be synthetic, shards or tokens, not '" + src + "'");
-  if (d->source == DataSource::kTokens) {
+  else if (src == "idx") d->source = DataSource::kIdx;
+  else return s.Error(s.Get("source"), "'data.source' must be synthetic, shards, tokens or idx, not '" + src + "'");
+  if (d->source == DataSource::kTokens || d->source == DataSource::kIdx) {
     for (const char* k : {"samples", "teacher_hidden", "placement"}) {
-      if (s.Has(k)) return s.Error(s.Get(k), std::string("'data.") + k + "' does not apply to source: tokens");
+      if (s.Has(k)) return s.Error(s.Get(k), std::string("'data.") + k + "' does not apply to source: " + src);
     }
     return s.Read("path", &d->path, /*required=*/true);
   }
@@ -406,6 +407,7 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   if (!root || root.IsNull()) return InvalidArgument("config " + origin + ": the file is empty");
   Config c;
   c.source = origin;
+  c.text = yaml_text;
   Section top(root, "", origin);
   COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data", "parallel", "checkpoint", "elastic"}));
   COHORT_RETURN_IF_ERROR(top.Read("seed", &c.seed));
@@ -431,8 +433,9 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
                                "(DIR from `cohort data tokenize`)"
                              : "data.source tokens feeds a model of type gpt, not an mlp");
   }
-  if (c.train.eval_every > 0 && c.data.source != DataSource::kTokens) {
-    return train.Error(train.Get("eval_every"), "'train.eval_every' needs a validation split: data.source tokens");
+  if (c.train.eval_every > 0 && c.data.source != DataSource::kTokens && c.data.source != DataSource::kIdx) {
+    return train.Error(train.Get("eval_every"),
+                       "'train.eval_every' needs a held-out split: data.source tokens (validation) or idx (test)");
   }
   if (top.Has("parallel")) {
     Section par(top.Get("parallel"), "parallel", origin);

@@ -139,7 +139,7 @@ struct TrainConfig {
   int64_t eval_batches = 8;
 };
 
-enum class DataSource { kSynthetic, kShards, kTokens };
+enum class DataSource { kSynthetic, kShards, kTokens, kIdx };
 
 struct DataConfig {
   DataSource source = DataSource::kSynthetic;
@@ -147,6 +147,7 @@ struct DataConfig {
   int64_t teacher_hidden = 64; // synthetic: width of the teacher network
   std::string path;            // shards: the directory `cohort data gen` wrote;
                                // tokens: the token files (runtime/data/tokens.h)
+                               // idx: the four IDX files of an MNIST-style dataset (runtime/data/idx.h)
   // shards: how shards are placed on data-parallel ranks: "modulo" (rank r
   // reads shards r, r+D, ...; exactly balanced) or a consistent scheme from
   // sharding/placement.h (ring, bounded, jump, rendezvous).
@@ -182,6 +183,7 @@ struct ElasticConfig {
 
 struct Config {
   std::string source;  // the file it came from, for messages
+  std::string text;    // the YAML it was parsed from (checkpoints keep it for `cohort eval`)
   uint64_t seed = 1;
   ModelConfig model;
   OptimizerConfig optimizer;

@@ -426,6 +426,14 @@ Status Gpt::LossTo(const float* params, const void* inputs, const int32_t* targe
   return Status::Ok();
 }
 
+Status Gpt::LogitsToHost(const float* params, const void* inputs, int64_t batch, float* logits) {
+  p_ = params;
+  prec_ = nullptr;
+  COHORT_RETURN_IF_ERROR(Forward(params, static_cast<const int32_t*>(inputs), batch, nullptr));
+  return compute_->CopyToHost(logits, logits_.raw(),
+                              static_cast<size_t>(batch * config_.context * config_.vocab) * 4);
+}
+
 Result<std::vector<std::vector<float>>> Gpt::GatherFull(const float* params) {
   // Every rank places its part into a zeroed whole (replicated tensors from
   // tensor rank 0 only) and the group sums them: each element comes from

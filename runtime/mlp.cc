@@ -210,6 +210,11 @@ Result<double> Mlp::Loss(const float* params, const float* x, const int32_t* lab
   return static_cast<double>(v);
 }
 
+Status Mlp::LogitsToHost(const float* params, const void* inputs, int64_t batch, float* logits) {
+  COHORT_RETURN_IF_ERROR(Forward(params, static_cast<const float*>(inputs), batch, nullptr));
+  return compute_->CopyToHost(logits, z_.back().raw(), static_cast<size_t>(batch * layers_.back()) * 4);
+}
+
 Status Mlp::LossTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch, float* loss) {
   COHORT_RETURN_IF_ERROR(Forward(params, static_cast<const float*>(inputs), batch, nullptr));
   compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), targets, probs_.data<float>(), batch, layers_.back(),

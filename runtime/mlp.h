@@ -116,6 +116,7 @@ class Mlp final : public Model {
   }
   Status LossTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch,
                 float* loss) override;
+  Status LogitsToHost(const float* params, const void* inputs, int64_t batch, float* logits) override;
 
   // Assembles the whole model's tensors from every rank's part (a collective
   // over the tensor-parallel group; `params` is device memory). Returns host

@@ -120,6 +120,11 @@ class Model {
   virtual Status LossTo(const float* params, const void* inputs, const int32_t* targets,
                         int64_t batch, float* loss) = 0;
 
+  // Forward only: the logits of every target (batch x sample().targets x
+  // sample().classes floats, row-major) into host memory `logits`. Waits for
+  // the device. For evaluation (accuracy, confusion) and tests.
+  virtual Status LogitsToHost(const float* params, const void* inputs, int64_t batch, float* logits) = 0;
+
   // Assembles the whole model's tensors from every rank's part (a collective
   // over the tensor-parallel group; `params` is device memory). Host
   // tensors in the order of params().

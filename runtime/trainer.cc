@@ -8,6 +8,7 @@
 #include <deque>
 #include <numeric>
 
+#include "runtime/data/idx.h"
 #include "sharding/data_plan.h"
 
 namespace cohort {
@@ -70,9 +71,34 @@ Status OpenTokens(const Config& config, std::unique_ptr<TokenDataset>* train, st
   return Status::Ok();
 }
 
+// data.source idx: the training split, sampled in seeded epochs with each
+// data rank taking its share of every global batch (GlobalSampler), and the
+// test split when train.eval_every asks for it.
+Status OpenIdx(const Config& config, int64_t batch, int drank, int dranks, std::unique_ptr<Dataset>* data,
+               std::unique_ptr<Sampler>* sampler, std::unique_ptr<IdxDataset>* test) {
+  const int64_t inputs = config.model.layers.front(), classes = config.model.layers.back();
+  COHORT_ASSIGN_OR_RETURN(auto train, IdxDataset::Open(config.data.path, IdxSplit::kTrain));
+  if (train->features() != inputs || train->classes() != classes) {
+    return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(train->features()) +
+                           " features and " + std::to_string(train->classes()) + " classes, but model.layers is " +
+                           std::to_string(inputs) + " ... " + std::to_string(classes));
+  }
+  if (train->samples() < batch * dranks) {
+    return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(train->samples()) +
+                           " training samples, fewer than one global batch of " + std::to_string(batch * dranks));
+  }
+  *sampler = std::make_unique<GlobalSampler>(train->samples(), batch, drank, dranks, config.seed);
+  *data = std::move(train);
+  if (config.train.eval_every > 0) {
+    COHORT_ASSIGN_OR_RETURN(*test, IdxDataset::Open(config.data.path, IdxSplit::kTest));
+  }
+  return Status::Ok();
+}
+
 Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* batch,
                      std::unique_ptr<Dataset>* data, std::unique_ptr<Sampler>* sampler,
-                     std::unique_ptr<TokenDataset>* tokens, std::unique_ptr<TokenDataset>* val_tokens) {
+                     std::unique_ptr<TokenDataset>* tokens, std::unique_ptr<TokenDataset>* val_tokens,
+                     std::unique_ptr<IdxDataset>* test) {
   const int world = g.world->size();
   const int tensor = config.parallel.tensor;
   if (world % tensor != 0) {
@@ -84,6 +110,7 @@ Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* bat
   const int drank = g.world->rank() / tensor;
   COHORT_ASSIGN_OR_RETURN(*batch, config.BatchPerRank(dranks));
   if (config.data.source == DataSource::kTokens) return OpenTokens(config, tokens, val_tokens);
+  if (config.data.source == DataSource::kIdx) return OpenIdx(config, *batch, drank, dranks, data, sampler, test);
   const int64_t inputs = config.model.layers.front();
   const int64_t classes = config.model.layers.back();
   if (classes < 2) return InvalidArgument("config " + config.source + ": the last of model.layers (classes) must be at least 2");
@@ -145,7 +172,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   auto t = std::unique_ptr<Trainer>(new Trainer(config, g, timeline));
   t->compute_ = &dev;
   // 2. Layout, data and batch, agreed across ranks.
-  Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_, &t->tokens_, &t->val_tokens_);
+  Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_, &t->tokens_, &t->val_tokens_, &t->test_);
   if (local.ok() && !dev.host() && config.train.compression != DType::kF32) {
     local = InvalidArgument("config " + config.source + ": train.compression " +
                             std::string(DTypeName(config.train.compression)) + " casts gradients on the host; on " +
@@ -248,6 +275,7 @@ CheckpointLayout Trainer::Layout() const {
   l.optimizer = config_.optimizer.type == OptimizerType::kAdamW ? "adamw" : "sgd";
   l.optimizer_steps = optimizer_->steps();
   l.config_hash = std::to_string(config_.Hash());
+  l.config_yaml = config_.text;
   return l;
 }
 
@@ -547,17 +575,34 @@ Status Trainer::FillBatch(int64_t step) {
   return CopyBatchToDevice();
 }
 
-Result<double> Trainer::Evaluate() {
-  if (!val_tokens_) {
-    return FailedPrecondition("no validation split to evaluate on: set train.eval_every with data.source tokens");
+Status Trainer::SumOverData(std::vector<double>* values) {
+  if (g_.data->size() == 1) return Status::Ok();
+  const auto n = static_cast<int64_t>(values->size());
+  if (eval_sums_.numel() < n) {
+    COHORT_ASSIGN_OR_RETURN(eval_sums_, compute_->Alloc({n}, DType::kF64));
   }
+  compute_->CopyToDevice(eval_sums_.raw(), values->data(), values->size() * 8);
+  COHORT_RETURN_IF_ERROR(compute_->Sync());
+  COHORT_RETURN_IF_ERROR(g_.data->AllReduce(eval_sums_.raw(), eval_sums_.raw(), values->size(), DType::kF64,
+                                            ReduceOp::kSum)
+                             .WithContext("summing the evaluation over the data-parallel ranks"));
+  return compute_->CopyToHost(values->data(), eval_sums_.raw(), values->size() * 8);
+}
+
+Result<EvalResult> Trainer::Evaluate() {
+  if (val_tokens_) return EvaluateTokens();
+  if (test_) return EvaluateClassifier();
+  return FailedPrecondition("no held-out split to evaluate on: train.eval_every needs data.source tokens or idx");
+}
+
+Result<EvalResult> Trainer::EvaluateTokens() {
   COHORT_RETURN_IF_ERROR(ReserveBatch());
   if (!eval_loss_.defined()) {
     COHORT_ASSIGN_OR_RETURN(eval_loss_, compute_->Alloc({1}, DType::kF32));
   }
   // Batch k of every evaluation is the same: windows from a seed of its own,
   // indexed by k in place of the step.
-  double sum = 0;
+  std::vector<double> sum = {0.0};
   for (int64_t k = 0; k < config_.train.eval_batches; ++k) {
     COHORT_RETURN_IF_ERROR(val_tokens_->Fill(config_.seed ^ kEvalSeedSalt, k, batch_ * g_.data->rank(), batch_,
                                              config_.model.gpt.context, x_host_.data<int32_t>(),
@@ -566,16 +611,50 @@ Result<double> Trainer::Evaluate() {
     COHORT_RETURN_IF_ERROR(model_->LossTo(params_.data<float>(), batch_inputs(), batch_targets(), batch_,
                                           eval_loss_.data<float>()));
     COHORT_ASSIGN_OR_RETURN(float v, compute_->ReadFloat(eval_loss_.data<float>()));
-    sum += v;
+    sum[0] += v;
   }
   // Every data rank evaluated as many samples: the mean of the means.
-  const float mine = static_cast<float>(sum / static_cast<double>(config_.train.eval_batches));
-  compute_->CopyToDevice(eval_loss_.raw(), &mine, sizeof(mine));
-  COHORT_RETURN_IF_ERROR(compute_->Sync());
-  COHORT_RETURN_IF_ERROR(g_.data->AllReduce(eval_loss_.raw(), eval_loss_.raw(), 1, DType::kF32, ReduceOp::kAvg)
-                             .WithContext("averaging the validation loss"));
-  COHORT_ASSIGN_OR_RETURN(float mean, compute_->ReadFloat(eval_loss_.data<float>()));
-  return static_cast<double>(mean);
+  COHORT_RETURN_IF_ERROR(SumOverData(&sum));
+  EvalResult r;
+  r.samples = config_.train.eval_batches * batch_ * g_.data->size();
+  r.loss = sum[0] / static_cast<double>(config_.train.eval_batches * g_.data->size());
+  return r;
+}
+
+Result<EvalResult> Trainer::EvaluateClassifier() {
+  COHORT_RETURN_IF_ERROR(ReserveBatch());
+  const int64_t n = test_->samples(), ranks = g_.data->size(), d = g_.data->rank();
+  const int64_t lo = n * d / ranks, hi = n * (d + 1) / ranks;
+  const int32_t k = model_->sample().classes;
+  // [loss sum, correct, confusion (k x k)], summed in double: counts stay exact.
+  std::vector<double> acc(2 + static_cast<size_t>(k) * static_cast<size_t>(k), 0.0);
+  std::vector<float> logits(static_cast<size_t>(batch_ * k));
+  for (int64_t at = lo; at < hi; at += batch_) {
+    const int64_t b = std::min(batch_, hi - at);
+    ids_.resize(static_cast<size_t>(b));
+    std::iota(ids_.begin(), ids_.end(), at);
+    COHORT_RETURN_IF_ERROR(test_->Fill(ids_, x_host_.data<float>(), y_host_.data<int32_t>()));
+    COHORT_RETURN_IF_ERROR(CopyBatchToDevice());
+    COHORT_RETURN_IF_ERROR(model_->LogitsToHost(params_.data<float>(), batch_inputs(), b, logits.data()));
+    const int32_t* y = y_host_.data<int32_t>();
+    for (int64_t i = 0; i < b; ++i) {
+      const float* row = logits.data() + i * k;
+      const int32_t pred = static_cast<int32_t>(std::max_element(row, row + k) - row);
+      double sum = 0;
+      for (int32_t c = 0; c < k; ++c) sum += std::exp(static_cast<double>(row[c]) - row[pred]);
+      acc[0] += std::log(sum) + row[pred] - row[y[i]];
+      acc[1] += pred == y[i] ? 1 : 0;
+      acc[2 + static_cast<size_t>(y[i]) * static_cast<size_t>(k) + static_cast<size_t>(pred)] += 1;
+    }
+  }
+  COHORT_RETURN_IF_ERROR(SumOverData(&acc));
+  EvalResult r;
+  r.samples = n;
+  r.classes = k;
+  r.loss = acc[0] / static_cast<double>(n);
+  r.accuracy = acc[1] / static_cast<double>(n);
+  for (size_t i = 2; i < acc.size(); ++i) r.confusion.push_back(static_cast<int64_t>(acc[i]));
+  return r;
 }
 
 Result<double> Trainer::ClipGradients(float* grads, int64_t offset, int64_t n) {
@@ -729,13 +808,14 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       COHORT_RETURN_IF_ERROR(cs);
       ckpt_s += Now() - c0;
     }
-    double val_loss = -1;
+    double val_loss = -1, eval_accuracy = -1;
     const int64_t eval_every = config_.train.eval_every;
     if (eval_every > 0 && ((step_ + 1) % eval_every == 0 || i + 1 == steps)) {
       const double e0 = Now();
-      COHORT_ASSIGN_OR_RETURN(val_loss, Evaluate());
+      COHORT_ASSIGN_OR_RETURN(s.eval, Evaluate());
       eval_s += Now() - e0;
-      s.val_loss = val_loss;
+      val_loss = s.val_loss = s.eval.loss;
+      eval_accuracy = s.eval.accuracy;
       ++s.evaluations;
     }
     if (i == 0) s.initial_loss = loss;
@@ -759,6 +839,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       r.lr = lr;
       r.grad_norm = grad_norm_;
       r.val_loss = val_loss;
+      r.eval_accuracy = eval_accuracy;
       report(r);
       last_report = now;
       step_at_report = i + 1;
@@ -777,6 +858,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       st.lr = lr;
       st.grad_norm = grad_norm_;
       st.val_loss = val_loss;
+      st.eval_accuracy = eval_accuracy;
       step_observer_(st);
     }
     s.lr = lr;

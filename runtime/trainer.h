@@ -48,6 +48,7 @@
 #include "runtime/dataset.h"
 #include "runtime/grad_sync.h"
 #include "runtime/loss_scaler.h"
+#include "runtime/data/idx.h"
 #include "runtime/data/tokens.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
@@ -75,6 +76,7 @@ struct StepReport {
   double lr = 0;                // the learning rate of the last step
   double grad_norm = -1;        // its gradient norm before clipping (-1: no clipping)
   double val_loss = -1;         // the validation loss when evaluated at this step, else -1
+  double eval_accuracy = -1;    // and the test accuracy (classification), else -1
 };
 
 // What one step did, for metrics (runtime/trainer fills it; tools/ format
@@ -91,6 +93,16 @@ struct StepStats {
   double lr = 0;            // the learning rate this step used
   double grad_norm = -1;    // the whole gradient's norm before clipping (-1: not computed)
   double val_loss = -1;     // the validation loss when evaluated after this step, else -1
+  double eval_accuracy = -1;  // and the test accuracy (classification), else -1
+};
+
+// One evaluation (Trainer::Evaluate), the same on every rank.
+struct EvalResult {
+  double loss = 0;        // mean cross-entropy per target (nats)
+  double accuracy = -1;   // classification: the fraction of samples predicted right; -1 for token data
+  int64_t samples = 0;    // samples evaluated, over every data rank
+  int32_t classes = 0;    // classification: the confusion matrix's side
+  std::vector<int64_t> confusion;  // classes x classes: row = true label, column = prediction
 };
 
 struct TrainSummary {
@@ -122,6 +134,7 @@ struct TrainSummary {
   int64_t checkpoints_written = 0;  // shards this rank wrote (committed or not)
   double checkpoint_write_ms = 0;   // mean per shard, on the writer thread (off the step's critical path)
   double val_loss = -1;             // the last evaluation's mean validation loss (nats); -1: none
+  EvalResult eval;                  // the last evaluation (samples 0: none)
   int64_t evaluations = 0;
   double eval_ms = 0;               // per step, time spent evaluating
   double grad_norm = -1;            // the last step's gradient norm before clipping (-1: not clipped)
@@ -192,11 +205,15 @@ class Trainer {
   void set_checkpoint_floor(int64_t step) { checkpoint_floor_ = step; }
 
   const Model& model() const { return *model_; }
-  // The mean loss over train.eval_batches batches of the validation split,
-  // the same batches at every call, computed by the data-parallel ranks
-  // together (collective over the world). FailedPrecondition when the data
-  // has no validation split.
-  Result<double> Evaluate();
+  // Evaluates the current parameters, with the data-parallel ranks sharing
+  // the work (collective over the world):
+  // - token data: the mean loss over train.eval_batches batches of the
+  //   validation split, the same batches at every call;
+  // - a classification test split (data.source idx): every test sample
+  //   exactly once whatever the world size (data rank d of D takes samples
+  //   [d n / D, (d + 1) n / D)): mean loss, accuracy, confusion matrix.
+  // FailedPrecondition when the data has no held-out split.
+  Result<EvalResult> Evaluate();
   int64_t batch_per_rank() const { return batch_; }
   // The whole model's parameters, assembled from the tensor group's parts
   // (collective over the tensor group; every rank gets them).
@@ -231,6 +248,12 @@ class Trainer {
   std::unique_ptr<Dataset> data_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<TokenDataset> tokens_, val_tokens_;  // data.source tokens
+  std::unique_ptr<IdxDataset> test_;                   // data.source idx: the test split
+  Result<EvalResult> EvaluateTokens();
+  Result<EvalResult> EvaluateClassifier();
+  // Sums `values` over the data group (through device memory, which every
+  // backend reads).
+  Status SumOverData(std::vector<double>* values);
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   int64_t partition_ = 0;  // ZeRO-1: parameters per data rank (padded)
@@ -250,6 +273,7 @@ class Trainer {
   Status CopyBatchToDevice();
   std::vector<int64_t> ids_;  // the sampler's sample ids of a batch (features)
   Tensor eval_loss_;          // one float
+  Tensor eval_sums_;          // evaluation sums on the device (fp64)
   double grad_norm_ = -1;     // the last step's, before clipping
   // The device copies of the batch filled last.
   const void* batch_inputs() const;

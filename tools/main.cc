@@ -10,6 +10,7 @@
 #include "tools/commands.h"
 #include "tools/coordinator_cmd.h"
 #include "tools/data_cmd.h"
+#include "tools/eval_cmd.h"
 #include "tools/generate_cmd.h"
 #include "tools/shard_cmd.h"
 
@@ -69,6 +70,12 @@ int main(int argc, char** argv) {
                          "Worker i serves Prometheus metrics on this port + i (0: any free port)");
   launch_cmd->add_option("--metrics-address", launch.metrics_address, "Bind address of the workers' metrics (0.0.0.0)");
   launch_cmd->add_option("command", launch.command, "The worker command, after --");
+
+  cohort::tools::EvalOptions eval_opt;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate the newest committed checkpoint on its held-out split");
+  eval_cmd->add_option("--checkpoint", eval_opt.checkpoint, "Checkpoint directory (checkpoint.dir)")->required();
+  eval_cmd->add_option("--config", eval_opt.config_path, "Config (default: the one saved with the checkpoint)");
+  eval_cmd->add_flag("--json", eval_opt.json, "Print JSON (with the confusion matrix)");
 
   cohort::tools::GenerateCmdOptions gen_opt;
   CLI::App* generate_cmd = app.add_subcommand("generate", "Sample text from the newest committed GPT checkpoint");
@@ -232,6 +239,7 @@ int main(int argc, char** argv) {
   }
   if (*shard_cmd) return cohort::RunShardCommand(shard, std::cout, std::cerr);
   if (*generate_cmd) return cohort::tools::RunGenerate(gen_opt);
+  if (*eval_cmd) return cohort::tools::RunEval(eval_opt, &argc, &argv);
   if (*inspect_cmd) return cohort::tools::RunCkptInspect(ckpt_dir, ckpt_json, ckpt_coord);
   if (*ckverify_cmd) return cohort::tools::RunCkptVerify(ckpt_dir, ckpt_coord);
   if (*verify_cmd) return cohort::tools::RunDataVerifyDir(verify_dir);

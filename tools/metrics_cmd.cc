@@ -51,6 +51,7 @@ WorkerMetrics::WorkerMetrics() {
   loss_ = r.AddGauge("cohort_train_loss", "Global-batch loss of the last step");
   val_loss_ = r.AddGauge("cohort_train_val_loss", "Mean validation loss (nats) at the last evaluation");
   lr_ = r.AddGauge("cohort_train_learning_rate", "The learning rate of the last step");
+  eval_accuracy_ = r.AddGauge("cohort_train_eval_accuracy", "Test accuracy at the last evaluation (classifiers)");
   step_seconds_ =
       r.AddSummary("cohort_train_step_seconds",
                    "Wall time of a training step: data, compute, gradient sync and checkpoint");
@@ -96,6 +97,7 @@ void WorkerMetrics::OnStep(const StepStats& s) {
   loss_->Set(s.loss);
   lr_->Set(s.lr);
   if (s.val_loss >= 0) val_loss_->Set(s.val_loss);
+  if (s.eval_accuracy >= 0) eval_accuracy_->Set(s.eval_accuracy);
   step_seconds_->Observe(s.step_s);
   sync_seconds_->Observe(s.sync_s);
   sync_bytes_->Inc(static_cast<double>(s.sync_bytes));

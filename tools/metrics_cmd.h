@@ -60,6 +60,7 @@ class WorkerMetrics {
   metrics::Gauge* loss_;
   metrics::Gauge* val_loss_;
   metrics::Gauge* lr_;
+  metrics::Gauge* eval_accuracy_;
   metrics::Summary* step_seconds_;
   metrics::Summary* sync_seconds_;
   metrics::Counter* sync_bytes_;

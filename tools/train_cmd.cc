@@ -60,6 +60,29 @@ std::string HumanCount(int64_t n) {
   return buf;
 }
 
+// The last evaluation's figures in the summary: a classifier's test loss,
+// accuracy and confusion matrix (rows: true class; columns: prediction), or a
+// language model's validation loss.
+void AddEvaluation(const Config& c, const TrainSummary& s, nlohmann::json* j) {
+  const EvalResult& e = s.eval;
+  (*j)["eval_ms"] = s.eval_ms;
+  if (e.accuracy >= 0) {
+    (*j)["eval_loss"] = e.loss;
+    (*j)["eval_accuracy"] = e.accuracy;
+    (*j)["eval_samples"] = e.samples;
+    nlohmann::json rows = nlohmann::json::array();
+    for (int32_t t = 0; t < e.classes; ++t) {
+      rows.push_back(std::vector<int64_t>(e.confusion.begin() + t * e.classes,
+                                          e.confusion.begin() + (t + 1) * e.classes));
+    }
+    (*j)["eval_confusion"] = rows;
+    return;
+  }
+  (*j)["val_loss"] = e.loss;
+  // Bytes are the tokens of a vocabulary of 256: nats per token / ln 2.
+  if (c.model.type == ModelType::kGpt && c.model.gpt.vocab == 256) (*j)["val_bits_per_byte"] = e.loss / std::log(2.0);
+}
+
 // Runs the job; returns the error every rank agrees on, or OK.
 Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) {
   const bool lead = comm.rank() == 0;
@@ -188,7 +211,12 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
       nlohmann::json h = {{"step", first_step + r.step}, {"loss", r.loss},         {"lr", r.lr},
                           {"samples_per_s", r.samples_per_s}, {"step_ms", r.step_ms}};
       if (r.grad_norm >= 0) h["grad_norm"] = r.grad_norm;
-      if (r.val_loss >= 0) h["val_loss"] = r.val_loss;
+      if (r.eval_accuracy >= 0) {
+        h["eval_loss"] = r.val_loss;
+        h["eval_accuracy"] = r.eval_accuracy;
+      } else if (r.val_loss >= 0) {
+        h["val_loss"] = r.val_loss;
+      }
       history << h.dump() << "\n";
       history.flush();
     }
@@ -198,7 +226,11 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
       std::snprintf(buf, sizeof(buf), "  lr %.3g", r.lr);
       extra += buf;
     }
-    if (r.val_loss >= 0) {
+    if (r.eval_accuracy >= 0) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "  test acc %6.2f%% loss %.4f", 100.0 * r.eval_accuracy, r.val_loss);
+      extra += buf;
+    } else if (r.val_loss >= 0) {
       char buf[32];
       std::snprintf(buf, sizeof(buf), "  val %8.4f", r.val_loss);
       extra += buf;
@@ -265,12 +297,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
     if (c.model.type == ModelType::kGpt) {
       j["tokens_per_s"] = s.samples_per_s * static_cast<double>(c.model.gpt.context);
     }
-    if (s.evaluations > 0) {
-      j["val_loss"] = s.val_loss;
-      j["eval_ms"] = s.eval_ms;
-      // Bytes are the tokens of a vocabulary of 256: nats per token / ln 2.
-      if (c.model.gpt.vocab == 256) j["val_bits_per_byte"] = s.val_loss / std::log(2.0);
-    }
+    if (s.evaluations > 0) AddEvaluation(c, s, &j);
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
   }

@@ -62,7 +62,7 @@ TEST(Config, WrongTypesAndRanges) {
   ExpectError(Replace(kGood, "[784, 64, 10]", "[784]"), "at least two sizes");
   ExpectError(Replace(kGood, "activation: gelu", "activation: tanh"), "relu or gelu");
   ExpectError(Replace(kGood, "type: sgd", "type: adam"), "sgd or adamw");
-  ExpectError(Replace(kGood, "source: synthetic", "source: web"), "synthetic, shards or tokens");
+  ExpectError(Replace(kGood, "source: synthetic", "source: web"), "synthetic, shards, tokens or idx");
   ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  batch_per_rank: 4"), "exactly one");
   ExpectError(Replace(kGood, "  lr: 0.1\n", ""), "missing required key 'optimizer.lr'");
   ExpectError(Replace(kGood, "  momentum: 0.9\n", "  beta1: 0.9\n"), "applies to adamw only");
@@ -139,7 +139,7 @@ TEST(Config, GptAndScheduleErrors) {
   ExpectError(Replace(kGood, "source: synthetic\n  samples: 1024", "source: tokens\n  path: /tmp/t"),
               "data.source tokens feeds a model of type gpt");
   ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  eval_every: 10"),
-              "'train.eval_every' needs a validation split");
+              "'train.eval_every' needs a held-out split");
 }
 
 TEST(Config, LearningRateSchedule) {
