@@ -682,11 +682,18 @@ Result<double> Trainer::ClipGradients(float* grads, int64_t offset, int64_t n) {
   for (float v : host) sumsq += v;
   // ZeRO 0: every data rank holds the same gradients, so the tensor group's
   // parts make the whole; ZeRO-1: each data rank holds a partition, so the
-  // whole world's parts do.
-  Communicator& group = config_.parallel.zero == 1 ? *g_.world : *g_.tensor;
-  if (group.size() > 1) {
+  // whole world's parts do. The world is the host agreement communicator
+  // (MPI under `cohort train`): it sums host memory, never the device's.
+  const float mine = static_cast<float>(sumsq);
+  if (config_.parallel.zero == 1 && g_.world->size() > 1) {
+    float all = mine;
+    COHORT_RETURN_IF_ERROR(g_.world->AllReduce(&all, &all, 1, DType::kF32, ReduceOp::kSum)
+                               .WithContext("summing the gradient norm"));
+    sumsq = all;
+  } else if (config_.parallel.zero != 1 && g_.tensor->size() > 1) {
+    // The tensor group works on the compute's memory (NCCL on a GPU).
+    Communicator& group = *g_.tensor;
     float* total = parts + info.size();
-    const float mine = static_cast<float>(sumsq);
     compute_->CopyToDevice(total, &mine, sizeof(mine));
     COHORT_RETURN_IF_ERROR(compute_->Sync());
     COHORT_RETURN_IF_ERROR(group.AllReduce(total, total, 1, DType::kF32, ReduceOp::kSum)

@@ -12,10 +12,13 @@
 // layers.
 //
 // Underneath it runs the same CPU kernels as HostCompute, so a job on it must
-// give bitwise the same parameters and losses as on the CPU: data parallel
-// with bucketed, overlapped all-reduce; ZeRO-1 with fp16 loss scaling;
-// tensor parallel in bf16; checkpoint write and resume; CaptureState. Ranks
-// are threads over shm.
+// give bitwise the same parameters, per-step losses, learning rates and
+// gradient norms as on the CPU: for the MLP, data parallel with bucketed,
+// overlapped all-reduce; ZeRO-1 with fp16 loss scaling; tensor parallel in
+// bf16; checkpoint write and resume; CaptureState. For the GPT (on token
+// files written here), with clipping and a warm-up + cosine schedule: data
+// parallel with bucketed, overlapped all-reduce and validation; ZeRO-1;
+// tensor parallel; checkpoint write and resume. Ranks are threads over shm.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -23,6 +26,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -36,6 +40,7 @@
 #include "kernels/cpu/transformer.h"
 #include "runtime/checkpoint.h"
 #include "runtime/compute.h"
+#include "runtime/data/tokens.h"
 #include "runtime/trainer.h"
 
 namespace cohort {
@@ -439,6 +444,11 @@ struct RankResult {
   std::vector<float> captured;  // CaptureState's params and optimizer state (parallel.tensor 1)
   std::vector<std::string> violations;
   int64_t marks = 0;
+  // Every step of every Run, in order (StepStats): the global-batch loss, the
+  // learning rate, the gradient norm before clipping (-1: none), and the
+  // validation losses of the steps that evaluated.
+  std::vector<double> losses, lrs, grad_norms, val_losses;
+  size_t buckets = 0;  // the gradient sync's buckets (ZeRO 0)
 };
 
 // One rank: world (host agreement) over shm; data and tensor groups over
@@ -469,15 +479,24 @@ RankResult RunRank(const Config& config, std::shared_ptr<Store> store, int rank,
   }
   Compute* compute = guarded ? static_cast<Compute*>(&device) : nullptr;
   ParallelGroups groups{world->get(), data_comm.get(), tensor_comm.get()};
+  auto observe = [&out](const StepStats& st) {
+    out.losses.push_back(st.loss);
+    out.lrs.push_back(st.lr);
+    out.grad_norms.push_back(st.grad_norm);
+    if (st.val_loss >= 0) out.val_losses.push_back(st.val_loss);
+  };
   {
     auto trainer = Trainer::Create(config, groups, nullptr, compute);
     if (!trainer.ok()) return fail(trainer.status());
+    (*trainer)->set_step_observer(observe);
     auto s = (*trainer)->Run(steps, {});
     if (!s.ok()) return fail(s.status());
     out.summary = *s;
   }
   auto trainer = Trainer::Create(config, groups, nullptr, compute);
   if (!trainer.ok()) return fail(trainer.status());
+  (*trainer)->set_step_observer(observe);
+  out.buckets = (*trainer)->buckets().size();
   if (resume) {
     auto ck = LoadLatestCheckpoint(config.checkpoint.dir, nullptr);
     if (!ck.ok()) return fail(ck.status());
@@ -533,6 +552,11 @@ void ExpectSameJob(const std::vector<RankResult>& host, const std::vector<RankRe
     EXPECT_EQ(host[r].summary.last_loss, dev[r].summary.last_loss) << "rank " << r;
     EXPECT_EQ(host[r].summary.initial_loss, dev[r].summary.initial_loss) << "rank " << r;
     EXPECT_EQ(host[r].summary.skipped_steps, dev[r].summary.skipped_steps) << "rank " << r;
+    EXPECT_EQ(host[r].losses, dev[r].losses) << "rank " << r;
+    EXPECT_EQ(host[r].lrs, dev[r].lrs) << "rank " << r;
+    EXPECT_EQ(host[r].grad_norms, dev[r].grad_norms) << "rank " << r;
+    EXPECT_EQ(host[r].val_losses, dev[r].val_losses) << "rank " << r;
+    EXPECT_EQ(host[r].summary.val_loss, dev[r].summary.val_loss) << "rank " << r;
     EXPECT_EQ(host[r].summary.device, "cpu");
     EXPECT_EQ(dev[r].summary.device, "guarded (test device)");
     if (expect_marks) {
@@ -604,6 +628,142 @@ checkpoint: {dir: )" + (dir / "dev").string() + R"(, every: 2}
     EXPECT_EQ(resumed[r].summary.start_step, 5);
     EXPECT_EQ(uninterrupted[r].params, resumed[r].params) << "rank " << r;
   }
+}
+
+// ---- The GPT on the guarded device ----
+
+// llm.c token files for the GPT jobs (vocab kGptVocab) in a fresh temporary
+// directory, removed at the end: a training split and a validation split,
+// each token mostly its predecessor + 1 (something to learn), now and then a
+// seeded random one.
+constexpr int kGptVocab = 64;
+
+class GptTokenDir {
+ public:
+  explicit GptTokenDir(const std::string& name)
+      : dir_(std::filesystem::temp_directory_path() /
+             ("cohort-device-" + name + "-" + std::to_string(getpid()))) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Write("t_train_000000.bin", 4096, 1);
+    Write("t_val_000000.bin", 1024, 2);
+  }
+  ~GptTokenDir() { std::filesystem::remove_all(dir_); }
+  GptTokenDir(const GptTokenDir&) = delete;
+  GptTokenDir& operator=(const GptTokenDir&) = delete;
+
+  std::string path() const { return dir_.string(); }
+
+ private:
+  void Write(const std::string& name, size_t n, uint64_t seed) {
+    std::vector<uint16_t> tokens(n);
+    uint64_t x = seed;
+    uint16_t prev = 0;
+    for (uint16_t& t : tokens) {
+      // An LCG: the same stream on every platform.
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      t = (x >> 61) == 0 ? static_cast<uint16_t>((x >> 33) % kGptVocab)
+                         : static_cast<uint16_t>((prev + 1) % kGptVocab);
+      prev = t;
+    }
+    const Status s = WriteTokenFile((dir_ / name).string(), tokens);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  std::filesystem::path dir_;
+};
+
+// A tiny GPT (27 k parameters) with AdamW on the token files in `data`;
+// `more` adds the train: section and anything else.
+std::string GptYaml(const GptTokenDir& data, const std::string& more) {
+  return "seed: 13\n"
+         "model: {type: gpt, vocab: " +
+         std::to_string(kGptVocab) +
+         ", context: 16, layers: 2, heads: 2, width: 32}\n"
+         "optimizer: {type: adamw, lr: 0.003, weight_decay: 0.1, beta2: 0.95}\n"
+         "data: {source: tokens, path: " +
+         data.path() + "}\n" + more;
+}
+
+// Warm-up then cosine decay, with clipping low enough to clip every step.
+constexpr char kGptSchedule[] =
+    "clip_grad_norm: 0.1, lr_schedule: {warmup_steps: 2, decay: cosine, min_lr: 0.0003}";
+
+// Checks that the job clipped and followed the schedule: the norm before
+// clipping was computed each step and exceeded the limit, and the learning
+// rate rose over the warm-up and fell after it.
+void ExpectClippedAndScheduled(const RankResult& r) {
+  ASSERT_GE(r.grad_norms.size(), 4u);
+  for (double n : r.grad_norms) EXPECT_GT(n, 0.1) << "the test meant to clip every step";
+  EXPECT_LT(r.lrs[0], r.lrs[1]);
+  EXPECT_GT(r.lrs[2], r.lrs.back());
+}
+
+TEST(TrainerOnDevice, GptDataParallelBucketedOverlapMatchesTheCpuBitwise) {
+  GptTokenDir data("gpt-dp");
+  const std::string yaml =
+      GptYaml(data, std::string("train: {steps: 6, global_batch: 4, bucket_mb: 0.02, "
+                                "first_bucket_mb: 0.005, overlap: true, ") +
+                        kGptSchedule + ", eval_every: 3, eval_batches: 2}\n");
+  const auto host = RunJob(yaml, 2, false);
+  ExpectSameJob(host, RunJob(yaml, 2, true), /*expect_marks=*/true);
+  ASSERT_TRUE(host[0].status.ok());
+  EXPECT_GE(host[0].buckets, 3u) << "the test meant to sync in several buckets";
+  EXPECT_EQ(host[0].val_losses.size(), 2u) << "evaluations after steps 3 and 6";
+  EXPECT_EQ(host[0].losses.size(), 6u);
+  ExpectClippedAndScheduled(host[0]);
+}
+
+TEST(TrainerOnDevice, GptZeroOneMatchesTheCpuBitwise) {
+  GptTokenDir data("gpt-zero");
+  const std::string yaml = GptYaml(data, std::string("train: {steps: 6, global_batch: 4, ") +
+                                             kGptSchedule + "}\nparallel: {zero: 1}\n");
+  const auto host = RunJob(yaml, 2, false);
+  ExpectSameJob(host, RunJob(yaml, 2, true), /*expect_marks=*/false);
+  ASSERT_TRUE(host[0].status.ok());
+  EXPECT_FALSE(host[0].captured.empty());
+  ExpectClippedAndScheduled(host[0]);
+}
+
+TEST(TrainerOnDevice, GptTensorParallelMatchesTheCpuBitwise) {
+  GptTokenDir data("gpt-tp");
+  const std::string yaml = GptYaml(data, std::string("train: {steps: 5, global_batch: 4, ") +
+                                             kGptSchedule + "}\nparallel: {tensor: 2}\n");
+  const auto host = RunJob(yaml, 2, false);
+  ExpectSameJob(host, RunJob(yaml, 2, true), /*expect_marks=*/true);
+  ASSERT_TRUE(host[0].status.ok());
+  ExpectClippedAndScheduled(host[0]);
+}
+
+TEST(TrainerOnDevice, GptCheckpointWrittenFromTheDeviceResumesBitwise) {
+  GptTokenDir data("gpt-resume-tokens");
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("cohort-device-gpt-ckpt-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string yaml =
+      GptYaml(data, std::string("train: {steps: 8, global_batch: 4, ") + kGptSchedule +
+                        "}\ncheckpoint: {dir: " + (dir / "dev").string() + ", every: 2}\n");
+  const auto uninterrupted = RunJob(yaml, 2, false);
+  std::filesystem::remove_all(dir);  // its checkpoints must not be the ones resumed from
+  // 5 steps on the device (checkpoints at 2 and 4, and the final one at 5),
+  // then a new trainer resumes from step 5 and runs to 8.
+  const auto resumed = RunJob(yaml, 2, true, 5, true);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(resumed.size(), 2u);
+  for (size_t r = 0; r < 2; ++r) {
+    ASSERT_TRUE(uninterrupted[r].status.ok()) << uninterrupted[r].status.ToString();
+    ASSERT_TRUE(resumed[r].status.ok()) << resumed[r].status.ToString();
+    EXPECT_TRUE(resumed[r].violations.empty()) << resumed[r].violations.front();
+    EXPECT_EQ(resumed[r].summary.start_step, 5);
+    EXPECT_EQ(uninterrupted[r].params, resumed[r].params) << "rank " << r;
+    EXPECT_EQ(uninterrupted[r].captured, resumed[r].captured) << "rank " << r;
+    // Steps 1-5 before the checkpoint and 6-8 after it, as uninterrupted.
+    EXPECT_EQ(uninterrupted[r].losses, resumed[r].losses) << "rank " << r;
+    EXPECT_EQ(uninterrupted[r].lrs, resumed[r].lrs) << "rank " << r;
+    EXPECT_EQ(uninterrupted[r].grad_norms, resumed[r].grad_norms) << "rank " << r;
+  }
+  ASSERT_TRUE(uninterrupted[0].status.ok());
+  EXPECT_EQ(uninterrupted[0].losses.size(), 8u);
+  ExpectClippedAndScheduled(uninterrupted[0]);
 }
 
 // The GPT-2 kernels in the order of a tiny model step, on buffers from `c`;
