@@ -506,6 +506,10 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   Config epoch_config = config_;
   epoch_config.train.batch_per_rank = resize.batch_per_rank;
   epoch_config.optimizer.lr = static_cast<float>(resize.lr);
+  // The policy scales the whole schedule: its floor with its peak, so a
+  // cosine decay still falls from the (scaled) peak to the (scaled) floor.
+  epoch_config.train.lr_schedule.min_lr =
+      static_cast<float>(config_.train.lr_schedule.min_lr * resize.lr_scale);
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(epoch_config, groups));
   ++epochs_joined_;
   if (metrics_) {
