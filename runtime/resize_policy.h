@@ -17,7 +17,9 @@
 //   lr keep:   the configured learning rate.
 //   lr linear: lr x G / G0 (the linear scaling rule, Goyal et al. 2017).
 //   lr sqrt:   lr x sqrt(G / G0).
-// G is the epoch's actual global batch, after any rounding.
+// G is the epoch's actual global batch, after any rounding. Under a
+// train.lr_schedule the scale applies to the whole schedule: its peak
+// (optimizer.lr) and its floor (min_lr) alike (tools/elastic_train.cc).
 
 #include <cstdint>
 

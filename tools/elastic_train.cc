@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -506,6 +507,10 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   Config epoch_config = config_;
   epoch_config.train.batch_per_rank = resize.batch_per_rank;
   epoch_config.optimizer.lr = static_cast<float>(resize.lr);
+  // The policy scales the whole schedule: its floor with its peak, so a
+  // cosine decay still falls from the (scaled) peak to the (scaled) floor.
+  epoch_config.train.lr_schedule.min_lr =
+      static_cast<float>(config_.train.lr_schedule.min_lr * resize.lr_scale);
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(epoch_config, groups));
   ++epochs_joined_;
   if (metrics_) {
@@ -623,12 +628,25 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
     }
     return Status::Ok();
   });
+  const LrSchedule& schedule = config_.train.lr_schedule;
+  const bool scheduled = schedule.warmup_steps > 0 || schedule.decay != LrDecay::kNone;
   auto report = [&](const StepReport& r) {
     if (!lead) return;
+    // As `cohort train` prints it: the lr under a schedule, the validation loss when evaluated.
+    std::string extra;
+    char buf[32];
+    if (scheduled) {
+      std::snprintf(buf, sizeof(buf), "  lr %.3g", r.lr);
+      extra += buf;
+    }
+    if (r.val_loss >= 0) {
+      std::snprintf(buf, sizeof(buf), "  val %8.4f", r.val_loss);
+      extra += buf;
+    }
     std::printf(
-        "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%\n",
+        "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%%s\n",
         static_cast<long long>(start + r.step), static_cast<long long>(total), r.loss,
-        r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share);
+        r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share, extra.c_str());
     std::fflush(stdout);
   };
   COHORT_ASSIGN_OR_RETURN(TrainSummary s,
@@ -705,7 +723,20 @@ void ElasticWorker::WriteSummary(const TrainSummary& s, uint64_t epoch, int rank
                       {"epoch_history", epochs_json},
                       {"checkpoints_committed", checkpoints_committed_},
                       {"end_step", total},
-                      {"config_hash", std::to_string(config_.Hash())}};
+                      {"config_hash", std::to_string(config_.Hash())},
+                      {"model", DescribeModel(config_.model)},
+                      {"lr", s.lr}};
+  // As in `cohort train`'s summary; the validation loss is the final epoch's last evaluation.
+  if (s.grad_norm >= 0) j["grad_norm"] = s.grad_norm;
+  if (config_.model.type == ModelType::kGpt) {
+    j["tokens_per_s"] =
+        j["samples_per_s"].get<double>() * static_cast<double>(config_.model.gpt.context);
+  }
+  if (s.evaluations > 0) {
+    j["val_loss"] = s.val_loss;
+    // Bytes are the tokens of a vocabulary of 256: nats per token / ln 2.
+    if (config_.model.gpt.vocab == 256) j["val_bits_per_byte"] = s.val_loss / std::log(2.0);
+  }
   if (env_.summary_file.empty()) {
     if (rank == 0) {
       std::printf("%s\n", j.dump().c_str());

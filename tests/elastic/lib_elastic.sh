@@ -1,4 +1,7 @@
 # Helpers for the elastic tests, on top of tests/cli/lib.sh (source that first).
+# NPROC: the workers run_reference and start_job_until_step launch (a test
+# may set another count after sourcing this).
+NPROC=4
 
 # The value of a top-level JSON field in the last line of FILE.
 json_field() { tail -n 1 "$1" | python3 -c "import json,sys; v=json.load(sys.stdin).get('$2'); print(json.dumps(v) if isinstance(v,(list,dict)) else v)"; }
@@ -25,19 +28,19 @@ worker_pids() {
   for l in $(pgrep -P "$1"); do pgrep -P "$l"; done | sort -n
 }
 
-# The fault-free reference: `cohort launch --nproc 4 --min 2` of CONFIG to
+# The fault-free reference: `cohort launch --nproc $NPROC --min 2` of CONFIG to
 # $WORK/ref.out and ref.err; fails the test when it fails.
 run_reference() {
-  timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$1" > "$WORK/ref.out" 2> "$WORK/ref.err" \
+  timeout 300 "$COHORT" launch --nproc "$NPROC" --min 2 -- "$COHORT" train --config "$1" > "$WORK/ref.out" 2> "$WORK/ref.err" \
     || fail "fault-free run failed: $(tail -5 "$WORK/ref.err")"
 }
 
 # The same job in the background to $WORK/el.out and el.err; sets $launcher,
-# waits until step N and sets $pids to its 4 workers (start order).
+# waits until step N and sets $pids to its $NPROC workers (start order).
 start_job_until_step() {
-  timeout 300 "$COHORT" launch --nproc 4 --min 2 -- "$COHORT" train --config "$1" > "$WORK/el.out" 2> "$WORK/el.err" &
+  timeout 300 "$COHORT" launch --nproc "$NPROC" --min 2 -- "$COHORT" train --config "$1" > "$WORK/el.out" 2> "$WORK/el.err" &
   launcher=$!
   wait_for_step "$WORK/el.out" "$2" || fail "no progress to step $2"
   mapfile -t pids < <(worker_pids $launcher)
-  ((${#pids[@]} == 4)) || fail "expected 4 workers, found ${#pids[@]}"
+  ((${#pids[@]} == NPROC)) || fail "expected $NPROC workers, found ${#pids[@]}"
 }
