@@ -99,7 +99,7 @@ void Mlp::BuildLayout() {
     full_num_params_ += L.in * L.out + L.out;
     L.w_offset = num_params_;
     info_.push_back({"layers." + std::to_string(l) + ".weight", num_params_, {L.in_local, L.out_local},
-                     {L.in, L.out}, L.split, false});
+                     {L.in, L.out}, L.split, false, /*saved_transposed=*/true});
     num_params_ += L.in_local * L.out_local;
     const int64_t b_local = L.split == LayerSplit::kColumn ? L.out_local : L.out;
     L.b_offset = num_params_;

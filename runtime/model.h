@@ -50,6 +50,10 @@ struct ParamInfo {
   std::vector<int64_t> full_shape;  // the whole tensor
   LayerSplit split;                 // how the layer is split across the group
   bool is_bias;
+  // Saved (--save-params) transposed, as [full_shape[1], full_shape[0]]: the
+  // MLP computes with [in, out] weights and saves them [out, in], as
+  // torch.nn.Linear stores them.
+  bool saved_transposed = false;
 };
 
 // How a forward and backward pass computes (train.precision).

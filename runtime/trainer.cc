@@ -482,9 +482,20 @@ Result<std::vector<std::pair<std::string, Tensor>>> Trainer::FullParams() {
   std::vector<std::pair<std::string, Tensor>> out;
   const auto& info = model_->params();
   for (size_t i = 0; i < info.size(); ++i) {
-    Tensor t = Tensor::Zeros(info[i].full_shape);
-    std::copy(whole[i].begin(), whole[i].end(), t.data<float>());
-    out.emplace_back(info[i].name, std::move(t));
+    const ParamInfo& p = info[i];
+    if (!p.saved_transposed) {
+      Tensor t = Tensor::Zeros(p.full_shape);
+      std::copy(whole[i].begin(), whole[i].end(), t.data<float>());
+      out.emplace_back(p.name, std::move(t));
+      continue;
+    }
+    const int64_t rows = p.full_shape[0], cols = p.full_shape[1];
+    Tensor t = Tensor::Zeros({cols, rows});
+    float* dst = t.data<float>();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = whole[i][static_cast<size_t>(r * cols + c)];
+    }
+    out.emplace_back(p.name, std::move(t));
   }
   return out;
 }

@@ -216,7 +216,9 @@ class Trainer {
   Result<EvalResult> Evaluate();
   int64_t batch_per_rank() const { return batch_; }
   // The whole model's parameters, assembled from the tensor group's parts
-  // (collective over the tensor group; every rank gets them).
+  // (collective over the tensor group; every rank gets them), named and
+  // shaped as --save-params writes them (PyTorch's layout: linear weights
+  // [out, in]).
   Result<std::vector<std::pair<std::string, Tensor>>> FullParams();
 
  private:

@@ -59,6 +59,7 @@
 #include "tools/checkpoint_registry.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"
+#include "tools/run_report.h"
 #include "tools/metrics_cmd.h"
 
 namespace cohort::tools {
@@ -628,25 +629,12 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
     }
     return Status::Ok();
   });
-  const LrSchedule& schedule = config_.train.lr_schedule;
-  const bool scheduled = schedule.warmup_steps > 0 || schedule.decay != LrDecay::kNone;
   auto report = [&](const StepReport& r) {
     if (!lead) return;
-    // As `cohort train` prints it: the lr under a schedule, the validation loss when evaluated.
-    std::string extra;
-    char buf[32];
-    if (scheduled) {
-      std::snprintf(buf, sizeof(buf), "  lr %.3g", r.lr);
-      extra += buf;
-    }
-    if (r.val_loss >= 0) {
-      std::snprintf(buf, sizeof(buf), "  val %8.4f", r.val_loss);
-      extra += buf;
-    }
     std::printf(
         "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%%s\n",
         static_cast<long long>(start + r.step), static_cast<long long>(total), r.loss,
-        r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share, extra.c_str());
+        r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share, ProgressSuffix(config_, r).c_str());
     std::fflush(stdout);
   };
   COHORT_ASSIGN_OR_RETURN(TrainSummary s,
@@ -658,12 +646,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
     if (!full.ok()) {
       save = full.status();
     } else {
-      std::vector<NamedTensor> ts;
-      for (auto& [name, t] : *full) ts.push_back({name, t});
-      save = WriteSafetensors(opt_.save_params, ts,
-                              {{"format", config_.model.type == ModelType::kGpt ? "cohort.gpt" : "cohort.mlp"},
-                               {"steps", std::to_string(total)},
-                               {"world_size", std::to_string(world)}});
+      save = WriteParams(opt_.save_params, *full, config_, total, world);
     }
   }
   COHORT_RETURN_IF_ERROR(save);
@@ -723,20 +706,9 @@ void ElasticWorker::WriteSummary(const TrainSummary& s, uint64_t epoch, int rank
                       {"epoch_history", epochs_json},
                       {"checkpoints_committed", checkpoints_committed_},
                       {"end_step", total},
-                      {"config_hash", std::to_string(config_.Hash())},
-                      {"model", DescribeModel(config_.model)},
-                      {"lr", s.lr}};
-  // As in `cohort train`'s summary; the validation loss is the final epoch's last evaluation.
-  if (s.grad_norm >= 0) j["grad_norm"] = s.grad_norm;
-  if (config_.model.type == ModelType::kGpt) {
-    j["tokens_per_s"] =
-        j["samples_per_s"].get<double>() * static_cast<double>(config_.model.gpt.context);
-  }
-  if (s.evaluations > 0) {
-    j["val_loss"] = s.val_loss;
-    // Bytes are the tokens of a vocabulary of 256: nats per token / ln 2.
-    if (config_.model.gpt.vocab == 256) j["val_bits_per_byte"] = s.val_loss / std::log(2.0);
-  }
+                      {"config_hash", std::to_string(config_.Hash())}};
+  // As in `cohort train`'s summary; the evaluation is the final epoch's last one.
+  AddRunFields(config_, s, &j);
   if (env_.summary_file.empty()) {
     if (rank == 0) {
       std::printf("%s\n", j.dump().c_str());

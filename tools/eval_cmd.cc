@@ -53,7 +53,9 @@ Status Eval(const EvalOptions& opt, MpiCommunicator& comm) {
   if (lead) {
     for (const auto& w : warnings) std::fprintf(stderr, "cohort eval: warning: %s\n", w.c_str());
   }
-  ParallelGroups groups{&comm, &comm, &comm};
+  // Plain data parallelism: every rank its own tensor group of one.
+  COHORT_ASSIGN_OR_RETURN(auto solo, comm.Split(comm.rank(), 0));
+  ParallelGroups groups{&comm, &comm, solo.get()};
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups));
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, trainer->Restore(*ck)));
   COHORT_ASSIGN_OR_RETURN(EvalResult r, trainer->Evaluate());

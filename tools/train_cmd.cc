@@ -25,6 +25,7 @@
 #include "runtime/device_select.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
+#include "tools/run_report.h"
 #include "coordinator/client/client.h"
 #include "coordinator/server/node.h"
 #include "tools/checkpoint_registry.h"
@@ -58,29 +59,6 @@ std::string HumanCount(int64_t n) {
   else if (n >= 1000) std::snprintf(buf, sizeof(buf), "%.1fk", static_cast<double>(n) / 1e3);
   else std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(n));
   return buf;
-}
-
-// The last evaluation's figures in the summary: a classifier's test loss,
-// accuracy and confusion matrix (rows: true class; columns: prediction), or a
-// language model's validation loss.
-void AddEvaluation(const Config& c, const TrainSummary& s, nlohmann::json* j) {
-  const EvalResult& e = s.eval;
-  (*j)["eval_ms"] = s.eval_ms;
-  if (e.accuracy >= 0) {
-    (*j)["eval_loss"] = e.loss;
-    (*j)["eval_accuracy"] = e.accuracy;
-    (*j)["eval_samples"] = e.samples;
-    nlohmann::json rows = nlohmann::json::array();
-    for (int32_t t = 0; t < e.classes; ++t) {
-      rows.push_back(std::vector<int64_t>(e.confusion.begin() + t * e.classes,
-                                          e.confusion.begin() + (t + 1) * e.classes));
-    }
-    (*j)["eval_confusion"] = rows;
-    return;
-  }
-  (*j)["val_loss"] = e.loss;
-  // Bytes are the tokens of a vocabulary of 256: nats per token / ln 2.
-  if (c.model.type == ModelType::kGpt && c.model.gpt.vocab == 256) (*j)["val_bits_per_byte"] = e.loss / std::log(2.0);
 }
 
 // Runs the job; returns the error every rank agrees on, or OK.
@@ -220,24 +198,9 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
       history << h.dump() << "\n";
       history.flush();
     }
-    std::string extra;
-    if (c.train.lr_schedule.warmup_steps > 0 || c.train.lr_schedule.decay != LrDecay::kNone) {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "  lr %.3g", r.lr);
-      extra += buf;
-    }
-    if (r.eval_accuracy >= 0) {
-      char buf[64];
-      std::snprintf(buf, sizeof(buf), "  test acc %6.2f%% loss %.4f", 100.0 * r.eval_accuracy, r.val_loss);
-      extra += buf;
-    } else if (r.val_loss >= 0) {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "  val %8.4f", r.val_loss);
-      extra += buf;
-    }
     std::printf("step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%%s\n",
                 static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
-                r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share, extra.c_str());
+                r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share, ProgressSuffix(c, r).c_str());
     std::fflush(stdout);
   };
   if (lead && !resumed.empty()) {
@@ -260,12 +223,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
       for (size_t at; (at = path.find(kRankPlaceholder)) != std::string::npos;) {
         path.replace(at, sizeof(kRankPlaceholder) - 1, std::to_string(comm.rank()));
       }
-      std::vector<NamedTensor> ts;
-      for (auto& [name, t] : *full) ts.push_back({name, t});
-      save = WriteSafetensors(path, ts,
-                              {{"format", c.model.type == ModelType::kGpt ? "cohort.gpt" : "cohort.mlp"},
-                               {"steps", std::to_string(s.steps)},
-                               {"world_size", std::to_string(s.world_size)}});
+      save = WriteParams(path, *full, c, s.steps, s.world_size);
     }
   }
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, save));
@@ -291,13 +249,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"end_step", s.end_step}, {"checkpoints_committed", s.checkpoints_committed},
         {"checkpoint_ms", s.checkpoint_ms}, {"checkpoints_written", s.checkpoints_written},
         {"checkpoint_write_ms", s.checkpoint_write_ms},
-        {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())},
-        {"model", DescribeModel(c.model)}, {"lr", s.lr}};
-    if (s.grad_norm >= 0) j["grad_norm"] = s.grad_norm;
-    if (c.model.type == ModelType::kGpt) {
-      j["tokens_per_s"] = s.samples_per_s * static_cast<double>(c.model.gpt.context);
-    }
-    if (s.evaluations > 0) AddEvaluation(c, s, &j);
+        {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
+    AddRunFields(c, s, &j);
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
   }
