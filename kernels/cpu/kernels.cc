@@ -12,9 +12,8 @@
 
 namespace cohort::kernels {
 
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
 #ifdef COHORT_NO_CBLAS
   // Builds without OpenBLAS (scripts/gpu-check's kernels-only build on a GPU
@@ -23,15 +22,15 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.0f;
       for (int64_t p = 0; p < k; ++p)
-        acc += (trans_a ? a[p * lda + i] : a[i * lda + p]) * (trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+        acc += (trans_a ? a[p * lda + i] : a[i * lda + p]) *
+               (trans_b ? b[j * ldb + p] : b[p * ldb + j]);
       c[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
     }
 #else
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 #endif
 }
 
@@ -184,7 +183,8 @@ std::vector<float> Widen(DType t, const void* p, int64_t rows, int64_t cols, int
   std::vector<float> out(static_cast<size_t>(rows > 0 ? (rows - 1) * ld + cols : 0));
   if (t == DType::kF32) {
     const auto* f = static_cast<const float*>(p);
-    for (int64_t r = 0; r < rows; ++r) std::copy(f + r * ld, f + r * ld + cols, out.data() + r * ld);
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(f + r * ld, f + r * ld + cols, out.data() + r * ld);
     return out;
   }
   const auto* h = static_cast<const uint16_t*>(p);
@@ -192,7 +192,8 @@ std::vector<float> Widen(DType t, const void* p, int64_t rows, int64_t cols, int
     CastHalfToFloat(t, h, out.data(), out.size(), 1.0f);
     return out;
   }
-  for (int64_t r = 0; r < rows; ++r) CastHalfToFloat(t, h + r * ld, out.data() + r * ld, static_cast<size_t>(cols), 1.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    CastHalfToFloat(t, h + r * ld, out.data() + r * ld, static_cast<size_t>(cols), 1.0f);
   return out;
 }
 
@@ -214,7 +215,8 @@ void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
   std::vector<float> wc = Widen(c_type, c, m, n, ldc);
   Gemm(trans_a, trans_b, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta, wc.data(), ldc);
   for (int64_t i = 0; i < m; ++i) {
-    CastFloatToHalf(c_type, wc.data() + i * ldc, static_cast<uint16_t*>(c) + i * ldc, static_cast<size_t>(n), 1.0f);
+    CastFloatToHalf(c_type, wc.data() + i * ldc, static_cast<uint16_t*>(c) + i * ldc,
+                    static_cast<size_t>(n), 1.0f);
   }
 }
 
