@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/cpu/fast_math.h"
 
 namespace cohort::kernels {
 
@@ -35,21 +36,43 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 }
 
 namespace {
+
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCoeff = 0.044715f;
-}  // namespace
 
-float Gelu(float x) {
+// The one definition of GELU (tanh form) and its derivative. Gelu, GeluGrad
+// and the loops below all inline these, and fast_math.h's compile flags make
+// every clone of a loop round each operation as the scalar code does, so a
+// scalar call and any element of a vectorised loop agree bitwise.
+inline float GeluOf(float x) {
   const float u = kSqrt2OverPi * (x + kGeluCoeff * x * x * x);
-  return 0.5f * x * (1.0f + std::tanh(u));
+  return 0.5f * x * (1.0f + fast_math::Tanh(u));
 }
 
-float GeluGrad(float x) {
+inline float GeluGradOf(float x) {
   const float u = kSqrt2OverPi * (x + kGeluCoeff * x * x * x);
-  const float t = std::tanh(u);
+  const float t = fast_math::Tanh(u);
   const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCoeff * x * x);
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
 }
+
+COHORT_KERNEL_CLONES void BiasGeluRow(const float* x, const float* bias, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = GeluOf(x[i] + bias[i]);
+}
+
+COHORT_KERNEL_CLONES void GeluArray(const float* z, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = GeluOf(z[i]);
+}
+
+COHORT_KERNEL_CLONES void GeluGradArray(const float* z, const float* dy, float* dz, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * GeluGradOf(z[i]);
+}
+
+}  // namespace
+
+float Gelu(float x) { return GeluOf(x); }
+
+float GeluGrad(float x) { return GeluGradOf(x); }
 
 void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, int64_t cols,
                     Activation act) {
@@ -64,7 +87,7 @@ void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, i
         for (int64_t c = 0; c < cols; ++c) yr[c] = std::max(xr[c] + bias[c], 0.0f);
         break;
       case Activation::kGelu:
-        for (int64_t c = 0; c < cols; ++c) yr[c] = Gelu(xr[c] + bias[c]);
+        BiasGeluRow(xr, bias, yr, cols);
         break;
     }
   }
@@ -79,7 +102,7 @@ void ActForward(const float* z, float* y, int64_t n, Activation act) {
       for (int64_t i = 0; i < n; ++i) y[i] = std::max(z[i], 0.0f);
       break;
     case Activation::kGelu:
-      for (int64_t i = 0; i < n; ++i) y[i] = Gelu(z[i]);
+      GeluArray(z, y, n);
       break;
   }
 }
@@ -93,7 +116,7 @@ void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, Act
       for (int64_t i = 0; i < n; ++i) dz[i] = z_or_y[i] > 0.0f ? dy[i] : 0.0f;
       break;
     case Activation::kGelu:
-      for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * GeluGrad(z_or_y[i]);
+      GeluGradArray(z_or_y, dy, dz, n);
       break;
   }
 }

@@ -37,7 +37,10 @@ void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, Act
 // db[c] = sum_r dz[r, c] (overwrites db).
 void BiasGrad(const float* dz, float* db, int64_t rows, int64_t cols);
 
-// GELU, tanh approximation (as in GPT-2 / PyTorch approximate="tanh").
+// GELU, tanh approximation (as in GPT-2 / PyTorch approximate="tanh"), and
+// its derivative. tanh is fast_math::Tanh (within 1.2 ulp of the exact tanh,
+// vectorised); BiasActForward, ActForward and ActBackward with kGelu give
+// bitwise what these scalar functions give.
 float Gelu(float x);
 float GeluGrad(float x);
 
