@@ -9,12 +9,12 @@
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/cpu/fast_math.h"
 
 namespace cohort::kernels {
 
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
 #ifdef COHORT_NO_CBLAS
   // Builds without OpenBLAS (scripts/gpu-check's kernels-only build on a GPU
@@ -23,34 +23,56 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.0f;
       for (int64_t p = 0; p < k; ++p)
-        acc += (trans_a ? a[p * lda + i] : a[i * lda + p]) * (trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+        acc += (trans_a ? a[p * lda + i] : a[i * lda + p]) *
+               (trans_b ? b[j * ldb + p] : b[p * ldb + j]);
       c[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
     }
 #else
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 #endif
 }
 
 namespace {
+
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCoeff = 0.044715f;
-}  // namespace
 
-float Gelu(float x) {
+// The one definition of GELU (tanh form) and its derivative. Gelu, GeluGrad
+// and the loops below all inline these, and fast_math.h's compile flags make
+// every clone of a loop round each operation as the scalar code does, so a
+// scalar call and any element of a vectorised loop agree bitwise.
+inline float GeluOf(float x) {
   const float u = kSqrt2OverPi * (x + kGeluCoeff * x * x * x);
-  return 0.5f * x * (1.0f + std::tanh(u));
+  return 0.5f * x * (1.0f + fast_math::Tanh(u));
 }
 
-float GeluGrad(float x) {
+inline float GeluGradOf(float x) {
   const float u = kSqrt2OverPi * (x + kGeluCoeff * x * x * x);
-  const float t = std::tanh(u);
+  const float t = fast_math::Tanh(u);
   const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCoeff * x * x);
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
 }
+
+COHORT_KERNEL_CLONES void BiasGeluRow(const float* x, const float* bias, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = GeluOf(x[i] + bias[i]);
+}
+
+COHORT_KERNEL_CLONES void GeluArray(const float* z, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = GeluOf(z[i]);
+}
+
+COHORT_KERNEL_CLONES void GeluGradArray(const float* z, const float* dy, float* dz, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * GeluGradOf(z[i]);
+}
+
+}  // namespace
+
+float Gelu(float x) { return GeluOf(x); }
+
+float GeluGrad(float x) { return GeluGradOf(x); }
 
 void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, int64_t cols,
                     Activation act) {
@@ -65,7 +87,7 @@ void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, i
         for (int64_t c = 0; c < cols; ++c) yr[c] = std::max(xr[c] + bias[c], 0.0f);
         break;
       case Activation::kGelu:
-        for (int64_t c = 0; c < cols; ++c) yr[c] = Gelu(xr[c] + bias[c]);
+        BiasGeluRow(xr, bias, yr, cols);
         break;
     }
   }
@@ -80,7 +102,7 @@ void ActForward(const float* z, float* y, int64_t n, Activation act) {
       for (int64_t i = 0; i < n; ++i) y[i] = std::max(z[i], 0.0f);
       break;
     case Activation::kGelu:
-      for (int64_t i = 0; i < n; ++i) y[i] = Gelu(z[i]);
+      GeluArray(z, y, n);
       break;
   }
 }
@@ -94,7 +116,7 @@ void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, Act
       for (int64_t i = 0; i < n; ++i) dz[i] = z_or_y[i] > 0.0f ? dy[i] : 0.0f;
       break;
     case Activation::kGelu:
-      for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * GeluGrad(z_or_y[i]);
+      GeluGradArray(z_or_y, dy, dz, n);
       break;
   }
 }
@@ -184,7 +206,8 @@ std::vector<float> Widen(DType t, const void* p, int64_t rows, int64_t cols, int
   std::vector<float> out(static_cast<size_t>(rows > 0 ? (rows - 1) * ld + cols : 0));
   if (t == DType::kF32) {
     const auto* f = static_cast<const float*>(p);
-    for (int64_t r = 0; r < rows; ++r) std::copy(f + r * ld, f + r * ld + cols, out.data() + r * ld);
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(f + r * ld, f + r * ld + cols, out.data() + r * ld);
     return out;
   }
   const auto* h = static_cast<const uint16_t*>(p);
@@ -192,7 +215,8 @@ std::vector<float> Widen(DType t, const void* p, int64_t rows, int64_t cols, int
     CastHalfToFloat(t, h, out.data(), out.size(), 1.0f);
     return out;
   }
-  for (int64_t r = 0; r < rows; ++r) CastHalfToFloat(t, h + r * ld, out.data() + r * ld, static_cast<size_t>(cols), 1.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    CastHalfToFloat(t, h + r * ld, out.data() + r * ld, static_cast<size_t>(cols), 1.0f);
   return out;
 }
 
@@ -214,7 +238,8 @@ void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
   std::vector<float> wc = Widen(c_type, c, m, n, ldc);
   Gemm(trans_a, trans_b, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta, wc.data(), ldc);
   for (int64_t i = 0; i < m; ++i) {
-    CastFloatToHalf(c_type, wc.data() + i * ldc, static_cast<uint16_t*>(c) + i * ldc, static_cast<size_t>(n), 1.0f);
+    CastFloatToHalf(c_type, wc.data() + i * ldc, static_cast<uint16_t*>(c) + i * ldc,
+                    static_cast<size_t>(n), 1.0f);
   }
 }
 

@@ -4,17 +4,17 @@
 // contiguous memory with no calls, for the compiler to vectorise (-O3):
 // reductions keep kLanes independent partial sums (a float sum cannot be
 // reordered by the compiler, kLanes explicit ones can), and softmax uses
-// ExpForSoftmax, an inlined polynomial exp, instead of a call to expf per
-// element. Attention's products go to OpenBLAS (kernels::Gemm), restricted to
-// the blocks on or below the diagonal.
+// fast_math::ExpNonPositive, an inlined polynomial exp, instead of a call to
+// expf per element. Attention's products go to OpenBLAS (kernels::Gemm),
+// restricted to the blocks on or below the diagonal.
 
 #include "kernels/cpu/transformer.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/kernels.h"
 
 namespace cohort::kernels {
@@ -22,9 +22,8 @@ namespace {
 
 constexpr int kLanes = 8;
 
-// max and clamp as value selects (std::max returns a reference, which GCC
-// leaves as a branch and does not vectorise).
-inline float Max(float a, float b) { return a > b ? a : b; }
+using fast_math::ExpNonPositive;
+using fast_math::Max;
 
 // sum_{i < n} term(i), as kLanes interleaved partial sums added at the end.
 template <class Acc, class Term>
@@ -54,35 +53,10 @@ inline float RowMax(const float* x, int64_t n) {
   return m;
 }
 
-// exp(x) for x <= 0 (a softmax's x - max), within 1 ulp of std::exp down to
-// x = -87 (checked exhaustively over those floats); below that it returns
-// ~1.6e-38 rather than a denormal or 0, which no softmax sum notices.
-// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6
-// polynomial for exp(r), with no calls or float-to-int conversions so that
-// loops over it vectorise: adding 1.5 * 2^23 rounds x / ln2 to the integer n
-// and leaves n in the low bits of the sum, which become 2^n's exponent.
-inline float ExpForSoftmax(float x) {
-  x = Max(x, -87.0f);
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-  const float t = x * kLog2e + kRound;
-  const float n = t - kRound;
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float e = p * r * r + r + 1.0f;
-  const uint32_t two_n = (std::bit_cast<uint32_t>(t) + 127u) << 23;  // n in [-126, 0]
-  return e * std::bit_cast<float>(two_n);
-}
-
 // In place over row[0, n): row = softmax(row) (n >= 1).
 inline void SoftmaxRow(float* row, int64_t n) {
   const float mx = RowMax(row, n);
-  for (int64_t i = 0; i < n; ++i) row[i] = ExpForSoftmax(row[i] - mx);
+  for (int64_t i = 0; i < n; ++i) row[i] = ExpNonPositive(row[i] - mx);
   const float inv = 1.0f / LaneSum<float>(n, [&](int64_t i) { return row[i]; });
   for (int64_t i = 0; i < n; ++i) row[i] *= inv;
 }
@@ -268,10 +242,10 @@ void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogi
     double sum;
     if (dlogits == nullptr) {
       sum = LaneSum<double>(
-          V, [&](int64_t c) { return static_cast<double>(ExpForSoftmax(l[c] - mx)); });
+          V, [&](int64_t c) { return static_cast<double>(ExpNonPositive(l[c] - mx)); });
     } else {
       float* d = dlogits + r * V;
-      for (int64_t c = 0; c < V; ++c) d[c] = ExpForSoftmax(l[c] - mx);
+      for (int64_t c = 0; c < V; ++c) d[c] = ExpNonPositive(l[c] - mx);
       sum = LaneSum<double>(V, [&](int64_t c) { return static_cast<double>(d[c]); });
       const float f = static_cast<float>(static_cast<double>(grad_scale) / sum);
       for (int64_t c = 0; c < V; ++c) d[c] *= f;
