@@ -2,7 +2,9 @@
 """GPT training throughput: Cohort against PyTorch eager, in one run, interleaved.
 
   /usr/bin/python3 bench/gpt_vs_torch.py [--cohort build/bin/cohort] [--repeats 3] [--warmup 2] [--steps 6]
-                                         [--parallel-models b] [--json out.json] [--quick]
+                                         [--models a,b] [--parallel-models b] [--json out.json] [--quick]
+
+About 5 minutes on 2 idle cores; --parallel-models a,b adds about 3 more.
 
 GPT-2 architecture (nanoGPT's: pre-LayerNorm blocks, fused QKV, GELU tanh,
 tied head, biases), fp32, AdamW (lr 3e-4, betas 0.9/0.99, weight decay 0.1,
@@ -387,7 +389,9 @@ def main():
     p.add_argument("--repeats", type=int, help="interleaved rounds (default 3; --quick 1)")
     p.add_argument("--warmup", type=int, help="steps not timed at the start of each run (default 2; --quick 1)")
     p.add_argument("--steps", type=int, help="timed steps per run (default 6; --quick 3)")
-    p.add_argument("--parallel-models", default="b", help="models run on 2 ranks: b, a,b or none")
+    p.add_argument("--models", default="a,b", help="models run on one rank: a,b, a or b")
+    p.add_argument("--parallel-models", default="b",
+                   help="models run on 2 ranks (each also runs on one rank): b, a,b or none")
     p.add_argument("--backend", default="shm", help="cohort's backend on 2 ranks")
     p.add_argument("--gemm-reps", type=int, default=20)
     p.add_argument("--json", help="write every figure, run and command line here")
@@ -400,13 +404,17 @@ def main():
     if args.gemm_worker:
         return gemm_worker(args.gemm_worker)
 
-    models = QUICK_MODELS if args.quick else MODELS
+    sizes = QUICK_MODELS if args.quick else MODELS
+    par_models = [] if args.parallel_models == "none" else args.parallel_models.split(",")
+    wanted = set(args.models.split(",")) | set(par_models)
+    if not wanted <= set(sizes):
+        sys.exit(f"unknown model in --models/--parallel-models: {sorted(wanted - set(sizes))} (a or b)")
+    models = {k: m for k, m in sizes.items() if k in wanted}
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.steps = args.steps or (3 if args.quick else 6)
     if args.quick:
         args.gemm_reps = min(args.gemm_reps, 5)
-    par_models = [] if args.parallel_models == "none" else args.parallel_models.split(",")
     if not os.access(args.cohort, os.X_OK):
         sys.exit(f"no cohort binary at {args.cohort} (pass --cohort)")
     if not shutil.which("mpirun") and par_models:
