@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <numeric>
@@ -45,21 +45,25 @@ Result<std::vector<int>> OwnedShards(const Config& config, int num_shards, int r
   opt.shuffle_seed = config.seed;
   COHORT_ASSIGN_OR_RETURN(sharding::EpochPlan plan,
                           sharding::PlanEpoch(num_shards, sharding::MakeMembers(ranks), 0, opt));
-  for (int64_t s : plan.walks[static_cast<size_t>(rank)].shards) mine.push_back(static_cast<int>(s));
+  for (int64_t s : plan.walks[static_cast<size_t>(rank)].shards)
+    mine.push_back(static_cast<int>(s));
   return mine;
 }
 
 // data.source tokens: the training split (and the validation split when
 // train.eval_every asks for it), checked against the model's vocabulary and
 // context.
-Status OpenTokens(const Config& config, std::unique_ptr<TokenDataset>* train, std::unique_ptr<TokenDataset>* val) {
+Status OpenTokens(const Config& config, std::unique_ptr<TokenDataset>* train,
+                  std::unique_ptr<TokenDataset>* val) {
   const GptConfig& m = config.model.gpt;
-  COHORT_ASSIGN_OR_RETURN(*train, TokenDataset::Open(config.data.path, TokenSplit::kTrain, m.vocab));
+  COHORT_ASSIGN_OR_RETURN(*train,
+                          TokenDataset::Open(config.data.path, TokenSplit::kTrain, m.vocab));
   auto check = [&](const TokenDataset& d, const char* split) -> Status {
     if (d.tokens() < m.context + 1) {
-      return InvalidArgument("the " + std::string(split) + " tokens in " + config.data.path + " (" +
-                             std::to_string(d.tokens()) + ") are fewer than one window of model.context + 1 = " +
-                             std::to_string(m.context + 1));
+      return InvalidArgument(
+          "the " + std::string(split) + " tokens in " + config.data.path + " (" +
+          std::to_string(d.tokens()) +
+          ") are fewer than one window of model.context + 1 = " + std::to_string(m.context + 1));
     }
     return Status::Ok();
   };
@@ -74,18 +78,21 @@ Status OpenTokens(const Config& config, std::unique_ptr<TokenDataset>* train, st
 // data.source idx: the training split, sampled in seeded epochs with each
 // data rank taking its share of every global batch (GlobalSampler), and the
 // test split when train.eval_every asks for it.
-Status OpenIdx(const Config& config, int64_t batch, int drank, int dranks, std::unique_ptr<Dataset>* data,
-               std::unique_ptr<Sampler>* sampler, std::unique_ptr<IdxDataset>* test) {
+Status OpenIdx(const Config& config, int64_t batch, int drank, int dranks,
+               std::unique_ptr<Dataset>* data, std::unique_ptr<Sampler>* sampler,
+               std::unique_ptr<IdxDataset>* test) {
   const int64_t inputs = config.model.layers.front(), classes = config.model.layers.back();
   COHORT_ASSIGN_OR_RETURN(auto train, IdxDataset::Open(config.data.path, IdxSplit::kTrain));
   if (train->features() != inputs || train->classes() != classes) {
-    return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(train->features()) +
-                           " features and " + std::to_string(train->classes()) + " classes, but model.layers is " +
+    return InvalidArgument("dataset " + config.data.path + " has " +
+                           std::to_string(train->features()) + " features and " +
+                           std::to_string(train->classes()) + " classes, but model.layers is " +
                            std::to_string(inputs) + " ... " + std::to_string(classes));
   }
   if (train->samples() < batch * dranks) {
-    return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(train->samples()) +
-                           " training samples, fewer than one global batch of " + std::to_string(batch * dranks));
+    return InvalidArgument(
+        "dataset " + config.data.path + " has " + std::to_string(train->samples()) +
+        " training samples, fewer than one global batch of " + std::to_string(batch * dranks));
   }
   *sampler = std::make_unique<GlobalSampler>(train->samples(), batch, drank, dranks, config.seed);
   *data = std::move(train);
@@ -97,42 +104,50 @@ Status OpenIdx(const Config& config, int64_t batch, int drank, int dranks, std::
 
 Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* batch,
                      std::unique_ptr<Dataset>* data, std::unique_ptr<Sampler>* sampler,
-                     std::unique_ptr<TokenDataset>* tokens, std::unique_ptr<TokenDataset>* val_tokens,
-                     std::unique_ptr<IdxDataset>* test) {
+                     std::unique_ptr<TokenDataset>* tokens,
+                     std::unique_ptr<TokenDataset>* val_tokens, std::unique_ptr<IdxDataset>* test) {
   const int world = g.world->size();
   const int tensor = config.parallel.tensor;
   if (world % tensor != 0) {
-    return InvalidArgument("config " + config.source + ": parallel.tensor " + std::to_string(tensor) +
-                           " does not divide the world of " + std::to_string(world) + " ranks");
+    return InvalidArgument("config " + config.source + ": parallel.tensor " +
+                           std::to_string(tensor) + " does not divide the world of " +
+                           std::to_string(world) + " ranks");
   }
   COHORT_RETURN_IF_ERROR(CheckModel(config.model, tensor).WithContext("config " + config.source));
   const int dranks = world / tensor;
   const int drank = g.world->rank() / tensor;
   COHORT_ASSIGN_OR_RETURN(*batch, config.BatchPerRank(dranks));
   if (config.data.source == DataSource::kTokens) return OpenTokens(config, tokens, val_tokens);
-  if (config.data.source == DataSource::kIdx) return OpenIdx(config, *batch, drank, dranks, data, sampler, test);
+  if (config.data.source == DataSource::kIdx)
+    return OpenIdx(config, *batch, drank, dranks, data, sampler, test);
   const int64_t inputs = config.model.layers.front();
   const int64_t classes = config.model.layers.back();
-  if (classes < 2) return InvalidArgument("config " + config.source + ": the last of model.layers (classes) must be at least 2");
+  if (classes < 2)
+    return InvalidArgument("config " + config.source +
+                           ": the last of model.layers (classes) must be at least 2");
   if (config.data.source == DataSource::kSynthetic) {
     const int64_t global = *batch * dranks;
     if (config.data.samples < global) {
-      return InvalidArgument("config " + config.source + ": data.samples " + std::to_string(config.data.samples) +
-                             " is smaller than one global batch of " + std::to_string(global) +
-                             " (" + std::to_string(*batch) + " per data rank x " + std::to_string(dranks) + ")");
+      return InvalidArgument(
+          "config " + config.source + ": data.samples " + std::to_string(config.data.samples) +
+          " is smaller than one global batch of " + std::to_string(global) + " (" +
+          std::to_string(*batch) + " per data rank x " + std::to_string(dranks) + ")");
     }
     TeacherSpec t{config.seed, inputs, static_cast<int32_t>(classes), config.data.teacher_hidden};
     *data = std::make_unique<SyntheticDataset>(t, config.data.samples);
-    *sampler = std::make_unique<GlobalSampler>(config.data.samples, *batch, drank, dranks, config.seed);
+    *sampler =
+        std::make_unique<GlobalSampler>(config.data.samples, *batch, drank, dranks, config.seed);
     return Status::Ok();
   }
   COHORT_ASSIGN_OR_RETURN(auto ds, ShardedDataset::Open(config.data.path));
   if (ds->features() != inputs || ds->classes() != classes) {
-    return InvalidArgument("dataset " + config.data.path + " has " + std::to_string(ds->features()) +
-                           " features and " + std::to_string(ds->classes()) + " classes, but model.layers is " +
+    return InvalidArgument("dataset " + config.data.path + " has " +
+                           std::to_string(ds->features()) + " features and " +
+                           std::to_string(ds->classes()) + " classes, but model.layers is " +
                            std::to_string(inputs) + " ... " + std::to_string(classes));
   }
-  COHORT_ASSIGN_OR_RETURN(std::vector<int> mine, OwnedShards(config, ds->num_shards(), drank, dranks));
+  COHORT_ASSIGN_OR_RETURN(std::vector<int> mine,
+                          OwnedShards(config, ds->num_shards(), drank, dranks));
   COHORT_RETURN_IF_ERROR(ds->Load(mine));
   std::vector<ShardWalkSampler::Shard> owned;
   int64_t samples = 0;
@@ -142,18 +157,20 @@ Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* bat
     samples += static_cast<int64_t>(h.samples);
   }
   if (samples < *batch) {
-    return InvalidArgument("dataset " + config.data.path + " gives data rank " + std::to_string(drank) + " " +
-                           std::to_string(samples) + " samples, fewer than one batch of " + std::to_string(*batch));
+    return InvalidArgument("dataset " + config.data.path + " gives data rank " +
+                           std::to_string(drank) + " " + std::to_string(samples) +
+                           " samples, fewer than one batch of " + std::to_string(*batch));
   }
-  *sampler = std::make_unique<ShardWalkSampler>(std::move(owned), *batch, static_cast<uint64_t>(drank), config.seed);
+  *sampler = std::make_unique<ShardWalkSampler>(std::move(owned), *batch,
+                                                static_cast<uint64_t>(drank), config.seed);
   *data = std::move(ds);
   return Status::Ok();
 }
 
 }  // namespace
 
-Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g, Timeline* timeline,
-                                                 Compute* compute) {
+Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g,
+                                                 Timeline* timeline, Compute* compute) {
   Compute& dev = compute != nullptr ? *compute : HostCompute();
   // 1. Same config everywhere: compare hashes so a rank with another file
   //    fails cleanly rather than deadlocking on a different schedule.
@@ -164,22 +181,26 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   for (int r = 1; r < world; ++r) {
     if (hashes[static_cast<size_t>(r)] != hashes[0]) {
       return InvalidArgument("ranks started with different configs: rank 0 has config hash " +
-                             std::to_string(static_cast<uint64_t>(hashes[0])) + ", rank " + std::to_string(r) +
-                             " has " + std::to_string(static_cast<uint64_t>(hashes[static_cast<size_t>(r)])) +
+                             std::to_string(static_cast<uint64_t>(hashes[0])) + ", rank " +
+                             std::to_string(r) + " has " +
+                             std::to_string(static_cast<uint64_t>(hashes[static_cast<size_t>(r)])) +
                              "; give every rank the same --config and flags");
     }
   }
   auto t = std::unique_ptr<Trainer>(new Trainer(config, g, timeline));
   t->compute_ = &dev;
   // 2. Layout, data and batch, agreed across ranks.
-  Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_, &t->tokens_, &t->val_tokens_, &t->test_);
+  Status local = ValidateLocal(config, g, &t->batch_, &t->data_, &t->sampler_, &t->tokens_,
+                               &t->val_tokens_, &t->test_);
   if (local.ok() && !dev.host() && config.train.compression != DType::kF32) {
     local = InvalidArgument("config " + config.source + ": train.compression " +
-                            std::string(DTypeName(config.train.compression)) + " casts gradients on the host; on " +
-                            dev.Describe() + " leave it at fp32 (NCCL reduces the fp32 gradients on the device)");
+                            std::string(DTypeName(config.train.compression)) +
+                            " casts gradients on the host; on " + dev.Describe() +
+                            " leave it at fp32 (NCCL reduces the fp32 gradients on the device)");
   }
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, local));
-  COHORT_CHECK(g.tensor->size() == config.parallel.tensor && g.data->size() * g.tensor->size() == world)
+  COHORT_CHECK(g.tensor->size() == config.parallel.tensor &&
+               g.data->size() * g.tensor->size() == world)
       << "parallel groups were not split by parallel.tensor";
   // 3. This rank's part of the model: init from the seed, then data rank 0's
   //    copy wins (all data ranks hold the same part).
@@ -198,7 +219,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     }
     return Status::Ok();
   }();
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, allocated.WithContext("allocating on " + dev.Describe())));
+  COHORT_RETURN_IF_ERROR(
+      AgreeOnStatus(*g.world, allocated.WithContext("allocating on " + dev.Describe())));
   // On the CPU, gradients live in the data communicator's registered memory
   // where it has some (shared memory for shm), so the all-reduce copies
   // nothing. On a device they are device memory (NCCL registers nothing).
@@ -211,7 +233,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
       // leaving on an error must not wait for its peers. The communicator
       // releases its registered memory when it is destroyed, after the trainer.
       auto storage = Storage::Wrap(*registered, grad_bytes, Device::kCpu, [] {});
-      COHORT_ASSIGN_OR_RETURN(t->grads_, Tensor::FromStorage(std::move(storage), {padded + 1}, DType::kF32));
+      COHORT_ASSIGN_OR_RETURN(t->grads_,
+                              Tensor::FromStorage(std::move(storage), {padded + 1}, DType::kF32));
     } else {
       t->grads_ = Tensor::Zeros({padded + 1});
     }
@@ -221,9 +244,11 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     t->model_->Init(init.data(), config.seed);
     dev.CopyToDevice(t->params_.raw(), init.data(), init.size() * sizeof(float));
     // The broadcast runs on the communicator (its own stream on a GPU).
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, dev.Sync().WithContext("initialising the parameters")));
+    COHORT_RETURN_IF_ERROR(
+        AgreeOnStatus(*g.world, dev.Sync().WithContext("initialising the parameters")));
   }
-  COHORT_RETURN_IF_ERROR(g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
+  COHORT_RETURN_IF_ERROR(
+      g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
   Status state = [&]() -> Status {
     if (config.train.precision != DType::kF32) {
       COHORT_ASSIGN_OR_RETURN(t->params16_, dev.Alloc({n}, config.train.precision));
@@ -237,12 +262,14 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     }
     return Status::Ok();
   }();
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(*g.world, state.WithContext("allocating on " + dev.Describe())));
-  if (config.train.precision == DType::kF16) t->scaler_ = std::make_unique<LossScaler>(config.train.loss_scale);
+  COHORT_RETURN_IF_ERROR(
+      AgreeOnStatus(*g.world, state.WithContext("allocating on " + dev.Describe())));
+  if (config.train.precision == DType::kF16)
+    t->scaler_ = std::make_unique<LossScaler>(config.train.loss_scale);
   if (config.parallel.zero != 1) {
     const auto mib = [](double m) { return static_cast<int64_t>(m * 1024 * 1024); };
-    auto buckets = PlanGradBuckets(t->model_->LayerRanges(), padded + 1, mib(config.train.bucket_mb),
-                                   mib(config.train.first_bucket_mb));
+    auto buckets = PlanGradBuckets(t->model_->LayerRanges(), padded + 1,
+                                   mib(config.train.bucket_mb), mib(config.train.first_bucket_mb));
     void* wire = nullptr;
     if (config.train.compression != DType::kF32) {
       // The 16-bit twin of the gradients, registered like them (never freed
@@ -258,7 +285,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
     }
     t->sync_ = std::make_unique<GradientSync>(*g.data, t->grads_.data<float>(), std::move(buckets),
                                               static_cast<int>(t->model_->LayerRanges().size()),
-                                              config.train.overlap, timeline, config.train.compression, wire, &dev);
+                                              config.train.overlap, timeline,
+                                              config.train.compression, wire, &dev);
   }
   if (!config.checkpoint.dir.empty()) t->writer_ = std::make_unique<CheckpointWriter>();
   return t;
@@ -288,7 +316,8 @@ Result<CheckpointShard> Trainer::MakeShard() const {
   // Host copies (the writer thread serialises them while training goes on).
   auto copy = [this](const float* src, int64_t count) -> Result<Tensor> {
     Tensor t = Tensor::Zeros({count});
-    if (count > 0) COHORT_RETURN_IF_ERROR(compute_->CopyToHost(t.raw(), src, static_cast<size_t>(count) * 4));
+    if (count > 0)
+      COHORT_RETURN_IF_ERROR(compute_->CopyToHost(t.raw(), src, static_cast<size_t>(count) * 4));
     return t;
   };
   if (sh.data_rank == 0) {
@@ -316,7 +345,8 @@ Status Trainer::Checkpoint(bool next) {
   Communicator& world = *g_.world;
   if (writer_->pending()) {
     auto written = writer_->Wait();
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world, written.status()).WithContext("writing checkpoint"));
+    COHORT_RETURN_IF_ERROR(
+        AgreeOnStatus(world, written.status()).WithContext("writing checkpoint"));
     // Every rank's (bytes, crc) so rank 0 can write the manifest.
     const int64_t mine[2] = {written->bytes, static_cast<int64_t>(written->crc32c)};
     std::vector<int64_t> all(static_cast<size_t>(2 * world.size()));
@@ -328,9 +358,11 @@ Status Trainer::Checkpoint(bool next) {
     if (world.rank() == 0) {
       std::vector<ShardWritten> shards;
       for (int r = 0; r < world.size(); ++r) {
-        shards.push_back({all[static_cast<size_t>(2 * r)], static_cast<uint32_t>(all[static_cast<size_t>(2 * r + 1)])});
+        shards.push_back({all[static_cast<size_t>(2 * r)],
+                          static_cast<uint32_t>(all[static_cast<size_t>(2 * r + 1)])});
       }
-      auto c = CommitCheckpoint(config_.checkpoint.dir, pending_, shards, config_.checkpoint.keep, committer_);
+      auto c = CommitCheckpoint(config_.checkpoint.dir, pending_, shards, config_.checkpoint.keep,
+                                committer_);
       commit = c.status();
       committed = c.ok() && *c ? 1 : 0;
     }
@@ -340,7 +372,8 @@ Status Trainer::Checkpoint(bool next) {
   }
   if (next) {
     Result<CheckpointShard> shard = MakeShard();
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world, shard.status()).WithContext("copying the checkpoint to the host"));
+    COHORT_RETURN_IF_ERROR(
+        AgreeOnStatus(world, shard.status()).WithContext("copying the checkpoint to the host"));
     pending_ = Layout();
     writer_->Submit(config_.checkpoint.dir, pending_, std::move(shard).value());
   }
@@ -350,19 +383,22 @@ Status Trainer::Checkpoint(bool next) {
 Status Trainer::Restore(const LoadedCheckpoint& ck) {
   const CheckpointLayout& l = ck.layout;
   if (!SameArchitecture(l.model, config_.model)) {
-    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " holds another model (" +
-                              DescribeModel(l.model) + ", the config has " + DescribeModel(config_.model) + ")");
+    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) +
+                              " holds another model (" + DescribeModel(l.model) +
+                              ", the config has " + DescribeModel(config_.model) + ")");
   }
   const std::string opt = config_.optimizer.type == OptimizerType::kAdamW ? "adamw" : "sgd";
   if (l.optimizer != opt) {
-    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " was written with optimizer " +
-                              l.optimizer + ", the config uses " + opt);
+    return FailedPrecondition("checkpoint at step " + std::to_string(l.step) +
+                              " was written with optimizer " + l.optimizer + ", the config uses " +
+                              opt);
   }
   const int64_t n = model_->num_params();
   std::vector<float> local(static_cast<size_t>(n));
   for (const auto& [name, t] : optimizer_->State()) {
     if (ck.optim.find(name) == ck.optim.end()) {
-      return FailedPrecondition("checkpoint at step " + std::to_string(l.step) + " lacks optimizer state '" + name + "'");
+      return FailedPrecondition("checkpoint at step " + std::to_string(l.step) +
+                                " lacks optimizer state '" + name + "'");
     }
   }
   model_->FullToLocal(ck.params.data(), local.data());
@@ -386,9 +422,11 @@ Status Trainer::Restore(const LoadedCheckpoint& ck) {
     char* end2 = nullptr;
     const double scale = std::strtod(scale_it->second.c_str(), &end1);
     const long long clean = std::strtoll(clean_it->second.c_str(), &end2, 10);
-    if (*end1 != '\0' || *end2 != '\0' || !(scale >= kMinLossScale && scale <= kMaxLossScale) || clean < 0) {
-      return DataLoss("checkpoint at step " + std::to_string(l.step) + " has a malformed loss scale ('" +
-                      scale_it->second + "', '" + clean_it->second + "')");
+    if (*end1 != '\0' || *end2 != '\0' || !(scale >= kMinLossScale && scale <= kMaxLossScale) ||
+        clean < 0) {
+      return DataLoss("checkpoint at step " + std::to_string(l.step) +
+                      " has a malformed loss scale ('" + scale_it->second + "', '" +
+                      clean_it->second + "')");
     }
     scaler_->Restore(scale, clean);
   }
@@ -397,7 +435,8 @@ Status Trainer::Restore(const LoadedCheckpoint& ck) {
 }
 
 void Trainer::CastParams() {
-  compute_->CastFromFloat(params_.data<float>(), config_.train.precision, params16_.raw(), model_->num_params(), 1.0f);
+  compute_->CastFromFloat(params_.data<float>(), config_.train.precision, params16_.raw(),
+                          model_->num_params(), 1.0f);
 }
 
 std::map<std::string, std::string> Trainer::ScalerMetadata() const {
@@ -414,7 +453,8 @@ Result<bool> Trainer::UnscaleGrads(float* g, int64_t n, bool agree) {
   }
   int32_t found = 0;
   compute_->Zero(found_dev_.raw(), sizeof(int32_t));
-  compute_->ScaleCheckFinite(g, n, static_cast<float>(1.0 / scaler_->scale()), found_dev_.data<int32_t>());
+  compute_->ScaleCheckFinite(g, n, static_cast<float>(1.0 / scaler_->scale()),
+                             found_dev_.data<int32_t>());
   // The one wait fp16 needs inside a step: whether to apply the update.
   COHORT_RETURN_IF_ERROR(compute_->CopyToHost(&found, found_dev_.raw(), sizeof(found)));
   if (agree && g_.world->size() > 1) {
@@ -425,10 +465,11 @@ Result<bool> Trainer::UnscaleGrads(float* g, int64_t n, bool agree) {
   }
   const bool apply = scaler_->Update(found != 0);
   if (scaler_->stuck()) {
-    return FailedPrecondition("fp16 gradients overflowed " + std::to_string(kMaxSkipsAtMinLossScale) +
-                              " steps in a row at the minimum loss scale " + std::to_string(kMinLossScale) +
-                              " (step " + std::to_string(step_ + 1) +
-                              "): the model diverged; lower optimizer.lr or use train.precision bf16");
+    return FailedPrecondition(
+        "fp16 gradients overflowed " + std::to_string(kMaxSkipsAtMinLossScale) +
+        " steps in a row at the minimum loss scale " + std::to_string(kMinLossScale) + " (step " +
+        std::to_string(step_ + 1) +
+        "): the model diverged; lower optimizer.lr or use train.precision bf16");
   }
   return apply;
 }
@@ -444,14 +485,16 @@ LoadedCheckpoint Trainer::EmptyState() const {
 
 Result<LoadedCheckpoint> Trainer::CaptureState() {
   if (g_.tensor->size() != 1) {
-    return FailedPrecondition("capturing the training state in memory needs parallel.tensor 1 (a tensor-parallel "
-                              "rank holds only its part of the model)");
+    return FailedPrecondition(
+        "capturing the training state in memory needs parallel.tensor 1 (a tensor-parallel "
+        "rank holds only its part of the model)");
   }
   LoadedCheckpoint ck;
   ck.layout = Layout();
   const int64_t n = model_->num_params();
   ck.params.assign(static_cast<size_t>(n), 0.0f);
-  COHORT_RETURN_IF_ERROR(compute_->CopyToHost(ck.params.data(), params_.raw(), static_cast<size_t>(n) * 4));
+  COHORT_RETURN_IF_ERROR(
+      compute_->CopyToHost(ck.params.data(), params_.raw(), static_cast<size_t>(n) * 4));
   if (config_.parallel.zero == 1) {
     // Each data rank holds `partition_` elements of each state tensor (the
     // last one padded): gather them, in rank order, into the whole tensor.
@@ -459,11 +502,14 @@ Result<LoadedCheckpoint> Trainer::CaptureState() {
     COHORT_ASSIGN_OR_RETURN(Tensor whole, compute_->Alloc({partition_ * d}, DType::kF32));
     COHORT_RETURN_IF_ERROR(compute_->Sync());
     for (auto& [name, t] : optimizer_->State()) {
-      COHORT_RETURN_IF_ERROR(g_.data->AllGather(t.data<float>(), whole.raw(), static_cast<size_t>(partition_),
-                                                DType::kF32)
-                                 .WithContext("gathering the ZeRO-1 optimizer state '" + name + "'"));
+      COHORT_RETURN_IF_ERROR(
+          g_.data
+              ->AllGather(t.data<float>(), whole.raw(), static_cast<size_t>(partition_),
+                          DType::kF32)
+              .WithContext("gathering the ZeRO-1 optimizer state '" + name + "'"));
       ck.optim[name].assign(static_cast<size_t>(n), 0.0f);
-      COHORT_RETURN_IF_ERROR(compute_->CopyToHost(ck.optim[name].data(), whole.raw(), static_cast<size_t>(n) * 4));
+      COHORT_RETURN_IF_ERROR(
+          compute_->CopyToHost(ck.optim[name].data(), whole.raw(), static_cast<size_t>(n) * 4));
     }
     ck.metadata = ScalerMetadata();
     return ck;
@@ -471,7 +517,8 @@ Result<LoadedCheckpoint> Trainer::CaptureState() {
   for (const auto& [name, t] : optimizer_->State()) {
     const int64_t count = std::min<int64_t>(n, t.numel());
     ck.optim[name].assign(static_cast<size_t>(count), 0.0f);
-    COHORT_RETURN_IF_ERROR(compute_->CopyToHost(ck.optim[name].data(), t.raw(), static_cast<size_t>(count) * 4));
+    COHORT_RETURN_IF_ERROR(
+        compute_->CopyToHost(ck.optim[name].data(), t.raw(), static_cast<size_t>(count) * 4));
   }
   ck.metadata = ScalerMetadata();
   return ck;
@@ -493,7 +540,8 @@ Result<std::vector<std::pair<std::string, Tensor>>> Trainer::FullParams() {
     Tensor t = Tensor::Zeros({cols, rows});
     float* dst = t.data<float>();
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = whole[i][static_cast<size_t>(r * cols + c)];
+      for (int64_t c = 0; c < cols; ++c)
+        dst[c * rows + r] = whole[i][static_cast<size_t>(r * cols + c)];
     }
     out.emplace_back(p.name, std::move(t));
   }
@@ -512,14 +560,15 @@ Status Trainer::ZeroStep(double* comm_s, double* optim_s) {
   const double t0 = Now();
   const int64_t offset = partition_ * data.rank();
   COHORT_RETURN_IF_ERROR(compute_->Sync());
-  COHORT_RETURN_IF_ERROR(data.ReduceScatter(g, grad_part_.raw(), static_cast<size_t>(partition_), DType::kF32,
-                                            ReduceOp::kAvg));
+  COHORT_RETURN_IF_ERROR(data.ReduceScatter(g, grad_part_.raw(), static_cast<size_t>(partition_),
+                                            DType::kF32, ReduceOp::kAvg));
   COHORT_RETURN_IF_ERROR(data.AllReduce(loss, loss, 1, DType::kF32, ReduceOp::kAvg));
   const double t1 = Now();
   // Each rank unscales only its partition: agree on overflow explicitly.
   bool apply = true;
   if (scaler_) {
-    COHORT_ASSIGN_OR_RETURN(apply, UnscaleGrads(grad_part_.data<float>(), partition_, /*agree=*/true));
+    COHORT_ASSIGN_OR_RETURN(apply,
+                            UnscaleGrads(grad_part_.data<float>(), partition_, /*agree=*/true));
   }
   if (apply && config_.train.clip_grad_norm > 0) {
     const int64_t count = std::max<int64_t>(0, std::min(partition_, model_->num_params() - offset));
@@ -529,7 +578,8 @@ Status Trainer::ZeroStep(double* comm_s, double* optim_s) {
   const double t2 = Now();
   if (apply) {
     COHORT_RETURN_IF_ERROR(compute_->Sync());
-    COHORT_RETURN_IF_ERROR(data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
+    COHORT_RETURN_IF_ERROR(
+        data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
     if (params16_.defined()) CastParams();
   }
   const double t3 = Now();
@@ -560,7 +610,9 @@ Status Trainer::ReserveBatch() {
   return Status::Ok();
 }
 
-const void* Trainer::batch_inputs() const { return compute_->host() ? x_host_.raw() : x_dev_.raw(); }
+const void* Trainer::batch_inputs() const {
+  return compute_->host() ? x_host_.raw() : x_dev_.raw();
+}
 const int32_t* Trainer::batch_targets() const {
   return compute_->host() ? y_host_.data<int32_t>() : y_dev_.data<int32_t>();
 }
@@ -577,7 +629,8 @@ Status Trainer::FillBatch(int64_t step) {
   if (tokens_) {
     // Data rank d takes samples [d B, (d + 1) B) of the step's global batch.
     COHORT_RETURN_IF_ERROR(tokens_->Fill(config_.seed, step, batch_ * g_.data->rank(), batch_,
-                                         config_.model.gpt.context, x_host_.data<int32_t>(), y_host_.data<int32_t>()));
+                                         config_.model.gpt.context, x_host_.data<int32_t>(),
+                                         y_host_.data<int32_t>()));
   } else {
     ids_.resize(static_cast<size_t>(batch_));
     sampler_->Indices(step, ids_);
@@ -594,8 +647,9 @@ Status Trainer::SumOverData(std::vector<double>* values) {
   }
   compute_->CopyToDevice(eval_sums_.raw(), values->data(), values->size() * 8);
   COHORT_RETURN_IF_ERROR(compute_->Sync());
-  COHORT_RETURN_IF_ERROR(g_.data->AllReduce(eval_sums_.raw(), eval_sums_.raw(), values->size(), DType::kF64,
-                                            ReduceOp::kSum)
+  COHORT_RETURN_IF_ERROR(g_.data
+                             ->AllReduce(eval_sums_.raw(), eval_sums_.raw(), values->size(),
+                                         DType::kF64, ReduceOp::kSum)
                              .WithContext("summing the evaluation over the data-parallel ranks"));
   return compute_->CopyToHost(values->data(), eval_sums_.raw(), values->size() * 8);
 }
@@ -603,7 +657,8 @@ Status Trainer::SumOverData(std::vector<double>* values) {
 Result<EvalResult> Trainer::Evaluate() {
   if (val_tokens_) return EvaluateTokens();
   if (test_) return EvaluateClassifier();
-  return FailedPrecondition("no held-out split to evaluate on: train.eval_every needs data.source tokens or idx");
+  return FailedPrecondition(
+      "no held-out split to evaluate on: train.eval_every needs data.source tokens or idx");
 }
 
 Result<EvalResult> Trainer::EvaluateTokens() {
@@ -615,12 +670,12 @@ Result<EvalResult> Trainer::EvaluateTokens() {
   // indexed by k in place of the step.
   std::vector<double> sum = {0.0};
   for (int64_t k = 0; k < config_.train.eval_batches; ++k) {
-    COHORT_RETURN_IF_ERROR(val_tokens_->Fill(config_.seed ^ kEvalSeedSalt, k, batch_ * g_.data->rank(), batch_,
-                                             config_.model.gpt.context, x_host_.data<int32_t>(),
-                                             y_host_.data<int32_t>()));
+    COHORT_RETURN_IF_ERROR(val_tokens_->Fill(
+        config_.seed ^ kEvalSeedSalt, k, batch_ * g_.data->rank(), batch_,
+        config_.model.gpt.context, x_host_.data<int32_t>(), y_host_.data<int32_t>()));
     COHORT_RETURN_IF_ERROR(CopyBatchToDevice());
-    COHORT_RETURN_IF_ERROR(model_->LossTo(params_.data<float>(), batch_inputs(), batch_targets(), batch_,
-                                          eval_loss_.data<float>()));
+    COHORT_RETURN_IF_ERROR(model_->LossTo(params_.data<float>(), batch_inputs(), batch_targets(),
+                                          batch_, eval_loss_.data<float>()));
     COHORT_ASSIGN_OR_RETURN(float v, compute_->ReadFloat(eval_loss_.data<float>()));
     sum[0] += v;
   }
@@ -646,7 +701,8 @@ Result<EvalResult> Trainer::EvaluateClassifier() {
     std::iota(ids_.begin(), ids_.end(), at);
     COHORT_RETURN_IF_ERROR(test_->Fill(ids_, x_host_.data<float>(), y_host_.data<int32_t>()));
     COHORT_RETURN_IF_ERROR(CopyBatchToDevice());
-    COHORT_RETURN_IF_ERROR(model_->LogitsToHost(params_.data<float>(), batch_inputs(), b, logits.data()));
+    COHORT_RETURN_IF_ERROR(
+        model_->LogitsToHost(params_.data<float>(), batch_inputs(), b, logits.data()));
     const int32_t* y = y_host_.data<int32_t>();
     for (int64_t i = 0; i < b; ++i) {
       const float* row = logits.data() + i * k;
@@ -671,7 +727,8 @@ Result<EvalResult> Trainer::EvaluateClassifier() {
 Result<double> Trainer::ClipGradients(float* grads, int64_t offset, int64_t n) {
   const auto& info = model_->params();
   if (!norm_parts_.defined()) {
-    COHORT_ASSIGN_OR_RETURN(norm_parts_, compute_->Alloc({static_cast<int64_t>(info.size()) + 1}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(norm_parts_,
+                            compute_->Alloc({static_cast<int64_t>(info.size()) + 1}, DType::kF32));
   }
   float* parts = norm_parts_.data<float>();
   compute_->Zero(parts, static_cast<size_t>(norm_parts_.numel()) * 4);
@@ -680,7 +737,8 @@ Result<double> Trainer::ClipGradients(float* grads, int64_t offset, int64_t n) {
   const bool lead = g_.tensor->rank() == 0;
   for (size_t i = 0; i < info.size(); ++i) {
     const ParamInfo& p = info[i];
-    const bool whole = p.split == LayerSplit::kReplicated || (p.split == LayerSplit::kRow && p.is_bias);
+    const bool whole =
+        p.split == LayerSplit::kReplicated || (p.split == LayerSplit::kRow && p.is_bias);
     if (whole && !lead) continue;
     int64_t count = 1;
     for (int64_t d : p.shape) count *= d;
@@ -719,7 +777,7 @@ Result<double> Trainer::ClipGradients(float* grads, int64_t offset, int64_t n) {
   return norm;
 }
 
-Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const StepReport&)>& report) {
+TrainSummary Trainer::StartSummary(int64_t steps) const {
   TrainSummary s;
   s.world_size = g_.world->size();
   s.data_parallel = g_.data->size();
@@ -732,112 +790,133 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   s.local_params = model_->num_params();
   s.precision = PrecisionName(config_.train.precision);
   s.device = compute_->Describe();
-  const int64_t skipped_before = scaler_ ? scaler_->skipped_steps() : 0;
+  s.start_step = step_;
+  return s;
+}
+
+double Trainer::CommSeconds(const RunClock& c) const {
+  return c.sync_s + (sync_ ? sync_->comm_seconds() : 0);
+}
+
+Result<float> Trainer::TrainStep(RunClock* c, double t0) {
   Precision prec;
   prec.compute = config_.train.precision;
   prec.params16 = params16_.defined() ? params16_.data<uint16_t>() : nullptr;
+  if (scaler_) prec.loss_scale = static_cast<float>(scaler_->scale());
   const Precision* mixed = config_.train.precision != DType::kF32 ? &prec : nullptr;
+  const double t1 = Now();
+  const double fwd_before = c->times.forward_s;
+  float* g = grads_.data<float>();
+  const int64_t padded = params_.numel();
+  auto add_compute_spans = [&](double backward_end) {
+    if (!timeline_) return;
+    const double fwd_end = t1 + (c->times.forward_s - fwd_before);
+    timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
+    timeline_->Add("forward", Timeline::kComputeTrack, t1, fwd_end);
+    timeline_->Add("backward", Timeline::kComputeTrack, fwd_end, backward_end);
+  };
+  if (!sync_) {  // ZeRO-1
+    COHORT_RETURN_IF_ERROR(
+        model_->ForwardBackwardTo(params_.data<float>(), batch_inputs(), batch_targets(), batch_, g,
+                                  loss_dev_.data<float>(), &c->times, nullptr, mixed));
+    add_compute_spans(Now());
+    Status zs = ZeroStep(&c->sync_s, &c->optim_s);
+    if (!zs.ok()) return zs.WithContext("gradient sync at step " + std::to_string(step_ + 1));
+    return compute_->ReadFloat(loss_dev_.data<float>());
+  }
+  // ZeRO 0: buckets launch as backward finishes their layers; the loss rides
+  // in the last slot of the first bucket.
+  sync_->Begin();
+  std::function<void(int)> ready = [&](int layer) { sync_->LayerReady(layer); };
+  Status fb = model_->ForwardBackwardTo(params_.data<float>(), batch_inputs(), batch_targets(),
+                                        batch_, g, g + padded, &c->times, &ready, mixed);
+  const double t2 = Now();
+  Status st = sync_->Finish();  // always wait: the comm thread may still use the buffer
+  COHORT_RETURN_IF_ERROR(fb);
+  if (!st.ok()) return st.WithContext("gradient sync at step " + std::to_string(step_ + 1));
+  const double t3 = Now();
+  c->wait_s += t3 - t2;
+  // Every rank holds the same all-reduced gradients, so each finds the same
+  // overflow; tensor-parallel ranks hold different parts and agree.
+  bool apply = true;
+  if (scaler_) {
+    COHORT_ASSIGN_OR_RETURN(apply, UnscaleGrads(g, padded, /*agree=*/g_.tensor->size() > 1));
+  }
+  if (apply && config_.train.clip_grad_norm > 0) {
+    COHORT_ASSIGN_OR_RETURN(grad_norm_, ClipGradients(g, 0, model_->num_params()));
+  }
+  if (apply) {
+    optimizer_->Step(params_.data<float>(), g);
+    if (params16_.defined()) CastParams();
+  }
+  // The loss rode in the buffer's last slot; reading it is the step's last
+  // wait for the device.
+  COHORT_ASSIGN_OR_RETURN(float loss, compute_->ReadFloat(g + padded));
+  const double t4 = Now();
+  c->optim_s += t4 - t3;
+  add_compute_spans(t2);
+  if (timeline_) {
+    if (t3 - t2 > 1e-6) timeline_->Add("wait for all-reduce", Timeline::kComputeTrack, t2, t3);
+    timeline_->Add("optimizer", Timeline::kComputeTrack, t3, t4);
+  }
+  return loss;
+}
+
+Status Trainer::CheckpointIfDue(bool last_step, RunClock* c) {
+  const int64_t done = step_ + 1;  // the checkpoint records the steps completed
+  if (!writer_ || config_.checkpoint.every <= 0 || done % config_.checkpoint.every != 0 ||
+      last_step || done <= checkpoint_floor_) {
+    return Status::Ok();
+  }
+  const double c0 = Now();
+  ++step_;
+  Status cs = Checkpoint(/*next=*/true);
+  --step_;
+  c->ckpt_s += Now() - c0;
+  return cs;
+}
+
+Result<TrainSummary> Trainer::Run(int64_t steps,
+                                  const std::function<void(const StepReport&)>& report) {
+  TrainSummary s = StartSummary(steps);
+  const int64_t skipped_before = scaler_ ? scaler_->skipped_steps() : 0;
   COHORT_RETURN_IF_ERROR(ReserveBatch());
-  const void* xd = batch_inputs();
-  const int32_t* yd = batch_targets();
-  std::deque<double> recent;
-  StepTimes times;
-  double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0, ckpt_s = 0, eval_s = 0;
-  s.start_step = step_;
+  std::deque<double> recent;  // the last losses, for final_loss
+  RunClock c;
   const double sync_base = sync_ ? sync_->comm_seconds() : 0;
   const double start = Now();
+  // The previous progress point: its time, step and gradient-sync seconds.
   double last_report = start, sync_at_report = sync_base;
   int64_t step_at_report = 0;
   // Bytes one gradient sync reduces (StepStats): the flat buffer, loss slot included (ZeRO 0).
   const int64_t sync_bytes =
-      sync_ ? (params_.numel() + 1) * (config_.train.compression == DType::kF32 ? 4 : 2) : params_.numel() * 4;
+      sync_ ? (params_.numel() + 1) * (config_.train.compression == DType::kF32 ? 4 : 2)
+            : params_.numel() * 4;
   for (int64_t i = 0; i < steps; ++i, ++step_) {
     const double t0 = Now();
-    const double comm_at_start = sync_s + (sync_ ? sync_->comm_seconds() : 0);
+    const double comm_at_start = CommSeconds(c);
     COHORT_RETURN_IF_ERROR(FillBatch(step_));
-    data_s += Now() - t0;
-    const float lr = ScheduledLr(config_.train.lr_schedule, config_.optimizer.lr, step_, config_.train.steps);
+    c.data_s += Now() - t0;
+    const float lr =
+        ScheduledLr(config_.train.lr_schedule, config_.optimizer.lr, step_, config_.train.steps);
     optimizer_->set_lr(lr);
     grad_norm_ = -1;
-    const double t1 = Now();
-    const double fwd_before = times.forward_s;
-    float* g = grads_.data<float>();
-    const int64_t padded = params_.numel();
-    float loss = 0;
-    if (scaler_) prec.loss_scale = static_cast<float>(scaler_->scale());
-    if (sync_) {
-      // ZeRO 0: buckets launch as backward finishes their layers; the loss
-      // rides in the last slot of the first bucket.
-      sync_->Begin();
-      std::function<void(int)> ready = [&](int layer) { sync_->LayerReady(layer); };
-      Status fb = model_->ForwardBackwardTo(params_.data<float>(), xd, yd, batch_, g, g + padded, &times, &ready,
-                                            mixed);
-      const double t2 = Now();
-      Status st = sync_->Finish();  // always wait: the comm thread may still use the buffer
-      COHORT_RETURN_IF_ERROR(fb);
-      if (!st.ok()) return st.WithContext("gradient sync at step " + std::to_string(step_ + 1));
-      const double t3 = Now();
-      wait_s += t3 - t2;
-      // Every rank holds the same all-reduced gradients, so each finds the
-      // same overflow; tensor-parallel ranks hold different parts and agree.
-      bool apply = true;
-      if (scaler_) {
-        COHORT_ASSIGN_OR_RETURN(apply, UnscaleGrads(g, padded, /*agree=*/g_.tensor->size() > 1));
-      }
-      if (apply && config_.train.clip_grad_norm > 0) {
-        COHORT_ASSIGN_OR_RETURN(grad_norm_, ClipGradients(g, 0, model_->num_params()));
-      }
-      if (apply) {
-        optimizer_->Step(params_.data<float>(), g);
-        if (params16_.defined()) CastParams();
-      }
-      // The loss rode in the buffer's last slot; reading it is the step's
-      // last wait for the device.
-      COHORT_ASSIGN_OR_RETURN(loss, compute_->ReadFloat(g + padded));
-      const double t4 = Now();
-      optim_s += t4 - t3;
-      if (timeline_) {
-        const double fwd_end = t1 + (times.forward_s - fwd_before);
-        timeline_->Add("forward", Timeline::kComputeTrack, t1, fwd_end);
-        timeline_->Add("backward", Timeline::kComputeTrack, fwd_end, t2);
-        if (t3 - t2 > 1e-6) timeline_->Add("wait for all-reduce", Timeline::kComputeTrack, t2, t3);
-        timeline_->Add("optimizer", Timeline::kComputeTrack, t3, t4);
-      }
-    } else {
-      COHORT_RETURN_IF_ERROR(model_->ForwardBackwardTo(params_.data<float>(), xd, yd, batch_, g,
-                                                       loss_dev_.data<float>(), &times, nullptr, mixed));
-      const double t2 = Now();
-      if (timeline_) {
-        const double fwd_end = t1 + (times.forward_s - fwd_before);
-        timeline_->Add("forward", Timeline::kComputeTrack, t1, fwd_end);
-        timeline_->Add("backward", Timeline::kComputeTrack, fwd_end, t2);
-      }
-      Status zs = ZeroStep(&sync_s, &optim_s);
-      if (!zs.ok()) return zs.WithContext("gradient sync at step " + std::to_string(step_ + 1));
-      COHORT_ASSIGN_OR_RETURN(loss, compute_->ReadFloat(loss_dev_.data<float>()));
-    }
-    if (timeline_) timeline_->Add("data", Timeline::kComputeTrack, t0, t1);
-    if (writer_ && config_.checkpoint.every > 0 && (step_ + 1) % config_.checkpoint.every == 0 && i + 1 < steps &&
-        step_ + 1 > checkpoint_floor_) {
-      const double c0 = Now();
-      ++step_;  // the checkpoint records the steps completed
-      Status cs = Checkpoint(/*next=*/true);
-      --step_;
-      COHORT_RETURN_IF_ERROR(cs);
-      ckpt_s += Now() - c0;
-    }
+    COHORT_ASSIGN_OR_RETURN(const float loss, TrainStep(&c, t0));
+    COHORT_RETURN_IF_ERROR(CheckpointIfDue(i + 1 == steps, &c));
     double val_loss = -1, eval_accuracy = -1;
     const int64_t eval_every = config_.train.eval_every;
     if (eval_every > 0 && ((step_ + 1) % eval_every == 0 || i + 1 == steps)) {
       const double e0 = Now();
       COHORT_ASSIGN_OR_RETURN(s.eval, Evaluate());
-      eval_s += Now() - e0;
+      c.eval_s += Now() - e0;
       val_loss = s.val_loss = s.eval.loss;
       eval_accuracy = s.eval.accuracy;
       ++s.evaluations;
     }
     if (i == 0) s.initial_loss = loss;
     s.last_loss = loss;
+    s.lr = lr;
+    s.grad_norm = grad_norm_;
     recent.push_back(loss);
     if (recent.size() > 10) recent.pop_front();
     const double now = Now();
@@ -852,8 +931,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       r.loss = loss;
       r.samples_per_s = span > 0 ? static_cast<double>(done * s.global_batch) / span : 0;
       r.step_ms = done > 0 ? span * 1e3 / static_cast<double>(done) : 0;
-      const double synced = sync_s + (sync_ ? sync_->comm_seconds() : 0);
-      r.allreduce_share = span > 0 ? (synced - sync_at_report) / span : 0;
+      r.allreduce_share = span > 0 ? (CommSeconds(c) - sync_at_report) / span : 0;
       r.lr = lr;
       r.grad_norm = grad_norm_;
       r.val_loss = val_loss;
@@ -861,14 +939,14 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       report(r);
       last_report = now;
       step_at_report = i + 1;
-      sync_at_report = synced;
+      sync_at_report = CommSeconds(c);
     }
     if (step_observer_) {
       StepStats st;
       st.step = step_ + 1;
       st.loss = loss;
       st.step_s = Now() - t0;
-      st.sync_s = sync_s + (sync_ ? sync_->comm_seconds() : 0) - comm_at_start;
+      st.sync_s = CommSeconds(c) - comm_at_start;
       st.sync_bytes = sync_bytes;
       st.data_ranks = g_.data->size();
       st.samples = batch_;
@@ -879,8 +957,6 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
       st.eval_accuracy = eval_accuracy;
       step_observer_(st);
     }
-    s.lr = lr;
-    s.grad_norm = grad_norm_;
     if (step_hook_) {
       ++step_;  // the hook sees the steps completed
       Status hs = step_hook_(step_, loss);
@@ -892,7 +968,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
     const double c0 = Now();
     if (step_ > checkpoint_floor_) COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
     COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));  // collects the write in flight
-    ckpt_s += Now() - c0;
+    c.ckpt_s += Now() - c0;
   }
   s.end_step = step_;
   if (scaler_) {
@@ -903,25 +979,31 @@ Result<TrainSummary> Trainer::Run(int64_t steps, const std::function<void(const 
   s.checkpoints_written = written_;
   s.checkpoint_write_ms = written_ > 0 ? write_ms_ / static_cast<double>(written_) : 0;
   s.train_s = Now() - start;
-  if (sync_) sync_s += sync_->comm_seconds() - sync_base;
+  if (sync_) c.sync_s += sync_->comm_seconds() - sync_base;
   if (steps == 0) return s;  // resumed at the end: nothing ran
-  s.final_loss = std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
-  // Throughput counts training only; evaluation has its own figure.
-  s.samples_per_s = static_cast<double>(steps * s.global_batch) / std::max(1e-9, s.train_s - eval_s);
-  s.eval_ms = eval_s * 1e3 / static_cast<double>(steps);
-  const double per = 1e3 / static_cast<double>(steps);
-  s.step_ms = s.train_s * per;
-  s.data_ms = data_s * per;
-  s.forward_ms = times.forward_s * per;
-  s.backward_ms = times.backward_s * per;
-  s.tensor_comm_ms = times.tensor_comm_s * per;
-  s.allreduce_ms = sync_s * per;
-  s.optimizer_ms = optim_s * per;
-  s.allreduce_share = sync_s / s.train_s;
-  s.allreduce_wait_ms = (sync_ ? wait_s : sync_s) * per;
-  s.checkpoint_ms = ckpt_s * per;
-  s.optimizer_state_bytes = optimizer_->state_bytes();
+  s.final_loss =
+      std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
+  FinishSummary(c, steps, &s);
   return s;
+}
+
+void Trainer::FinishSummary(const RunClock& c, int64_t steps, TrainSummary* s) const {
+  // Throughput counts training only; evaluation has its own figure.
+  s->samples_per_s =
+      static_cast<double>(steps * s->global_batch) / std::max(1e-9, s->train_s - c.eval_s);
+  const double per = 1e3 / static_cast<double>(steps);
+  s->eval_ms = c.eval_s * per;
+  s->step_ms = s->train_s * per;
+  s->data_ms = c.data_s * per;
+  s->forward_ms = c.times.forward_s * per;
+  s->backward_ms = c.times.backward_s * per;
+  s->tensor_comm_ms = c.times.tensor_comm_s * per;
+  s->allreduce_ms = c.sync_s * per;
+  s->optimizer_ms = c.optim_s * per;
+  s->allreduce_share = c.sync_s / s->train_s;
+  s->allreduce_wait_ms = (sync_ ? c.wait_s : c.sync_s) * per;
+  s->checkpoint_ms = c.ckpt_s * per;
+  s->optimizer_state_bytes = optimizer_->state_bytes();
 }
 
 }  // namespace cohort

@@ -45,11 +45,11 @@
 #include "core/tensor.h"
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
+#include "runtime/data/idx.h"
+#include "runtime/data/tokens.h"
 #include "runtime/dataset.h"
 #include "runtime/grad_sync.h"
 #include "runtime/loss_scaler.h"
-#include "runtime/data/idx.h"
-#include "runtime/data/tokens.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
 #include "runtime/timeline.h"
@@ -67,41 +67,43 @@ struct ParallelGroups {
 };
 
 struct StepReport {
-  int64_t step;          // 1-based, after it completed
+  int64_t step;  // 1-based, after it completed
   int64_t total_steps;
   double loss;           // mean over the global batch
   double samples_per_s;  // over the steps since the previous report
   double step_ms;        // mean step time since the previous report
   double allreduce_share;
-  double lr = 0;                // the learning rate of the last step
-  double grad_norm = -1;        // its gradient norm before clipping (-1: no clipping)
-  double val_loss = -1;         // the validation loss when evaluated at this step, else -1
-  double eval_accuracy = -1;    // and the test accuracy (classification), else -1
+  double lr = 0;              // the learning rate of the last step
+  double grad_norm = -1;      // its gradient norm before clipping (-1: no clipping)
+  double val_loss = -1;       // the validation loss when evaluated at this step, else -1
+  double eval_accuracy = -1;  // and the test accuracy (classification), else -1
 };
 
 // What one step did, for metrics (runtime/trainer fills it; tools/ format
 // it). Times are wall seconds on this rank.
 struct StepStats {
-  int64_t step = 0;         // global step count after it (1-based)
-  double loss = 0;          // the global-batch loss
-  double step_s = 0;        // the whole step: data, compute, gradient sync, checkpoint
-  double sync_s = 0;        // gradient sync (all-reduce, or reduce-scatter + all-gather under ZeRO-1)
-  int64_t sync_bytes = 0;   // the gradient buffer the sync reduced (16-bit on the wire with compression)
-  int data_ranks = 1;       // ranks of the sync (bus bandwidth factor 2(n-1)/n)
-  int64_t samples = 0;      // this rank's batch
+  int64_t step = 0;   // global step count after it (1-based)
+  double loss = 0;    // the global-batch loss
+  double step_s = 0;  // the whole step: data, compute, gradient sync, checkpoint
+  double sync_s = 0;  // gradient sync (all-reduce, or reduce-scatter + all-gather under ZeRO-1)
+  int64_t sync_bytes =
+      0;               // the gradient buffer the sync reduced (16-bit on the wire with compression)
+  int data_ranks = 1;  // ranks of the sync (bus bandwidth factor 2(n-1)/n)
+  int64_t samples = 0;                // this rank's batch
   int64_t checkpoints_committed = 0;  // by this Trainer so far
-  double lr = 0;            // the learning rate this step used
-  double grad_norm = -1;    // the whole gradient's norm before clipping (-1: not computed)
-  double val_loss = -1;     // the validation loss when evaluated after this step, else -1
+  double lr = 0;                      // the learning rate this step used
+  double grad_norm = -1;      // the whole gradient's norm before clipping (-1: not computed)
+  double val_loss = -1;       // the validation loss when evaluated after this step, else -1
   double eval_accuracy = -1;  // and the test accuracy (classification), else -1
 };
 
 // One evaluation (Trainer::Evaluate), the same on every rank.
 struct EvalResult {
-  double loss = 0;        // mean cross-entropy per target (nats)
-  double accuracy = -1;   // classification: the fraction of samples predicted right; -1 for token data
-  int64_t samples = 0;    // samples evaluated, over every data rank
-  int32_t classes = 0;    // classification: the confusion matrix's side
+  double loss = 0;  // mean cross-entropy per target (nats)
+  double accuracy =
+      -1;  // classification: the fraction of samples predicted right; -1 for token data
+  int64_t samples = 0;             // samples evaluated, over every data rank
+  int32_t classes = 0;             // classification: the confusion matrix's side
   std::vector<int64_t> confusion;  // classes x classes: row = true label, column = prediction
 };
 
@@ -111,34 +113,35 @@ struct TrainSummary {
   std::string backend;
   int64_t steps = 0;
   int64_t global_batch = 0;
-  int64_t num_params = 0;        // the whole model
-  int64_t local_params = 0;      // this rank's part (tensor parallel)
+  int64_t num_params = 0;    // the whole model
+  int64_t local_params = 0;  // this rank's part (tensor parallel)
   double initial_loss = 0;
-  double final_loss = 0;   // mean of the last min(10, steps) global-batch losses
-  double last_loss = 0;    // the last step's global-batch loss
+  double final_loss = 0;  // mean of the last min(10, steps) global-batch losses
+  double last_loss = 0;   // the last step's global-batch loss
   double samples_per_s = 0;
-  double train_s = 0;      // the training loop
+  double train_s = 0;  // the training loop
   double step_ms = 0;
   double data_ms = 0, forward_ms = 0, backward_ms = 0, allreduce_ms = 0, optimizer_ms = 0;
   double tensor_comm_ms = 0;
-  double allreduce_share = 0;      // gradient sync time / step time
-  double allreduce_wait_ms = 0;    // per step, time compute waited for gradient sync (exposed)
+  double allreduce_share = 0;         // gradient sync time / step time
+  double allreduce_wait_ms = 0;       // per step, time compute waited for gradient sync (exposed)
   int64_t optimizer_state_bytes = 0;  // this rank's optimizer state
   int64_t start_step = 0, end_step = 0;  // global step counts (resumed runs start later)
   int64_t checkpoints_committed = 0;
-  double checkpoint_ms = 0;  // per step, time the loop spent on checkpoints
-  std::string device = "cpu";      // where it trained (Compute::Describe)
-  std::string precision = "fp32";  // train.precision
-  double loss_scale = 1;           // fp16: the loss scale after the last step; otherwise 1
-  int64_t skipped_steps = 0;       // fp16: steps whose gradients overflowed (no update)
+  double checkpoint_ms = 0;         // per step, time the loop spent on checkpoints
+  std::string device = "cpu";       // where it trained (Compute::Describe)
+  std::string precision = "fp32";   // train.precision
+  double loss_scale = 1;            // fp16: the loss scale after the last step; otherwise 1
+  int64_t skipped_steps = 0;        // fp16: steps whose gradients overflowed (no update)
   int64_t checkpoints_written = 0;  // shards this rank wrote (committed or not)
-  double checkpoint_write_ms = 0;   // mean per shard, on the writer thread (off the step's critical path)
-  double val_loss = -1;             // the last evaluation's mean validation loss (nats); -1: none
-  EvalResult eval;                  // the last evaluation (samples 0: none)
+  double checkpoint_write_ms =
+      0;                 // mean per shard, on the writer thread (off the step's critical path)
+  double val_loss = -1;  // the last evaluation's mean validation loss (nats); -1: none
+  EvalResult eval;       // the last evaluation (samples 0: none)
   int64_t evaluations = 0;
-  double eval_ms = 0;               // per step, time spent evaluating
-  double grad_norm = -1;            // the last step's gradient norm before clipping (-1: not clipped)
-  double lr = 0;                    // the last step's learning rate
+  double eval_ms = 0;     // per step, time spent evaluating
+  double grad_norm = -1;  // the last step's gradient norm before clipping (-1: not clipped)
+  double lr = 0;          // the last step's learning rate
 };
 
 class Trainer {
@@ -151,9 +154,12 @@ class Trainer {
   // `compute` (not owned, outlives the Trainer; null: HostCompute()) is
   // where it trains.
   static Result<std::unique_ptr<Trainer>> Create(const Config& config, ParallelGroups groups,
-                                                 Timeline* timeline = nullptr, Compute* compute = nullptr);
+                                                 Timeline* timeline = nullptr,
+                                                 Compute* compute = nullptr);
   // The gradient buckets (ZeRO 0), last layers first.
-  std::vector<GradBucket> buckets() const { return sync_ ? sync_->buckets() : std::vector<GradBucket>{}; }
+  std::vector<GradBucket> buckets() const {
+    return sync_ ? sync_->buckets() : std::vector<GradBucket>{};
+  }
 
   // Continues from a committed checkpoint (any layout with the same model
   // and optimizer type): parameters, optimizer state and the step count.
@@ -263,14 +269,31 @@ class Trainer {
   Tensor grads_;           // the same size + 1 (the loss slot at the end)
   Tensor grad_part_;       // ZeRO-1: this rank's reduced gradient partition
   int64_t step_ = 0;
-  Tensor params16_;                     // mixed precision: params_ rounded (local params)
-  Tensor loss_dev_;                     // ZeRO-1: the batch loss, then its mean (one float)
-  Tensor found_dev_;                    // fp16: the overflow flag (one int32)
-  Tensor x_host_, y_host_;              // a batch on the host (Compute::AllocStaging)
-  Tensor norm_parts_;                   // clipping: one sum of squares per parameter (device)
+  Tensor params16_;         // mixed precision: params_ rounded (local params)
+  Tensor loss_dev_;         // ZeRO-1: the batch loss, then its mean (one float)
+  Tensor found_dev_;        // fp16: the overflow flag (one int32)
+  Tensor x_host_, y_host_;  // a batch on the host (Compute::AllocStaging)
+  Tensor norm_parts_;       // clipping: one sum of squares per parameter (device)
   // Fills this rank's part of global step `step`'s batch into x_host_ /
   // y_host_ (and copies it to the device).
   Status FillBatch(int64_t step);
+  // Seconds Run spends in each phase, summed over its steps.
+  struct RunClock {
+    double data_s = 0, sync_s = 0, optim_s = 0, wait_s = 0, ckpt_s = 0, eval_s = 0;
+    StepTimes times;  // forward, backward, tensor-parallel all-reduces
+  };
+  TrainSummary StartSummary(int64_t steps) const;
+  void FinishSummary(const RunClock& c, int64_t steps, TrainSummary* s) const;
+  // Gradient-sync seconds so far (ZeRO-1's and the buckets' communication thread's).
+  double CommSeconds(const RunClock& c) const;
+  // One step on the batch filled last (`t0`: when its filling began):
+  // forward, backward, gradient sync (buckets, or ZeRO-1's reduce-scatter and
+  // all-gather), fp16 unscaling, clipping and the optimizer. Returns the
+  // global batch's loss.
+  Result<float> TrainStep(RunClock* c, double t0);
+  // A checkpoint after this step when checkpoint.every says so (the last
+  // step of Run checkpoints at its end instead).
+  Status CheckpointIfDue(bool last_step, RunClock* c);
   Status ReserveBatch();
   Status CopyBatchToDevice();
   std::vector<int64_t> ids_;  // the sampler's sample ids of a batch (features)
@@ -285,10 +308,10 @@ class Trainer {
   // ZeRO-1 partition), agreed over the world, and the gradients scaled when
   // it exceeds the limit. Returns the norm before clipping.
   Result<double> ClipGradients(float* grads, int64_t offset, int64_t n);
-  Tensor x_dev_, y_dev_;                // the batch on the device (unused on the CPU)
-  std::unique_ptr<LossScaler> scaler_;  // fp16 only
+  Tensor x_dev_, y_dev_;                      // the batch on the device (unused on the CPU)
+  std::unique_ptr<LossScaler> scaler_;        // fp16 only
   std::unique_ptr<CheckpointWriter> writer_;  // when checkpoint.dir is set
-  CheckpointLayout pending_;                   // the write in flight
+  CheckpointLayout pending_;                  // the write in flight
   int64_t committed_ = 0;
   int64_t written_ = 0;
   double write_ms_ = 0;  // sum over written_
