@@ -9,6 +9,9 @@
 #   the unigram entropy of the validation bytes (computed here from the byte
 #   counts): only a model that uses context can;
 # - bf16 and fp16 follow fp32's loss curve;
+# - the timeline and the metrics endpoint (validation loss, learning rate);
+# - cohort generate's bad input (an MLP checkpoint, an empty or too long
+#   prompt, no checkpoint) is one error line;
 # - bad input (vocabulary too small for the tokens, heads not dividing the
 #   tensor size, a GPT on synthetic data) is one clear error line.
 source "$(dirname "$0")/lib.sh" "$@"
@@ -128,6 +131,61 @@ PY
   grep -q '"val_bits_per_byte"' "$WORK/learn.out" || fail "summary lacks val_bits_per_byte"
   grep -q "val " "$WORK/learn.out" || fail "progress line lacks the validation loss"
 fi
+
+# Timeline and metrics: the trace has the GPT's forward and backward spans;
+# the metrics endpoint serves the validation loss and the learning rate.
+gpt_config "$WORK/obs.yaml" 5 8 "eval_every: 2"
+run obs 1 "$WORK/obs.yaml" --timeline "$WORK/trace.json" && {
+  grep -q '"forward"' "$WORK/trace.json" && grep -q '"backward"' "$WORK/trace.json" \
+    && pass "timeline: forward and backward spans" || fail "timeline lacks the GPT's spans"; }
+gpt_config "$WORK/long.yaml" 5000 8 "eval_every: 3"
+timeout 300 $MPIRUN -np 1 "$COHORT" train --config "$WORK/long.yaml" --metrics-port 0 --metrics-address 127.0.0.1 \
+  > "$WORK/long.out" 2> "$WORK/long.err" &
+LONG=$!
+url=""
+for ((i = 0; i < 300; ++i)); do
+  url=$(grep -o "metrics on http://[^ ]*" "$WORK/long.err" 2> /dev/null | sed 's/^metrics on //' | head -1) && [[ -n $url ]] && break
+  sleep 0.1
+done
+if [[ -n $url ]] && python3 "$(dirname "$0")/scrape_metrics.py" grow "$url" cohort_train_steps_total --timeout 120 \
+  > "$WORK/scrape.json"; then
+  python3 - "$WORK/scrape.json" <<'PY' && pass "metrics: cohort_train_val_loss and cohort_train_learning_rate served" \
+    || fail "metrics: the GPT's series are missing"
+import json, sys
+last = json.load(open(sys.argv[1]))["last"]
+assert last.get("cohort_train_val_loss", 0) > 0, last.get("cohort_train_val_loss")
+assert last.get("cohort_train_learning_rate", 0) > 0, last.get("cohort_train_learning_rate")
+PY
+else
+  fail "metrics: no endpoint or no steps ($(head -2 "$WORK/long.err"))"
+fi
+kill -9 $LONG 2> /dev/null || true
+wait $LONG 2> /dev/null || true
+
+# cohort generate: bad input is one error line.
+gen_error() {  # name pattern args...
+  local name=$1 pattern=$2
+  shift 2
+  if "$COHORT" generate "$@" > "$WORK/$name.out" 2> "$WORK/$name.err"; then fail "generate $name: accepted"
+  elif [[ $(wc -l < "$WORK/$name.err") == 1 ]] && grep -q "$pattern" "$WORK/$name.err"; then
+    pass "generate $name: $(cut -c1-140 "$WORK/$name.err")"
+  else cat "$WORK/$name.err" >&2; fail "generate $name: not one line saying '$pattern'"; fi
+}
+small_config "$WORK/mlp.yaml" 2 64
+echo "checkpoint: {dir: $WORK/mlp-ckpt}" >> "$WORK/mlp.yaml"
+"$COHORT" train --config "$WORK/mlp.yaml" > /dev/null 2>&1 || fail "mlp checkpoint run"
+gen_error mlp "not a GPT" --checkpoint "$WORK/mlp-ckpt" --prompt "The " --tokens 5
+gen_error empty "prompt is empty" --checkpoint "$WORK/ckpt" --prompt "" --tokens 5
+gen_error long "more than the model's context 32" --checkpoint "$WORK/ckpt" \
+  --prompt "$(printf 'x%.0s' {1..40})" --tokens 5
+gen_error missing "not found" --checkpoint "$WORK/none" --prompt "The " --tokens 5
+if "$COHORT" generate --checkpoint "$WORK/ckpt" --prompt "The " --tokens 30 --temperature 0.8 --top-k 10 --seed 3 \
+  --json > "$WORK/gen.json" && python3 -c "
+import json, sys
+g = json.load(open(sys.argv[1]))
+assert g['prompt_len'] == 4 and len(g['tokens']) == 34 and g['text'].startswith('The '), g" "$WORK/gen.json"; then
+  pass "generate: sampling with temperature and top-k gives 30 tokens after the prompt"
+else fail "generate: sampling"; fi
 
 # Bad input: one error line each, non-zero exit.
 expect_error() {  # name config pattern [np]
