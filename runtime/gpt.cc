@@ -1,20 +1,16 @@
 #include "runtime/gpt.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numbers>
 
+#include "core/clock.h"
 #include "core/check.h"
 #include "runtime/rng.h"
 
 namespace cohort {
 namespace {
-
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 constexpr uint64_t kStreamGptInit = 200;
 
@@ -235,12 +231,12 @@ Status Gpt::Reserve16(int64_t batch) {
 }
 
 Status Gpt::TensorAllReduce(float* buf, int64_t n, StepTimes* times) {
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   // The collective reads what the compute produced: wait for it (nothing
   // to wait for on the CPU).
   COHORT_RETURN_IF_ERROR(compute_->Sync().WithContext("before a tensor-parallel all-reduce"));
   Status s = tp_->AllReduce(buf, buf, static_cast<size_t>(n), DType::kF32, ReduceOp::kSum);
-  if (times) times->tensor_comm_s += Now() - t0;
+  if (times) times->tensor_comm_s += MonotonicSeconds() - t0;
   return s.WithContext("tensor-parallel all-reduce");
 }
 
@@ -291,7 +287,7 @@ Status Gpt::Linear(const float* x, int64_t w, const float* bias, float* y, int64
 
 Status Gpt::Forward(const float* p, const int32_t* tokens, int64_t batch, StepTimes* times) {
   COHORT_RETURN_IF_ERROR(Reserve(batch));
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   const int64_t T = config_.context, C = config_.width, N = batch * T, Ct = ct_;
   Compute& c = *compute_;
   float* ln = ln_out_.data<float>();
@@ -323,13 +319,13 @@ Status Gpt::Forward(const float* p, const int32_t* tokens, int64_t batch, StepTi
                      kGptLayerNormEps);
   // The head, tied to wte: logits = ln_f(x) wte^T.
   MatmulXWt(ln, wte_, logits_.data<float>(), N, C, config_.vocab);
-  if (times) times->forward_s += Now() - t0;
+  if (times) times->forward_s += MonotonicSeconds() - t0;
   return Status::Ok();
 }
 
 Status Gpt::Backward(const float* p, const int32_t* tokens, int64_t batch, float* grads,
                      StepTimes* times, const std::function<void(int)>* on_layer_grads) {
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   const int64_t T = config_.context, C = config_.width, N = batch * T, Ct = ct_, V = config_.vocab;
   Compute& c = *compute_;
   float* ln = ln_out_.data<float>();
@@ -389,7 +385,7 @@ Status Gpt::Backward(const float* p, const int32_t* tokens, int64_t batch, float
   }
   c.EmbeddingBackward(dres, tokens, grads + wte_, grads + wpe_, batch, T, C);
   ready(0);
-  if (times) times->backward_s += Now() - t0;
+  if (times) times->backward_s += MonotonicSeconds() - t0;
   return Status::Ok();
 }
 
@@ -407,11 +403,11 @@ Status Gpt::ForwardBackwardTo(const float* params, const void* inputs, const int
   const auto* tokens = static_cast<const int32_t*>(inputs);
   COHORT_RETURN_IF_ERROR(Forward(params, tokens, batch, times));
   const int64_t N = batch * config_.context;
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   float* logits = logits_.data<float>();
   compute_->CrossEntropyFused(logits, targets, logits, N, config_.vocab,
                               scale / static_cast<float>(N), loss);
-  if (times) times->forward_s += Now() - t0;
+  if (times) times->forward_s += MonotonicSeconds() - t0;
   return Backward(params, tokens, batch, grads, times, on_layer_grads);
 }
 

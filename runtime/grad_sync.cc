@@ -1,15 +1,12 @@
 #include "runtime/grad_sync.h"
 
-#include <chrono>
 
+#include "core/clock.h"
 #include "collectives/shm/reduce_kernels.h"
 #include "runtime/timeline.h"
 
 namespace cohort {
 namespace {
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 }  // namespace
 
 std::vector<GradBucket> PlanGradBuckets(const std::vector<std::pair<int64_t, int64_t>>& layer_ranges,
@@ -79,7 +76,7 @@ void GradientSync::Begin() {
 
 Status GradientSync::Reduce(size_t b) {
   const GradBucket& k = buckets_[b];
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   const size_t count = static_cast<size_t>(k.count);
   Status s;
   if (!compute_.host()) {  // after the backward kernels of the bucket's layers
@@ -96,7 +93,7 @@ Status GradientSync::Reduce(size_t b) {
     s = comm_.AllReduce(w, w, count, wire_, ReduceOp::kSum);
     if (s.ok()) CastHalfToFloat(wire_, w, grads_ + k.offset, count, 1.0f);
   }
-  const double t1 = Now();
+  const double t1 = MonotonicSeconds();
   comm_s_ += t1 - t0;  // one writer at a time: the worker while overlapping, else the caller
   if (timeline_) timeline_->Add("all-reduce bucket " + std::to_string(b), Timeline::kCommTrack, t0, t1);
   if (s.ok()) return s;  // the message is built only on failure: this runs per bucket per step

@@ -1,16 +1,13 @@
 #include "runtime/mlp.h"
 
-#include <chrono>
 #include <cmath>
 #include <cstring>
 
+#include "core/clock.h"
 #include "runtime/rng.h"
 
 namespace cohort {
 namespace {
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 constexpr uint64_t kStreamInit = 100;
 
 LayerSplit SplitOf(size_t l, size_t num_layers, int tp_size) {
@@ -166,12 +163,12 @@ Status Mlp::Reserve16(int64_t batch) {
 }
 
 Status Mlp::TensorAllReduce(float* buf, int64_t n, StepTimes* times) {
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   // The collective reads what the compute produced: wait for it (nothing
   // to wait for on the CPU).
   COHORT_RETURN_IF_ERROR(compute_->Sync().WithContext("before a tensor-parallel all-reduce"));
   Status s = tp_->AllReduce(buf, buf, static_cast<size_t>(n), DType::kF32, ReduceOp::kSum);
-  if (times) times->tensor_comm_s += Now() - t0;
+  if (times) times->tensor_comm_s += MonotonicSeconds() - t0;
   return s.WithContext("tensor-parallel all-reduce");
 }
 
@@ -248,24 +245,24 @@ Status Mlp::ForwardBackwardTo(const float* params, const float* x, const int32_t
   if (precision != nullptr && precision->compute != DType::kF32) {
     const Precision& p = *precision;
     COHORT_CHECK(p.params16 != nullptr) << "mixed precision without the 16-bit weights";
-    const double t0 = Now();
+    const double t0 = MonotonicSeconds();
     COHORT_RETURN_IF_ERROR(Forward16(params, p, x, batch, times));
     compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), labels, probs_.data<float>(), batch,
                                          layers_.back(), loss);
-    const double t1 = Now();
+    const double t1 = MonotonicSeconds();
     COHORT_RETURN_IF_ERROR(Backward16(p, labels, batch, grads, times, on_layer_grads));
-    const double t2 = Now();
+    const double t2 = MonotonicSeconds();
     if (times) {
       times->forward_s += t1 - t0;
       times->backward_s += t2 - t1;
     }
     return Status::Ok();
   }
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   COHORT_RETURN_IF_ERROR(Forward(params, x, batch, times));
   compute_->SoftmaxCrossEntropyForward(z_.back().data<float>(), labels, probs_.data<float>(), batch, layers_.back(),
                                        loss);
-  const double t1 = Now();
+  const double t1 = MonotonicSeconds();
   float* dz = dz_.data<float>();
   float* da = da_.data<float>();
   compute_->SoftmaxCrossEntropyBackward(probs_.data<float>(), labels, dz, batch, layers_.back(),
@@ -286,7 +283,7 @@ Status Mlp::ForwardBackwardTo(const float* params, const float* x, const int32_t
     if (L.split == LayerSplit::kColumn) COHORT_RETURN_IF_ERROR(TensorAllReduce(da, batch * L.in_local, times));
     compute_->ActBackward(z_[li - 1].data<float>(), da, dz, batch * L.in_local, activation_);
   }
-  const double t2 = Now();
+  const double t2 = MonotonicSeconds();
   if (times) {
     times->forward_s += t1 - t0;
     times->backward_s += t2 - t1;

@@ -1,13 +1,13 @@
 #include "runtime/trainer.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <numeric>
 
+#include "core/clock.h"
 #include "runtime/data/idx.h"
 #include "sharding/data_plan.h"
 
@@ -21,10 +21,6 @@ constexpr uint64_t kEvalSeedSalt = 0x6576616c2d6b6579ull;
 
 const char* PrecisionName(DType t) {
   return t == DType::kBF16 ? "bf16" : t == DType::kF16 ? "fp16" : "fp32";
-}
-
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Which shards data rank `rank` of `ranks` owns, by the configured placement.
@@ -557,13 +553,13 @@ Status Trainer::ZeroStep(double* comm_s, double* optim_s) {
   float* g = grads_.data<float>();
   float* p = params_.data<float>();
   float* loss = loss_dev_.data<float>();
-  const double t0 = Now();
+  const double t0 = MonotonicSeconds();
   const int64_t offset = partition_ * data.rank();
   COHORT_RETURN_IF_ERROR(compute_->Sync());
   COHORT_RETURN_IF_ERROR(data.ReduceScatter(g, grad_part_.raw(), static_cast<size_t>(partition_),
                                             DType::kF32, ReduceOp::kAvg));
   COHORT_RETURN_IF_ERROR(data.AllReduce(loss, loss, 1, DType::kF32, ReduceOp::kAvg));
-  const double t1 = Now();
+  const double t1 = MonotonicSeconds();
   // Each rank unscales only its partition: agree on overflow explicitly.
   bool apply = true;
   if (scaler_) {
@@ -575,14 +571,14 @@ Status Trainer::ZeroStep(double* comm_s, double* optim_s) {
     COHORT_ASSIGN_OR_RETURN(grad_norm_, ClipGradients(grad_part_.data<float>(), offset, count));
   }
   if (apply) optimizer_->Step(p + offset, grad_part_.data<float>());
-  const double t2 = Now();
+  const double t2 = MonotonicSeconds();
   if (apply) {
     COHORT_RETURN_IF_ERROR(compute_->Sync());
     COHORT_RETURN_IF_ERROR(
         data.AllGather(p + offset, p, static_cast<size_t>(partition_), DType::kF32));
     if (params16_.defined()) CastParams();
   }
-  const double t3 = Now();
+  const double t3 = MonotonicSeconds();
   *comm_s += (t1 - t0) + (t3 - t2);
   *optim_s += t2 - t1;
   if (timeline_) {
@@ -804,7 +800,7 @@ Result<float> Trainer::TrainStep(RunClock* c, double t0) {
   prec.params16 = params16_.defined() ? params16_.data<uint16_t>() : nullptr;
   if (scaler_) prec.loss_scale = static_cast<float>(scaler_->scale());
   const Precision* mixed = config_.train.precision != DType::kF32 ? &prec : nullptr;
-  const double t1 = Now();
+  const double t1 = MonotonicSeconds();
   const double fwd_before = c->times.forward_s;
   float* g = grads_.data<float>();
   const int64_t padded = params_.numel();
@@ -819,7 +815,7 @@ Result<float> Trainer::TrainStep(RunClock* c, double t0) {
     COHORT_RETURN_IF_ERROR(
         model_->ForwardBackwardTo(params_.data<float>(), batch_inputs(), batch_targets(), batch_, g,
                                   loss_dev_.data<float>(), &c->times, nullptr, mixed));
-    add_compute_spans(Now());
+    add_compute_spans(MonotonicSeconds());
     Status zs = ZeroStep(&c->sync_s, &c->optim_s);
     if (!zs.ok()) return zs.WithContext("gradient sync at step " + std::to_string(step_ + 1));
     return compute_->ReadFloat(loss_dev_.data<float>());
@@ -830,11 +826,11 @@ Result<float> Trainer::TrainStep(RunClock* c, double t0) {
   std::function<void(int)> ready = [&](int layer) { sync_->LayerReady(layer); };
   Status fb = model_->ForwardBackwardTo(params_.data<float>(), batch_inputs(), batch_targets(),
                                         batch_, g, g + padded, &c->times, &ready, mixed);
-  const double t2 = Now();
+  const double t2 = MonotonicSeconds();
   Status st = sync_->Finish();  // always wait: the comm thread may still use the buffer
   COHORT_RETURN_IF_ERROR(fb);
   if (!st.ok()) return st.WithContext("gradient sync at step " + std::to_string(step_ + 1));
-  const double t3 = Now();
+  const double t3 = MonotonicSeconds();
   c->wait_s += t3 - t2;
   // Every rank holds the same all-reduced gradients, so each finds the same
   // overflow; tensor-parallel ranks hold different parts and agree.
@@ -852,7 +848,7 @@ Result<float> Trainer::TrainStep(RunClock* c, double t0) {
   // The loss rode in the buffer's last slot; reading it is the step's last
   // wait for the device.
   COHORT_ASSIGN_OR_RETURN(float loss, compute_->ReadFloat(g + padded));
-  const double t4 = Now();
+  const double t4 = MonotonicSeconds();
   c->optim_s += t4 - t3;
   add_compute_spans(t2);
   if (timeline_) {
@@ -868,11 +864,11 @@ Status Trainer::CheckpointIfDue(bool last_step, RunClock* c) {
       last_step || done <= checkpoint_floor_) {
     return Status::Ok();
   }
-  const double c0 = Now();
+  const double c0 = MonotonicSeconds();
   ++step_;
   Status cs = Checkpoint(/*next=*/true);
   --step_;
-  c->ckpt_s += Now() - c0;
+  c->ckpt_s += MonotonicSeconds() - c0;
   return cs;
 }
 
@@ -884,7 +880,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
   std::deque<double> recent;  // the last losses, for final_loss
   RunClock c;
   const double sync_base = sync_ ? sync_->comm_seconds() : 0;
-  const double start = Now();
+  const double start = MonotonicSeconds();
   // The previous progress point: its time, step and gradient-sync seconds.
   double last_report = start, sync_at_report = sync_base;
   int64_t step_at_report = 0;
@@ -893,10 +889,10 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
       sync_ ? (params_.numel() + 1) * (config_.train.compression == DType::kF32 ? 4 : 2)
             : params_.numel() * 4;
   for (int64_t i = 0; i < steps; ++i, ++step_) {
-    const double t0 = Now();
+    const double t0 = MonotonicSeconds();
     const double comm_at_start = CommSeconds(c);
     COHORT_RETURN_IF_ERROR(FillBatch(step_));
-    c.data_s += Now() - t0;
+    c.data_s += MonotonicSeconds() - t0;
     const float lr =
         ScheduledLr(config_.train.lr_schedule, config_.optimizer.lr, step_, config_.train.steps);
     optimizer_->set_lr(lr);
@@ -906,9 +902,9 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
     double val_loss = -1, eval_accuracy = -1;
     const int64_t eval_every = config_.train.eval_every;
     if (eval_every > 0 && ((step_ + 1) % eval_every == 0 || i + 1 == steps)) {
-      const double e0 = Now();
+      const double e0 = MonotonicSeconds();
       COHORT_ASSIGN_OR_RETURN(s.eval, Evaluate());
-      c.eval_s += Now() - e0;
+      c.eval_s += MonotonicSeconds() - e0;
       val_loss = s.val_loss = s.eval.loss;
       eval_accuracy = s.eval.accuracy;
       ++s.evaluations;
@@ -919,7 +915,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
     s.grad_norm = grad_norm_;
     recent.push_back(loss);
     if (recent.size() > 10) recent.pop_front();
-    const double now = Now();
+    const double now = MonotonicSeconds();
     const int64_t every = config_.train.log_every;
     const bool due = (every > 0 ? (i + 1) % every == 0 : now - last_report >= 1.0) || val_loss >= 0;
     if (report && (due || i + 1 == steps || i == 0)) {
@@ -945,7 +941,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
       StepStats st;
       st.step = step_ + 1;
       st.loss = loss;
-      st.step_s = Now() - t0;
+      st.step_s = MonotonicSeconds() - t0;
       st.sync_s = CommSeconds(c) - comm_at_start;
       st.sync_bytes = sync_bytes;
       st.data_ranks = g_.data->size();
@@ -965,10 +961,10 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
     }
   }
   if (writer_ && steps > 0) {  // the final checkpoint, committed before returning
-    const double c0 = Now();
+    const double c0 = MonotonicSeconds();
     if (step_ > checkpoint_floor_) COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
     COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));  // collects the write in flight
-    c.ckpt_s += Now() - c0;
+    c.ckpt_s += MonotonicSeconds() - c0;
   }
   s.end_step = step_;
   if (scaler_) {
@@ -978,7 +974,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
   s.checkpoints_committed = committed_;
   s.checkpoints_written = written_;
   s.checkpoint_write_ms = written_ > 0 ? write_ms_ / static_cast<double>(written_) : 0;
-  s.train_s = Now() - start;
+  s.train_s = MonotonicSeconds() - start;
   if (sync_) c.sync_s += sync_->comm_seconds() - sync_base;
   if (steps == 0) return s;  // resumed at the end: nothing ran
   s.final_loss =

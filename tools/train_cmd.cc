@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "collectives/backends.h"
+#include "core/clock.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"
@@ -38,10 +39,6 @@ namespace {
 
 // In --save-params, replaced by the rank: every rank writes its parameters.
 constexpr char kRankPlaceholder[] = "{rank}";
-
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int LocalRanks() {
   const char* v = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
@@ -118,7 +115,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
   std::unique_ptr<Timeline> timeline;
   if (!opt.timeline.empty()) {
     COHORT_RETURN_IF_ERROR(comm.Barrier());  // a common time origin for ranks on one host
-    timeline = std::make_unique<Timeline>(comm.rank(), Now());
+    timeline = std::make_unique<Timeline>(comm.rank(), MonotonicSeconds());
   }
   COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups, timeline.get(), gpu.get()));
   const Config& c = *config;
@@ -237,7 +234,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
         {"global_batch", s.global_batch}, {"params", s.num_params},
         {"initial_loss", s.initial_loss}, {"final_loss", s.final_loss}, {"last_loss", s.last_loss},
         {"loss_ratio", s.initial_loss > 0 ? s.final_loss / s.initial_loss : 0.0},
-        {"samples_per_s", s.samples_per_s}, {"train_s", s.train_s}, {"wall_s", Now() - wall_start},
+        {"samples_per_s", s.samples_per_s}, {"train_s", s.train_s}, {"wall_s", MonotonicSeconds() - wall_start},
         {"step_ms", s.step_ms}, {"data_ms", s.data_ms}, {"forward_ms", s.forward_ms},
         {"backward_ms", s.backward_ms}, {"allreduce_ms", s.allreduce_ms},
         {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
@@ -260,7 +257,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start) 
 }  // namespace
 
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
-  const double wall_start = Now();
+  const double wall_start = MonotonicSeconds();
   if (Status m = CheckMetricsPort(opt.metrics_port); !m.ok()) {
     std::fprintf(stderr, "cohort train: error: %s\n", m.message().c_str());
     return 2;
