@@ -19,6 +19,7 @@ Exits 1 with a message naming the line when the exposition is malformed.
 Standard library only.
 """
 import json
+import os
 import re
 import socket
 import sys
@@ -146,8 +147,14 @@ def main(argv):
                     closed = True
                     break
                 data += chunk
-        print(data.split(b"\r\n", 1)[0].decode("latin-1"))
-        print("closed" if closed else "open")
+        # One write: callers read the first line and close the pipe (| head -1).
+        first = data.split(b"\r\n", 1)[0].decode("latin-1")
+        try:
+            sys.stdout.write(f"{first}\n{'closed' if closed else 'open'}\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader has what it wanted; keep the interpreter from failing at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     die(__doc__)
 
