@@ -24,6 +24,8 @@ struct TrainOptions {
   std::string log_level = "warn";  // for ranks' stderr logs
   bool verbose = false;            // every rank logs at info
   bool no_resume = false;          // ignore checkpoints in checkpoint.dir
+  std::string checkpoint_dir;      // non-empty: replaces checkpoint.dir of the config
+  int64_t checkpoint_every = -1;   // >= 0: replaces checkpoint.every of the config
   int metrics_port = -1;           // Prometheus endpoint: -1 off; under mpirun P + local rank; 0 any free port
   std::string metrics_address;     // bind address of the endpoint (empty: 0.0.0.0)
 };

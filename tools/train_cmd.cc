@@ -83,6 +83,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, 
   if (!config.ok()) local = config.status();
   if (local.ok() && opt.steps < -1) local = InvalidArgument("--steps must be >= 0");
   if (local.ok() && opt.steps >= 0) config->train.steps = opt.steps;
+  if (local.ok() && !opt.checkpoint_dir.empty()) config->checkpoint.dir = opt.checkpoint_dir;
+  if (local.ok() && opt.checkpoint_every >= 0) config->checkpoint.every = opt.checkpoint_every;
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local));
 
   // The Prometheus endpoint (--metrics-port P): each rank serves P + its local rank.
