@@ -19,9 +19,9 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "slurm_test: skipped: needs root (slurmctld and slurmd run as root)"
   exit 77
 fi
-for tool in munged slurmctld slurmd sbatch scontrol squeue; do
+for tool in munged slurmctld slurmd slurmdbd mariadbd sbatch scontrol squeue sacct; do
   if ! command -v "$tool" >/dev/null; then
-    echo "slurm_test: FAIL: $tool not found; run scripts/setup (slurmctld slurmd slurm-client munge)" >&2
+    echo "slurm_test: FAIL: $tool not found; run scripts/setup (slurmctld slurmd slurmdbd slurm-client mariadb-server munge)" >&2
     exit 1
   fi
 done
@@ -148,6 +148,12 @@ grep -q "the ranks exited 75" "cohort-$jid.out" || fail "job $jid: the stopped r
 echo "slurm_test: requeue: job $jid stopped at step $k (SIGTERM, checkpoint committed, exit 75)," \
   "requeued, resumed at step $k, finished at 300 in $((SECONDS - t)) s"
 
-echo "slurm_test: Slurm's record of the jobs (jobcomp/filetxt):"
-sed -E 's/ (ReservationName|Account|QOS|WcKey|Cluster|GroupId|Tres)=[^ ]*//g' "$WORK/log/jobcomp.txt"
+echo "slurm_test: Slurm's accounting of the jobs (sacct):"
+for ((i = 0; i < 50; i++)); do  # slurmctld sends the records to slurmdbd a little later
+  [[ $(sacct -a -n -X -s CD -o JobID | wc -l) -ge 3 ]] && break
+  sleep 0.2
+done
+sacct -a -D -o JobID%-14,JobName%-18,State%-12,ExitCode,DerivedExitCode%-8,Start,Elapsed,NCPUS
+[[ $(sacct -a -n -X -D -o State | grep -c COMPLETED) -ge 3 ]] || fail "sacct does not show the 3 jobs COMPLETED"
+[[ $(sacct -a -n -X -D -j "$jid" -o State | grep -c REQUEUED) -ge 1 ]] || fail "sacct does not show job $jid REQUEUED"
 echo "slurm_test: PASS in $((SECONDS - T0)) s"
