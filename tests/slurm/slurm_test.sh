@@ -9,6 +9,9 @@
 #   3. train_mpi.sbatch with `scontrol requeue` in the middle: the first run
 #      stops on SIGTERM with a last committed checkpoint at step K (exit 75),
 #      the requeued run resumes from step K and finishes: no step done twice.
+#   4. The time-limit warning (SIGUSR1 to the batch script, as --signal=B:USR1
+#      sends it): the ranks stop with a checkpoint, the script requeues the
+#      job, the next run resumes from it.
 # Root only (the daemons run as root): exit 77 (skipped) otherwise.
 # Usage: slurm_test.sh COHORT_BINARY SOURCE_DIR
 set -uo pipefail
@@ -80,6 +83,18 @@ wait_done() {
   cat "cohort-$jid.out" >&2
   fail "job $jid still $s after $limit s"
 }
+# requeued_and_clean JOBID: the job is pending again and every slurmstepd of
+# its last run has exited. Slurm's own hold of a requeued job (a begin time
+# about 2 minutes away) waits for that; starting the next run sooner
+# (StartTime=now) can race the old step's teardown (its PMIx socket is still
+# bound) and fail the new step's launch.
+requeued_and_clean() {
+  for ((i = 0; i < 120; i++)); do
+    [[ $(state "$1") == PENDING ]] && ! pgrep -f "^slurmstepd: \[$1\." >/dev/null && return 0
+    sleep 0.5
+  done
+  fail "job $1: not pending on an idle node 60 s after the requeue"
+}
 # field JSON_LINE KEY
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2]))' "$1" "$2"; }
 summaries() { grep '^{' "cohort-$1.out"; }
@@ -129,10 +144,7 @@ grep -qE '^step' "cohort-$jid.out" || fail "job $jid never started training"
 scontrol requeue "$jid" || fail "scontrol requeue $jid"
 # Slurm holds a requeued job until a begin time about 2 minutes away; once it
 # is pending again, let it start now.
-for ((i = 0; i < 120; i++)); do
-  [[ $(state "$jid") == PENDING ]] && break
-  sleep 0.5
-done
+requeued_and_clean "$jid"
 scontrol update JobId="$jid" StartTime=now || fail "scontrol update StartTime"
 wait_done "$jid" 120
 mapfile -t ss < <(summaries "$jid")
@@ -148,12 +160,35 @@ grep -q "the ranks exited 75" "cohort-$jid.out" || fail "job $jid: the stopped r
 echo "slurm_test: requeue: job $jid stopped at step $k (SIGTERM, checkpoint committed, exit 75)," \
   "requeued, resumed at step $k, finished at 300 in $((SECONDS - t)) s"
 
+# --- 4. the time-limit warning: SIGUSR1 to the batch script alone, as
+# --signal=B:USR1@120 sends it; the script passes it on, and requeues the job
+# itself when the ranks stopped (exit 75). ---
+t=$SECONDS
+jid2=$(STEPS=300 CKPT=$WORK/run/ckpt-usr1 CKPT_EVERY=50 sbatch --parsable "$SRC/examples/slurm/train_mpi.sbatch") ||
+  fail "sbatch (usr1)"
+for ((i = 0; i < 240; i++)); do
+  grep -qE '^step +([6-9][0-9]|1[0-9][0-9])/' "cohort-$jid2.out" 2>/dev/null && break
+  sleep 0.25
+done
+scancel --batch --signal=USR1 "$jid2" || fail "scancel --batch --signal=USR1 $jid2"
+requeued_and_clean "$jid2"
+grep -q "job $jid2: requeued to continue" "cohort-$jid2.out" || { cat "cohort-$jid2.out" >&2; fail "job $jid2 did not requeue itself"; }
+scontrol update JobId="$jid2" StartTime=now || fail "scontrol update StartTime"
+wait_done "$jid2" 120
+mapfile -t ss < <(summaries "$jid2")
+((${#ss[@]} == 2)) || fail "job $jid2: want 2 summaries, got ${#ss[@]}"
+k=$(field "${ss[0]}" end_step)
+[[ $(field "${ss[0]}" stop_signal) == USR1 && $(field "${ss[1]}" start_step) == "$k" &&
+  $(field "${ss[1]}" end_step) == 300 ]] || fail "job $jid2: want a USR1 stop at K and a resume from K: ${ss[*]}"
+echo "slurm_test: time-limit warning: job $jid2 stopped at step $k (SIGUSR1), requeued itself, resumed at $k," \
+  "finished at 300 in $((SECONDS - t)) s"
+
 echo "slurm_test: Slurm's accounting of the jobs (sacct):"
 for ((i = 0; i < 50; i++)); do  # slurmctld sends the records to slurmdbd a little later
-  [[ $(sacct -a -n -X -s CD -o JobID | wc -l) -ge 3 ]] && break
+  [[ $(sacct -a -n -X -s CD -o JobID | wc -l) -ge 4 ]] && break
   sleep 0.2
 done
 sacct -a -D -o JobID%-14,JobName%-18,State%-12,ExitCode,DerivedExitCode%-8,Start,Elapsed,NCPUS
-[[ $(sacct -a -n -X -D -o State | grep -c COMPLETED) -ge 3 ]] || fail "sacct does not show the 3 jobs COMPLETED"
+[[ $(sacct -a -n -X -D -o State | grep -c COMPLETED) -ge 4 ]] || fail "sacct does not show the 4 jobs COMPLETED"
 [[ $(sacct -a -n -X -D -j "$jid" -o State | grep -c REQUEUED) -ge 1 ]] || fail "sacct does not show job $jid REQUEUED"
 echo "slurm_test: PASS in $((SECONDS - T0)) s"
