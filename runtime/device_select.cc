@@ -147,7 +147,9 @@ bool SlurmListEntry(std::string_view list, int node, int* out) {
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
     int repeat = 1;
     if (const size_t paren = item.find("(x"); paren != std::string_view::npos) {
-      if (item.back() != ')' || !ParseCount(item.substr(paren + 2, item.size() - paren - 3), 1, &repeat)) return false;
+      if (item.back() != ')' ||
+          !ParseCount(item.substr(paren + 2, item.size() - paren - 3), 1, &repeat))
+        return false;
       item = item.substr(0, paren);
     }
     int count = 0;
@@ -166,13 +168,16 @@ bool SlurmListEntry(std::string_view list, int node, int* out) {
 Result<HostLayout> HostLayoutFromEnv(const EnvLookup& getenv) {
   HostLayout layout;
   const auto bad = [](const char* name, const char* value, const std::string& expected) {
-    return InvalidArgument("environment variable " + std::string(name) + "='" + value + "' is not " + expected);
+    return InvalidArgument("environment variable " + std::string(name) + "='" + value +
+                           "' is not " + expected);
   };
   if (const char* v = getenv("SLURM_CPUS_PER_TASK"); v != nullptr) {
-    if (!ParseCount(v, 1, &layout.cpus_per_rank)) return bad("SLURM_CPUS_PER_TASK", v, "a CPU count");
+    if (!ParseCount(v, 1, &layout.cpus_per_rank))
+      return bad("SLURM_CPUS_PER_TASK", v, "a CPU count");
   }
   if (const char* v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"); v != nullptr) {
-    if (!ParseCount(v, 1, &layout.local_ranks)) return bad("OMPI_COMM_WORLD_LOCAL_SIZE", v, "a rank count");
+    if (!ParseCount(v, 1, &layout.local_ranks))
+      return bad("OMPI_COMM_WORLD_LOCAL_SIZE", v, "a rank count");
     layout.source = "OMPI_COMM_WORLD_LOCAL_SIZE";
     return layout;
   }
@@ -184,13 +189,16 @@ Result<HostLayout> HostLayoutFromEnv(const EnvLookup& getenv) {
     const char* v = getenv(name);
     if (v == nullptr) continue;
     if (!SlurmListEntry(v, node, &layout.local_ranks)) {
-      return bad(name, v, "a task list with an entry for node " + std::to_string(node) + " (like \"2(x3),1\")");
+      return bad(
+          name, v,
+          "a task list with an entry for node " + std::to_string(node) + " (like \"2(x3),1\")");
     }
     layout.source = name;
     return layout;
   }
   if (const char* v = getenv("SLURM_NTASKS_PER_NODE"); v != nullptr) {
-    if (!ParseCount(v, 1, &layout.local_ranks)) return bad("SLURM_NTASKS_PER_NODE", v, "a task count");
+    if (!ParseCount(v, 1, &layout.local_ranks))
+      return bad("SLURM_NTASKS_PER_NODE", v, "a task count");
     layout.source = "SLURM_NTASKS_PER_NODE";
     return layout;
   }

@@ -334,7 +334,8 @@ TEST(HostLayoutFromEnv, NoneSetIsOneRankFromDefault) {
 }
 
 TEST(HostLayoutFromEnv, SrunTwoTasksOnTwoCoresGetOneThreadEach) {
-  auto l = HostLayoutFromEnv(Env({{"SLURM_STEP_TASKS_PER_NODE", "2"}, {"SLURM_TASKS_PER_NODE", "4"}}));
+  auto l =
+      HostLayoutFromEnv(Env({{"SLURM_STEP_TASKS_PER_NODE", "2"}, {"SLURM_TASKS_PER_NODE", "4"}}));
   ASSERT_TRUE(l.ok());
   EXPECT_EQ(l->local_ranks, 2);
   EXPECT_EQ(l->source, "SLURM_STEP_TASKS_PER_NODE");
@@ -342,8 +343,10 @@ TEST(HostLayoutFromEnv, SrunTwoTasksOnTwoCoresGetOneThreadEach) {
 }
 
 TEST(HostLayoutFromEnv, CompressedListIsIndexedByNodeId) {
-  for (auto [node, want] : std::vector<std::pair<std::string, int>>{{"0", 2}, {"2", 2}, {"3", 1}, {"4", 5}}) {
-    auto l = HostLayoutFromEnv(Env({{"SLURM_TASKS_PER_NODE", "2(x3),1,5"}, {"SLURM_NODEID", node}}));
+  for (auto [node, want] :
+       std::vector<std::pair<std::string, int>>{{"0", 2}, {"2", 2}, {"3", 1}, {"4", 5}}) {
+    auto l =
+        HostLayoutFromEnv(Env({{"SLURM_TASKS_PER_NODE", "2(x3),1,5"}, {"SLURM_NODEID", node}}));
     ASSERT_TRUE(l.ok()) << node;
     EXPECT_EQ(l->local_ranks, want) << node;
   }
@@ -352,7 +355,8 @@ TEST(HostLayoutFromEnv, CompressedListIsIndexedByNodeId) {
 }
 
 TEST(HostLayoutFromEnv, MpirunWinsAndCpusPerTaskSetsTheThreads) {
-  auto l = HostLayoutFromEnv(Env({{"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}, {"SLURM_STEP_TASKS_PER_NODE", "2"},
+  auto l = HostLayoutFromEnv(Env({{"OMPI_COMM_WORLD_LOCAL_SIZE", "3"},
+                                  {"SLURM_STEP_TASKS_PER_NODE", "2"},
                                   {"SLURM_CPUS_PER_TASK", "4"}}));
   ASSERT_TRUE(l.ok());
   EXPECT_EQ(l->local_ranks, 3);
