@@ -112,6 +112,15 @@ python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s["final_loss"] <
   fail "job $jid: the loss did not go down"
 echo "slurm_test: train_mpi.sbatch: job $jid COMPLETED in $((SECONDS - t)) s: 2 ranks, 40 steps, blas_threads 1"
 
+# --- 1b. srun directly, no --cpus-per-task: the issue's case (2 ranks on a
+# 2-core node got 2 BLAS threads each); the cores are now divided by the
+# ranks srun put on the node (SLURM_STEP_TASKS_PER_NODE). ---
+out=$(srun -n 2 --mpi=pmix "$COHORT" train --config "$CONFIG" --steps 5 2>&1) || { echo "$out" >&2; fail "srun -n 2"; }
+s=$(grep '^{' <<<"$out" | tail -n 1)
+[[ $(field "$s" world_size) == 2 && $(field "$s" blas_threads) == $(($(nproc) / 2 > 0 ? $(nproc) / 2 : 1)) ]] ||
+  fail "srun -n 2 --mpi=pmix: want world_size 2, blas_threads $(($(nproc) / 2)); got $s"
+echo "slurm_test: srun -n 2 --mpi=pmix cohort train: 2 ranks, blas_threads $(field "$s" blas_threads) on $(nproc) CPUs"
+
 # --- 2. the elastic job, on the one node ---
 t=$SECONDS
 port=$(python3 -c '
