@@ -124,6 +124,95 @@ Result<LocalRankInfo> LocalRankFromEnv(const EnvLookup& getenv) {
 
 Result<LocalRankInfo> LocalRankFromEnv() { return LocalRankFromEnv(SystemGetenv); }
 
+namespace {
+
+// A whole number in [lo, kMaxLocalRank]; false for anything else.
+bool ParseCount(std::string_view text, int lo, int* out) {
+  if (text.empty() || text.size() > 8) return false;
+  int v = 0;
+  for (char ch : text) {
+    if (ch < '0' || ch > '9') return false;
+    v = v * 10 + (ch - '0');
+  }
+  if (v < lo || v > kMaxLocalRank) return false;
+  *out = v;
+  return true;
+}
+
+// Entry `node` of Slurm's compressed per-node list "2(x3),1".
+bool SlurmListEntry(std::string_view list, int node, int* out) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    int repeat = 1;
+    if (const size_t paren = item.find("(x"); paren != std::string_view::npos) {
+      if (item.back() != ')' ||
+          !ParseCount(item.substr(paren + 2, item.size() - paren - 3), 1, &repeat))
+        return false;
+      item = item.substr(0, paren);
+    }
+    int count = 0;
+    if (!ParseCount(item, 1, &count)) return false;
+    if (node < repeat) {
+      *out = count;
+      return true;
+    }
+    node -= repeat;
+  }
+  return false;  // fewer entries than nodes
+}
+
+}  // namespace
+
+Result<HostLayout> HostLayoutFromEnv(const EnvLookup& getenv) {
+  HostLayout layout;
+  const auto bad = [](const char* name, const char* value, const std::string& expected) {
+    return InvalidArgument("environment variable " + std::string(name) + "='" + value +
+                           "' is not " + expected);
+  };
+  if (const char* v = getenv("SLURM_CPUS_PER_TASK"); v != nullptr) {
+    if (!ParseCount(v, 1, &layout.cpus_per_rank))
+      return bad("SLURM_CPUS_PER_TASK", v, "a CPU count");
+  }
+  if (const char* v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"); v != nullptr) {
+    if (!ParseCount(v, 1, &layout.local_ranks))
+      return bad("OMPI_COMM_WORLD_LOCAL_SIZE", v, "a rank count");
+    layout.source = "OMPI_COMM_WORLD_LOCAL_SIZE";
+    return layout;
+  }
+  int node = 0;
+  if (const char* v = getenv("SLURM_NODEID"); v != nullptr && !ParseCount(v, 0, &node)) {
+    return bad("SLURM_NODEID", v, "a node index");
+  }
+  for (const char* name : {"SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"}) {
+    const char* v = getenv(name);
+    if (v == nullptr) continue;
+    if (!SlurmListEntry(v, node, &layout.local_ranks)) {
+      return bad(
+          name, v,
+          "a task list with an entry for node " + std::to_string(node) + " (like \"2(x3),1\")");
+    }
+    layout.source = name;
+    return layout;
+  }
+  if (const char* v = getenv("SLURM_NTASKS_PER_NODE"); v != nullptr) {
+    if (!ParseCount(v, 1, &layout.local_ranks))
+      return bad("SLURM_NTASKS_PER_NODE", v, "a task count");
+    layout.source = "SLURM_NTASKS_PER_NODE";
+    return layout;
+  }
+  layout.source = "default";
+  return layout;
+}
+
+Result<HostLayout> HostLayoutFromEnv() { return HostLayoutFromEnv(SystemGetenv); }
+
+int DefaultBlasThreads(const HostLayout& layout, int host_cores) {
+  if (layout.cpus_per_rank > 0) return layout.cpus_per_rank;
+  return std::max(1, host_cores / std::max(1, layout.local_ranks));
+}
+
 int CudaDeviceCount(std::string* why_not) {
 #if COHORT_HAVE_CUDA
   return CudaRuntimeDeviceCount(why_not);

@@ -49,6 +49,30 @@ using EnvLookup = std::function<const char*(const char*)>;
 Result<LocalRankInfo> LocalRankFromEnv(const EnvLookup& getenv);
 Result<LocalRankInfo> LocalRankFromEnv();  // std::getenv
 
+// How many ranks of this job share this host, and how many CPUs the
+// scheduler gave each, from the launcher's environment. Read in this order,
+// the first one set wins:
+//   OMPI_COMM_WORLD_LOCAL_SIZE  Open MPI's mpirun (also inside a Slurm job)
+//   SLURM_STEP_TASKS_PER_NODE   srun: the step's layout, a compressed list
+//                               ("2(x3),1": 2 tasks on each of 3 nodes, then
+//                               1) indexed by SLURM_NODEID (default 0)
+//   SLURM_TASKS_PER_NODE        the same list for the whole allocation
+//   SLURM_NTASKS_PER_NODE       sbatch/srun --ntasks-per-node N
+// and, for the CPUs, SLURM_CPUS_PER_TASK (srun/sbatch -c N; 0 when unset).
+// None set: one rank. A malformed value is InvalidArgument naming the
+// variable.
+struct HostLayout {
+  int local_ranks = 1;    // >= 1
+  int cpus_per_rank = 0;  // 0: not given; split the host's cores instead
+  std::string source;     // the variable local_ranks came from, or "default"
+};
+Result<HostLayout> HostLayoutFromEnv(const EnvLookup& getenv);
+Result<HostLayout> HostLayoutFromEnv();  // std::getenv
+
+// BLAS threads per rank: the CPUs Slurm gave each task when it says, else
+// the host's cores divided among the ranks on it; at least 1.
+int DefaultBlasThreads(const HostLayout& layout, int host_cores);
+
 // The CUDA devices this process sees. 0, with the reason in *why_not (may be
 // null), when the build has no CUDA (COHORT_HAVE_CUDA) or the CUDA runtime
 // reports none or fails (no driver, no device, bad CUDA_VISIBLE_DEVICES).

@@ -898,6 +898,14 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
     optimizer_->set_lr(lr);
     grad_norm_ = -1;
     COHORT_ASSIGN_OR_RETURN(const float loss, TrainStep(&c, t0));
+    if (stop_check_ && i + 1 < steps) {
+      COHORT_ASSIGN_OR_RETURN(const bool stop, stop_check_());
+      if (stop) {  // this step becomes the last: evaluated, reported and checkpointed as one
+        steps = i + 1;
+        s.steps = steps;
+        s.stopped_early = true;
+      }
+    }
     COHORT_RETURN_IF_ERROR(CheckpointIfDue(i + 1 == steps, &c));
     double val_loss = -1, eval_accuracy = -1;
     const int64_t eval_every = config_.train.eval_every;

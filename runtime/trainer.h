@@ -127,6 +127,9 @@ struct TrainSummary {
   double allreduce_wait_ms = 0;       // per step, time compute waited for gradient sync (exposed)
   int64_t optimizer_state_bytes = 0;  // this rank's optimizer state
   int64_t start_step = 0, end_step = 0;  // global step counts (resumed runs start later)
+  // True when the stop check ended Run before `steps` (steps then holds the
+  // steps that ran); the final checkpoint was written and committed as usual.
+  bool stopped_early = false;
   int64_t checkpoints_committed = 0;
   double checkpoint_ms = 0;         // per step, time the loop spent on checkpoints
   std::string device = "cpu";       // where it trained (Compute::Describe)
@@ -182,6 +185,13 @@ class Trainer {
   // cheap (it runs on the training thread). For metrics.
   using StepObserver = std::function<void(const StepStats&)>;
   void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }
+  // Collective: called on every rank after each step (after the step hook);
+  // it must give every rank the same answer (e.g. an all-reduce of a local
+  // flag). True ends Run after this step as if it were the last: the final
+  // checkpoint is written and committed, and the summary says stopped_early.
+  // An error stops Run, which returns it. Used to leave cleanly on SIGTERM.
+  using StopCheck = std::function<Result<bool>()>;
+  void set_stop_check(StopCheck check) { stop_check_ = std::move(check); }
 
   // Fault injection for tests (fp16 only): called on every rank with the
   // 1-based step and this rank's synchronised, still scaled gradients (its
@@ -319,6 +329,7 @@ class Trainer {
   int64_t checkpoint_floor_ = 0;
   StepHook step_hook_;
   StepObserver step_observer_;
+  StopCheck stop_check_;
   GradHook grad_hook_;
 };
 

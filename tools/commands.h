@@ -24,9 +24,16 @@ struct TrainOptions {
   std::string log_level = "warn";  // for ranks' stderr logs
   bool verbose = false;            // every rank logs at info
   bool no_resume = false;          // ignore checkpoints in checkpoint.dir
+  std::string checkpoint_dir;      // non-empty: replaces checkpoint.dir of the config
+  int64_t checkpoint_every = -1;   // >= 0: replaces checkpoint.every of the config
   int metrics_port = -1;           // Prometheus endpoint: -1 off; under mpirun P + local rank; 0 any free port
   std::string metrics_address;     // bind address of the endpoint (empty: 0.0.0.0)
 };
+// Exit codes: 0 done, 1 failed, 2 bad usage, kExitStoppedBySignal when
+// SIGTERM or SIGUSR1 (a Slurm preemption, requeue or time limit warned by
+// --signal) stopped the run early at a step boundary after a checkpoint was
+// committed (with checkpoint.dir): run the same command again to continue.
+inline constexpr int kExitStoppedBySignal = 75;  // EX_TEMPFAIL
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv);
 
 // `cohort launch` (tools/launch_cmd.cc): N local elastic workers.

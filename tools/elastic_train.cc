@@ -394,6 +394,8 @@ Status ElasticWorker::Setup() {
   COHORT_ASSIGN_OR_RETURN(config_, LoadConfigFile(opt_.config_path));
   if (opt_.steps < -1) return InvalidArgument("--steps must be >= 0");
   if (opt_.steps >= 0) config_.train.steps = opt_.steps;
+  if (!opt_.checkpoint_dir.empty()) config_.checkpoint.dir = opt_.checkpoint_dir;
+  if (opt_.checkpoint_every >= 0) config_.checkpoint.every = opt_.checkpoint_every;
   if (!opt_.device.empty()) config_.train.device = opt_.device;
   if (config_.train.device == "cuda") {
     return InvalidArgument("config " + config_.source +

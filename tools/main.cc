@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--log-level", train.log_level, "stderr log level: debug | info | warn | error");
   train_cmd->add_flag("--verbose,-v", train.verbose, "Every rank logs at info level to stderr");
   train_cmd->add_flag("--no-resume", train.no_resume, "Start afresh even when checkpoint.dir holds a checkpoint");
+  train_cmd->add_option("--checkpoint-dir", train.checkpoint_dir, "Override checkpoint.dir (every rank must see it)");
+  train_cmd->add_option("--checkpoint-every", train.checkpoint_every, "Override checkpoint.every (steps; 0: only at the end)");
   train_cmd->add_option("--metrics-port", train.metrics_port,
                         "Serve Prometheus metrics on this port (+ local rank under mpirun; 0: any free port)");
   train_cmd->add_option("--metrics-address", train.metrics_address, "Bind address of the metrics endpoint (0.0.0.0)");

@@ -5,6 +5,8 @@
 #   tensor 2 x data 2 -> 1 rank): 1e-5 relative with SGD, 1e-3 with AdamW;
 # - only committed checkpoints count: a checkpoint without MANIFEST.json, or
 #   with a damaged shard, is passed over for the previous committed one;
+# - a stop signal (SIGUSR1/SIGTERM) ends the run at a step boundary with a
+#   committed checkpoint and exit 75; the rerun equals an uninterrupted run;
 # - retention keeps the newest `keep`; `cohort ckpt verify` names damage.
 source "$(dirname "$0")/lib.sh" "$@"
 DIFF=$(dirname "$COHORT")/params_diff
@@ -66,4 +68,32 @@ fi
 train 2 "$WORK/d.yaml" --steps 40 || fail "resume past a damaged checkpoint"
 grep -q "resumed from $WORK/ck_d/step-000000020" "$WORK/last.out" && grep -q "damaged" "$WORK/last.err" \
   && pass "damaged step 30 skipped with a warning, resumed at 20" || fail "damaged: $(cat "$WORK/last.err")"
+
+# 4. A stop signal (SIGUSR1 to mpirun, which forwards it; Slurm's SIGTERM
+#    works the same): every rank stops after the same step K with a committed
+#    checkpoint at K and exits 75; the rerun resumes at K; bitwise equal to an
+#    uninterrupted run.
+cfg "$WORK/s.yaml" "$WORK/ck_s" sgd
+cfg "$WORK/sref.yaml" "$WORK/ck_sref" sgd
+train 2 "$WORK/sref.yaml" --steps 400 --save-params "$WORK/sref.st" || fail "stop: uninterrupted run"
+$MPIRUN -np 2 "$COHORT" train --config "$WORK/s.yaml" --steps 400 > "$WORK/s1.out" 2> "$WORK/s1.err" &
+mpirun_pid=$!
+for ((i = 0; i < 300; i++)); do  # until rank 0 has started (every rank then catches the signal)
+  grep -q "^cohort train:" "$WORK/s1.out" && break
+  sleep 0.1
+done
+kill -USR1 "$mpirun_pid"
+rc=0
+wait "$mpirun_pid" || rc=$?
+summary=$(grep '^{' "$WORK/s1.out" | tail -n 1)
+k=$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print(s["end_step"] if s["stopped_early"] and s["stop_signal"] == "USR1" else -1)' "$summary" 2>/dev/null || echo -1)
+if ((k > 0 && k < 400)) && grep -q "stopped by User defined signal 1 after step $k" "$WORK/s1.out"; then
+  pass "SIGUSR1: stopped after step $k, checkpoint committed (mpirun exit $rc)"
+else
+  fail "SIGUSR1 did not stop the run early: rc $rc, $(tail -n 3 "$WORK/s1.out") $(tail -n 3 "$WORK/s1.err")"
+fi
+train 2 "$WORK/s.yaml" --steps 400 --save-params "$WORK/s.st" || fail "stop: the rerun"
+grep -q "resumed from $WORK/ck_s/step-$(printf %09d "$k") .* at step $k;" "$WORK/last.out" \
+  && pass "the rerun resumed at step $k" || fail "stop: no resume at $k: $(head -3 "$WORK/last.out")"
+"$DIFF" "$WORK/sref.st" "$WORK/s.st" 0 && pass "stopped at $k + resumed == 400 steps, bitwise" || fail "stop + resume differs"
 finish

@@ -322,5 +322,59 @@ TEST(DecidePlacement, NamesOfKindsAndSettings) {
   EXPECT_EQ(PlacementBackends(), (std::vector<std::string>{"auto", "mpi", "shm", "gloo", "nccl"}));
 }
 
+// The BLAS-thread rule sees Slurm's task layout under srun (issue 17: 2 ranks
+// on a 2-core node got 2 threads each).
+TEST(HostLayoutFromEnv, NoneSetIsOneRankFromDefault) {
+  auto l = HostLayoutFromEnv(Env({}));
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->local_ranks, 1);
+  EXPECT_EQ(l->cpus_per_rank, 0);
+  EXPECT_EQ(l->source, "default");
+  EXPECT_EQ(DefaultBlasThreads(*l, 2), 2);
+}
+
+TEST(HostLayoutFromEnv, SrunTwoTasksOnTwoCoresGetOneThreadEach) {
+  auto l =
+      HostLayoutFromEnv(Env({{"SLURM_STEP_TASKS_PER_NODE", "2"}, {"SLURM_TASKS_PER_NODE", "4"}}));
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->local_ranks, 2);
+  EXPECT_EQ(l->source, "SLURM_STEP_TASKS_PER_NODE");
+  EXPECT_EQ(DefaultBlasThreads(*l, 2), 1);
+}
+
+TEST(HostLayoutFromEnv, CompressedListIsIndexedByNodeId) {
+  for (auto [node, want] :
+       std::vector<std::pair<std::string, int>>{{"0", 2}, {"2", 2}, {"3", 1}, {"4", 5}}) {
+    auto l =
+        HostLayoutFromEnv(Env({{"SLURM_TASKS_PER_NODE", "2(x3),1,5"}, {"SLURM_NODEID", node}}));
+    ASSERT_TRUE(l.ok()) << node;
+    EXPECT_EQ(l->local_ranks, want) << node;
+  }
+  auto past = HostLayoutFromEnv(Env({{"SLURM_TASKS_PER_NODE", "2(x3)"}, {"SLURM_NODEID", "3"}}));
+  EXPECT_EQ(past.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(HostLayoutFromEnv, MpirunWinsAndCpusPerTaskSetsTheThreads) {
+  auto l = HostLayoutFromEnv(Env({{"OMPI_COMM_WORLD_LOCAL_SIZE", "3"},
+                                  {"SLURM_STEP_TASKS_PER_NODE", "2"},
+                                  {"SLURM_CPUS_PER_TASK", "4"}}));
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->local_ranks, 3);
+  EXPECT_EQ(l->cpus_per_rank, 4);
+  EXPECT_EQ(DefaultBlasThreads(*l, 64), 4);
+  auto n = HostLayoutFromEnv(Env({{"SLURM_NTASKS_PER_NODE", "4"}}));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(DefaultBlasThreads(*n, 2), 1);
+}
+
+TEST(HostLayoutFromEnv, MalformedIsAnErrorNamingTheVariable) {
+  for (const char* bad : {"", "x", "0", "2(x", "2(x0)", "2(x1"}) {
+    auto l = HostLayoutFromEnv(Env({{"SLURM_TASKS_PER_NODE", bad}}));
+    ASSERT_FALSE(l.ok()) << bad;
+    EXPECT_NE(l.status().message().find("SLURM_TASKS_PER_NODE"), std::string::npos);
+  }
+  EXPECT_FALSE(HostLayoutFromEnv(Env({{"SLURM_CPUS_PER_TASK", "-1"}})).ok());
+}
+
 }  // namespace
 }  // namespace cohort
