@@ -507,7 +507,7 @@ def report(res, rc):
     lines.append("")
     hist = {r["step"]: r for r in c["history"]}
     lines.append("| step | lr | train loss cohort | train loss torch | val loss cohort | val loss torch "
-                 "| cohort - torch | val bits/byte cohort / torch |")
+                 "| (cohort - torch) / torch | val bits/byte cohort / torch |")
     lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     table = []
     for step in sorted(c["evals"]):
@@ -518,8 +518,8 @@ def report(res, rc):
                    rel=(cv - tv) / tv if tv else None)
         table.append(row)
         f = lambda v, fmt="{:.4f}": "-" if v is None else fmt.format(v)
-        lines.append(f"| {step} | {row['lr']:.2e} | {f(row['cohort_train_loss'])} | {f(tl)} | {f(cv)} | {f(tv)} | "
-                     f"{f(None if tv is None else 100 * row['rel'], '{:+.2f}%')} | "
+        lines.append(f"| {step} | {row['lr']:.2e} | {f(row['cohort_train_loss'])} | {f(tl)} | {f(cv, '{:.6f}')} | "
+                     f"{f(tv, '{:.6f}')} | {f(None if tv is None else 100 * row['rel'], '{:+.5f}%')} | "
                      f"{cv / ln2:.3f} / {f(None if tv is None else tv / ln2, '{:.3f}')} |")
     res["table"] = table
     # Training loss, step by step: the runs start equal and drift apart as fp32 rounding compounds.
@@ -530,8 +530,10 @@ def report(res, rc):
         first10 = max(abs(r) for st, r in rels if st <= 10)
         last = [r for st, r in rels if st > rc["steps"] - 10]
         lines.append("")
+        worst = max(rels, key=lambda v: abs(v[1]))
         lines.append(f"Training loss, cohort vs torch per step: max |rel| {first10:.1e} over steps 1-10, "
-                     f"mean {100 * sum(last) / max(1, len(last)):+.2f}% over the last 10 steps")
+                     f"{abs(worst[1]):.1e} over all (step {worst[0]}), mean {sum(last) / max(1, len(last)):+.1e} "
+                     f"over the last 10 steps")
     s = c["summary"]
     lines.append("")
     lines.append(f"| run | final_loss (mean of last 10 steps) | val_loss | wall s | training tokens/s |")
@@ -550,7 +552,7 @@ def report(res, rc):
         res["goal"] = dict(step=table[-1]["step"], rel=rel, limit=GOAL_REL, met=abs(rel) <= GOAL_REL)
         lines.append("")
         lines.append(f"Goal: Cohort's validation loss at step {table[-1]['step']} within {100 * GOAL_REL:.0f}% of "
-                     f"PyTorch's: {100 * rel:+.2f}% -> {'MET' if abs(rel) <= GOAL_REL else 'NOT MET'}")
+                     f"PyTorch's: {100 * rel:+.5f}% -> {'MET' if abs(rel) <= GOAL_REL else 'NOT MET'}")
     lines.append(f"Load average before/after: cohort {c['loadavg_before']} / {c['loadavg_after']}"
                  + (f", torch {t['loadavg_before']} / {t.get('loadavg_after')}" if t else "")
                  + f" on {os.cpu_count()} cores (wall times are only as good as the machine was idle)")
