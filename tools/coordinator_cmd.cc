@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "coordinator/client/client.h"
+#include "coordinator/client/flags.h"
 #include "coordinator/controller/job_controller.h"
 #include "coordinator/server/node.h"
 #include "core/file_util.h"

@@ -47,7 +47,7 @@
 #include "collectives/gloo/gloo_communicator.h"
 #include "coordinator/client/client.h"
 #include "coordinator/client/coordinator_store.h"
-#include "coordinator/server/node.h"
+#include "coordinator/client/flags.h"
 #include "proto/health.grpc.pb.h"
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"

@@ -48,9 +48,9 @@
 #include <thread>
 
 #include "coordinator/client/client.h"
+#include "coordinator/client/flags.h"
 #include "coordinator/controller/job_controller.h"
 #include "coordinator/server/embedded.h"
-#include "coordinator/server/node.h"
 #include "core/logging.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"

@@ -31,7 +31,7 @@
 #include "runtime/trainer.h"
 #include "tools/run_report.h"
 #include "coordinator/client/client.h"
-#include "coordinator/server/node.h"
+#include "coordinator/client/flags.h"
 #include "tools/checkpoint_registry.h"
 #include "tools/commands.h"
 #include "tools/elastic.h"

@@ -5,36 +5,16 @@
 #include <algorithm>
 #include <map>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "coordinator/health/failure_detector.h"
-#include "coordinator/server/node.h"  // metadata names only
+#include "coordinator/client/rpc_metadata.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace cohort::coordinator {
 
 namespace pb = ::cohort::coordinator::v1;
 using Clock = std::chrono::steady_clock;
-
-Result<std::vector<std::string>> ParseEndpoints(const std::string& spec) {
-  std::vector<std::string> out;
-  std::stringstream ss(spec);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    if (item.find(':') == std::string::npos) {
-      return InvalidArgument("--coordinator: '" + item + "' is not HOST:PORT");
-    }
-    out.push_back(item);
-  }
-  if (out.empty()) return InvalidArgument("--coordinator: no endpoint given (expected HOST:PORT,HOST:PORT,...)");
-  if (out.size() > limits::kMaxEndpoints) {
-    return InvalidArgument("--coordinator: " + std::to_string(out.size()) + " endpoints; at most " +
-                           std::to_string(limits::kMaxEndpoints));
-  }
-  return out;
-}
 
 namespace {
 

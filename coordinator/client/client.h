@@ -30,7 +30,8 @@
 #include <utility>
 #include <vector>
 
-#include "coordinator/server/rpc_limits.h"
+#include "coordinator/client/client_limits.h"
+#include "coordinator/client/flags.h"  // ParseEndpoints, for ClientOptions::endpoints
 #include "core/status.h"
 
 namespace cohort::coordinator {
@@ -109,9 +110,6 @@ struct NodeStatus {
   std::vector<std::pair<uint64_t, std::string>> nodes;  // id, address
   JobInfo job;  // this node's applied view (not linearizable; GetJob is)
 };
-
-// Splits "host:port,host:port"; InvalidArgument when empty or too many.
-Result<std::vector<std::string>> ParseEndpoints(const std::string& spec);
 
 class Client {
  public:

@@ -1,5 +1,6 @@
 #include "coordinator/server/convert.h"
 
+#include <map>
 #include <string>
 
 namespace cohort::coordinator {
@@ -86,6 +87,34 @@ Result<raft::Message> FromProto(const pb::Message& m) {
   out.context = m.context();
   if (m.has_snapshot()) out.snapshot = FromProto(m.snapshot());
   return out;
+}
+
+void FillJob(const raft::KvStateMachine& kv, pb::JobResponse* out) {
+  out->set_epoch(kv.epoch());
+  std::map<std::string, int> rank;
+  for (size_t r = 0; r < kv.ranks().size(); ++r) rank[kv.ranks()[r]] = static_cast<int>(r);
+  for (const auto& [id, m] : kv.members()) {
+    pb::MemberInfo* mi = out->add_members();
+    mi->set_id(id);
+    mi->set_address(m.address);
+    mi->set_state(raft::MemberStateName(m.state));
+    mi->set_last_heartbeat_ms(m.last_heartbeat_ms);
+    auto it = rank.find(id);
+    mi->set_rank(it == rank.end() ? -1 : it->second);
+  }
+  for (const std::string& id : kv.ranks()) out->add_ranks(id);
+  auto fill = [](const raft::CheckpointManifest& m, pb::CheckpointInfo* c) {
+    c->set_epoch(m.epoch);
+    c->set_step(m.step);
+    c->set_path(m.path);
+    c->set_checksum(m.checksum);
+  };
+  if (kv.last_checkpoint()) {
+    out->set_has_checkpoint(true);
+    fill(*kv.last_checkpoint(), out->mutable_last_checkpoint());
+  }
+  for (const auto& [step, m] : kv.pending_checkpoints()) fill(m, out->add_pending());
+  out->set_revision(kv.revision());
 }
 
 }  // namespace cohort::coordinator

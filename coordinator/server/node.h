@@ -28,11 +28,12 @@
 // each for at most limits::kMaxWatchWait) and is re-run after every applied
 // change. The leader stamps its wall clock into each command it proposes
 // (now_ms) and proposes lease expiry itself (every
-// limits::kLeaseExpiryInterval), so applying never reads a clock. Only the leader serves the client API; a
-// follower answers FAILED_PRECONDITION (UNAVAILABLE when no leader is known)
-// with the leader's id and address in the trailing metadata
-// (kLeaderIdMetadata, kLeaderAddressMetadata). Every RPC, Raft's included,
-// must carry the shared secret in kTokenMetadata, or it is refused with
+// limits::kLeaseExpiryInterval), so applying never reads a clock. Only the
+// leader serves the client API; a follower answers FAILED_PRECONDITION
+// (UNAVAILABLE when no leader is known) with the leader's id and address in
+// the trailing metadata (kLeaderIdMetadata, kLeaderAddressMetadata of
+// coordinator/client/rpc_metadata.h). Every RPC, Raft's included, must carry
+// the shared secret in kTokenMetadata, or it is refused with
 // PERMISSION_DENIED. The transport is TLS when NodeOptions names the
 // certificate files (the server presents its certificate; peers and clients
 // verify it against the CA), plaintext gRPC otherwise.
@@ -43,25 +44,24 @@
 #include <memory>
 #include <string>
 
+#include "coordinator/client/rpc_metadata.h"
 #include "coordinator/raft/types.h"
 #include "coordinator/server/rpc_limits.h"
 #include "core/status.h"
 
 namespace cohort::coordinator {
 
-inline constexpr char kTokenMetadata[] = "cohort-token";
-inline constexpr char kLeaderIdMetadata[] = "cohort-leader-id";
-inline constexpr char kLeaderAddressMetadata[] = "cohort-leader-address";
-
 struct NodeOptions {
   raft::NodeId id = raft::kNoNode;
-  // Every voter of the cluster, this node included: id -> "host:port".
+  // Every voter of the cluster, this node included: id -> "host:port"
+  // (coordinator/client/flags.h parses --peers).
   std::map<raft::NodeId, std::string> peers;
   // Address the server binds; empty: peers[id].
   std::string listen_address;
   // Holds the WAL segments and snapshots (created if missing).
   std::string data_dir;
-  // The cluster's shared secret (non-empty).
+  // The cluster's shared secret (non-empty; coordinator/client/flags.h reads
+  // a token file).
   std::string token;
   std::chrono::milliseconds tick = limits::kDefaultTick;
   std::chrono::milliseconds heartbeat = limits::kDefaultHeartbeat;  // multiple of tick
@@ -74,13 +74,6 @@ struct NodeOptions {
   std::string tls_key_file;
   std::string tls_ca_file;
 };
-
-// Parses "1=host:port,2=host:port,...". InvalidArgument naming the bad item.
-Result<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& spec);
-
-// Reads a token file: its contents with surrounding whitespace removed.
-// NotFound / InvalidArgument (empty or over limits::kMaxTokenBytes).
-Result<std::string> ReadTokenFile(const std::string& path);
 
 // A node's numbers for its metrics endpoint (tools/coordinator_cmd.cc):
 // copied out at the time of the call.

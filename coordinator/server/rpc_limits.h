@@ -1,14 +1,16 @@
 #pragma once
-// Every bound and default of the coordinator's RPC layer (node driver,
-// transport, client library), named in one place (STYLE.md #14).
+// Every bound and default of the coordinator node (its driver and its
+// transport to peers), named in one place. The bounds both ends of the API
+// hold to, and the client library's, are in coordinator/client/client_limits.h
+// (included here: `limits::` in the node sees both).
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 
-namespace cohort::coordinator::limits {
+#include "coordinator/client/client_limits.h"
 
-using Millis = std::chrono::milliseconds;
+namespace cohort::coordinator::limits {
 
 // ---- Node driver --------------------------------------------------------------
 // One Raft tick. Heartbeat and election timeouts are whole numbers of ticks.
@@ -17,7 +19,7 @@ inline constexpr Millis kDefaultTick{10};
 inline constexpr Millis kDefaultHeartbeat{50};
 // Election timeout: a follower campaigns after a random silence in
 // [election, 2 * election). 300 ms = 6 missed heartbeats, and a kill -9 of
-// the leader gives a new leader after ~0.3-0.6 s (the 1 s goal of issue 6).
+// the leader gives a new leader after ~0.3-0.6 s (well within a second).
 inline constexpr Millis kDefaultElection{300};
 // Entries applied between two snapshots (log compaction).
 inline constexpr uint64_t kDefaultSnapshotEvery = 10000;
@@ -34,9 +36,6 @@ inline constexpr int kMaxIdleServerThreads = 512;
 // How long a client request waits for its entry to apply (or its read to be
 // confirmed) before DEADLINE_EXCEEDED; the client then retries.
 inline constexpr Millis kMaxRequestWait{3000};
-// Longest a Watch waits before it answers with no events; a longer wait is a
-// loop of watches (the client library's Watch and CoordinatorStore do that).
-inline constexpr Millis kMaxWatchWait{30000};
 // Watches a node holds at once (each also holds one gRPC handler thread);
 // beyond it a watch is refused with UNAVAILABLE.
 inline constexpr size_t kMaxWatchers = 1024;
@@ -56,12 +55,6 @@ inline constexpr size_t kMaxMessagesPerBatch = 256;
 // Deadline of one Step RPC. Shorter than an election timeout so a hung peer
 // costs at most one batch.
 inline constexpr Millis kPeerRpcDeadline{200};
-// gRPC reconnect backoff toward a peer (first retry, cap): a restarted node is
-// reached again within about a second (gRPC's default grows to 120 s). The
-// connect timeout itself stays gRPC's (20 s): a refused connection fails at
-// once on loopback, and a slow TLS handshake must not be cut short.
-inline constexpr Millis kPeerReconnectMin{50};
-inline constexpr Millis kPeerReconnectMax{1000};
 // Keepalive ping toward a peer every kPeerKeepalive; no answer within
 // kPeerKeepaliveTimeout closes the connection and gRPC redials (a partition
 // drops packets without an error, and TCP would hold such a connection with
@@ -73,22 +66,5 @@ inline constexpr Millis kPeerKeepaliveTimeout{1000};
 // it heals. Long enough for a TLS handshake on a loaded machine (50 ms cut
 // them short).
 inline constexpr Millis kPeerConnectTimeout{2000};
-// Largest gRPC message accepted or sent (snapshots travel in one message).
-inline constexpr int kMaxRpcBytes = 256 << 20;
-// Token file size accepted.
-inline constexpr size_t kMaxTokenBytes = 4096;
-
-// ---- Client library -------------------------------------------------------------
-inline constexpr Millis kClientDefaultDeadline{10000};  // whole operation, retries included
-inline constexpr Millis kClientAttemptTimeout{1000};    // one RPC
-inline constexpr Millis kClientBackoffInitial{10};
-inline constexpr Millis kClientBackoffMax{200};
-inline constexpr int kClientMaxAttempts = 1000;  // besides the deadline
-// Redirects followed in a row without a backoff.
-inline constexpr int kClientMaxRedirects = 3;
-inline constexpr size_t kMaxEndpoints = 16;
-// CoordinatorStore: clients kept for concurrent callers (one per waiting
-// thread; a client has one request outstanding at a time).
-inline constexpr size_t kStoreMaxIdleClients = 16;
 
 }  // namespace cohort::coordinator::limits

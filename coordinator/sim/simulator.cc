@@ -105,6 +105,21 @@ class Sim {
   SimResult Run();
 
  private:
+  // The phases of Run, in order.
+  void DrawFaults();     // every fault rate from the seed
+  void CreateCluster();  // boots the nodes, creates the clients
+  void SafetyPhase();    // opt_.steps ticks of faults, checked after each
+  void LivenessPhase();  // healed: a leader must commit within opt_.liveness_ticks
+  void CheckHistory();   // the client history must be linearizable
+  // The no-op write the liveness phase waits for.
+  struct Probe {
+    uint64_t index = 0;
+    NodeId leader = kNoNode;
+    uint64_t term = 0;
+  };
+  // Proposes a probe through a new leader; whether the probe committed.
+  bool ProbeCommitted(Probe* probe);
+  std::string DescribeNodes() const;  // each node's Raft state, for a liveness failure
   Config NodeConfig(NodeId id) const;
   void Boot(Node& n);
   void Restart(Node& n);
@@ -340,7 +355,7 @@ void Sim::ProcessReady(Node& n) {
         }
       }
     }
-    // As the real driver (coordinator/server/node.cc): a leader's appends and
+    // As the real driver (coordinator/server/driver.cc): a leader's appends and
     // heartbeats leave before its own write, so a crash mid-write below can
     // follow them (dissertation 10.2.1).
     for (const Message& m : rd.messages) {
@@ -580,7 +595,7 @@ bool Sim::AllIdle() const {
   return true;
 }
 
-SimResult Sim::Run() {
+void Sim::DrawFaults() {
   // Fault rates from the seed: some seeds are calm, some are storms.
   f_.drop = rng_.Unit() * 0.15;
   f_.duplicate = rng_.Unit() * 0.05;
@@ -601,7 +616,9 @@ SimResult Sim::Run() {
   // where that is the expected behaviour. CheckQuorum varies.
   pre_vote_ = true;
   check_quorum_ = rng_.Chance(0.8);
+}
 
+void Sim::CreateCluster() {
   int n = opt_.nodes;
   group_.assign(n + 1, 0);
   nodes_.push_back(nullptr);
@@ -615,8 +632,10 @@ SimResult Sim::Run() {
     c.id = 100 + static_cast<uint64_t>(i);
     clients_.push_back(c);
   }
+}
 
-  // Safety phase.
+void Sim::SafetyPhase() {
+  int n = opt_.nodes;
   for (tick_ = 1; tick_ <= opt_.steps && !failed_; ++tick_) {
     InjectFaults();
     for (int i = 1; i <= n; ++i) {
@@ -635,8 +654,11 @@ SimResult Sim::Run() {
     if (!failed_) CheckLeaders();
     ++stats_.steps;
   }
+}
 
-  // Liveness phase: heal everything, then a leader must emerge and commit.
+void Sim::LivenessPhase() {
+  // Heal everything, then a leader must emerge and commit.
+  int n = opt_.nodes;
   faults_on_ = false;
   std::fill(group_.begin(), group_.end(), 0);
   int64_t heal_tick = tick_;
@@ -644,9 +666,7 @@ SimResult Sim::Run() {
     if (!nodes_[i]->up) Restart(*nodes_[i]);
   }
   bool committed = false;
-  uint64_t probe_index = 0;
-  NodeId probe_leader = kNoNode;
-  uint64_t probe_term = 0;
+  Probe probe;
   for (; tick_ <= heal_tick + opt_.liveness_ticks && !failed_; ++tick_) {
     Deliver();
     for (int i = 1; i <= n && !failed_; ++i) {
@@ -657,57 +677,66 @@ SimResult Sim::Run() {
     ClientActions(false);
     CheckLeaders();
     ++stats_.steps;
-    if (!committed) {
-      Node* l = Leader();
-      if (l != nullptr && (probe_leader != l->id || probe_term != l->raft->term() ||
-                           l->raft->role() != Role::kLeader)) {
-        Result<uint64_t> idx = l->raft->Propose("");  // an empty command: a no-op write
-        if (idx.ok()) {
-          probe_index = *idx;
-          probe_leader = l->id;
-          probe_term = l->raft->term();
-          ProcessReady(*l);
-        }
-      }
-      if (probe_leader != kNoNode) {
-        // (index, term) names one entry (log matching); applied anywhere = committed.
-        if (applied_.size() >= probe_index && applied_[probe_index - 1].term == probe_term) {
-          committed = true;
-        }
-      }
-    }
+    if (!committed) committed = ProbeCommitted(&probe);
     if (committed && AllIdle()) break;
   }
   if (!failed_ && !committed) {
-    std::ostringstream os;
-    os << "liveness: no write committed within " << opt_.liveness_ticks << " ticks after faults healed (";
-    for (int i = 1; i <= n; ++i) {
-      const Raft& r = *nodes_[i]->raft;
-      os << " node " << i << ": " << RoleName(r.role()) << " term " << r.term() << " vote " << r.vote() << " last "
-         << r.last_index() << "/" << r.TermAt(r.last_index()).value_or(0) << " commit " << r.commit() << " voters {";
-      for (NodeId v : r.conf().voters) os << " " << v;
-      os << " };";
-    }
-    os << " )";
-    Fail(os.str());
+    Fail("liveness: no write committed within " + std::to_string(opt_.liveness_ticks) +
+         " ticks after faults healed (" + DescribeNodes() + " )");
   }
+}
 
-  // Linearizability of the client history.
-  if (!failed_) {
-    std::vector<KvOp> hist;
-    for (size_t i = 0; i < history_.size(); ++i) {
-      if (!history_dropped_[i] && !(history_[i].kind == KvOp::Kind::kGet && !history_[i].completed)) {
-        hist.push_back(history_[i]);
-      }
-    }
-    LinearizabilityResult lr = CheckKvLinearizable(hist);
-    stats_.lin_states += lr.states_explored;
-    if (!lr.linearizable) {
-      Fail(std::string(lr.gave_up ? "linearizability check gave up" : "history is not linearizable") + " on key '" +
-           lr.failing_key + "':\n" + DescribeKvHistory(hist, lr.failing_key));
+bool Sim::ProbeCommitted(Probe* probe) {
+  // A new leader (or a new term) gets a fresh probe.
+  Node* l = Leader();
+  if (l != nullptr && (probe->leader != l->id || probe->term != l->raft->term() ||
+                       l->raft->role() != Role::kLeader)) {
+    Result<uint64_t> idx = l->raft->Propose("");  // an empty command: a no-op write
+    if (idx.ok()) {
+      probe->index = *idx;
+      probe->leader = l->id;
+      probe->term = l->raft->term();
+      ProcessReady(*l);
     }
   }
+  if (probe->leader == kNoNode) return false;
+  // (index, term) names one entry (log matching); applied anywhere = committed.
+  return applied_.size() >= probe->index && applied_[probe->index - 1].term == probe->term;
+}
 
+std::string Sim::DescribeNodes() const {
+  std::ostringstream os;
+  for (int i = 1; i <= opt_.nodes; ++i) {
+    const Raft& r = *nodes_[i]->raft;
+    os << " node " << i << ": " << RoleName(r.role()) << " term " << r.term() << " vote " << r.vote() << " last "
+       << r.last_index() << "/" << r.TermAt(r.last_index()).value_or(0) << " commit " << r.commit() << " voters {";
+    for (NodeId v : r.conf().voters) os << " " << v;
+    os << " };";
+  }
+  return os.str();
+}
+
+void Sim::CheckHistory() {
+  std::vector<KvOp> hist;
+  for (size_t i = 0; i < history_.size(); ++i) {
+    if (!history_dropped_[i] && !(history_[i].kind == KvOp::Kind::kGet && !history_[i].completed)) {
+      hist.push_back(history_[i]);
+    }
+  }
+  LinearizabilityResult lr = CheckKvLinearizable(hist);
+  stats_.lin_states += lr.states_explored;
+  if (!lr.linearizable) {
+    Fail(std::string(lr.gave_up ? "linearizability check gave up" : "history is not linearizable") + " on key '" +
+         lr.failing_key + "':\n" + DescribeKvHistory(hist, lr.failing_key));
+  }
+}
+
+SimResult Sim::Run() {
+  DrawFaults();
+  CreateCluster();
+  SafetyPhase();
+  LivenessPhase();
+  if (!failed_) CheckHistory();
   SimResult res;
   res.ok = !failed_;
   res.failure = failure_;

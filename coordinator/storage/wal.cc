@@ -126,132 +126,186 @@ std::vector<std::string> Wal::SegmentNames() const {
   return out;
 }
 
-Result<InitialState> Wal::Load() {
-  COHORT_CHECK(!loaded_) << "Wal::Load called twice";
-  COHORT_RETURN_IF_ERROR(fs_->MakeDirs(options_.dir));
-  COHORT_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
-  std::vector<uint64_t> snap_indexes, seqs;
+namespace {
+
+// The snapshot indexes and segment sequence numbers named in the directory,
+// each sorted ascending.
+struct WalFiles {
+  std::vector<uint64_t> snap_indexes;
+  std::vector<uint64_t> seqs;
+};
+
+WalFiles FindWalFiles(const std::vector<std::string>& names) {
+  WalFiles files;
   for (const std::string& n : names) {
     uint64_t v = 0;
-    if (ParseHexName(n, "snap-", ".snap", &v)) snap_indexes.push_back(v);
-    if (ParseHexName(n, "wal-", ".log", &v)) seqs.push_back(v);
+    if (ParseHexName(n, "snap-", ".snap", &v)) files.snap_indexes.push_back(v);
+    if (ParseHexName(n, "wal-", ".log", &v)) files.seqs.push_back(v);
   }
-  std::sort(snap_indexes.begin(), snap_indexes.end());
-  std::sort(seqs.begin(), seqs.end());
+  std::sort(files.snap_indexes.begin(), files.snap_indexes.end());
+  std::sort(files.seqs.begin(), files.seqs.end());
+  return files;
+}
 
-  InitialState st;
-  if (!snap_indexes.empty()) {
-    std::string path = options_.dir + "/snap-" + Hex16(snap_indexes.back()) + ".snap";
-    COHORT_ASSIGN_OR_RETURN(std::string contents, fs_->ReadFile(path));
-    COHORT_ASSIGN_OR_RETURN(st.snapshot, DecodeSnapshotFile(contents, path));
+// The framing of the record at `off`: its payload length, and what is wrong
+// with it (`why` empty: nothing); `torn` when that may be a torn write.
+struct Framing {
+  uint32_t len = 0;
+  bool torn = false;
+  std::string why;
+};
+
+Framing CheckFraming(const std::string& data, uint64_t off) {
+  Framing f;
+  size_t remaining = data.size() - off;
+  if (remaining < kHeaderBytes) {
+    f.torn = true;
+    f.why = "partial record header";
+    return f;
   }
+  f.len = LoadU32(data.data() + off);
+  uint32_t crc = LoadU32(data.data() + off + 4);
+  if (AllZero(data, off)) {
+    f.torn = true;
+    f.why = "zeroed tail";
+  } else if (f.len > limits::kMaxWalRecordBytes) {
+    f.why = "record length " + std::to_string(f.len) + " exceeds the limit";
+  } else if (remaining - kHeaderBytes < f.len) {
+    f.torn = true;
+    f.why = "partial record";
+  } else if (Crc32c(data.data() + off + kHeaderBytes, f.len) != crc) {
+    f.torn = remaining - kHeaderBytes == f.len;  // only the record that ends the file may be torn
+    f.why = "CRC32C mismatch";
+  }
+  return f;
+}
 
+}  // namespace
+
+// What replaying the segments has recovered so far.
+struct Wal::Replay {
   std::vector<Entry> log;  // contiguous, log[0].index == base + 1
   uint64_t base = 0;
   uint64_t base_term = 0;
   bool base_term_known = true;
   HardState hs;
-  stats_.torn_bytes_truncated = 0;
-  for (size_t si = 0; si < seqs.size(); ++si) {
-    bool last_segment = si + 1 == seqs.size();
-    std::string path = SegmentPath(seqs[si]);
-    COHORT_ASSIGN_OR_RETURN(std::string data, fs_->ReadFile(path));
-    Segment seg;
-    seg.seq = seqs[si];
-    uint64_t off = 0;
-    while (off < data.size()) {
-      size_t remaining = data.size() - off;
-      bool torn = false;
-      std::string why;
-      uint32_t len = 0;
-      if (remaining < kHeaderBytes) {
-        torn = true;
-        why = "partial record header";
-      } else {
-        len = LoadU32(data.data() + off);
-        uint32_t crc = LoadU32(data.data() + off + 4);
-        if (AllZero(data, off)) {
-          torn = true;
-          why = "zeroed tail";
-        } else if (len > limits::kMaxWalRecordBytes) {
-          why = "record length " + std::to_string(len) + " exceeds the limit";
-        } else if (remaining - kHeaderBytes < len) {
-          torn = true;
-          why = "partial record";
-        } else if (Crc32c(data.data() + off + kHeaderBytes, len) != crc) {
-          torn = remaining - kHeaderBytes == len;  // only the record that ends the file may be torn
-          why = "CRC32C mismatch";
-        }
-      }
-      if (torn && last_segment) {
-        COHORT_RETURN_IF_ERROR(fs_->Truncate(path, off));
-        stats_.torn_bytes_truncated += data.size() - off;
-        data.resize(off);
-        break;
-      }
-      if (!why.empty()) {
-        return DataLoss("WAL corrupted: " + why + " in " + At(path, off) +
-                        "; the node cannot recover on its own: restore its data directory from a peer "
-                        "(remove it and rejoin)");
-      }
-      std::string_view payload(data.data() + off + kHeaderBytes, len);
-      Decoder d(payload);
-      uint8_t type = 0;
-      bool ok = d.U8(&type);
-      if (ok && type == kRecEntry) {
-        Entry e;
-        uint8_t et = 0;
-        ok = d.U64(&e.term) && d.U64(&e.index) && d.U8(&et) && et <= 1 &&
-             d.Bytes(&e.data, limits::kMaxWalRecordBytes) && d.done();
-        e.type = static_cast<EntryType>(et);
-        if (ok) {
-          if (log.empty() && base == 0 && e.index > 1) {
-            base = e.index - 1;  // older segments were removed after a snapshot
-            base_term_known = false;
-          }
-          if (!base_term_known && e.index <= base) {
-            // Overwrites an entry in a removed segment: those entries are all
-            // covered by the snapshot (checked below), so start over here.
-            log.clear();
-            base = e.index - 1;
-          }
-          if (e.index <= base || e.index > base + log.size() + 1) {
-            return DataLoss("WAL entry index " + std::to_string(e.index) + " does not follow the log (" +
-                            std::to_string(base + 1) + ".." + std::to_string(base + log.size()) + ") in " +
-                            At(path, off));
-          }
-          log.resize(e.index - base - 1);
-          seg.max_index = std::max(seg.max_index, e.index);
-          log.push_back(std::move(e));
-        }
-      } else if (ok && type == kRecHardState) {
-        ok = d.U64(&hs.term) && d.U64(&hs.vote) && d.U64(&hs.commit) && d.done();
-      } else if (ok && type == kRecReset) {
-        uint64_t idx = 0, term = 0;
-        ok = d.U64(&idx) && d.U64(&term) && d.done();
-        if (ok) {
-          log.clear();
-          base = idx;
-          base_term = term;
-          base_term_known = true;
-          seg.max_index = std::max(seg.max_index, idx);
-        }
-      } else {
-        ok = false;
-      }
-      if (!ok) return DataLoss("WAL record does not decode (checksum is valid) in " + At(path, off));
-      off += kHeaderBytes + len;
-      ++stats_.records;
-    }
-    seg.bytes = data.size();
-    segments_.push_back(seg);
+};
+
+Result<InitialState> Wal::Load() {
+  COHORT_CHECK(!loaded_) << "Wal::Load called twice";
+  COHORT_RETURN_IF_ERROR(fs_->MakeDirs(options_.dir));
+  COHORT_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
+  const WalFiles files = FindWalFiles(names);
+
+  InitialState st;
+  if (!files.snap_indexes.empty()) {
+    std::string path = options_.dir + "/snap-" + Hex16(files.snap_indexes.back()) + ".snap";
+    COHORT_ASSIGN_OR_RETURN(std::string contents, fs_->ReadFile(path));
+    COHORT_ASSIGN_OR_RETURN(st.snapshot, DecodeSnapshotFile(contents, path));
   }
 
-  // Reconcile the log with the newest snapshot. When the recovered log does
-  // not simply continue the WAL's (a snapshot from a leader whose reset
-  // record was lost in a crash), a reset record is written below so that
-  // later appends follow the snapshot.
+  Replay r;
+  stats_.torn_bytes_truncated = 0;
+  for (size_t si = 0; si < files.seqs.size(); ++si) {
+    COHORT_RETURN_IF_ERROR(ReplaySegment(files.seqs[si], /*last_segment=*/si + 1 == files.seqs.size(), &r));
+  }
+
   const SnapshotMeta& sm = st.snapshot.meta;
+  COHORT_ASSIGN_OR_RETURN(bool need_reset, ReconcileWithSnapshot(sm, &r));
+  st.entries = std::move(r.log);
+  st.hard_state = r.hs;
+  hard_state_ = r.hs;
+  COHORT_RETURN_IF_ERROR(OpenLastSegment(sm, need_reset));
+  loaded_ = true;
+  return st;
+}
+
+Status Wal::ReplaySegment(uint64_t seq, bool last_segment, Replay* r) {
+  std::string path = SegmentPath(seq);
+  COHORT_ASSIGN_OR_RETURN(std::string data, fs_->ReadFile(path));
+  Segment seg;
+  seg.seq = seq;
+  uint64_t off = 0;
+  while (off < data.size()) {
+    const Framing f = CheckFraming(data, off);
+    if (f.torn && last_segment) {
+      COHORT_RETURN_IF_ERROR(fs_->Truncate(path, off));
+      stats_.torn_bytes_truncated += data.size() - off;
+      data.resize(off);
+      break;
+    }
+    if (!f.why.empty()) {
+      return DataLoss("WAL corrupted: " + f.why + " in " + At(path, off) +
+                      "; the node cannot recover on its own: restore its data directory from a peer "
+                      "(remove it and rejoin)");
+    }
+    std::string_view payload(data.data() + off + kHeaderBytes, f.len);
+    COHORT_RETURN_IF_ERROR(ReplayRecord(payload, path, off, r, &seg));
+    off += kHeaderBytes + f.len;
+    ++stats_.records;
+  }
+  seg.bytes = data.size();
+  segments_.push_back(seg);
+  return Status::Ok();
+}
+
+Status Wal::ReplayRecord(std::string_view payload, const std::string& path, uint64_t off, Replay* r,
+                         Segment* seg) {
+  Decoder d(payload);
+  uint8_t type = 0;
+  bool ok = d.U8(&type);
+  if (ok && type == kRecEntry) {
+    Entry e;
+    uint8_t et = 0;
+    ok = d.U64(&e.term) && d.U64(&e.index) && d.U8(&et) && et <= 1 &&
+         d.Bytes(&e.data, limits::kMaxWalRecordBytes) && d.done();
+    e.type = static_cast<EntryType>(et);
+    if (ok) {
+      if (r->log.empty() && r->base == 0 && e.index > 1) {
+        r->base = e.index - 1;  // older segments were removed after a snapshot
+        r->base_term_known = false;
+      }
+      if (!r->base_term_known && e.index <= r->base) {
+        // Overwrites an entry in a removed segment: those entries are all
+        // covered by the snapshot (checked in ReconcileWithSnapshot), so
+        // start over here.
+        r->log.clear();
+        r->base = e.index - 1;
+      }
+      if (e.index <= r->base || e.index > r->base + r->log.size() + 1) {
+        return DataLoss("WAL entry index " + std::to_string(e.index) + " does not follow the log (" +
+                        std::to_string(r->base + 1) + ".." + std::to_string(r->base + r->log.size()) + ") in " +
+                        At(path, off));
+      }
+      r->log.resize(e.index - r->base - 1);
+      seg->max_index = std::max(seg->max_index, e.index);
+      r->log.push_back(std::move(e));
+    }
+  } else if (ok && type == kRecHardState) {
+    ok = d.U64(&r->hs.term) && d.U64(&r->hs.vote) && d.U64(&r->hs.commit) && d.done();
+  } else if (ok && type == kRecReset) {
+    uint64_t idx = 0, term = 0;
+    ok = d.U64(&idx) && d.U64(&term) && d.done();
+    if (ok) {
+      r->log.clear();
+      r->base = idx;
+      r->base_term = term;
+      r->base_term_known = true;
+      seg->max_index = std::max(seg->max_index, idx);
+    }
+  } else {
+    ok = false;
+  }
+  if (!ok) return DataLoss("WAL record does not decode (checksum is valid) in " + At(path, off));
+  return Status::Ok();
+}
+
+Result<bool> Wal::ReconcileWithSnapshot(const SnapshotMeta& sm, Replay* r) const {
+  // When the recovered log does not simply continue the WAL's (a snapshot
+  // from a leader whose reset record was lost in a crash), a reset record is
+  // written (OpenLastSegment) so that later appends follow the snapshot.
+  std::vector<Entry>& log = r->log;
+  const uint64_t base = r->base;
   bool need_reset = false;
   if (!log.empty()) {
     uint64_t first = base + 1, last = base + log.size();
@@ -266,7 +320,7 @@ Result<InitialState> Wal::Load() {
         need_reset = true;
       }
     } else if (sm.index == base) {
-      if (base_term_known && base_term != sm.term) {
+      if (r->base_term_known && r->base_term != sm.term) {
         log.clear();
         need_reset = true;
       }
@@ -275,17 +329,18 @@ Result<InitialState> Wal::Load() {
                       " but the newest snapshot ends at " + std::to_string(sm.index) + ": entries are missing");
     }
   } else {
-    need_reset = base != sm.index || (base_term_known && base_term != sm.term);
+    need_reset = base != sm.index || (r->base_term_known && r->base_term != sm.term);
   }
+  HardState& hs = r->hs;
   if (hs.commit < sm.index) hs.commit = sm.index;
   if (hs.commit > sm.index + log.size()) {
     return DataLoss("WAL in " + options_.dir + ": commit index " + std::to_string(hs.commit) +
                     " is beyond the recovered log (" + std::to_string(sm.index + log.size()) + ")");
   }
-  st.entries = std::move(log);
-  st.hard_state = hs;
-  hard_state_ = hs;
+  return need_reset;
+}
 
+Status Wal::OpenLastSegment(const SnapshotMeta& sm, bool need_reset) {
   if (segments_.empty()) {
     COHORT_RETURN_IF_ERROR(StartSegment(1));
   } else {
@@ -300,8 +355,7 @@ Result<InitialState> Wal::Load() {
     segments_.back().bytes += buf.size();
     segments_.back().max_index = std::max(segments_.back().max_index, sm.index);
   }
-  loaded_ = true;
-  return st;
+  return Status::Ok();
 }
 
 Status Wal::StartSegment(uint64_t seq) {

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coordinator/raft/limits.h"
@@ -66,6 +67,18 @@ class Wal final : public Storage {
     uint64_t bytes = 0;
     uint64_t max_index = 0;  // highest entry or reset index it holds
   };
+  struct Replay;  // wal.cc
+
+  // The steps of Load: replay one segment (truncating a torn tail of the
+  // last), one record of it; reconcile the replayed log with the newest
+  // snapshot (true: a reset record must follow); open the last segment for
+  // appends (a new one when there is none) and write that reset record.
+  Status ReplaySegment(uint64_t seq, bool last_segment, Replay* r);
+  static Status ReplayRecord(std::string_view payload, const std::string& path, uint64_t off, Replay* r,
+                             Segment* seg);
+  Result<bool> ReconcileWithSnapshot(const SnapshotMeta& sm, Replay* r) const;
+  Status OpenLastSegment(const SnapshotMeta& sm, bool need_reset);
+
   std::string SegmentPath(uint64_t seq) const;
   Status WriteSnapshotFile(const Snapshot& s);
   Status StartSegment(uint64_t seq);

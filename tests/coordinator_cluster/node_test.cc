@@ -1,5 +1,5 @@
-// In-process tests of the coordinator's RPC layer: protobuf conversion, flag
-// parsing, and a 3-node cluster of real Nodes on 127.0.0.1 driven through the
+// In-process tests of the coordinator's RPC layer: protobuf conversion and a
+// 3-node cluster of real Nodes on 127.0.0.1 driven through the
 // client library (leader discovery, redirects, at-most-once writes, token
 // check, failover, catch-up through a snapshot).
 #include <gtest/gtest.h>
@@ -67,19 +67,6 @@ TEST(Convert, MessageRoundTrip) {
   EXPECT_FALSE(FromProto(pp)->snapshot.has_value());
   pp.set_type(static_cast<pb::MessageType>(77));
   EXPECT_EQ(FromProto(pp).status().code(), StatusCode::kInvalidArgument);
-}
-
-TEST(Flags, ParsePeers) {
-  auto p = ParsePeers("1=127.0.0.1:5001,2=localhost:5002");
-  ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->at(2), "localhost:5002");
-  EXPECT_FALSE(ParsePeers("").ok());
-  EXPECT_FALSE(ParsePeers("1=a:1,1=b:2").ok());
-  EXPECT_FALSE(ParsePeers("0=a:1").ok());
-  EXPECT_FALSE(ParsePeers("x=a:1").ok());
-  EXPECT_FALSE(ParsePeers("1=nohostport").ok());
-  EXPECT_FALSE(ParseEndpoints("").ok());
-  EXPECT_TRUE(ParseEndpoints("a:1,b:2").ok());
 }
 
 TEST_F(ClusterTest, WritesReadsFailoverAndCatchUp) {
