@@ -1,6 +1,6 @@
 #pragma once
 // Every bound and default of the coordinator's RPC layer (node driver,
-// transport, client library), named in one place (STYLE.md #14).
+// transport, client library), named in one place (CONTRIBUTING.md, "Limits").
 
 #include <chrono>
 #include <cstddef>
@@ -17,7 +17,7 @@ inline constexpr Millis kDefaultTick{10};
 inline constexpr Millis kDefaultHeartbeat{50};
 // Election timeout: a follower campaigns after a random silence in
 // [election, 2 * election). 300 ms = 6 missed heartbeats, and a kill -9 of
-// the leader gives a new leader after ~0.3-0.6 s (the 1 s goal of issue 6).
+// the leader gives a new leader after ~0.3-0.6 s (failover within 1 s).
 inline constexpr Millis kDefaultElection{300};
 // Entries applied between two snapshots (log compaction).
 inline constexpr uint64_t kDefaultSnapshotEvery = 10000;
