@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cost of checkpointing on step time (issue 7, benchmark for the note).
+# The cost of checkpointing on step time (figures in docs/benchmarks.md).
 #   bench/checkpoint_cost.sh [COHORT_BIN] [EVERY] [REPEATS] [STEPS] [ZERO]
 # Runs the same 2-rank `mpirun cohort train` on examples/mlp.yaml's model
 # (784-1024-1024-10, 128 per rank, SGD momentum) without checkpoints and with

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Coordinator benchmark (issue 6): a 3-node cluster on 127.0.0.1 with fsync on
+# Coordinator benchmark: a 3-node cluster on 127.0.0.1 with fsync on
 # (the WAL syncs every Ready that changes the log or the vote).
 #   - commit latency p50/p99 of 128-byte puts from 1 client;
 #   - throughput and latency with 16 and with 256 concurrent clients;

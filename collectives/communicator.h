@@ -42,7 +42,7 @@ inline constexpr ReduceOp kAllReduceOps[] = {ReduceOp::kSum, ReduceOp::kAvg, Red
 std::string_view ReduceOpName(ReduceOp op);  // sum, avg, max, min, prod
 Result<ReduceOp> ParseReduceOp(std::string_view name);
 
-// Limits of the asynchronous machinery (STYLE.md #14), named in one place.
+// Limits of the asynchronous machinery (CONTRIBUTING.md, "Limits"), named in one place.
 inline constexpr size_t kMaxQueuedAsyncOps = 4096;  // Async calls beyond this fail at once
 inline constexpr std::chrono::milliseconds kDefaultWaitTimeout = std::chrono::minutes(5);
 

@@ -24,7 +24,7 @@
 
 namespace cohort::metrics {
 
-// Defaults and bounds (STYLE.md #14).
+// Defaults and bounds (CONTRIBUTING.md, "Limits").
 inline constexpr char kDefaultMetricsAddress[] = "0.0.0.0";
 inline constexpr size_t kMaxRequestBytes = 8 * 1024;  // request line and headers
 inline constexpr std::chrono::milliseconds kReadTimeout{

@@ -1,5 +1,5 @@
 #pragma once
-// One error currency for Cohort (STYLE.md #1).
+// One error currency for Cohort (CONTRIBUTING.md, "Errors").
 //
 // `Status` carries a code and a message that says what went wrong, where, and
 // what to do. `Result<T>` is a value or a non-OK Status. Both are cheap to

@@ -31,7 +31,7 @@
 
 namespace cohort::sharding {
 
-// Bounds on the inputs (STYLE.md #14): beyond them memory or time blows up.
+// Bounds on the inputs (CONTRIBUTING.md, "Limits"): beyond them memory or time blows up.
 inline constexpr int64_t kMaxMembers = 1 << 20;
 inline constexpr int64_t kMaxShards = int64_t{1} << 28;      // 1 GiB of owners
 inline constexpr int64_t kMaxRingPoints = int64_t{1} << 26;  // ~0.75 GiB of ring

@@ -36,7 +36,7 @@ inline constexpr char kEnvMetricsAddress[] = "COHORT_METRICS_ADDRESS";
 // job controller probes host:port); default: the machine's host name.
 inline constexpr char kEnvAdvertiseHost[] = "COHORT_ADVERTISE_HOST";
 
-// Defaults and bounds (STYLE.md #14).
+// Defaults and bounds (CONTRIBUTING.md, "Limits").
 inline constexpr std::chrono::milliseconds kDefaultCollectiveTimeout{5000};
 inline constexpr int64_t kDefaultSnapshotEvery = 10;
 inline constexpr std::chrono::milliseconds kHeartbeatInterval{100};

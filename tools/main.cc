@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--json", bench.json, "Write every row as a JSON list to FILE");
   bench_cmd->add_option("--plot", bench.plot, "Draw busbw against size per backend to FILE.png");
 
-  // Coordinator (issue 6): one Raft node, and the client commands.
+  // Coordinator: one Raft node, and the client commands.
   cohort::tools::CoordinatorCmdOptions coord;
   CLI::App* coord_cmd = app.add_subcommand("coordinator", "Run one Raft node of the coordinator");
   coord_cmd->add_option("--id", coord.id, "This node's id (one of --peers)")->required();

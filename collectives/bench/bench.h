@@ -1,6 +1,6 @@
 #pragma once
 // The collective benchmark behind `cohort bench`, after nccl-tests: one
-// harness serves every collective (STYLE.md #10). Each collective supplies its
+// harness serves every collective (CONTRIBUTING.md, "Benchmarks"). Each collective supplies its
 // buffer sizes for a message size, its seeded input, its expected output and
 // its bus-bandwidth factor; the harness owns warm-up, timing, the in-place and
 // out-of-place runs and checking every element of every result.
@@ -30,7 +30,7 @@ enum class Collective : uint8_t {
 std::string_view CollectiveName(Collective c);  // allreduce, reducescatter, ...
 Result<Collective> ParseCollective(std::string_view name);
 
-// Bounds on what one run may ask for (STYLE.md #14).
+// Bounds on what one run may ask for (CONTRIBUTING.md, "Limits").
 inline constexpr size_t kMaxBenchBytes = size_t{4} << 30;  // per buffer
 inline constexpr int kMaxBenchIters = 1000000;
 

@@ -42,7 +42,7 @@
 
 namespace cohort {
 
-// Limits of the shm backend, in one place (STYLE.md #14).
+// Limits of the shm backend, in one place (CONTRIBUTING.md, "Limits").
 inline constexpr int kShmMaxRanks = 64;
 inline constexpr size_t kShmDefaultChunkBytes = size_t{2} << 20;  // staging chunk per rank
 inline constexpr size_t kShmMinChunkBytes = size_t{4} << 10;

@@ -66,7 +66,7 @@ inline std::string StepKey(const std::string& job, const std::string& member) {
   return job + "/step/" + member;
 }
 
-// Defaults (STYLE.md #14). A kill -9 refuses the probe's connection at once:
+// Defaults (CONTRIBUTING.md, "Limits"). A kill -9 refuses the probe's connection at once:
 // kDefaultFailureThreshold probes kDefaultProbeInterval apart find it in about
 // 0.4 s; a hung worker (SIGSTOP) lets each probe run to its deadline, about
 // 4 x (100 + 250) ms = 1.4 s. On a loaded 2-core machine a healthy worker's

@@ -1,6 +1,6 @@
 #pragma once
 // Every bound of the Raft core, the WAL and the simulator, named in one place
-// (STYLE.md #14). Changing one changes behaviour under load, so each says why
+// (CONTRIBUTING.md, "Limits"). Changing one changes behaviour under load, so each says why
 // it is the size it is.
 
 #include <cstddef>

@@ -1,8 +1,8 @@
 #pragma once
 // The Raft consensus core as a pure state machine (the design of etcd's raft
-// package; STYLE.md #2). It does no I/O, starts no thread and reads no clock:
-// the driver feeds it messages (Step) and logical ticks (Tick), then drains
-// Ready() and calls Advance().
+// package; CONTRIBUTING.md, "Decisions apart from I/O"). It does no I/O, starts
+// no thread and reads no clock: the driver feeds it messages (Step) and logical
+// ticks (Tick), then drains Ready() and calls Advance().
 //
 // Driver loop, one Ready at a time:
 //   1. rd = raft.GetReady()  (only when HasReady())

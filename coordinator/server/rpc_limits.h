@@ -1,8 +1,9 @@
 #pragma once
 // Every bound and default of the coordinator node (its driver and its
-// transport to peers), named in one place. The bounds both ends of the API
-// hold to, and the client library's, are in coordinator/client/client_limits.h
-// (included here: `limits::` in the node sees both).
+// transport to peers), named in one place (CONTRIBUTING.md, "Limits"). The
+// bounds both ends of the API hold to, and the client library's, are in
+// coordinator/client/client_limits.h (included here: `limits::` in the node
+// sees both).
 
 #include <chrono>
 #include <cstddef>

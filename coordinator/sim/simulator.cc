@@ -46,7 +46,7 @@ constexpr int kElectionTick = 10;
 constexpr int kHeartbeatTick = 1;
 constexpr int kClients = 3;
 constexpr int kKeys = 3;
-// Bounds of the simulation itself (STYLE.md #14).
+// Bounds of the simulation itself (CONTRIBUTING.md, "Limits").
 constexpr size_t kMaxInFlightMessages = 20000;
 
 // Fault rates, all drawn from the seed.

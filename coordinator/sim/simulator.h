@@ -1,5 +1,5 @@
 #pragma once
-// The deterministic cluster simulator (STYLE.md #4, after TigerBeetle's VOPR
+// The deterministic cluster simulator (CONTRIBUTING.md, "Tests"; after TigerBeetle's VOPR
 // and FoundationDB's simulation). One seed fixes everything: the fault rates,
 // every drop, duplicate, delay, partition, crash, torn write and client
 // operation, and each node's election-timeout RNG. Nodes are real Raft cores

@@ -1,6 +1,7 @@
 #pragma once
-// The file system the WAL writes through (STYLE.md #3), with a POSIX
-// implementation and an in-memory twin for tests and the simulator. The twin
+// The file system the WAL writes through (CONTRIBUTING.md, "Decisions apart
+// from I/O"), with a POSIX implementation and an in-memory twin for tests and
+// the simulator. The twin
 // models what a crash does to a real disk: bytes appended since the last
 // Sync() of a file are lost, partly kept (a torn write) or kept as zeros
 // (space allocated, data never written). Whole-file atomic writes, file

@@ -1,4 +1,4 @@
-// The Communicator contract, one suite over every backend (STYLE.md #11):
+// The Communicator contract, one suite over every backend (CONTRIBUTING.md, "Tests"):
 // - without mpirun: shm, gloo and auto (over gloo and shm) with 1-4 ranks as
 //   threads of this process over an in-memory store (small staging chunks,
 //   so multi-chunk paths run cheaply), the Store tests, auto's table, and

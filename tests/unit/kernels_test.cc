@@ -1,5 +1,5 @@
 // Each CPU kernel against a plain-loop reference that reads like the math
-// (STYLE.md #8), on seeded random inputs, with a stated tolerance.
+// (CONTRIBUTING.md, "Kernels"), on seeded random inputs, with a stated tolerance.
 
 #include "kernels/cpu/kernels.h"
 

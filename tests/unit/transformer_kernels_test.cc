@@ -1,5 +1,5 @@
 // The GPT-2 kernels (kernels/cpu/transformer.h) against plain-loop references
-// that read like the math (STYLE.md #8), computed in double on the same
+// that read like the math (CONTRIBUTING.md, "Kernels"), computed in double on the same
 // seeded fp32 inputs. Each backward reference is itself checked against
 // central finite differences of its forward reference, so a formula wrong in
 // both the kernel and the reference fails.
