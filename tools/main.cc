@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
                         "Serve Prometheus metrics on this port (+ local rank under mpirun; 0: any free port)");
   train_cmd->add_option("--metrics-address", train.metrics_address, "Bind address of the metrics endpoint (0.0.0.0)");
 
-  cohort::tools::LaunchOptions launch;
+  cohort::elastic::LaunchOptions launch;
+  std::string launch_log_level = "warn";
   CLI::App* launch_cmd = app.add_subcommand(
       "launch", "Elastic agent: start N local workers (-- CMD ...), restart dead ones, re-form the job in place");
   launch_cmd->add_option("--nproc", launch.nproc, "Workers to start on this host")->required();
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
   launch_cmd->add_option("--failure-threshold", launch.failure_threshold, "Consecutive failed probes that evict a worker (default 4)");
   launch_cmd->add_option("--cooldown-ms", launch.cooldown_ms, "Evicted worker: first re-probe after this; doubles per re-open (default 1000)");
   launch_cmd->add_option("--hung-kill-ms", launch.hung_kill_ms, "Kill a worker still evicted this long after its eviction (0: never; default 60000)");
-  launch_cmd->add_option("--log-level", launch.log_level, "debug | info | warn | error");
+  launch_cmd->add_option("--log-level", launch_log_level, "debug | info | warn | error");
   launch_cmd->add_option("--metrics-port", launch.metrics_port,
                          "Worker i serves Prometheus metrics on this port + i (0: any free port)");
   launch_cmd->add_option("--metrics-address", launch.metrics_address, "Bind address of the workers' metrics (0.0.0.0)");
@@ -232,7 +233,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (*launch_cmd) return cohort::tools::RunLaunch(launch);
+  if (*launch_cmd) return cohort::tools::RunLaunch(launch, launch_log_level);
   if (*train_cmd) return cohort::tools::RunTrain(train, &argc, &argv);
   if (*bench_cmd) return cohort::tools::RunBench(bench, &argc, &argv);
   if (*gen_cmd) {
