@@ -175,6 +175,11 @@ Result<HostLayout> HostLayoutFromEnv(const EnvLookup& getenv) {
     if (!ParseCount(v, 1, &layout.cpus_per_rank))
       return bad("SLURM_CPUS_PER_TASK", v, "a CPU count");
   }
+  if (const char* v = getenv("COHORT_NPROC"); v != nullptr) {
+    if (!ParseCount(v, 1, &layout.local_ranks)) return bad("COHORT_NPROC", v, "a worker count");
+    layout.source = "COHORT_NPROC";
+    return layout;
+  }
   if (const char* v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"); v != nullptr) {
     if (!ParseCount(v, 1, &layout.local_ranks))
       return bad("OMPI_COMM_WORLD_LOCAL_SIZE", v, "a rank count");

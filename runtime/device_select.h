@@ -52,6 +52,8 @@ Result<LocalRankInfo> LocalRankFromEnv();  // std::getenv
 // How many ranks of this job share this host, and how many CPUs the
 // scheduler gave each, from the launcher's environment. Read in this order,
 // the first one set wins:
+//   COHORT_NPROC                cohort launch's workers on this host
+//                               (runtime/elastic/env.h)
 //   OMPI_COMM_WORLD_LOCAL_SIZE  Open MPI's mpirun (also inside a Slurm job)
 //   SLURM_STEP_TASKS_PER_NODE   srun: the step's layout, a compressed list
 //                               ("2(x3),1": 2 tasks on each of 3 nodes, then

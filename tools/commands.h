@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/controller/job_controller.h"
+#include "runtime/elastic/launcher.h"
 #include "runtime/dataset.h"
 
 namespace cohort::tools {
@@ -36,38 +36,9 @@ struct TrainOptions {
 inline constexpr int kExitStoppedBySignal = 75;  // EX_TEMPFAIL
 int RunTrain(const TrainOptions& opt, int* argc, char*** argv);
 
-// `cohort launch` (tools/launch_cmd.cc): N local elastic workers.
-struct LaunchOptions {
-  int nproc = 0;
-  int min = -1;                       // -1: nproc
-  int max = -1;                       // -1: nproc
-  std::string coordinator;            // empty: an embedded one-node coordinator
-  std::string token_file;             // with --coordinator
-  std::string data_dir;               // embedded coordinator's WAL (default: a temp dir)
-  std::string job = "job";            // key prefix of the job in the coordinator
-  int max_restarts = 0;               // restarts of dead workers, in all
-  int64_t collective_timeout_ms = 5000;  // gloo bootstrap and operations: how long a hung peer blocks
-  int64_t snapshot_every = 10;        // steps between in-memory copies of the state
-  int64_t join_grace_ms = coordinator::kDefaultJoinGrace.count();     // the first epoch waits this long for all --nproc, then takes >= --min
-  // Health thresholds of the job controller (coordinator/controller/job_controller.h).
-  int64_t health_pause_ms = coordinator::kDefaultHealthPause.count();    // heartbeat silence tolerated before phi rises
-  double phi_threshold = coordinator::kDefaultPhiThreshold;        // the breaker opens above it
-  int64_t probe_interval_ms = coordinator::kDefaultProbeInterval.count();   // health probes of every worker, this often
-  int64_t probe_deadline_ms = coordinator::kDefaultProbeDeadline.count();   // a probe not answered in this time failed
-  int failure_threshold = coordinator::kDefaultFailureThreshold;         // consecutive failed probes that open a breaker
-  int64_t cooldown_ms = coordinator::kDefaultCooldown.count();        // open -> half-open; doubles per re-open
-  int64_t hung_kill_ms = 60000;       // an evicted worker still evicted this long is killed (0: never)
-  std::string log_level = "warn";
-  int metrics_port = -1;              // worker i serves P + i (0: any free port); -1: off
-  std::string metrics_address;        // the workers' metrics bind address (empty: 0.0.0.0)
-  std::vector<std::string> command;   // after --
-};
-int RunLaunch(const LaunchOptions& opt);
-
-// Elastic mode of `cohort train` (tools/elastic_train.cc), when the launcher's
-// environment is set.
-struct ElasticEnv;
-int RunElasticTrain(const TrainOptions& opt, const ElasticEnv& env);
+// `cohort launch` (tools/launch_cmd.cc, runtime/elastic/launcher.h): N local
+// elastic workers.
+int RunLaunch(const elastic::LaunchOptions& opt, const std::string& log_level);
 
 int RunDataGen(const DataGenOptions& opt);
 // Which coordinator to ask whether each checkpoint is committed (elastic

@@ -19,7 +19,7 @@
 #include "coordinator/server/node.h"
 #include "core/file_util.h"
 #include "core/logging.h"
-#include "tools/metrics_cmd.h"
+#include "runtime/worker_metrics.h"
 
 namespace cohort::tools {
 namespace {

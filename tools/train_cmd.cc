@@ -1,41 +1,42 @@
 // `cohort train`: one worker of a data-parallel job. Under mpirun, rank and
 // world come from MPI. Rank 0 alone writes to standard output: progress lines
 // and, as the last line, one JSON summary. Other ranks write to standard error
-// only when something is wrong (or with --verbose).
+// only when something is wrong (or with --verbose). With the launcher's
+// environment (runtime/elastic/env.h) it is an elastic worker instead
+// (runtime/elastic/worker.h).
 
-#include <cmath>
-#include <fstream>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
-
 #include <cstdio>
-#include <filesystem>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <thread>
 
 #include "collectives/backends.h"
-#include "core/clock.h"
 #include "collectives/mpi/mpi_communicator.h"
+#include "coordinator/client/client.h"
+#include "coordinator/client/flags.h"
+#include "core/clock.h"
+#include "core/file_util.h"
 #include "core/logging.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/checkpoint.h"
 #include "runtime/compute.h"
 #include "runtime/config.h"
 #include "runtime/device_select.h"
-#include "runtime/safetensors.h"
+#include "runtime/elastic/committer.h"
+#include "runtime/elastic/env.h"
+#include "runtime/elastic/worker.h"
+#include "runtime/run_report.h"
+#include "runtime/timeline.h"
 #include "runtime/trainer.h"
-#include "tools/run_report.h"
-#include "coordinator/client/client.h"
-#include "coordinator/client/flags.h"
-#include "tools/checkpoint_registry.h"
+#include "runtime/worker_metrics.h"
 #include "tools/commands.h"
-#include "tools/elastic.h"
-#include "tools/metrics_cmd.h"
 
 namespace cohort::tools {
 namespace {
@@ -71,123 +72,202 @@ std::string HumanCount(int64_t n) {
   return buf;
 }
 
-// Runs the job; returns the error every rank agrees on, or OK. *stopped:
-// the signal that ended it early (the same on every rank), or 0.
-Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, int* stopped) {
-  const bool lead = comm.rank() == 0;
-  Status local;
-  Result<Config> config = LoadConfigFile(opt.config_path);
-  if (!config.ok()) local = config.status();
-  if (local.ok() && opt.steps < -1) local = InvalidArgument("--steps must be >= 0");
-  if (local.ok() && opt.steps >= 0) config->train.steps = opt.steps;
-  if (local.ok() && !opt.checkpoint_dir.empty()) config->checkpoint.dir = opt.checkpoint_dir;
-  if (local.ok() && opt.checkpoint_every >= 0) config->checkpoint.every = opt.checkpoint_every;
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local));
+void PrintLine(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
 
-  // The Prometheus endpoint (--metrics-port P): each rank serves P + its local rank.
-  std::unique_ptr<WorkerMetrics> wm;
-  std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (opt.metrics_port != kMetricsOff) {
-    wm = std::make_unique<WorkerMetrics>();
-    wm->SetLayout(comm.rank(), comm.size(), 0);
-    Result<int> port = SlotMetricsPort(opt.metrics_port, LocalRank());
-    Status served = port.status();
-    if (port.ok()) {
-      auto server = ServeMetrics(&wm->registry(), opt.metrics_address, *port,
-                                 "cohort train: rank " + std::to_string(comm.rank()));
-      served = server.status();
-      if (server.ok()) metrics_server = std::move(server).value();
-    }
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, served));
-  }
+// The config file with the command's overrides, for both modes.
+Result<Config> LoadTrainConfig(const TrainOptions& opt) {
+  COHORT_ASSIGN_OR_RETURN(Config c, LoadConfigFile(opt.config_path));
+  if (opt.steps < -1) return InvalidArgument("--steps must be >= 0");
+  if (opt.steps >= 0) c.train.steps = opt.steps;
+  if (!opt.checkpoint_dir.empty()) c.checkpoint.dir = opt.checkpoint_dir;
+  if (opt.checkpoint_every >= 0) c.checkpoint.every = opt.checkpoint_every;
+  if (!opt.device.empty()) c.train.device = opt.device;
+  return c;
+}
 
-  // Where to train, agreed over the world: the CPU, or each rank's GPU (by
-  // local rank) with NCCL between them.
-  const std::string device_setting = opt.device.empty() ? config->train.device : opt.device;
-  COHORT_ASSIGN_OR_RETURN(Placement place, AgreePlacement(comm, device_setting, opt.backend));
+// What an mpirun job built: placement, groups, the trainer and its helpers.
+struct MpiJob {
+  Config config;
+  Placement place;
   std::unique_ptr<Compute> gpu;
-  if (place.device == DeviceKind::kCuda) {
-    auto made = MakeCudaCompute(place.cuda_device);
+  std::unique_ptr<MpiCommunicator> tensor_mpi, data_mpi;
+  std::unique_ptr<BackendSet> backends;
+  Communicator* tensor_comm = nullptr;
+  Communicator* data_comm = nullptr;
+  std::unique_ptr<Timeline> timeline;
+  std::unique_ptr<Trainer> trainer;
+  std::unique_ptr<WorkerMetrics> metrics;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;  // reads metrics: declared after it
+  std::string resumed;  // "resumed from ..." when a checkpoint was restored
+  LossLog losses;
+};
+
+// The Prometheus endpoint (--metrics-port P): each rank serves P + its local rank.
+Status StartMetrics(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) {
+  if (opt.metrics_port == kMetricsOff) return Status::Ok();
+  job->metrics = std::make_unique<WorkerMetrics>();
+  job->metrics->SetLayout(comm.rank(), comm.size(), 0);
+  Result<int> port = SlotMetricsPort(opt.metrics_port, LocalRank());
+  Status served = port.status();
+  if (port.ok()) {
+    auto server = ServeMetrics(&job->metrics->registry(), opt.metrics_address, *port,
+                               "cohort train: rank " + std::to_string(comm.rank()));
+    served = server.status();
+    if (server.ok()) job->metrics_server = std::move(server).value();
+  }
+  return AgreeOnStatus(comm, served);
+}
+
+// Where to train, agreed over the world (the CPU, or each rank's GPU by
+// local rank with NCCL between them), and the data and tensor groups on the
+// chosen backend; MPI stays underneath for bootstrap and for the job-wide
+// agreement steps.
+Status BuildGroups(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) {
+  COHORT_ASSIGN_OR_RETURN(job->place, AgreePlacement(comm, job->config.train.device, opt.backend));
+  if (job->place.device == DeviceKind::kCuda) {
+    auto made = MakeCudaCompute(job->place.cuda_device);
     Status local_gpu = made.status();
-    if (made.ok()) gpu = std::move(made).value();
+    if (made.ok()) job->gpu = std::move(made).value();
     COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local_gpu));
   }
   // Tensor groups are contiguous ranks; data groups stride across them. A
   // tensor size that does not divide the world is reported by Trainer::Create.
-  const int tensor = comm.size() % config->parallel.tensor == 0 ? config->parallel.tensor : 1;
-  COHORT_ASSIGN_OR_RETURN(auto tensor_mpi, comm.Split(comm.rank() / tensor, comm.rank()));
-  COHORT_ASSIGN_OR_RETURN(auto data_mpi, comm.Split(comm.rank() % tensor, comm.rank()));
-  // The groups run on the chosen backend; MPI stays underneath for
-  // bootstrap and for the job-wide agreement steps.
+  const int tensor = comm.size() % job->config.parallel.tensor == 0 ? job->config.parallel.tensor : 1;
+  COHORT_ASSIGN_OR_RETURN(job->tensor_mpi, comm.Split(comm.rank() / tensor, comm.rank()));
+  COHORT_ASSIGN_OR_RETURN(job->data_mpi, comm.Split(comm.rank() % tensor, comm.rank()));
   BackendOptions bo;
   bo.store_dir = opt.store_dir;
-  bo.nccl_device = place.cuda_device;
-  BackendSet backends(comm, bo);
-  COHORT_ASSIGN_OR_RETURN(Communicator* tensor_comm,
-                          backends.Make(place.backend, *tensor_mpi, "tensor-" + std::to_string(comm.rank() / tensor)));
-  COHORT_ASSIGN_OR_RETURN(Communicator* data_comm,
-                          backends.Make(place.backend, *data_mpi, "data-" + std::to_string(comm.rank() % tensor)));
-  ParallelGroups groups{&comm, data_comm, tensor_comm};
-  std::unique_ptr<Timeline> timeline;
-  if (!opt.timeline.empty()) {
-    COHORT_RETURN_IF_ERROR(comm.Barrier());  // a common time origin for ranks on one host
-    timeline = std::make_unique<Timeline>(comm.rank(), MonotonicSeconds());
+  bo.nccl_device = job->place.cuda_device;
+  job->backends = std::make_unique<BackendSet>(comm, bo);
+  COHORT_ASSIGN_OR_RETURN(job->tensor_comm, job->backends->Make(job->place.backend, *job->tensor_mpi,
+                                                                "tensor-" + std::to_string(comm.rank() / tensor)));
+  COHORT_ASSIGN_OR_RETURN(job->data_comm, job->backends->Make(job->place.backend, *job->data_mpi,
+                                                              "data-" + std::to_string(comm.rank() % tensor)));
+  return Status::Ok();
+}
+
+// Resumes from the newest committed checkpoint, whatever layout wrote it.
+Status Resume(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) {
+  const Config& c = job->config;
+  if (c.checkpoint.dir.empty() || opt.no_resume) return Status::Ok();
+  std::vector<std::string> warnings;
+  Status local_restore;
+  int64_t step = -1;
+  auto ck = LoadLatestCheckpoint(c.checkpoint.dir, &warnings);
+  if (ck.ok()) {
+    local_restore = job->trainer->Restore(*ck);
+    step = ck->layout.step;
+    job->resumed = "resumed from " + CheckpointStepDir(c.checkpoint.dir, step) + " (written by " +
+                   std::to_string(ck->layout.world_size) + " ranks: data " + std::to_string(ck->layout.data) +
+                   " x tensor " + std::to_string(ck->layout.tensor) + ", ZeRO-" + std::to_string(ck->layout.zero) + ")";
+  } else if (ck.status().code() != StatusCode::kNotFound) {
+    local_restore = ck.status();
   }
-  COHORT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(*config, groups, timeline.get(), gpu.get()));
-  const Config& c = *config;
-  if (wm) {
-    wm->OnTrainerStart();
-    trainer->set_step_observer([&wm](const StepStats& st) { wm->OnStep(st); });
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local_restore));
+  int64_t lo = step, hi = step;
+  COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &lo, 1, DType::kI64, ReduceOp::kMin));
+  COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &hi, 1, DType::kI64, ReduceOp::kMax));
+  if (lo != hi) {
+    return DataLoss("ranks found different checkpoints in " + c.checkpoint.dir + " (steps " + std::to_string(lo) +
+                    " and " + std::to_string(hi) + "); is the directory shared by every rank?");
   }
-  // Resume from the newest committed checkpoint, whatever layout wrote it.
-  std::string resumed;
-  if (!c.checkpoint.dir.empty() && !opt.no_resume) {
-    std::vector<std::string> warnings;
-    Status local_restore;
-    int64_t step = -1;
-    auto ck = LoadLatestCheckpoint(c.checkpoint.dir, &warnings);
-    if (ck.ok()) {
-      local_restore = trainer->Restore(*ck);
-      step = ck->layout.step;
-      resumed = "resumed from " + CheckpointStepDir(c.checkpoint.dir, step) + " (written by " +
-                std::to_string(ck->layout.world_size) + " ranks: data " + std::to_string(ck->layout.data) +
-                " x tensor " + std::to_string(ck->layout.tensor) + ", ZeRO-" + std::to_string(ck->layout.zero) + ")";
-    } else if (ck.status().code() != StatusCode::kNotFound) {
-      local_restore = ck.status();
-    }
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, local_restore));
-    int64_t lo = step, hi = step;
-    COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &lo, 1, DType::kI64, ReduceOp::kMin));
-    COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &hi, 1, DType::kI64, ReduceOp::kMax));
-    if (lo != hi) {
-      return DataLoss("ranks found different checkpoints in " + c.checkpoint.dir + " (steps " + std::to_string(lo) +
-                      " and " + std::to_string(hi) + "); is the directory shared by every rank?");
-    }
-    if (lead) {
-      for (const auto& w : warnings) std::fprintf(stderr, "cohort train: warning: %s\n", w.c_str());
+  if (comm.rank() == 0) {
+    for (const auto& w : warnings) std::fprintf(stderr, "cohort train: warning: %s\n", w.c_str());
+  }
+  return Status::Ok();
+}
+
+void PrintHeader(const TrainOptions& opt, MpiCommunicator& comm, const MpiJob& job) {
+  const Config& c = job.config;
+  std::string layout;
+  if (c.parallel.tensor > 1 || c.parallel.zero > 0) {
+    layout = " = data " + std::to_string(job.data_comm->size()) + " x tensor " + std::to_string(job.tensor_comm->size());
+    if (c.parallel.zero > 0) layout += ", ZeRO-" + std::to_string(c.parallel.zero);
+  }
+  std::string device = job.gpu ? job.gpu->Describe() : "cpu";
+  if ((opt.device.empty() ? c.train.device : opt.device) == "auto") device += " [" + job.place.reason + "]";
+  const Trainer& t = *job.trainer;
+  std::printf("cohort train: %d rank%s (%s%s) on %s, %s (%s params), batch %lld/data rank (%lld global), "
+              "%lld steps, BLAS threads %d\n",
+              comm.size(), comm.size() == 1 ? "" : "s", std::string(job.data_comm->backend()).c_str(), layout.c_str(),
+              device.c_str(), DescribeModel(c.model).c_str(), HumanCount(t.model().full_num_params()).c_str(),
+              static_cast<long long>(t.batch_per_rank()),
+              static_cast<long long>(t.batch_per_rank() * job.data_comm->size()), static_cast<long long>(c.train.steps),
+              kernels::BlasThreads());
+  std::fflush(stdout);
+}
+
+// --history: one JSON line per progress point (rank 0), flushed as it goes.
+void WriteHistory(std::ofstream& history, int64_t step, const StepReport& r) {
+  nlohmann::json h = {{"step", step},
+                      {"loss", r.loss},
+                      {"lr", r.lr},
+                      {"samples_per_s", r.samples_per_s},
+                      {"step_ms", r.step_ms}};
+  if (r.grad_norm >= 0) h["grad_norm"] = r.grad_norm;
+  if (r.eval_accuracy >= 0) {
+    h["eval_loss"] = r.val_loss;
+    h["eval_accuracy"] = r.eval_accuracy;
+  } else if (r.val_loss >= 0) {
+    h["val_loss"] = r.val_loss;
+  }
+  history << h.dump() << "\n";
+  history.flush();
+}
+
+// --save-params: rank 0 writes the whole model; with {rank} in the path
+// every rank writes its own copy (to check that replicas agree).
+Status SaveParams(const TrainOptions& opt, MpiCommunicator& comm, MpiJob& job, const TrainSummary& s) {
+  Status save;
+  if (!opt.save_params.empty()) {
+    auto full = job.trainer->FullParams();  // collective over the tensor group
+    if (!full.ok()) {
+      save = full.status();
+    } else if (comm.rank() == 0 || opt.save_params.find(kRankPlaceholder) != std::string::npos) {
+      std::string path = opt.save_params;
+      for (size_t at; (at = path.find(kRankPlaceholder)) != std::string::npos;) {
+        path.replace(at, sizeof(kRankPlaceholder) - 1, std::to_string(comm.rank()));
+      }
+      save = WriteParams(path, *full, job.config, s.steps, s.world_size);
     }
   }
-  const int64_t to_run = std::max<int64_t>(0, c.train.steps - trainer->step());
-  if (lead) {
-    const std::string shape = DescribeModel(c.model);
-    std::string layout;
-    if (c.parallel.tensor > 1 || c.parallel.zero > 0) {
-      layout = " = data " + std::to_string(data_comm->size()) + " x tensor " + std::to_string(tensor_comm->size());
-      if (c.parallel.zero > 0) layout += ", ZeRO-" + std::to_string(c.parallel.zero);
-    }
-    std::string device = gpu ? gpu->Describe() : "cpu";
-    if (device_setting == "auto") device += " [" + place.reason + "]";
-    std::printf("cohort train: %d rank%s (%s%s) on %s, %s (%s params), batch %lld/data rank (%lld global), "
-                "%lld steps, BLAS threads %d\n",
-                comm.size(), comm.size() == 1 ? "" : "s", std::string(data_comm->backend()).c_str(), layout.c_str(),
-                device.c_str(),
-                shape.c_str(), HumanCount(trainer->model().full_num_params()).c_str(),
-                static_cast<long long>(trainer->batch_per_rank()),
-                static_cast<long long>(trainer->batch_per_rank() * data_comm->size()),
-                static_cast<long long>(c.train.steps), kernels::BlasThreads());
-    std::fflush(stdout);
-  }
-  // --history: one JSON line per progress point (rank 0), flushed as it goes.
+  return AgreeOnStatus(comm, save);
+}
+
+nlohmann::json Summary(const MpiJob& job, const TrainSummary& s, double wall_start, int stopped) {
+  const Config& c = job.config;
+  const double final_loss = job.losses.Final();
+  nlohmann::json j = {
+      {"world_size", s.world_size}, {"backend", std::string(job.data_comm->backend())}, {"steps", s.steps},
+      {"device", s.device}, {"data_parallel", s.data_parallel}, {"tensor_parallel", s.tensor_parallel},
+      {"zero", s.zero}, {"local_params", s.local_params}, {"tensor_comm_ms", s.tensor_comm_ms},
+      {"global_batch", s.global_batch}, {"params", s.num_params}, {"initial_loss", s.initial_loss},
+      {"final_loss", final_loss}, {"last_loss", s.last_loss},
+      {"loss_ratio", s.initial_loss > 0 ? final_loss / s.initial_loss : 0.0}, {"samples_per_s", s.samples_per_s},
+      {"train_s", s.train_s}, {"wall_s", MonotonicSeconds() - wall_start}, {"step_ms", s.step_ms},
+      {"data_ms", s.data_ms}, {"forward_ms", s.forward_ms}, {"backward_ms", s.backward_ms},
+      {"allreduce_ms", s.allreduce_ms}, {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
+      {"allreduce_wait_ms", s.allreduce_wait_ms}, {"buckets", job.trainer->buckets().size()},
+      {"overlap", c.train.overlap},
+      {"compression", c.train.compression == DType::kBF16 ? "bf16" : c.train.compression == DType::kF16 ? "fp16" : "none"},
+      {"precision", s.precision}, {"loss_scale", s.loss_scale}, {"skipped_steps", s.skipped_steps},
+      {"optimizer_state_bytes", s.optimizer_state_bytes}, {"start_step", s.start_step}, {"end_step", s.end_step},
+      {"stopped_early", s.stopped_early}, {"stop_signal", s.stopped_early ? sigabbrev_np(stopped) : ""},
+      {"checkpoints_committed", s.checkpoints_committed}, {"checkpoint_ms", s.checkpoint_ms},
+      {"checkpoints_written", s.checkpoints_written}, {"checkpoint_write_ms", s.checkpoint_write_ms},
+      {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
+  AddRunFields(c, s, &j);
+  return j;
+}
+
+// Trains with the built job; returns the summary. *stopped: the signal that
+// ended it early (the same on every rank), or 0.
+Result<TrainSummary> RunSteps(const TrainOptions& opt, MpiCommunicator& comm, MpiJob& job, int* stopped) {
+  const bool lead = comm.rank() == 0;
+  Trainer& trainer = *job.trainer;
   std::ofstream history;
   Status history_ok;
   if (lead && !opt.history.empty()) {
@@ -195,95 +275,99 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, 
     if (!history) history_ok = IoError("cannot write --history file " + opt.history);
   }
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, history_ok));
-  const int64_t first_step = trainer->step();
+  const int64_t first_step = trainer.step();
+  const int64_t to_run = std::max<int64_t>(0, job.config.train.steps - first_step);
   auto report = [&](const StepReport& r) {
     if (!lead) return;
-    if (history.is_open()) {
-      nlohmann::json h = {{"step", first_step + r.step}, {"loss", r.loss},         {"lr", r.lr},
-                          {"samples_per_s", r.samples_per_s}, {"step_ms", r.step_ms}};
-      if (r.grad_norm >= 0) h["grad_norm"] = r.grad_norm;
-      if (r.eval_accuracy >= 0) {
-        h["eval_loss"] = r.val_loss;
-        h["eval_accuracy"] = r.eval_accuracy;
-      } else if (r.val_loss >= 0) {
-        h["val_loss"] = r.val_loss;
-      }
-      history << h.dump() << "\n";
-      history.flush();
-    }
-    std::printf("step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%%s\n",
-                static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
-                r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share, ProgressSuffix(c, r).c_str());
-    std::fflush(stdout);
+    if (history.is_open()) WriteHistory(history, first_step + r.step, r);
+    PrintLine(ProgressLine(job.config, r, r.step, r.total_steps));
   };
-  if (lead && !resumed.empty()) {
-    std::printf("%s at step %lld; %lld steps to go\n", resumed.c_str(), static_cast<long long>(trainer->step()),
-                static_cast<long long>(to_run));
-    std::fflush(stdout);
+  if (lead && !job.resumed.empty()) {
+    PrintLine(job.resumed + " at step " + std::to_string(first_step) + "; " + std::to_string(to_run) +
+              " steps to go");
   }
+  trainer.set_step_hook([&job](int64_t step, double loss) {
+    job.losses.Record(step, loss);
+    return Status::Ok();
+  });
   // A stop signal ends the run at the next step boundary on every rank: one
   // 8-byte all-reduce per step (about a microsecond under Open MPI).
-  trainer->set_stop_check([&comm, stopped]() -> Result<bool> {
+  trainer.set_stop_check([&comm, stopped]() -> Result<bool> {
     int64_t local = g_stop_signal.load(), agreed = 0;
     COHORT_RETURN_IF_ERROR(comm.AllReduce(&local, &agreed, 1, DType::kI64, ReduceOp::kMax));
     *stopped = static_cast<int>(agreed);
     return agreed != 0;
   });
-  COHORT_ASSIGN_OR_RETURN(TrainSummary s, trainer->Run(to_run, report));
-  if (lead && s.stopped_early) {
-    std::printf("stopped by %s after step %lld%s\n", strsignal(*stopped), static_cast<long long>(s.end_step),
-                c.checkpoint.dir.empty() ? " (no checkpoint.dir: the progress is lost)"
-                                         : ("; checkpoint committed in " + c.checkpoint.dir).c_str());
-    std::fflush(stdout);
-  }
-  if (wm) wm->OnRunEnd(s);
+  return trainer.Run(to_run, report);
+}
 
-  Status save;
-  if (!opt.save_params.empty()) {
-    auto full = trainer->FullParams();  // collective over the tensor group
-    if (!full.ok()) {
-      save = full.status();
-    } else if (lead || opt.save_params.find(kRankPlaceholder) != std::string::npos) {
-      // With {rank} in the path every rank writes its own copy (to check
-      // that replicas agree); otherwise rank 0 alone writes.
-      std::string path = opt.save_params;
-      for (size_t at; (at = path.find(kRankPlaceholder)) != std::string::npos;) {
-        path.replace(at, sizeof(kRankPlaceholder) - 1, std::to_string(comm.rank()));
-      }
-      save = WriteParams(path, *full, c, s.steps, s.world_size);
-    }
+// Runs the job; returns the error every rank agrees on, or OK. *stopped:
+// the signal that ended it early (the same on every rank), or 0.
+Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, int* stopped) {
+  const bool lead = comm.rank() == 0;
+  MpiJob job;
+  Result<Config> config = LoadTrainConfig(opt);
+  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, config.status()));
+  job.config = std::move(config).value();
+  COHORT_RETURN_IF_ERROR(StartMetrics(opt, comm, &job));
+  COHORT_RETURN_IF_ERROR(BuildGroups(opt, comm, &job));
+  ParallelGroups groups{&comm, job.data_comm, job.tensor_comm};
+  if (!opt.timeline.empty()) {
+    COHORT_RETURN_IF_ERROR(comm.Barrier());  // a common time origin for ranks on one host
+    job.timeline = std::make_unique<Timeline>(comm.rank(), MonotonicSeconds());
   }
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(comm, save));
-  if (timeline) COHORT_RETURN_IF_ERROR(timeline->WriteMerged(comm, opt.timeline));
-  if (lead) {
-    nlohmann::json j = {
-        {"world_size", s.world_size}, {"backend", std::string(data_comm->backend())}, {"steps", s.steps},
-        {"device", s.device},
-        {"data_parallel", s.data_parallel}, {"tensor_parallel", s.tensor_parallel}, {"zero", s.zero},
-        {"local_params", s.local_params}, {"tensor_comm_ms", s.tensor_comm_ms},
-        {"global_batch", s.global_batch}, {"params", s.num_params},
-        {"initial_loss", s.initial_loss}, {"final_loss", s.final_loss}, {"last_loss", s.last_loss},
-        {"loss_ratio", s.initial_loss > 0 ? s.final_loss / s.initial_loss : 0.0},
-        {"samples_per_s", s.samples_per_s}, {"train_s", s.train_s}, {"wall_s", MonotonicSeconds() - wall_start},
-        {"step_ms", s.step_ms}, {"data_ms", s.data_ms}, {"forward_ms", s.forward_ms},
-        {"backward_ms", s.backward_ms}, {"allreduce_ms", s.allreduce_ms},
-        {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
-        {"allreduce_wait_ms", s.allreduce_wait_ms}, {"buckets", trainer->buckets().size()},
-        {"overlap", c.train.overlap},
-        {"compression", c.train.compression == DType::kBF16 ? "bf16" : c.train.compression == DType::kF16 ? "fp16" : "none"},
-        {"precision", s.precision}, {"loss_scale", s.loss_scale}, {"skipped_steps", s.skipped_steps},
-        {"optimizer_state_bytes", s.optimizer_state_bytes}, {"start_step", s.start_step},
-        {"end_step", s.end_step}, {"stopped_early", s.stopped_early},
-        {"stop_signal", s.stopped_early ? sigabbrev_np(*stopped) : ""},
-        {"checkpoints_committed", s.checkpoints_committed},
-        {"checkpoint_ms", s.checkpoint_ms}, {"checkpoints_written", s.checkpoints_written},
-        {"checkpoint_write_ms", s.checkpoint_write_ms},
-        {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
-    AddRunFields(c, s, &j);
-    std::printf("%s\n", j.dump().c_str());
-    std::fflush(stdout);
+  COHORT_ASSIGN_OR_RETURN(job.trainer, Trainer::Create(job.config, groups, job.timeline.get(), job.gpu.get()));
+  if (job.metrics) {
+    job.metrics->OnTrainerStart();
+    job.trainer->set_step_observer([&job](const StepStats& st) { job.metrics->OnStep(st); });
   }
+  COHORT_RETURN_IF_ERROR(Resume(opt, comm, &job));
+  if (lead) PrintHeader(opt, comm, job);
+  COHORT_ASSIGN_OR_RETURN(TrainSummary s, RunSteps(opt, comm, job, stopped));
+  const Config& c = job.config;
+  if (lead && s.stopped_early) {
+    PrintLine("stopped by " + std::string(strsignal(*stopped)) + " after step " + std::to_string(s.end_step) +
+              (c.checkpoint.dir.empty() ? " (no checkpoint.dir: the progress is lost)"
+                                        : "; checkpoint committed in " + c.checkpoint.dir));
+  }
+  if (job.metrics) job.metrics->OnRunEnd(s);
+  COHORT_RETURN_IF_ERROR(SaveParams(opt, comm, job, s));
+  if (job.timeline) COHORT_RETURN_IF_ERROR(job.timeline->WriteMerged(comm, opt.timeline));
+  if (lead) PrintLine(Summary(job, s, wall_start, *stopped).dump());
   return Status::Ok();
+}
+
+// Elastic mode: one worker of a `cohort launch` job (runtime/elastic/worker.h).
+int RunElasticTrain(const TrainOptions& opt, const elastic::ElasticEnv& env) {
+  InitLogging(env.worker, opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
+  // Die with the launcher rather than train on as an orphan.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const auto fail = [&](const Status& st) {
+    std::fprintf(stderr, "cohort train: error: member %s: %s\n", env.worker.c_str(), st.message().c_str());
+    return 1;
+  };
+  if (auto threads = ApplyBlasThreadRule(opt.threads); !threads.ok()) return fail(threads.status());
+  elastic::WorkerOptions wo;
+  Result<Config> config = LoadTrainConfig(opt);
+  if (!config.ok()) return fail(config.status());
+  wo.config = std::move(config).value();
+  wo.no_resume = opt.no_resume;
+  wo.save_params = opt.save_params;
+  wo.metrics_port = opt.metrics_port;
+  wo.metrics_address = opt.metrics_address;
+  wo.print = PrintLine;
+  auto worker = elastic::Worker::Create(std::move(wo), env);
+  if (!worker.ok()) return fail(worker.status());
+  auto summary = (*worker)->Run();
+  if (!summary.ok()) return fail(summary.status());
+  if (summary->empty()) return 0;  // the job finished while this worker waited for an epoch
+  // The launcher reads the summary file; without one, rank 0 prints it.
+  if (env.summary_file.empty()) {
+    if (summary->value("rank", -1) == 0) PrintLine(summary->dump());
+    return 0;
+  }
+  if (Status w = WriteFileAtomic(env.summary_file, summary->dump() + "\n"); !w.ok()) return fail(w);
+  return 0;
 }
 
 }  // namespace
@@ -295,7 +379,7 @@ int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
     return 2;
   }
   // Started by `cohort launch` (or with its environment): elastic, no MPI.
-  auto elastic = ElasticEnvFromEnvironment();
+  auto elastic = elastic::ElasticEnvFromEnvironment();
   if (!elastic.ok()) {
     std::fprintf(stderr, "cohort train: error: %s\n", elastic.status().message().c_str());
     return 2;
@@ -323,22 +407,12 @@ int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
               opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
   // BLAS threads: the CPUs Slurm gave each task, else the cores split among
   // the ranks on this host (mpirun's or srun's layout), unless told.
-  const char* env_threads = std::getenv("OPENBLAS_NUM_THREADS");
-  int threads = opt.threads;
-  if (threads == 0 && env_threads == nullptr) {
-    auto layout = HostLayoutFromEnv();
-    if (!layout.ok()) {
-      std::fprintf(stderr, "cohort train: error: %s\n", layout.status().message().c_str());
-      MpiRuntime::Finalize();
-      return 2;
-    }
-    threads = DefaultBlasThreads(*layout, static_cast<int>(std::thread::hardware_concurrency()));
-    COHORT_LOG_INFO("BLAS threads {} ({} local ranks from {}, {} CPUs per task)", threads, layout->local_ranks,
-                    layout->source, layout->cpus_per_rank);
+  if (auto threads = ApplyBlasThreadRule(opt.threads); !threads.ok()) {
+    std::fprintf(stderr, "cohort train: error: %s\n", threads.status().message().c_str());
+    MpiRuntime::Finalize();
+    return 2;
   }
-  if (threads > 0) kernels::SetBlasThreads(threads);
   CatchStopSignals();
-
   int code = 0;
   {
     auto comm = MpiCommunicator::World();
@@ -381,7 +455,7 @@ Result<std::optional<std::vector<CommittedCheckpoint>>> AskCoordinator(const Ckp
   COHORT_ASSIGN_OR_RETURN(co.endpoints, coordinator::ParseEndpoints(c.coordinator));
   COHORT_ASSIGN_OR_RETURN(co.token, coordinator::ReadTokenFile(c.token_file));
   COHORT_ASSIGN_OR_RETURN(auto client, coordinator::Client::Create(co));
-  COHORT_ASSIGN_OR_RETURN(auto list, ListCommittedCheckpoints(*client, c.job));
+  COHORT_ASSIGN_OR_RETURN(auto list, elastic::ListCommittedCheckpoints(*client, c.job));
   return std::optional<std::vector<CommittedCheckpoint>>(std::move(list));
 }
 
@@ -400,7 +474,7 @@ int RunCkptInspect(const std::string& dir, bool json, const CkptCoordinatorOptio
     return 1;
   }
   const auto verdict = [&](const CheckpointInfo& c) {
-    return *committed ? CoordinatorVerdict(**committed, c.path) : std::string("-");
+    return *committed ? elastic::CoordinatorVerdict(**committed, c.path) : std::string("-");
   };
   if (json) {
     nlohmann::json j = nlohmann::json::array();
@@ -447,7 +521,7 @@ int RunCkptVerify(const std::string& dir, const CkptCoordinatorOptions& coord) {
     return 1;
   }
   const auto suffix = [&](const CheckpointInfo& c) {
-    return *committed ? " (coordinator: " + CoordinatorVerdict(**committed, c.path) + ")" : std::string();
+    return *committed ? " (coordinator: " + elastic::CoordinatorVerdict(**committed, c.path) + ")" : std::string();
   };
   int bad = 0, good = 0;
   for (const auto& c : *all) {

@@ -37,8 +37,5 @@ inline constexpr int kClientMaxAttempts = 1000;  // besides the deadline
 // Redirects followed in a row without a backoff.
 inline constexpr int kClientMaxRedirects = 3;
 inline constexpr size_t kMaxEndpoints = 16;
-// CoordinatorStore: clients kept for concurrent callers (one per waiting
-// thread; a client has one request outstanding at a time).
-inline constexpr size_t kStoreMaxIdleClients = 16;
 
 }  // namespace cohort::coordinator::limits

@@ -10,9 +10,9 @@
 #include "coordinator/client/client.h"
 #include "coordinator/server/embedded.h"
 #include "runtime/checkpoint.h"
-#include "tools/checkpoint_registry.h"
+#include "runtime/elastic/committer.h"
 
-namespace cohort::tools {
+namespace cohort::elastic {
 namespace {
 
 namespace fs = std::filesystem;
@@ -133,4 +133,4 @@ TEST_F(RegistryTest, CommitsFencesAndRemembers) {
 }
 
 }  // namespace
-}  // namespace cohort::tools
+}  // namespace cohort::elastic

@@ -10,12 +10,14 @@
 #include <vector>
 
 #include "collectives/gloo/gloo_communicator.h"
-#include "coordinator/client/coordinator_store.h"
+#include "runtime/elastic/coordinator_store.h"
 #include "coordinator/server/embedded.h"
 #include "tests/coordinator_cluster/cluster_fixture.h"
 
 namespace cohort::coordinator {
 namespace {
+
+using elastic::CoordinatorStore;
 
 class StoreTest : public ClusterTest {
  protected:

@@ -1,7 +1,7 @@
 #pragma once
-// The Prometheus endpoint of the `cohort` commands (`--metrics-port`,
-// `--metrics-address`): flag checks, starting the server, and the metrics of
-// a training worker. The registry and HTTP server are core/metrics*.h.
+// The Prometheus endpoint of a training worker and of the `cohort` commands
+// (`--metrics-port`, `--metrics-address`): port checks, starting the server,
+// and the metrics of a worker (under mpirun or elastic). The registry and HTTP server are core/metrics*.h.
 
 #include <cstdint>
 #include <memory>
@@ -12,7 +12,7 @@
 #include "core/status.h"
 #include "runtime/trainer.h"
 
-namespace cohort::tools {
+namespace cohort {
 
 // --metrics-port's value when the flag is absent: no endpoint.
 inline constexpr int kMetricsOff = -1;
@@ -73,4 +73,4 @@ class WorkerMetrics {
   int64_t checkpoints_seen_ = 0;  // training thread only: the current Trainer's count already added
 };
 
-}  // namespace cohort::tools
+}  // namespace cohort

@@ -1,4 +1,4 @@
-#include "tools/checkpoint_registry.h"
+#include "runtime/elastic/committer.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -6,7 +6,7 @@
 
 #include "core/logging.h"
 
-namespace cohort::tools {
+namespace cohort::elastic {
 namespace {
 
 // The registry's answer that a step is not after its last committed one: a
@@ -105,4 +105,4 @@ Result<bool> CoordinatorCommitter::Commit(const CheckpointLayout& layout, const 
   return true;
 }
 
-}  // namespace cohort::tools
+}  // namespace cohort::elastic

@@ -1,10 +1,10 @@
-#include "tools/metrics_cmd.h"
+#include "runtime/worker_metrics.h"
 
 #include <cstdio>
 
 #include "cohort/config.h"
 
-namespace cohort::tools {
+namespace cohort {
 
 Status CheckMetricsPort(int port, const std::string& flag) {
   if (port == kMetricsOff || (port >= 0 && port <= metrics::kMaxPort)) return Status::Ok();
@@ -112,4 +112,4 @@ void WorkerMetrics::OnRunEnd(const TrainSummary& s) { CountCheckpoints(s.checkpo
 
 void WorkerMetrics::OnRecovery() { recoveries_->Inc(); }
 
-}  // namespace cohort::tools
+}  // namespace cohort

@@ -1,11 +1,24 @@
-#include "tools/run_report.h"
+#include "runtime/run_report.h"
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 
+#include "core/logging.h"
+#include "kernels/cpu/kernels.h"
+#include "runtime/device_select.h"
 #include "runtime/safetensors.h"
 
-namespace cohort::tools {
+namespace cohort {
+
+std::string ProgressLine(const Config& c, const StepReport& r, int64_t step, int64_t total) {
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%",
+                static_cast<long long>(step), static_cast<long long>(total), r.loss, r.samples_per_s, r.step_ms,
+                100.0 * r.allreduce_share);
+  return buf + ProgressSuffix(c, r);
+}
 
 std::string ProgressSuffix(const Config& c, const StepReport& r) {
   std::string out;
@@ -69,4 +82,28 @@ Status WriteParams(const std::string& path, const std::vector<std::pair<std::str
                            {"world_size", std::to_string(world)}});
 }
 
-}  // namespace cohort::tools
+double LossLog::At(int64_t step) const {
+  auto it = losses_.find(step);
+  return it == losses_.end() ? -1.0 : it->second;
+}
+
+double LossLog::Final() const {
+  double sum = 0;
+  int n = 0;
+  for (auto it = losses_.rbegin(); it != losses_.rend() && n < 10; ++it, ++n) sum += it->second;
+  return n > 0 ? sum / n : 0.0;
+}
+
+Result<int> ApplyBlasThreadRule(int requested) {
+  int threads = requested;
+  if (threads == 0 && std::getenv("OPENBLAS_NUM_THREADS") == nullptr) {
+    COHORT_ASSIGN_OR_RETURN(HostLayout layout, HostLayoutFromEnv());
+    threads = DefaultBlasThreads(layout, static_cast<int>(std::thread::hardware_concurrency()));
+    COHORT_LOG_INFO("BLAS threads {} ({} local ranks from {}, {} CPUs per task)", threads, layout.local_ranks,
+                    layout.source, layout.cpus_per_rank);
+  }
+  if (threads > 0) kernels::SetBlasThreads(threads);
+  return threads;
+}
+
+}  // namespace cohort

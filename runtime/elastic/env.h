@@ -1,11 +1,13 @@
 #pragma once
-// The contract between `cohort launch` and the elastic `cohort train` workers
-// it starts: environment variables, one place for their names and defaults.
+// The contract between the launcher (runtime/elastic/launcher.h, `cohort
+// launch`) and the elastic workers it starts (runtime/elastic/worker.h, the
+// elastic mode of `cohort train`): environment variables, one place for their
+// names and defaults.
 //
 // A worker that finds COHORT_COORDINATOR set runs in elastic mode (no MPI):
 // it joins the job as member COHORT_WORKER_ID, trains in whatever epoch the
 // coordinator commits it into, and rebuilds its communicator in place when
-// the membership changes. See tools/elastic_train.cc and tools/launch_cmd.cc.
+// the membership changes.
 
 #include <chrono>
 #include <cstdint>
@@ -15,7 +17,7 @@
 #include "coordinator/controller/job_controller.h"
 #include "core/status.h"
 
-namespace cohort::tools {
+namespace cohort::elastic {
 
 inline constexpr char kEnvCoordinator[] = "COHORT_COORDINATOR";  // host:port,...
 inline constexpr char kEnvTokenFile[] = "COHORT_TOKEN_FILE";     // the cluster's secret
@@ -85,4 +87,4 @@ Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment();
 // launcher, its workers and a test script on one host.
 int64_t WallMs();
 
-}  // namespace cohort::tools
+}  // namespace cohort::elastic

@@ -21,7 +21,7 @@
 #include "core/status.h"
 #include "runtime/checkpoint.h"
 
-namespace cohort::tools {
+namespace cohort::elastic {
 
 // Committed checkpoints remembered in the history key, newest last (a bound
 // on the key's size; checkpoint.keep bounds what stays on disk).
@@ -64,4 +64,4 @@ class CoordinatorCommitter final : public CheckpointCommitter {
   int64_t* committed_;
 };
 
-}  // namespace cohort::tools
+}  // namespace cohort::elastic

@@ -13,9 +13,9 @@
 //   64 KiB), below the Store contract's 1 MiB: a larger Set is
 //   InvalidArgument. Rendezvous addresses and NCCL ids are far smaller.
 //
-// Thread-safe: a Client allows one request at a time, so each call borrows a
+// Thread-safe: a coordinator::Client allows one request at a time, so each call borrows a
 // client from a small pool (a new one when all are busy; at most
-// limits::kStoreMaxIdleClients are kept), so a thread blocked in Get does not
+// kMaxIdleClients are kept), so a thread blocked in Get does not
 // hold up a Set from another rank.
 
 #include <memory>
@@ -26,13 +26,16 @@
 #include "collectives/store.h"
 #include "coordinator/client/client.h"
 
-namespace cohort::coordinator {
+namespace cohort::elastic {
 
 class CoordinatorStore final : public Store {
  public:
+  // Clients kept for concurrent callers (one per waiting thread).
+  static constexpr size_t kMaxIdleClients = 16;
+
   // `prefix` non-empty; keys are stored as "<prefix>/<key>". InvalidArgument
   // for bad client options.
-  static Result<std::shared_ptr<CoordinatorStore>> Create(ClientOptions options,
+  static Result<std::shared_ptr<CoordinatorStore>> Create(coordinator::ClientOptions options,
                                                           std::string prefix);
 
   Status Set(std::string_view key, std::string_view value) override;
@@ -43,18 +46,18 @@ class CoordinatorStore final : public Store {
   const std::string& prefix() const { return prefix_; }
 
  private:
-  CoordinatorStore(ClientOptions options, std::string prefix)
+  CoordinatorStore(coordinator::ClientOptions options, std::string prefix)
       : options_(std::move(options)), prefix_(std::move(prefix)) {}
   // A client for one call; returned to the pool by the deleter.
-  Result<std::unique_ptr<Client>> Borrow();
-  void Return(std::unique_ptr<Client> c);
+  Result<std::unique_ptr<coordinator::Client>> Borrow();
+  void Return(std::unique_ptr<coordinator::Client> c);
   std::string Full(std::string_view key) const { return prefix_ + "/" + std::string(key); }
 
-  const ClientOptions options_;
+  const coordinator::ClientOptions options_;
   const std::string prefix_;
   std::mutex mu_;
-  std::vector<std::unique_ptr<Client>>
-      idle_;  // guarded by mu_; at most limits::kStoreMaxIdleClients
+  std::vector<std::unique_ptr<coordinator::Client>>
+      idle_;  // guarded by mu_; at most kMaxIdleClients
 };
 
-}  // namespace cohort::coordinator
+}  // namespace cohort::elastic
