@@ -241,7 +241,7 @@ class Heartbeat {
       if (job.ok()) {
         latest_.store(job->epoch);
         Status hb = (*client)->Heartbeat(member_, job->epoch);
-        if (!hb.ok() && hb.message().find("join again") != std::string::npos) {
+        if (coordinator::RefusalOf(hb) == coordinator::Refusal::kMustJoinAgain) {
           COHORT_LOG_WARN("member {}: {}; joining again", member_, hb.message());
           (void)(*client)->Join(member_, address_, job->epoch);
         }
@@ -457,7 +457,7 @@ Status ElasticWorker::Setup() {
       joined_epoch_ = job.epoch;
       break;
     }
-    if (attempt >= 20 || j.message().find("stale epoch") == std::string::npos) {
+    if (attempt >= 20 || coordinator::RefusalOf(j) != coordinator::Refusal::kStaleEpoch) {
       return j.WithContext("joining job as member '" + env_.worker + "'");
     }
   }

@@ -241,7 +241,7 @@ Status Launcher::Start() {
     std::fprintf(stderr, "cohort launch: job '%s' in %s finished at epoch %llu; running it again from there\n",
                  o_.job.c_str(), o_.data_dir.c_str(), static_cast<unsigned long long>(epoch_));
     for (const auto& m : job.members) {
-      if (m.state == "joining" || m.state == "active") (void)client_->MarkFailed(m.id, epoch_);
+      if (coordinator::IsLive(m.state)) (void)client_->MarkFailed(m.id, epoch_);
     }
     auto cleared = client_->Delete(DoneKey(o_.job));
     if (!cleared.ok()) return cleared.status().WithContext("clearing the finished mark");
@@ -384,7 +384,7 @@ Status Launcher::Tick() {
     if (s.pid <= 0 || !s.evicted.empty() || finishing_) continue;
     auto it = members.find(s.member);
     if (it == members.end()) continue;
-    const bool failed = it->second->state == "failed";
+    const bool failed = it->second->state == coordinator::MemberState::kFailed;
     if (failed && !s.evicted_since) {
       s.evicted_since = now;
       std::string why;
@@ -414,7 +414,7 @@ Status Launcher::Tick() {
   for (const auto& s : slots_) running += s.pid > 0 ? 1 : 0;
   int elsewhere = 0;
   for (const auto& m : job.members) {
-    if ((m.state == "joining" || m.state == "active") && m.id.rfind(mine, 0) != 0) ++elsewhere;
+    if (coordinator::IsLive(m.state) && m.id.rfind(mine, 0) != 0) ++elsewhere;
   }
   if (running + elsewhere < o_.min && restarts_ >= o_.max_restarts) {
     failed_ = std::to_string(running + elsewhere) + " worker(s) alive in the job (" +

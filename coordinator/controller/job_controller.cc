@@ -34,7 +34,7 @@ constexpr int kProbeMaxReconnectBackoffMs = 1000;
 // Phi's floor on the heartbeat inter-arrival deviation.
 constexpr Ms kPhiMinStddev{50};
 
-bool Live(const std::string& state) { return state == "joining" || state == "active"; }
+bool Live(MemberState state) { return IsLive(state); }
 
 }  // namespace
 
@@ -240,7 +240,7 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
   // Track the members; forget those that left.
   std::set<std::string> present;
   for (const auto& m : job.members) {
-    if (m.state == "left") continue;
+    if (m.state == MemberState::kLeft) continue;
     present.insert(m.id);
     auto it = st.members.find(m.id);
     if (it == st.members.end() || it->second.address != m.address) {
@@ -274,12 +274,12 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
   }
 
   // Probe the live members whose breaker lets them be probed.
-  std::map<std::string, std::string> state_of;
+  std::map<std::string, MemberState> state_of;
   for (const auto& m : job.members) state_of[m.id] = m.state;
   std::vector<std::string> probe;
   for (auto& [id, t] : st.members) {
     t.breaker.Update(now);
-    if (Live(state_of[id]) && t.breaker.ShouldProbe()) probe.push_back(id);
+    if (state_of.count(id) && Live(state_of[id]) && t.breaker.ShouldProbe()) probe.push_back(id);
   }
   std::map<std::string, health::BreakerState> before;
   for (const auto& [id, t] : st.members) before[id] = t.breaker.state();
@@ -311,10 +311,10 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
     // only waits (it is not eligible until the breaker closes).
     const bool newly_open = before[id] != health::BreakerState::kOpen;
     if (s == health::BreakerState::kOpen && Live(state_of[id]) &&
-        (state_of[id] == "active" || newly_open)) {
+        (state_of[id] == MemberState::kActive || newly_open)) {
       Status f = client.MarkFailed(id, job.epoch);
       if (f.ok()) {
-        state_of[id] = "failed";
+        state_of[id] = MemberState::kFailed;
         COHORT_LOG_WARN("job controller: member {} evicted: {}", id, t.reason);
       }
     }

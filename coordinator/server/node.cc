@@ -305,7 +305,7 @@ void FillJob(const raft::KvStateMachine& kv, pb::JobResponse* out) {
     pb::MemberInfo* mi = out->add_members();
     mi->set_id(id);
     mi->set_address(m.address);
-    mi->set_state(raft::MemberStateName(m.state));
+    mi->set_state(static_cast<pb::MemberState>(m.state));  // same numbers (coordinator/kv/job_types.h)
     mi->set_last_heartbeat_ms(m.last_heartbeat_ms);
     auto it = rank.find(id);
     mi->set_rank(it == rank.end() ? -1 : it->second);
@@ -388,6 +388,7 @@ struct Node::Impl {
       auto it = opt.peers.find(leader);
       if (it != opt.peers.end()) ctx->AddTrailingMetadata(kLeaderAddressMetadata, it->second);
     }
+    if (s.detail() != 0) ctx->AddTrailingMetadata(kRefusalMetadata, std::to_string(s.detail()));
     return grpc::Status(ToGrpcCode(s.code()), s.message());
   }
 
@@ -910,7 +911,7 @@ void Node::Impl::ApplyEntry(const raft::Entry& e) {
       if (result.stale) {
         it->second.waiter->Complete(Aborted("sequence number older than this client's last write; not applied"));
       } else if (result.code != StatusCode::kOk) {
-        it->second.waiter->Complete(Status(result.code, result.error));  // no leader hint: not a redirect
+        it->second.waiter->Complete(Status(result.code, result.error, static_cast<int>(result.refusal)));  // no leader hint
       } else {
         it->second.waiter->Complete(Status::Ok(), 0, result, e.index);
       }
@@ -1325,7 +1326,7 @@ NodeMetrics Node::Metrics() const {
     m.last_index = v.last;
     m.snapshot_index = v.snapshot;
     m.epoch = v.job.epoch();
-    for (const pb::MemberInfo& mi : v.job.members()) ++m.members_by_state[mi.state()];
+    for (const pb::MemberInfo& mi : v.job.members()) ++m.members_by_state[MemberStateName(static_cast<MemberState>(mi.state()))];
   }
   std::lock_guard<std::mutex> lock(impl_->metrics_mu);
   m.rpcs = impl_->rpcs;
