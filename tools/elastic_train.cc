@@ -487,7 +487,7 @@ Status ElasticWorker::RunEpoch(const coordinator::JobInfo& job, int rank) {
   const uint64_t epoch = job.epoch;
   const int world = static_cast<int>(job.ranks.size());
   const bool lead = rank == 0;
-  const std::string prefix = env_.job + "/epoch-" + std::to_string(epoch);
+  const std::string prefix = coordinator::EpochStorePrefix(env_.job, epoch);
   COHORT_ASSIGN_OR_RETURN(auto cstore, coordinator::CoordinatorStore::Create(co_, prefix));
   auto store = std::make_shared<EpochStore>(cstore, &heartbeat_->latest_epoch(), epoch);
   GlooOptions go;

@@ -40,31 +40,10 @@
 #include <string>
 #include <thread>
 
+#include "coordinator/controller/job_keys.h"  // the job's keys (kJobConfigKey, DoneKey, ...)
 #include "core/status.h"
 
 namespace cohort::coordinator {
-
-// The KV key holding the job's parameters as JSON (JobConfig).
-inline constexpr char kJobConfigKey[] = "cohort/job-config";
-
-// Keys of job `job` (the key prefix, `cohort launch --job`).
-// Set once a worker finished the job: waiting workers exit 0, the controller stops.
-inline std::string DoneKey(const std::string& job) { return job + "/done"; }
-// A worker whose epoch failed without a membership change asks for a new one here.
-inline std::string ReformKey(const std::string& job, uint64_t epoch) {
-  return job + "/reform/" + std::to_string(epoch);
-}
-// The controller's view of one member's health (JSON: breaker, reason).
-inline std::string HealthKey(const std::string& job, const std::string& member) {
-  return job + "/health/" + member;
-}
-// Rank 0 of each epoch writes ResumedPrefix(job) + epoch: the wall-clock ms
-// of that epoch's first completed step (tools/elastic.h ResumedKey).
-inline std::string ResumedPrefix(const std::string& job) { return job + "/resumed/"; }
-// The last step a worker completed (decimal), written with its heartbeats.
-inline std::string StepKey(const std::string& job, const std::string& member) {
-  return job + "/step/" + member;
-}
 
 // Defaults (STYLE.md #14). A kill -9 refuses the probe's connection at once:
 // kDefaultFailureThreshold probes kDefaultProbeInterval apart find it in about
