@@ -591,6 +591,7 @@ int RunLaunch(const LaunchOptions& options) {
                  std::to_string(coordinator::kMaxCooldown.count()) + "]");
   if (o.health_pause_ms < 0) return usage("--health-pause-ms must not be negative");
   if (o.hung_kill_ms < 0) return usage("--hung-kill-ms must not be negative");
+  if (Status v = coordinator::ValidateJobConfig(ConfigOf(o)); !v.ok()) return usage("job config: " + v.message());
   Launcher l(o);
   return l.Run();
 }

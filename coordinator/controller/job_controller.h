@@ -40,53 +40,16 @@
 #include <string>
 #include <thread>
 
-#include "coordinator/controller/job_keys.h"  // the job's keys (kJobConfigKey, DoneKey, ...)
+#include "coordinator/controller/job_config.h"  // JobConfig, ValidateJobConfig
+#include "coordinator/controller/job_keys.h"    // the job's keys (kJobConfigKey, DoneKey, ...)
 #include "core/status.h"
 
 namespace cohort::coordinator {
 
-// Defaults (STYLE.md #14). A kill -9 refuses the probe's connection at once:
-// kDefaultFailureThreshold probes kDefaultProbeInterval apart find it in about
-// 0.4 s; a hung worker (SIGSTOP) lets each probe run to its deadline, about
-// 4 x (100 + 250) ms = 1.4 s. On a loaded 2-core machine a healthy worker's
-// health thread was not seen to miss one 250 ms deadline, let alone four in a
-// row; phi (with a 3 s acceptable pause) only backs the probes up.
-inline constexpr std::chrono::milliseconds kDefaultProbeInterval{100};
-inline constexpr std::chrono::milliseconds kDefaultProbeDeadline{250};
-inline constexpr int kDefaultFailureThreshold = 4;
-inline constexpr double kDefaultPhiThreshold = 8.0;
-inline constexpr std::chrono::milliseconds kDefaultHealthPause{3000};
-inline constexpr std::chrono::milliseconds kDefaultCooldown{1000};
-inline constexpr std::chrono::milliseconds kDefaultJoinGrace{10000};
-// Bounds.
-inline constexpr std::chrono::milliseconds kMinProbeInterval{10};
-inline constexpr std::chrono::milliseconds kMaxProbeInterval{60000};
-inline constexpr std::chrono::milliseconds kMaxCooldown{60000};
-inline constexpr size_t kMaxJobConfigBytes = 4096;
-
-struct JobConfig {
-  std::string job = "job";  // key prefix of the job
-  int min = 1;              // fewest members an epoch may have
-  int max = 1;              // most members in one epoch
-  std::chrono::milliseconds join_grace = kDefaultJoinGrace;
-  std::chrono::milliseconds probe_interval = kDefaultProbeInterval;
-  std::chrono::milliseconds probe_deadline = kDefaultProbeDeadline;
-  int failure_threshold = kDefaultFailureThreshold;  // K consecutive failed probes
-  double phi_threshold = kDefaultPhiThreshold;
-  std::chrono::milliseconds health_pause = kDefaultHealthPause;  // phi's acceptable pause
-  std::chrono::milliseconds cooldown = kDefaultCooldown;         // first open -> half-open
-
-  std::string ToJson() const;
-  // InvalidArgument naming the field that is missing, of the wrong type, or out of range.
-  static Result<JobConfig> FromJson(const std::string& json);
-  // Empty when equal; else "min 2 vs 3, ..." (this vs other).
-  std::string Diff(const JobConfig& other) const;
-};
-
 struct JobControllerOptions {
-  std::string endpoint;    // this node's client address (host:port)
-  std::string token;       // the cluster's shared secret
-  std::string tls_ca_pem;  // non-empty: TLS to the node (PEM of the CA)
+  std::string endpoint;             // this node's client address (host:port)
+  std::string token;                // the cluster's shared secret
+  std::string tls_ca_pem;           // non-empty: TLS to the node (PEM of the CA)
   std::function<bool()> is_leader;  // thread-safe: whether this node leads now
 };
 
@@ -109,7 +72,7 @@ class JobController {
   JobControllerOptions options_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;                   // guarded by mu_
+  bool stop_ = false;                    // guarded by mu_
   std::map<std::string, int> breakers_;  // guarded by mu_
   std::thread thread_;
 };
