@@ -21,7 +21,9 @@
 //   - commits the first epoch once `max` members are healthy, or at least
 //     `min` after the join grace; then a new epoch whenever the healthy set
 //     changes (survivors keep their rank order; newcomers follow, in id
-//     order, up to `max`), or a worker asked for one (ReformKey);
+//     order, up to `max`), or a worker asked for one (ReformKey). These
+//     choices are pure functions (coordinator/controller/job_decision.h):
+//     each round fetches, decides, then acts;
 //   - publishes each member's breaker state under HealthKey (on change only)
 //     for `cohort status`;
 //   - stops deciding once the job is done (DoneKey).
