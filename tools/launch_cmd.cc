@@ -398,7 +398,7 @@ Status Launcher::Tick() {
       std::fprintf(stderr, "cohort launch: %s; it may join again once it answers\n", cause.c_str());
     } else if (!failed && s.evicted_since) {
       std::fprintf(stderr, "cohort launch: worker %s answers again (%s)\n", s.member.c_str(),
-                   it->second->state.c_str());
+                   coordinator::MemberStateName(it->second->state));
       s.evicted_since.reset();
     }
     if (s.evicted_since && o_.hung_kill_ms > 0 && now - *s.evicted_since > Ms(o_.hung_kill_ms)) {
