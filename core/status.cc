@@ -24,9 +24,11 @@ std::string_view StatusCodeName(StatusCode code) {
   return "UNKNOWN";
 }
 
-Status::Status(StatusCode code, std::string message) {
+Status::Status(StatusCode code, std::string message) : Status(code, std::move(message), 0) {}
+
+Status::Status(StatusCode code, std::string message, int detail) {
   COHORT_CHECK(code != StatusCode::kOk) << "use Status() for OK";
-  rep_ = std::make_shared<const Rep>(Rep{code, std::move(message)});
+  rep_ = std::make_shared<const Rep>(Rep{code, std::move(message), detail});
 }
 
 const std::string& Status::message() const {
@@ -41,7 +43,7 @@ std::string Status::ToString() const {
 
 Status Status::WithContext(std::string_view context) const {
   if (ok()) return *this;
-  return Status(rep_->code, std::string(context) + ": " + rep_->message);
+  return Status(rep_->code, std::string(context) + ": " + rep_->message, rep_->detail);
 }
 
 namespace internal {

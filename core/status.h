@@ -37,6 +37,10 @@ class [[nodiscard]] Status {
  public:
   Status() = default;  // OK
   Status(StatusCode code, std::string message);
+  // `detail`: a finer code within `code` that a layer defines for its
+  // callers to switch on (0: none), e.g. coordinator::Refusal
+  // (coordinator/kv/job_types.h).
+  Status(StatusCode code, std::string message, int detail);
 
   static Status Ok() { return Status(); }
 
@@ -44,16 +48,20 @@ class [[nodiscard]] Status {
   StatusCode code() const { return rep_ ? rep_->code : StatusCode::kOk; }
   // The message without the code name; empty for OK.
   const std::string& message() const;
+  // The layer-defined detail code; 0 for OK or when none was given.
+  int detail() const { return rep_ ? rep_->detail : 0; }
   // "CODE_NAME: message", or "OK".
   std::string ToString() const;
 
-  // Returns a copy whose message is "context: <old message>"; OK stays OK.
+  // Returns a copy whose message is "context: <old message>" (code and
+  // detail kept); OK stays OK.
   Status WithContext(std::string_view context) const;
 
  private:
   struct Rep {
     StatusCode code;
     std::string message;
+    int detail = 0;
   };
   std::shared_ptr<const Rep> rep_;  // null when OK
 };

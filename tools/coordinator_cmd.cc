@@ -95,7 +95,7 @@ nlohmann::json JobJson(const coordinator::JobInfo& job, const WorkerExtras& extr
     const WorkerExtra e = it == extras.end() ? WorkerExtra{} : it->second;
     members.push_back({{"id", m.id},
                        {"address", m.address},
-                       {"state", m.state},
+                       {"state", coordinator::MemberStateName(m.state)},
                        {"rank", m.rank},
                        {"last_heartbeat_ms", m.last_heartbeat_ms},
                        {"heartbeat_age_ms", m.last_heartbeat_ms == 0
@@ -134,7 +134,7 @@ void PrintJob(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) 
                             : std::to_string(static_cast<long long>(now_ms) -
                                              static_cast<long long>(m.last_heartbeat_ms)) + " ms";
       std::string step = e.step < 0 ? "-" : std::to_string(e.step);
-      std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", m.id.c_str(), m.address.c_str(), m.state.c_str(),
+      std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", m.id.c_str(), m.address.c_str(), coordinator::MemberStateName(m.state),
                   rank.c_str(), e.breaker.c_str(), ago.c_str(), step.c_str());
     }
   }

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <random>
 #include <thread>
@@ -39,11 +40,16 @@ CheckpointInfo CheckpointFromProto(const pb::CheckpointInfo& c) {
   return CheckpointInfo{c.epoch(), c.step(), c.path(), c.checksum()};
 }
 
+static_assert(static_cast<int>(MemberState::kJoining) == pb::MEMBER_JOINING &&
+              static_cast<int>(MemberState::kActive) == pb::MEMBER_ACTIVE &&
+              static_cast<int>(MemberState::kFailed) == pb::MEMBER_FAILED &&
+              static_cast<int>(MemberState::kLeft) == pb::MEMBER_LEFT);
+
 JobInfo JobFromProto(const pb::JobResponse& j) {
   JobInfo out;
   out.epoch = j.epoch();
   for (const pb::MemberInfo& m : j.members()) {
-    out.members.push_back(MemberInfo{m.id(), m.address(), m.state(), m.last_heartbeat_ms(), m.rank()});
+    out.members.push_back(MemberInfo{m.id(), m.address(), static_cast<MemberState>(m.state()), m.last_heartbeat_ms(), m.rank()});
   }
   out.ranks.assign(j.ranks().begin(), j.ranks().end());
   if (j.has_checkpoint()) out.last_checkpoint = CheckpointFromProto(j.last_checkpoint());
@@ -56,6 +62,16 @@ std::string Metadata(const grpc::ClientContext& ctx, const char* key) {
   const auto& md = ctx.GetServerTrailingMetadata();
   auto it = md.find(key);
   return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
+// The state machine's refusal named in the trailing metadata (kRefusalMetadata), as
+// Status::detail(): 0 when absent or not a Refusal.
+int RefusalDetail(const grpc::ClientContext& ctx) {
+  const std::string text = Metadata(ctx, kRefusalMetadata);
+  int v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v <= 0 || v > kMaxRefusal) return 0;
+  return v;
 }
 
 }  // namespace
@@ -167,7 +183,7 @@ struct Client::Impl {
       // FAILED_PRECONDITION without a leader named is the state machine's
       // answer (a stale epoch, a checkpoint rule), not a redirect.
       if (code == StatusCode::kFailedPrecondition && Metadata(ctx, kLeaderIdMetadata).empty()) {
-        return Status(code, what + " at " + last_error);
+        return Status(code, what + " at " + last_error, RefusalDetail(ctx));
       }
       switch (code) {
         case StatusCode::kPermissionDenied:
@@ -176,7 +192,7 @@ struct Client::Impl {
         case StatusCode::kNotFound:
         case StatusCode::kUnimplemented:
         case StatusCode::kDataLoss:
-          return Status(code, what + " at " + last_error);
+          return Status(code, what + " at " + last_error, RefusalDetail(ctx));
         default:
           break;
       }

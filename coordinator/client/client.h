@@ -17,7 +17,9 @@
 // holds the last error seen), Aborted (a stale sequence number),
 // FailedPrecondition from the registry (a stale epoch: "stale epoch N, job is
 // at epoch M"; a checkpoint or member rule) and NotFound (an unknown lease or
-// member). These last ones are answers, not retried.
+// member). These last ones are answers, not retried; their typed reason is
+// RefusalOf(status) (coordinator/kv/job_types.h): switch on it, not on the
+// message.
 //
 // Thread safety: none. A client has one write outstanding at a time (the
 // sessions of the state machine require it); use one Client per thread.
@@ -32,6 +34,7 @@
 
 #include "coordinator/client/client_limits.h"
 #include "coordinator/client/flags.h"  // ParseEndpoints, for ClientOptions::endpoints
+#include "coordinator/kv/job_types.h"
 #include "core/status.h"
 
 namespace cohort::coordinator {
@@ -74,7 +77,7 @@ struct WatchResult {
 struct MemberInfo {
   std::string id;
   std::string address;
-  std::string state;  // joining | active | failed | left
+  MemberState state = MemberState::kJoining;  // MemberStateName() prints it
   uint64_t last_heartbeat_ms = 0;
   int rank = -1;  // -1: not in the current epoch
 };

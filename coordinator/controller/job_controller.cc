@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "coordinator/client/client.h"
+#include "coordinator/controller/job_decision.h"
 #include "coordinator/health/failure_detector.h"
 #include "core/logging.h"
 #include "proto/health.grpc.pb.h"
@@ -34,98 +35,7 @@ constexpr int kProbeMaxReconnectBackoffMs = 1000;
 // Phi's floor on the heartbeat inter-arrival deviation.
 constexpr Ms kPhiMinStddev{50};
 
-bool Live(const std::string& state) { return state == "joining" || state == "active"; }
-
 }  // namespace
-
-std::string JobConfig::ToJson() const {
-  nlohmann::json j = {{"job", job},
-                      {"min", min},
-                      {"max", max},
-                      {"join_grace_ms", join_grace.count()},
-                      {"probe_interval_ms", probe_interval.count()},
-                      {"probe_deadline_ms", probe_deadline.count()},
-                      {"failure_threshold", failure_threshold},
-                      {"phi_threshold", phi_threshold},
-                      {"health_pause_ms", health_pause.count()},
-                      {"cooldown_ms", cooldown.count()}};
-  return j.dump();
-}
-
-Result<JobConfig> JobConfig::FromJson(const std::string& text) {
-  if (text.size() > kMaxJobConfigBytes) {
-    return InvalidArgument("job config (" + std::string(kJobConfigKey) + "): " +
-                           std::to_string(text.size()) + " bytes, over the limit of " +
-                           std::to_string(kMaxJobConfigBytes));
-  }
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return InvalidArgument("job config (" + std::string(kJobConfigKey) + ") is not a JSON object");
-  }
-  JobConfig c;
-  auto bad = [&](const std::string& field, const std::string& why) {
-    return InvalidArgument("job config (" + std::string(kJobConfigKey) + "): field '" + field +
-                           "' " + why);
-  };
-  auto integer = [&](const char* field, int64_t lo, int64_t hi) -> Result<int64_t> {
-    if (!j.contains(field)) return bad(field, "is missing");
-    if (!j[field].is_number_integer()) return bad(field, "is not an integer");
-    const int64_t v = j[field].get<int64_t>();
-    if (v < lo || v > hi) {
-      return bad(field, "is " + std::to_string(v) + ", not in [" + std::to_string(lo) + ", " +
-                            std::to_string(hi) + "]");
-    }
-    return v;
-  };
-  if (!j.contains("job") || !j["job"].is_string() || j["job"].get<std::string>().empty())
-    return bad("job", "must be a non-empty string");
-  c.job = j["job"].get<std::string>();
-  COHORT_ASSIGN_OR_RETURN(int64_t mn, integer("min", 1, 1 << 20));
-  COHORT_ASSIGN_OR_RETURN(int64_t mx, integer("max", mn, 1 << 20));
-  COHORT_ASSIGN_OR_RETURN(int64_t grace, integer("join_grace_ms", 0, 3600000));
-  COHORT_ASSIGN_OR_RETURN(int64_t pi, integer("probe_interval_ms", kMinProbeInterval.count(),
-                                              kMaxProbeInterval.count()));
-  COHORT_ASSIGN_OR_RETURN(int64_t pd, integer("probe_deadline_ms", 1, kMaxProbeInterval.count()));
-  COHORT_ASSIGN_OR_RETURN(int64_t k, integer("failure_threshold", 1, 1000));
-  COHORT_ASSIGN_OR_RETURN(int64_t pause, integer("health_pause_ms", 0, 3600000));
-  COHORT_ASSIGN_OR_RETURN(int64_t cool, integer("cooldown_ms", 1, kMaxCooldown.count()));
-  if (!j.contains("phi_threshold") || !j["phi_threshold"].is_number())
-    return bad("phi_threshold", "is missing or not a number");
-  c.phi_threshold = j["phi_threshold"].get<double>();
-  if (!(c.phi_threshold > 0)) return bad("phi_threshold", "must be positive");
-  c.min = static_cast<int>(mn);
-  c.max = static_cast<int>(mx);
-  c.join_grace = Ms(grace);
-  c.probe_interval = Ms(pi);
-  c.probe_deadline = Ms(pd);
-  c.failure_threshold = static_cast<int>(k);
-  c.health_pause = Ms(pause);
-  c.cooldown = Ms(cool);
-  return c;
-}
-
-std::string JobConfig::Diff(const JobConfig& o) const {
-  std::string out;
-  auto add = [&](const char* name, const std::string& a, const std::string& b) {
-    if (a == b) return;
-    out += std::string(out.empty() ? "" : ", ") + name + " " + a + " vs " + b;
-  };
-  auto ms = [](Ms m) { return std::to_string(m.count()) + " ms"; };
-  char pa[32], pb[32];
-  std::snprintf(pa, sizeof(pa), "%g", phi_threshold);
-  std::snprintf(pb, sizeof(pb), "%g", o.phi_threshold);
-  add("job", job, o.job);
-  add("min", std::to_string(min), std::to_string(o.min));
-  add("max", std::to_string(max), std::to_string(o.max));
-  add("join grace", ms(join_grace), ms(o.join_grace));
-  add("probe interval", ms(probe_interval), ms(o.probe_interval));
-  add("probe deadline", ms(probe_deadline), ms(o.probe_deadline));
-  add("failure threshold", std::to_string(failure_threshold), std::to_string(o.failure_threshold));
-  add("phi threshold", pa, pb);
-  add("health pause", ms(health_pause), ms(o.health_pause));
-  add("cool-down", ms(cooldown), ms(o.cooldown));
-  return out;
-}
 
 // One member as the controller sees it.
 struct Tracked {
@@ -134,10 +44,10 @@ struct Tracked {
   std::unique_ptr<grpc::health::v1::Health::Stub> stub;
   health::CircuitBreaker breaker;
   uint64_t last_heartbeat_ms = 0;
-  int ok_probes = 0;          // successful probes since tracked (admission needs one)
-  std::string last_error;     // of the last failed probe
-  std::string reason;         // why the breaker last opened
-  std::string published;      // the HealthKey value last written
+  int ok_probes = 0;       // successful probes since tracked (admission needs one)
+  std::string last_error;  // of the last failed probe
+  std::string reason;      // why the breaker last opened
+  std::string published;   // the HealthKey value last written
 };
 
 struct JobController::State {
@@ -213,7 +123,10 @@ std::map<std::string, std::string> ProbeAll(std::map<std::string, Tracked>& memb
   return out;
 }
 
-Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
+// ---- Fetch ------------------------------------------------------------------
+
+// Creates the client and reads the job config once. False: no config yet.
+Result<bool> Prepare(const JobControllerOptions& opt, JobController::State& st) {
   if (!st.client) {
     ClientOptions co;
     co.endpoints = {opt.endpoint};
@@ -222,101 +135,140 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
     co.deadline = kControllerClientDeadline;
     COHORT_ASSIGN_OR_RETURN(st.client, Client::Create(co));
   }
-  Client& client = *st.client;
-  if (!st.config) {
-    COHORT_ASSIGN_OR_RETURN(auto v, client.Get(kJobConfigKey));
-    if (!v) return Status::Ok();
-    COHORT_ASSIGN_OR_RETURN(auto c, JobConfig::FromJson(*v));
-    st.config = c;
-    st.config_seen = SteadyClock::now();
-    COHORT_LOG_INFO("job controller: job '{}' (min {}, max {})", c.job, c.min, c.max);
-  }
-  const JobConfig& cfg = *st.config;
-  COHORT_ASSIGN_OR_RETURN(auto done, client.Get(DoneKey(cfg.job)));
-  if (done) return Status::Ok();
-  COHORT_ASSIGN_OR_RETURN(JobInfo job, client.GetJob());
-  const auto now = SteadyClock::now();
+  if (st.config) return true;
+  COHORT_ASSIGN_OR_RETURN(auto v, st.client->Get(kJobConfigKey));
+  if (!v) return false;
+  COHORT_ASSIGN_OR_RETURN(auto c, JobConfig::FromJson(*v));
+  st.config = c;
+  st.config_seen = SteadyClock::now();
+  COHORT_LOG_INFO("job controller: job '{}' (min {}, max {})", c.job, c.min, c.max);
+  return true;
+}
 
-  // Track the members; forget those that left.
+// A member newly seen (or at a new address): a probe channel and a breaker.
+Tracked NewTracked(const std::string& address, const JobConfig& cfg) {
+  Tracked t;
+  t.address = address;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kProbeReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kProbeReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kProbeMaxReconnectBackoffMs);
+  t.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  t.stub = grpc::health::v1::Health::NewStub(t.channel);
+  health::CircuitBreaker::Options bo;
+  bo.failure_threshold = cfg.failure_threshold;
+  bo.phi_threshold = cfg.phi_threshold;
+  bo.cooldown = cfg.cooldown;
+  bo.max_cooldown = kMaxCooldown;
+  bo.detector.acceptable_pause = cfg.health_pause;
+  bo.detector.min_stddev = kPhiMinStddev;
+  bo.detector.first_interval_estimate = cfg.probe_interval;
+  t.breaker = health::CircuitBreaker(bo);
+  return t;
+}
+
+// Tracks the job's members (forgets those that left); a heartbeat arrival
+// (last_heartbeat_ms moving) of a live member feeds its breaker's phi.
+void Track(const JobInfo& job, const JobConfig& cfg, SteadyClock::time_point now,
+           std::map<std::string, Tracked>& members) {
   std::set<std::string> present;
   for (const auto& m : job.members) {
-    if (m.state == "left") continue;
+    if (m.state == MemberState::kLeft) continue;
     present.insert(m.id);
-    auto it = st.members.find(m.id);
-    if (it == st.members.end() || it->second.address != m.address) {
-      Tracked t;
-      t.address = m.address;
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kProbeReconnectBackoffMs);
-      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kProbeReconnectBackoffMs);
-      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kProbeMaxReconnectBackoffMs);
-      t.channel = grpc::CreateCustomChannel(m.address, grpc::InsecureChannelCredentials(), args);
-      t.stub = grpc::health::v1::Health::NewStub(t.channel);
-      health::CircuitBreaker::Options bo;
-      bo.failure_threshold = cfg.failure_threshold;
-      bo.phi_threshold = cfg.phi_threshold;
-      bo.cooldown = cfg.cooldown;
-      bo.max_cooldown = kMaxCooldown;
-      bo.detector.acceptable_pause = cfg.health_pause;
-      bo.detector.min_stddev = kPhiMinStddev;
-      bo.detector.first_interval_estimate = cfg.probe_interval;
-      t.breaker = health::CircuitBreaker(bo);
-      it = st.members.insert_or_assign(m.id, std::move(t)).first;
+    auto it = members.find(m.id);
+    if (it == members.end() || it->second.address != m.address) {
+      it = members.insert_or_assign(m.id, NewTracked(m.address, cfg)).first;
     }
     Tracked& t = it->second;
     if (m.last_heartbeat_ms != t.last_heartbeat_ms) {
       t.last_heartbeat_ms = m.last_heartbeat_ms;
-      if (Live(m.state)) t.breaker.OnSuccess(now);  // an arrival: feeds phi
+      if (IsLive(m.state)) t.breaker.OnSuccess(now);  // an arrival: feeds phi
     }
   }
-  for (auto it = st.members.begin(); it != st.members.end();) {
-    it = present.count(it->first) ? std::next(it) : st.members.erase(it);
+  for (auto it = members.begin(); it != members.end();) {
+    it = present.count(it->first) ? std::next(it) : members.erase(it);
   }
+}
 
-  // Probe the live members whose breaker lets them be probed.
-  std::map<std::string, std::string> state_of;
-  for (const auto& m : job.members) state_of[m.id] = m.state;
+JobView ViewOf(const JobInfo& job, SteadyClock::time_point config_seen) {
+  JobView v;
+  v.epoch = job.epoch;
+  v.ranks = job.ranks;
+  for (const auto& m : job.members) v.states[m.id] = m.state;
+  v.config_seen = config_seen;
+  return v;
+}
+
+BreakerStates BreakersOf(const std::map<std::string, Tracked>& members) {
+  BreakerStates out;
+  for (const auto& [id, t] : members) out[id] = MemberHealth{t.breaker.state(), t.ok_probes};
+  return out;
+}
+
+// What one round of probes found.
+struct Probes {
+  std::map<std::string, std::string> errors;           // probed member -> error ("" = serving)
+  std::map<std::string, health::BreakerState> before;  // every tracked member, before the probes
+  SteadyClock::time_point after;                       // when the probes ended
+};
+
+// Probes the live members whose breaker lets them, and feeds the results to
+// the breakers.
+Probes ProbeRound(const JobView& view, const JobConfig& cfg, SteadyClock::time_point now,
+                  std::map<std::string, Tracked>& members) {
+  Probes p;
   std::vector<std::string> probe;
-  for (auto& [id, t] : st.members) {
+  for (auto& [id, t] : members) {
     t.breaker.Update(now);
-    if (Live(state_of[id]) && t.breaker.ShouldProbe()) probe.push_back(id);
+    auto s = view.states.find(id);
+    if (s != view.states.end() && IsLive(s->second) && t.breaker.ShouldProbe()) probe.push_back(id);
   }
-  std::map<std::string, health::BreakerState> before;
-  for (const auto& [id, t] : st.members) before[id] = t.breaker.state();
-  const auto results = ProbeAll(st.members, probe, cfg.probe_deadline);
-  const auto after = SteadyClock::now();
-  for (const auto& [id, err] : results) {
-    Tracked& t = st.members.at(id);
+  for (const auto& [id, t] : members) p.before[id] = t.breaker.state();
+  p.errors = ProbeAll(members, probe, cfg.probe_deadline);
+  p.after = SteadyClock::now();
+  for (const auto& [id, err] : p.errors) {
+    Tracked& t = members.at(id);
     if (err.empty()) {
-      t.breaker.OnSuccess(after);
+      t.breaker.OnSuccess(p.after);
       ++t.ok_probes;
     } else {
       t.last_error = err;
-      t.breaker.OnFailure(after);
+      t.breaker.OnFailure(p.after);
     }
   }
-  // Open breakers evict.
-  for (auto& [id, t] : st.members) {
-    const auto s = t.breaker.Update(after);
-    if (s == health::BreakerState::kOpen && before[id] != health::BreakerState::kOpen) {
-      char phi[32];
-      std::snprintf(phi, sizeof(phi), "%.1f", t.breaker.phi(after));
-      t.reason = results.count(id) && !results.at(id).empty()
-                     ? std::to_string(t.breaker.consecutive_failures()) +
-                           " failed probe(s) in a row (last: " + t.last_error + ")"
-                     : std::string("heartbeats stopped (phi ") + phi + ")";
+  return p;
+}
+
+// ---- Act --------------------------------------------------------------------
+
+// Why a breaker that just opened opened: failed probes, or silence (phi).
+std::string OpenReason(const Tracked& t, bool probe_failed, SteadyClock::time_point now) {
+  if (probe_failed) {
+    return std::to_string(t.breaker.consecutive_failures()) +
+           " failed probe(s) in a row (last: " + t.last_error + ")";
+  }
+  char phi[32];
+  std::snprintf(phi, sizeof(phi), "%.1f", t.breaker.phi(now));
+  return std::string("heartbeats stopped (phi ") + phi + ")";
+}
+
+// After the probes: marks failed the members ShouldEvict picks (updating
+// view->states) and publishes each member's breaker under HealthKey when it
+// changed.
+void EvictAndPublish(Client& client, const JobConfig& cfg, const Probes& probes, JobView* view,
+                     std::map<std::string, Tracked>& members) {
+  for (auto& [id, t] : members) {
+    const auto s = t.breaker.Update(probes.after);
+    const health::BreakerState was = probes.before.at(id);
+    if (s == health::BreakerState::kOpen && was != health::BreakerState::kOpen) {
+      auto r = probes.errors.find(id);
+      t.reason = OpenReason(t, r != probes.errors.end() && !r->second.empty(), probes.after);
     }
-    // An open breaker evicts an epoch's member, or one whose breaker just
-    // opened; a member that joined again while its breaker is still open
-    // only waits (it is not eligible until the breaker closes).
-    const bool newly_open = before[id] != health::BreakerState::kOpen;
-    if (s == health::BreakerState::kOpen && Live(state_of[id]) &&
-        (state_of[id] == "active" || newly_open)) {
-      Status f = client.MarkFailed(id, job.epoch);
-      if (f.ok()) {
-        state_of[id] = "failed";
-        COHORT_LOG_WARN("job controller: member {} evicted: {}", id, t.reason);
-      }
+    auto state = view->states.find(id);
+    if (state != view->states.end() && ShouldEvict(state->second, was, s) &&
+        client.MarkFailed(id, view->epoch).ok()) {
+      state->second = MemberState::kFailed;
+      COHORT_LOG_WARN("job controller: member {} evicted: {}", id, t.reason);
     }
     nlohmann::json h = {{"breaker", std::string(health::BreakerStateName(s))},
                         {"reason", t.reason},
@@ -324,41 +276,44 @@ Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
     const std::string text = h.dump();
     if (text != t.published && client.Put(HealthKey(cfg.job, id), text).ok()) t.published = text;
   }
+}
 
-  // The next epoch: healthy survivors in rank order, then newcomers.
-  auto eligible = [&](const std::string& id) {
-    auto it = st.members.find(id);
-    return it != st.members.end() && Live(state_of[id]) &&
-           it->second.breaker.state() == health::BreakerState::kClosed && it->second.ok_probes > 0;
-  };
-  std::vector<std::string> next;
-  for (const auto& id : job.ranks) {
-    if (eligible(id)) next.push_back(id);
+// Decides the next epoch (reading ReformKey when the decision needs it) and
+// commits it.
+Status DecideAndCommit(Client& client, const JobConfig& cfg, JobView view,
+                       const BreakerStates& breakers, SteadyClock::time_point now) {
+  EpochDecision d = DecideNextEpoch(view, breakers, cfg, now);
+  if (d.kind == EpochDecision::Kind::kReadReform) {
+    COHORT_ASSIGN_OR_RETURN(auto reform, client.Get(ReformKey(cfg.job, view.epoch)));
+    view.reform_requested = reform.has_value();
+    if (reform) {
+      COHORT_LOG_INFO("job controller: member {} asked to re-form epoch {}", *reform, view.epoch);
+    }
+    d = DecideNextEpoch(view, breakers, cfg, now);
   }
-  for (const auto& [id, t] : st.members) {
-    if (static_cast<int>(next.size()) >= cfg.max) break;
-    if (eligible(id) && std::find(next.begin(), next.end(), id) == next.end()) next.push_back(id);
-  }
-  if (static_cast<int>(next.size()) < cfg.min) return Status::Ok();
-  if (next == job.ranks) {
-    if (job.epoch == 0) return Status::Ok();
-    COHORT_ASSIGN_OR_RETURN(auto reform, client.Get(ReformKey(cfg.job, job.epoch)));
-    if (!reform) return Status::Ok();
-    COHORT_LOG_INFO("job controller: member {} asked to re-form epoch {}", *reform, job.epoch);
-  }
-  // A fresh start: the first epoch, or one of a job run again whose previous
-  // members are all gone. It waits for `max` members, or for the grace time.
-  const bool fresh = job.epoch == 0 || std::none_of(job.ranks.begin(), job.ranks.end(), [&](const std::string& id) {
-                       return Live(state_of[id]);
-                     });
-  if (fresh && static_cast<int>(next.size()) < cfg.max && now - st.config_seen < cfg.join_grace) {
-    return Status::Ok();
-  }
-  COHORT_ASSIGN_OR_RETURN(uint64_t e, client.CommitEpoch(job.epoch, next));
+  if (d.kind != EpochDecision::Kind::kCommit) return Status::Ok();
+  COHORT_ASSIGN_OR_RETURN(uint64_t e, client.CommitEpoch(view.epoch, d.members));
   std::string list;
-  for (const auto& id : next) list += (list.empty() ? "" : ",") + id;
-  COHORT_LOG_INFO("job controller: epoch {}: {} members [{}]", e, next.size(), list);
+  for (const auto& id : d.members) list += (list.empty() ? "" : ",") + id;
+  COHORT_LOG_INFO("job controller: epoch {}: {} members [{}]", e, d.members.size(), list);
   return Status::Ok();
+}
+
+// One round while leader: fetch (config, done, job), probe, decide, act.
+Status RunRound(const JobControllerOptions& opt, JobController::State& st) {
+  COHORT_ASSIGN_OR_RETURN(bool ready, Prepare(opt, st));
+  if (!ready) return Status::Ok();
+  Client& client = *st.client;
+  const JobConfig& cfg = *st.config;
+  COHORT_ASSIGN_OR_RETURN(auto done, client.Get(DoneKey(cfg.job)));
+  if (done) return Status::Ok();
+  COHORT_ASSIGN_OR_RETURN(JobInfo job, client.GetJob());
+  const auto now = SteadyClock::now();
+  JobView view = ViewOf(job, st.config_seen);
+  Track(job, cfg, now, st.members);
+  const Probes probes = ProbeRound(view, cfg, now, st.members);
+  EvictAndPublish(client, cfg, probes, &view, st.members);
+  return DecideAndCommit(client, cfg, std::move(view), BreakersOf(st.members), now);
 }
 
 }  // namespace
@@ -383,7 +338,9 @@ void JobController::Loop() {
     std::map<std::string, int> breakers;
     for (const auto& [id, t] : st.members) {
       const auto b = t.breaker.state();
-      breakers[id] = b == health::BreakerState::kClosed ? 0 : b == health::BreakerState::kHalfOpen ? 1 : 2;
+      breakers[id] = b == health::BreakerState::kClosed     ? 0
+                     : b == health::BreakerState::kHalfOpen ? 1
+                                                            : 2;
     }
     l.lock();
     breakers_ = std::move(breakers);

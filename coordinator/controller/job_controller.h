@@ -21,7 +21,9 @@
 //   - commits the first epoch once `max` members are healthy, or at least
 //     `min` after the join grace; then a new epoch whenever the healthy set
 //     changes (survivors keep their rank order; newcomers follow, in id
-//     order, up to `max`), or a worker asked for one (ReformKey);
+//     order, up to `max`), or a worker asked for one (ReformKey). These
+//     choices are pure functions (coordinator/controller/job_decision.h):
+//     each round fetches, decides, then acts;
 //   - publishes each member's breaker state under HealthKey (on change only)
 //     for `cohort status`;
 //   - stops deciding once the job is done (DoneKey).
@@ -40,74 +42,16 @@
 #include <string>
 #include <thread>
 
+#include "coordinator/controller/job_config.h"  // JobConfig, ValidateJobConfig
+#include "coordinator/controller/job_keys.h"    // the job's keys (kJobConfigKey, DoneKey, ...)
 #include "core/status.h"
 
 namespace cohort::coordinator {
 
-// The KV key holding the job's parameters as JSON (JobConfig).
-inline constexpr char kJobConfigKey[] = "cohort/job-config";
-
-// Keys of job `job` (the key prefix, `cohort launch --job`).
-// Set once a worker finished the job: waiting workers exit 0, the controller stops.
-inline std::string DoneKey(const std::string& job) { return job + "/done"; }
-// A worker whose epoch failed without a membership change asks for a new one here.
-inline std::string ReformKey(const std::string& job, uint64_t epoch) {
-  return job + "/reform/" + std::to_string(epoch);
-}
-// The controller's view of one member's health (JSON: breaker, reason).
-inline std::string HealthKey(const std::string& job, const std::string& member) {
-  return job + "/health/" + member;
-}
-// Rank 0 of each epoch writes ResumedPrefix(job) + epoch: the wall-clock ms
-// of that epoch's first completed step (tools/elastic.h ResumedKey).
-inline std::string ResumedPrefix(const std::string& job) { return job + "/resumed/"; }
-// The last step a worker completed (decimal), written with its heartbeats.
-inline std::string StepKey(const std::string& job, const std::string& member) {
-  return job + "/step/" + member;
-}
-
-// Defaults (CONTRIBUTING.md, "Limits"). A kill -9 refuses the probe's connection at once:
-// kDefaultFailureThreshold probes kDefaultProbeInterval apart find it in about
-// 0.4 s; a hung worker (SIGSTOP) lets each probe run to its deadline, about
-// 4 x (100 + 250) ms = 1.4 s. On a loaded 2-core machine a healthy worker's
-// health thread was not seen to miss one 250 ms deadline, let alone four in a
-// row; phi (with a 3 s acceptable pause) only backs the probes up.
-inline constexpr std::chrono::milliseconds kDefaultProbeInterval{100};
-inline constexpr std::chrono::milliseconds kDefaultProbeDeadline{250};
-inline constexpr int kDefaultFailureThreshold = 4;
-inline constexpr double kDefaultPhiThreshold = 8.0;
-inline constexpr std::chrono::milliseconds kDefaultHealthPause{3000};
-inline constexpr std::chrono::milliseconds kDefaultCooldown{1000};
-inline constexpr std::chrono::milliseconds kDefaultJoinGrace{10000};
-// Bounds.
-inline constexpr std::chrono::milliseconds kMinProbeInterval{10};
-inline constexpr std::chrono::milliseconds kMaxProbeInterval{60000};
-inline constexpr std::chrono::milliseconds kMaxCooldown{60000};
-inline constexpr size_t kMaxJobConfigBytes = 4096;
-
-struct JobConfig {
-  std::string job = "job";  // key prefix of the job
-  int min = 1;              // fewest members an epoch may have
-  int max = 1;              // most members in one epoch
-  std::chrono::milliseconds join_grace = kDefaultJoinGrace;
-  std::chrono::milliseconds probe_interval = kDefaultProbeInterval;
-  std::chrono::milliseconds probe_deadline = kDefaultProbeDeadline;
-  int failure_threshold = kDefaultFailureThreshold;  // K consecutive failed probes
-  double phi_threshold = kDefaultPhiThreshold;
-  std::chrono::milliseconds health_pause = kDefaultHealthPause;  // phi's acceptable pause
-  std::chrono::milliseconds cooldown = kDefaultCooldown;         // first open -> half-open
-
-  std::string ToJson() const;
-  // InvalidArgument naming the field that is missing, of the wrong type, or out of range.
-  static Result<JobConfig> FromJson(const std::string& json);
-  // Empty when equal; else "min 2 vs 3, ..." (this vs other).
-  std::string Diff(const JobConfig& other) const;
-};
-
 struct JobControllerOptions {
-  std::string endpoint;    // this node's client address (host:port)
-  std::string token;       // the cluster's shared secret
-  std::string tls_ca_pem;  // non-empty: TLS to the node (PEM of the CA)
+  std::string endpoint;             // this node's client address (host:port)
+  std::string token;                // the cluster's shared secret
+  std::string tls_ca_pem;           // non-empty: TLS to the node (PEM of the CA)
   std::function<bool()> is_leader;  // thread-safe: whether this node leads now
 };
 
@@ -130,7 +74,7 @@ class JobController {
   JobControllerOptions options_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;                   // guarded by mu_
+  bool stop_ = false;                    // guarded by mu_
   std::map<std::string, int> breakers_;  // guarded by mu_
   std::thread thread_;
 };

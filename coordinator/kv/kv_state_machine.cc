@@ -10,8 +10,11 @@ namespace cohort::raft {
 namespace {
 
 // The first u64 of a snapshot in the registry's format. The older format
-// starts with the number of keys, which is never this large.
+// starts with the number of keys, which is never this large. V3 adds each
+// session's refusal reason (KvResult::refusal); V2 snapshots still restore
+// (their refusals read as kNone).
 constexpr uint64_t kSnapshotMagicV2 = 0xC0407E6157A7E002ull;
+constexpr uint64_t kSnapshotMagicV3 = 0xC0407E6157A7E003ull;
 // The last byte of an encoded command in the registry's format (the older
 // put/cas encoding has no extension).
 constexpr uint8_t kCommandExtension = 0xE2;
@@ -67,30 +70,47 @@ void PutResult(std::string* out, const KvResult& r) {
   PutU8(out, r.ok ? 1 : 0);
   PutOptional(out, r.previous);
   PutU8(out, static_cast<uint8_t>(r.code));
+  PutU8(out, static_cast<uint8_t>(r.refusal));
   PutBytes(out, r.error);
   PutU64(out, r.revision);
   PutU64(out, r.id);
   PutU64(out, static_cast<uint64_t>(r.number));
 }
 
-bool GetResult(Decoder& d, KvResult* r) {
-  uint8_t ok = 0, code = 0;
+// `with_refusal`: a V3 snapshot (the refusal byte follows the code).
+bool GetResult(Decoder& d, KvResult* r, bool with_refusal) {
+  uint8_t ok = 0, code = 0, refusal = 0;
   uint64_t number = 0;
   bool good = d.U8(&ok) && GetOptional(d, &r->previous) && d.U8(&code) &&
               code <= static_cast<uint8_t>(StatusCode::kPermissionDenied) &&
+              (!with_refusal || (d.U8(&refusal) && refusal <= coordinator::kMaxRefusal)) &&
               d.Bytes(&r->error, limits::kMaxValueBytes) && d.U64(&r->revision) && d.U64(&r->id) &&
               d.U64(&number);
   r->ok = ok != 0;
   r->code = static_cast<StatusCode>(code);
+  r->refusal = static_cast<Refusal>(refusal);
   r->number = static_cast<int64_t>(number);
   return good;
 }
 
-KvResult Refuse(StatusCode code, std::string why) {
+KvResult Refuse(StatusCode code, Refusal refusal, std::string why) {
   KvResult r;
   r.code = code;
+  r.refusal = refusal;
   r.error = std::move(why);
   return r;
+}
+
+// The refusal of a fenced command whose epoch is not the job's.
+KvResult RefuseEpoch(uint64_t cmd_epoch, uint64_t job_epoch) {
+  if (cmd_epoch < job_epoch) {
+    return Refuse(StatusCode::kFailedPrecondition, Refusal::kStaleEpoch,
+                  "stale epoch " + std::to_string(cmd_epoch) + ", job is at epoch " +
+                      std::to_string(job_epoch) + "; read the job again and rejoin");
+  }
+  return Refuse(StatusCode::kFailedPrecondition, Refusal::kEpochAhead,
+                "epoch " + std::to_string(cmd_epoch) + " is ahead of the job, which is at epoch " +
+                    std::to_string(job_epoch));
 }
 
 bool ParseInt(std::string_view text, int64_t* v) {
@@ -114,20 +134,6 @@ bool IsFenced(KvCommand::Op op) {
 }
 
 }  // namespace
-
-const char* MemberStateName(MemberState s) {
-  switch (s) {
-    case MemberState::kJoining:
-      return "joining";
-    case MemberState::kActive:
-      return "active";
-    case MemberState::kFailed:
-      return "failed";
-    case MemberState::kLeft:
-      return "left";
-  }
-  return "unknown";
-}
 
 // ---- Encoding -------------------------------------------------------------------
 
@@ -212,16 +218,7 @@ KvResult KvStateMachine::Apply(uint64_t index, const KvCommand& cmd) {
 }
 
 KvResult KvStateMachine::Execute(const KvCommand& cmd) {
-  if (IsFenced(cmd.op) && cmd.epoch != epoch_) {
-    if (cmd.epoch < epoch_) {
-      return Refuse(StatusCode::kFailedPrecondition,
-                    "stale epoch " + std::to_string(cmd.epoch) + ", job is at epoch " +
-                        std::to_string(epoch_) + "; read the job again and rejoin");
-    }
-    return Refuse(StatusCode::kFailedPrecondition, "epoch " + std::to_string(cmd.epoch) +
-                                                       " is ahead of the job, which is at epoch " +
-                                                       std::to_string(epoch_));
-  }
+  if (IsFenced(cmd.op) && cmd.epoch != epoch_) return RefuseEpoch(cmd.epoch, epoch_);
   switch (cmd.op) {
     case KvCommand::Op::kPut:
     case KvCommand::Op::kCas:
@@ -243,7 +240,7 @@ KvResult KvStateMachine::ExecuteKv(const KvCommand& cmd) {
   auto it = data_.find(cmd.key);
   if (it != data_.end()) r.previous = it->second.value;
   if (cmd.lease != 0 && cmd.op != KvCommand::Op::kDelete && leases_.count(cmd.lease) == 0) {
-    return Refuse(StatusCode::kNotFound,
+    return Refuse(StatusCode::kNotFound, Refusal::kUnknownLease,
                   "lease " + std::to_string(cmd.lease) + " does not exist (expired or revoked)");
   }
   switch (cmd.op) {
@@ -258,16 +255,16 @@ KvResult KvStateMachine::ExecuteKv(const KvCommand& cmd) {
     case KvCommand::Op::kAdd: {
       int64_t delta = 0, current = 0;
       if (!ParseInt(cmd.value, &delta)) {
-        return Refuse(StatusCode::kInvalidArgument,
+        return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand,
                       "add: delta '" + cmd.value + "' is not a decimal int64");
       }
       if (r.previous && !ParseInt(*r.previous, &current)) {
         return Refuse(
-            StatusCode::kInvalidArgument,
+            StatusCode::kInvalidArgument, Refusal::kInvalidCommand,
             "add: key '" + cmd.key + "' holds a value that is not a decimal int64 counter");
       }
       if (__builtin_add_overflow(current, delta, &r.number)) {
-        return Refuse(StatusCode::kInvalidArgument,
+        return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand,
                       "add: counter '" + cmd.key + "' would overflow");
       }
       r.ok = true;
@@ -323,12 +320,12 @@ KvResult KvStateMachine::ExecuteLease(const KvCommand& cmd) {
   KvResult r;
   if (cmd.op == KvCommand::Op::kLeaseGrant) {
     if (cmd.ttl_ms == 0 || cmd.ttl_ms > limits::kMaxLeaseTtlMs) {
-      return Refuse(StatusCode::kInvalidArgument, "lease TTL of " + std::to_string(cmd.ttl_ms) +
-                                                      " ms; give 1 ms .. " +
-                                                      std::to_string(limits::kMaxLeaseTtlMs));
+      return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand,
+                    "lease TTL of " + std::to_string(cmd.ttl_ms) + " ms; give 1 ms .. " +
+                        std::to_string(limits::kMaxLeaseTtlMs));
     }
     if (leases_.size() >= limits::kMaxLeases) {
-      return Refuse(StatusCode::kUnavailable,
+      return Refuse(StatusCode::kUnavailable, Refusal::kLimitReached,
                     std::to_string(limits::kMaxLeases) +
                         " leases are live; revoke some or wait for them to expire");
     }
@@ -343,7 +340,7 @@ KvResult KvStateMachine::ExecuteLease(const KvCommand& cmd) {
   auto it = leases_.find(cmd.lease);
   if (it == leases_.end()) {
     if (cmd.op == KvCommand::Op::kLeaseExpire) return r;  // revoked meanwhile: nothing to do
-    return Refuse(StatusCode::kNotFound,
+    return Refuse(StatusCode::kNotFound, Refusal::kUnknownLease,
                   "lease " + std::to_string(cmd.lease) + " does not exist (expired or revoked)");
   }
   Lease& l = it->second;
@@ -372,127 +369,151 @@ KvResult KvStateMachine::ExecuteLease(const KvCommand& cmd) {
 }
 
 KvResult KvStateMachine::ExecuteJob(const KvCommand& cmd) {
-  KvResult r;
   switch (cmd.op) {
-    case KvCommand::Op::kJoin: {
-      if (cmd.member.empty()) return Refuse(StatusCode::kInvalidArgument, "join: empty member id");
-      auto it = members_.find(cmd.member);
-      if (it == members_.end() && members_.size() >= limits::kMaxMembers) {
-        // Forget the member that left or failed longest ago to make room.
-        auto victim = members_.end();
-        for (auto m = members_.begin(); m != members_.end(); ++m) {
-          bool gone =
-              m->second.state == MemberState::kLeft || m->second.state == MemberState::kFailed;
-          if (gone && (victim == members_.end() ||
-                       m->second.last_heartbeat_ms < victim->second.last_heartbeat_ms)) {
-            victim = m;
-          }
-        }
-        if (victim == members_.end()) {
-          return Refuse(StatusCode::kUnavailable, "join: the job has " +
-                                                      std::to_string(limits::kMaxMembers) +
-                                                      " members; none can be forgotten");
-        }
-        members_.erase(victim);
-      }
-      Member& m = members_[cmd.member];
-      m.address = cmd.address;
-      if (m.state != MemberState::kActive) m.state = MemberState::kJoining;
-      m.last_heartbeat_ms = cmd.now_ms;
-      r.ok = true;
-      return r;
-    }
+    case KvCommand::Op::kJoin:
+      return Join(cmd);
     case KvCommand::Op::kLeave:
     case KvCommand::Op::kHeartbeat:
-    case KvCommand::Op::kFail: {
-      auto it = members_.find(cmd.member);
-      if (it == members_.end()) {
-        return Refuse(StatusCode::kNotFound,
-                      "member '" + cmd.member + "' is not in the job; join first");
-      }
-      Member& m = it->second;
-      if (cmd.op == KvCommand::Op::kHeartbeat) {
-        if (m.state == MemberState::kLeft || m.state == MemberState::kFailed) {
-          return Refuse(
-              StatusCode::kFailedPrecondition,
-              "member '" + cmd.member + "' is " + MemberStateName(m.state) + "; join again");
-        }
-        m.last_heartbeat_ms = std::max(m.last_heartbeat_ms, cmd.now_ms);
-      } else {
-        m.state = cmd.op == KvCommand::Op::kLeave ? MemberState::kLeft : MemberState::kFailed;
-      }
-      r.ok = true;
-      return r;
-    }
-    case KvCommand::Op::kCommitEpoch: {
-      if (cmd.members.empty())
-        return Refuse(StatusCode::kInvalidArgument, "commit epoch: no members given");
-      std::set<std::string> seen;
-      for (const std::string& id : cmd.members) {
-        if (!seen.insert(id).second) {
-          return Refuse(StatusCode::kInvalidArgument,
-                        "commit epoch: member '" + id + "' is listed twice");
-        }
-        auto it = members_.find(id);
-        if (it == members_.end()) {
-          return Refuse(StatusCode::kFailedPrecondition,
-                        "commit epoch: '" + id + "' is not a member; it must join first");
-        }
-        if (it->second.state != MemberState::kJoining && it->second.state != MemberState::kActive) {
-          return Refuse(StatusCode::kFailedPrecondition, "commit epoch: member '" + id + "' is " +
-                                                             MemberStateName(it->second.state) +
-                                                             "; it must join again");
-        }
-      }
-      for (auto& [id, m] : members_) {
-        if (seen.count(id)) {
-          m.state = MemberState::kActive;
-        } else if (m.state == MemberState::kActive) {
-          m.state = MemberState::kLeft;  // dropped from the job by the new epoch
-        }
-      }
-      if (epoch_ > 0) epoch_history_[epoch_] = ranks_;
-      while (epoch_history_.size() > limits::kMaxEpochHistory)
-        epoch_history_.erase(epoch_history_.begin());
-      ++epoch_;
-      ranks_ = cmd.members;
-      // Checkpoints proposed in an earlier epoch can no longer commit.
-      pending_.clear();
-      r.ok = true;
-      r.id = epoch_;
-      return r;
-    }
-    case KvCommand::Op::kProposeCheckpoint: {
-      if (cmd.key.empty()) return Refuse(StatusCode::kInvalidArgument, "checkpoint: empty path");
-      if (committed_ && cmd.step <= committed_->step) {
-        return Refuse(StatusCode::kFailedPrecondition,
-                      "checkpoint at step " + std::to_string(cmd.step) +
-                          " is not after the last committed one (step " +
-                          std::to_string(committed_->step) + ")");
-      }
-      if (pending_.count(cmd.step) == 0 && pending_.size() >= limits::kMaxPendingCheckpoints) {
-        pending_.erase(pending_.begin());  // the oldest step gives way
-      }
-      pending_[cmd.step] = CheckpointManifest{epoch_, cmd.step, cmd.key, cmd.value};
-      r.ok = true;
-      return r;
-    }
-    case KvCommand::Op::kCommitCheckpoint: {
-      auto it = pending_.find(cmd.step);
-      if (it == pending_.end()) {
-        return Refuse(StatusCode::kFailedPrecondition,
-                      "no pending checkpoint at step " + std::to_string(cmd.step) + " in epoch " +
-                          std::to_string(epoch_) + "; propose it first");
-      }
-      // Pending ones are all of this epoch (an epoch commit clears them).
-      committed_ = it->second;
-      pending_.erase(pending_.begin(), std::next(it));  // older steps are superseded
-      r.ok = true;
-      return r;
-    }
+    case KvCommand::Op::kFail:
+      return ChangeMember(cmd);
+    case KvCommand::Op::kCommitEpoch:
+      return CommitEpoch(cmd);
+    case KvCommand::Op::kProposeCheckpoint:
+      return ProposeCheckpoint(cmd);
+    case KvCommand::Op::kCommitCheckpoint:
+      return CommitCheckpoint(cmd);
     default:
-      return Refuse(StatusCode::kInvalidArgument, "unknown command");
+      return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand, "unknown command");
   }
+}
+
+KvResult KvStateMachine::Join(const KvCommand& cmd) {
+  if (cmd.member.empty()) {
+    return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand, "join: empty member id");
+  }
+  auto it = members_.find(cmd.member);
+  if (it == members_.end() && members_.size() >= limits::kMaxMembers) {
+    // Forget the member that left or failed longest ago to make room.
+    auto victim = members_.end();
+    for (auto m = members_.begin(); m != members_.end(); ++m) {
+      bool gone = m->second.state == MemberState::kLeft || m->second.state == MemberState::kFailed;
+      if (gone && (victim == members_.end() ||
+                   m->second.last_heartbeat_ms < victim->second.last_heartbeat_ms)) {
+        victim = m;
+      }
+    }
+    if (victim == members_.end()) {
+      return Refuse(StatusCode::kUnavailable, Refusal::kLimitReached,
+                    "join: the job has " + std::to_string(limits::kMaxMembers) +
+                        " members; none can be forgotten");
+    }
+    members_.erase(victim);
+  }
+  Member& m = members_[cmd.member];
+  m.address = cmd.address;
+  if (m.state != MemberState::kActive) m.state = MemberState::kJoining;
+  m.last_heartbeat_ms = cmd.now_ms;
+  KvResult r;
+  r.ok = true;
+  return r;
+}
+
+KvResult KvStateMachine::ChangeMember(const KvCommand& cmd) {
+  auto it = members_.find(cmd.member);
+  if (it == members_.end()) {
+    return Refuse(StatusCode::kNotFound, Refusal::kUnknownMember,
+                  "member '" + cmd.member + "' is not in the job; join first");
+  }
+  Member& m = it->second;
+  if (cmd.op == KvCommand::Op::kHeartbeat) {
+    if (m.state == MemberState::kLeft || m.state == MemberState::kFailed) {
+      return Refuse(StatusCode::kFailedPrecondition, Refusal::kMustJoinAgain,
+                    "member '" + cmd.member + "' is " + MemberStateName(m.state) + "; join again");
+    }
+    m.last_heartbeat_ms = std::max(m.last_heartbeat_ms, cmd.now_ms);
+  } else {
+    m.state = cmd.op == KvCommand::Op::kLeave ? MemberState::kLeft : MemberState::kFailed;
+  }
+  KvResult r;
+  r.ok = true;
+  return r;
+}
+
+KvResult KvStateMachine::CommitEpoch(const KvCommand& cmd) {
+  if (cmd.members.empty()) {
+    return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand,
+                  "commit epoch: no members given");
+  }
+  std::set<std::string> seen;
+  for (const std::string& id : cmd.members) {
+    if (!seen.insert(id).second) {
+      return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand,
+                    "commit epoch: member '" + id + "' is listed twice");
+    }
+    auto it = members_.find(id);
+    if (it == members_.end()) {
+      return Refuse(StatusCode::kFailedPrecondition, Refusal::kUnknownMember,
+                    "commit epoch: '" + id + "' is not a member; it must join first");
+    }
+    if (!coordinator::IsLive(it->second.state)) {
+      return Refuse(StatusCode::kFailedPrecondition, Refusal::kMustJoinAgain,
+                    "commit epoch: member '" + id + "' is " + MemberStateName(it->second.state) +
+                        "; it must join again");
+    }
+  }
+  for (auto& [id, m] : members_) {
+    if (seen.count(id)) {
+      m.state = MemberState::kActive;
+    } else if (m.state == MemberState::kActive) {
+      m.state = MemberState::kLeft;  // dropped from the job by the new epoch
+    }
+  }
+  if (epoch_ > 0) epoch_history_[epoch_] = ranks_;
+  while (epoch_history_.size() > limits::kMaxEpochHistory) {
+    epoch_history_.erase(epoch_history_.begin());
+  }
+  ++epoch_;
+  ranks_ = cmd.members;
+  // Checkpoints proposed in an earlier epoch can no longer commit.
+  pending_.clear();
+  KvResult r;
+  r.ok = true;
+  r.id = epoch_;
+  return r;
+}
+
+KvResult KvStateMachine::ProposeCheckpoint(const KvCommand& cmd) {
+  if (cmd.key.empty()) {
+    return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand, "checkpoint: empty path");
+  }
+  if (committed_ && cmd.step <= committed_->step) {
+    return Refuse(StatusCode::kFailedPrecondition, Refusal::kCheckpointNotNewer,
+                  "checkpoint at step " + std::to_string(cmd.step) +
+                      " is not after the last committed one (step " +
+                      std::to_string(committed_->step) + ")");
+  }
+  if (pending_.count(cmd.step) == 0 && pending_.size() >= limits::kMaxPendingCheckpoints) {
+    pending_.erase(pending_.begin());  // the oldest step gives way
+  }
+  pending_[cmd.step] = CheckpointManifest{epoch_, cmd.step, cmd.key, cmd.value};
+  KvResult r;
+  r.ok = true;
+  return r;
+}
+
+KvResult KvStateMachine::CommitCheckpoint(const KvCommand& cmd) {
+  auto it = pending_.find(cmd.step);
+  if (it == pending_.end()) {
+    return Refuse(StatusCode::kFailedPrecondition, Refusal::kNoPendingCheckpoint,
+                  "no pending checkpoint at step " + std::to_string(cmd.step) + " in epoch " +
+                      std::to_string(epoch_) + "; propose it first");
+  }
+  // Pending ones are all of this epoch (an epoch commit clears them).
+  committed_ = it->second;
+  pending_.erase(pending_.begin(), std::next(it));  // older steps are superseded
+  KvResult r;
+  r.ok = true;
+  return r;
 }
 
 // ---- Reads ----------------------------------------------------------------------
@@ -534,8 +555,9 @@ std::vector<KvEvent> KvStateMachine::Changes(const std::string& key, bool prefix
     // Keep the oldest changes, whole revisions only, so that watching again
     // after the highest mod_revision kept misses nothing. One revision with
     // more keys than `max` (a lease's keys) is kept whole.
-    std::stable_sort(out.begin(), out.end(),
-                     [](const KvEvent& a, const KvEvent& b) { return a.mod_revision < b.mod_revision; });
+    std::stable_sort(out.begin(), out.end(), [](const KvEvent& a, const KvEvent& b) {
+      return a.mod_revision < b.mod_revision;
+    });
     uint64_t cut = out[max].mod_revision;
     size_t n = max;
     while (n > 0 && out[n - 1].mod_revision == cut) --n;
@@ -545,7 +567,8 @@ std::vector<KvEvent> KvStateMachine::Changes(const std::string& key, bool prefix
     }
     *more = n < out.size();
     out.resize(n);
-    std::sort(out.begin(), out.end(), [](const KvEvent& a, const KvEvent& b) { return a.key < b.key; });
+    std::sort(out.begin(), out.end(),
+              [](const KvEvent& a, const KvEvent& b) { return a.key < b.key; });
   }
   return out;
 }
@@ -563,7 +586,7 @@ std::vector<uint64_t> KvStateMachine::ExpiredLeases(uint64_t now_ms, size_t max)
 
 std::string KvStateMachine::Serialize() const {
   std::string out;
-  PutU64(&out, kSnapshotMagicV2);
+  PutU64(&out, kSnapshotMagicV3);
   PutU64(&out, revision_);
   PutU64(&out, compacted_revision_);
   PutU64(&out, data_.size());
@@ -623,7 +646,8 @@ Status KvStateMachine::Restore(std::string_view data) {
     return DataLoss("key-value snapshot does not decode (" + std::to_string(data.size()) +
                     " bytes)");
   };
-  if (ok && n != kSnapshotMagicV2) {
+  const bool v3 = n == kSnapshotMagicV3;
+  if (ok && n != kSnapshotMagicV2 && !v3) {
     // The older format: keys and values, then put/cas sessions.
     for (uint64_t i = 0; ok && i < n; ++i) {
       std::string k, v;
@@ -709,8 +733,8 @@ Status KvStateMachine::Restore(std::string_view data) {
   for (uint64_t i = 0; ok && i < n; ++i) {
     uint64_t id = 0;
     Session ss;
-    ok =
-        d.U64(&id) && d.U64(&ss.last_seq) && d.U64(&ss.last_index) && GetResult(d, &ss.last_result);
+    ok = d.U64(&id) && d.U64(&ss.last_seq) && d.U64(&ss.last_index) &&
+         GetResult(d, &ss.last_result, v3);
     if (ok) s.sessions_.emplace(id, std::move(ss));
   }
   if (!ok || !d.done()) return fail();

@@ -27,9 +27,12 @@
 // Epoch fencing: commands that change the job (join, leave, heartbeat, fail,
 // checkpoint propose/commit, epoch commit) carry the writer's epoch; one that
 // is not the job's current epoch is refused with FAILED_PRECONDITION
-// ("stale epoch N, job is at epoch M"), so a worker of an old epoch cannot
-// change the job. A refusal is a result like any other: recorded in the
-// session, and a retry gets it again.
+// ("stale epoch N, job is at epoch M"; Refusal::kStaleEpoch), so a worker of
+// an old epoch cannot change the job. A refusal is a result like any other:
+// recorded in the session, and a retry gets it again.
+//
+// Refusals carry a typed reason (coordinator::Refusal, job_types.h) beside
+// the status code; callers switch on it, never on the message.
 //
 // Thread safety: none; the driver applies entries from one thread.
 
@@ -42,12 +45,14 @@
 #include <string_view>
 #include <vector>
 
+#include "coordinator/kv/job_types.h"
 #include "core/status.h"
 
 namespace cohort::raft {
 
-enum class MemberState : uint8_t { kJoining = 0, kActive = 1, kFailed = 2, kLeft = 3 };
-const char* MemberStateName(MemberState s);
+using coordinator::MemberState;
+using coordinator::MemberStateName;
+using coordinator::Refusal;
 
 struct KvCommand {
   enum class Op : uint8_t {
@@ -95,8 +100,10 @@ struct KvResult {
   bool duplicate = false;               // answered from the session table
   bool stale = false;                   // seq older than the client's last: ignored
   // A refused command (fencing, unknown lease or member, checkpoint rules):
-  // the code and a message that says why. kOk otherwise.
+  // the code, the typed reason and a message that says why. kOk (kNone)
+  // otherwise.
   StatusCode code = StatusCode::kOk;
+  Refusal refusal = Refusal::kNone;
   std::string error;
   uint64_t revision = 0;  // the key space's revision after the command
   uint64_t id = 0;        // kLeaseGrant: the lease id; kCommitEpoch: the new epoch
@@ -192,6 +199,12 @@ class KvStateMachine {
   KvResult Execute(const KvCommand& cmd);
   KvResult ExecuteKv(const KvCommand& cmd);
   KvResult ExecuteJob(const KvCommand& cmd);
+  // One per job command kind (ExecuteJob dispatches).
+  KvResult Join(const KvCommand& cmd);
+  KvResult ChangeMember(const KvCommand& cmd);  // leave, heartbeat, fail
+  KvResult CommitEpoch(const KvCommand& cmd);
+  KvResult ProposeCheckpoint(const KvCommand& cmd);
+  KvResult CommitCheckpoint(const KvCommand& cmd);
   KvResult ExecuteLease(const KvCommand& cmd);
   void SetKey(const std::string& key, std::string value, uint64_t lease);
   void DeleteKey(const std::string& key);  // at the current revision_

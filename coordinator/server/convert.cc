@@ -97,7 +97,7 @@ void FillJob(const raft::KvStateMachine& kv, pb::JobResponse* out) {
     pb::MemberInfo* mi = out->add_members();
     mi->set_id(id);
     mi->set_address(m.address);
-    mi->set_state(raft::MemberStateName(m.state));
+    mi->set_state(static_cast<pb::MemberState>(m.state));  // same numbers (coordinator/kv/job_types.h)
     mi->set_last_heartbeat_ms(m.last_heartbeat_ms);
     auto it = rank.find(id);
     mi->set_rank(it == rank.end() ? -1 : it->second);

@@ -79,6 +79,7 @@ grpc::Status Node::Impl::Answer(const Status& s, NodeId leader, grpc::ServerCont
     auto it = opt.peers.find(leader);
     if (it != opt.peers.end()) ctx->AddTrailingMetadata(kLeaderAddressMetadata, it->second);
   }
+  if (s.detail() != 0) ctx->AddTrailingMetadata(kRefusalMetadata, std::to_string(s.detail()));
   return grpc::Status(ToGrpcCode(s.code()), s.message());
 }
 
@@ -170,7 +171,7 @@ void Node::Impl::ApplyEntry(const raft::Entry& e) {
             Aborted("sequence number older than this client's last write; not applied"));
       } else if (result.code != StatusCode::kOk) {
         it->second.waiter->Complete(
-            Status(result.code, result.error));  // no leader hint: not a redirect
+            Status(result.code, result.error, static_cast<int>(result.refusal)));  // no leader hint: not a redirect
       } else {
         it->second.waiter->Complete(Status::Ok(), 0, result, e.index);
       }

@@ -12,8 +12,7 @@ namespace {
 // The registry's answer that a step is not after its last committed one: a
 // recovery went back and redid steps that were already committed.
 bool NotNewer(const Status& s) {
-  return s.code() == StatusCode::kFailedPrecondition &&
-         s.message().find("is not after the last committed") != std::string::npos;
+  return coordinator::RefusalOf(s) == coordinator::Refusal::kCheckpointNotNewer;
 }
 
 }  // namespace
@@ -71,8 +70,8 @@ Result<bool> CoordinatorCommitter::Commit(const CheckpointLayout& layout, const 
   // A refusal for the epoch is the end of this epoch, not of the job.
   auto refused = [&](const Status& s) -> Status {
     if (s.code() == StatusCode::kFailedPrecondition) {
-      return Aborted("the coordinator refused checkpoint step " + std::to_string(step) + " of epoch " +
-                     std::to_string(epoch_) + ": " + s.message());
+      return Status(StatusCode::kAborted, "the coordinator refused checkpoint step " + std::to_string(step) + " of epoch " +
+                     std::to_string(epoch_) + ": " + s.message(), s.detail());  // keeps the Refusal
     }
     return s.WithContext("committing checkpoint " + path + " through the coordinator");
   };

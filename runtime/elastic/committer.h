@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "coordinator/client/client.h"
+#include "coordinator/controller/job_keys.h"
 #include "core/status.h"
 #include "runtime/checkpoint.h"
 
@@ -27,7 +28,7 @@ namespace cohort::elastic {
 // on the key's size; checkpoint.keep bounds what stays on disk).
 inline constexpr size_t kMaxCommittedHistory = 16;
 
-inline std::string CheckpointHistoryKey(const std::string& job) { return job + "/checkpoints"; }
+using coordinator::CheckpointHistoryKey;
 
 // The committed checkpoints the coordinator knows for `job` (its last
 // committed one and the history), newest first, without duplicates.

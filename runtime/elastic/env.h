@@ -60,9 +60,7 @@ using coordinator::DoneKey;
 using coordinator::ReformKey;
 // Wall-clock ms at which rank 0 of `epoch` completed that epoch's first step:
 // the launcher measures each recovery up to it, whichever worker survived.
-inline std::string ResumedKey(const std::string& job, uint64_t epoch) {
-  return coordinator::ResumedPrefix(job) + std::to_string(epoch);
-}
+using coordinator::ResumedKey;
 using coordinator::StepKey;
 
 struct ElasticEnv {

@@ -31,7 +31,7 @@ void Heartbeat::Loop() {
     if (job.ok()) {
       latest_.store(job->epoch);
       Status hb = (*client)->Heartbeat(member_, job->epoch);
-      if (!hb.ok() && hb.message().find("join again") != std::string::npos) {
+      if (coordinator::RefusalOf(hb) == coordinator::Refusal::kMustJoinAgain) {
         COHORT_LOG_WARN("member {}: {}; joining again", member_, hb.message());
         (void)(*client)->Join(member_, address_, job->epoch);
       }

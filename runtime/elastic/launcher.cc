@@ -221,7 +221,7 @@ Status Launcher::Start() {
     std::fprintf(stderr, "cohort launch: job '%s' in %s finished at epoch %llu; running it again from there\n",
                  o_.job.c_str(), o_.data_dir.c_str(), static_cast<unsigned long long>(epoch_));
     for (const auto& m : job.members) {
-      if (m.state == "joining" || m.state == "active") (void)client_->MarkFailed(m.id, epoch_);
+      if (coordinator::IsLive(m.state)) (void)client_->MarkFailed(m.id, epoch_);
     }
     auto cleared = client_->Delete(DoneKey(o_.job));
     if (!cleared.ok()) return cleared.status().WithContext("clearing the finished mark");
@@ -336,7 +336,7 @@ void Launcher::OnExit(Slot& s, int pid, int status) {
 // Evictions by the coordinator's job controller of a worker still alive here.
 void Launcher::CheckEviction(Slot& s, const coordinator::MemberInfo& m, SteadyClock::time_point now) {
   EvictionFacts f;
-  f.failed_in_registry = m.state == "failed";
+  f.failed_in_registry = m.state == coordinator::MemberState::kFailed;
   f.evicted_since = s.evicted_since;
   f.now = now;
   f.hung_kill = Ms(o_.hung_kill_ms);
@@ -357,7 +357,7 @@ void Launcher::CheckEviction(Slot& s, const coordinator::MemberInfo& m, SteadyCl
       return;
     }
     case EvictionAction::kAnswersAgain:
-      std::fprintf(stderr, "cohort launch: worker %s answers again (%s)\n", s.member.c_str(), m.state.c_str());
+      std::fprintf(stderr, "cohort launch: worker %s answers again (%s)\n", s.member.c_str(), coordinator::MemberStateName(m.state));
       s.evicted_since.reset();
       return;
     case EvictionAction::kKill:
@@ -396,7 +396,7 @@ Status Launcher::Tick() {
   for (const auto& s : slots_) running += s.pid > 0 ? 1 : 0;
   int elsewhere = 0;
   for (const auto& m : job.members) {
-    if ((m.state == "joining" || m.state == "active") && m.id.rfind(mine, 0) != 0) ++elsewhere;
+    if (coordinator::IsLive(m.state) && m.id.rfind(mine, 0) != 0) ++elsewhere;
   }
   if (auto why = GiveUpReason(running, elsewhere, o_.min, restarts_, o_.max_restarts)) failed_ = *why;
   return Status::Ok();
@@ -594,6 +594,9 @@ Status CheckLaunchOptions(LaunchOptions* po) {
     return InvalidArgument("--cooldown-ms must be in [1, " + std::to_string(coordinator::kMaxCooldown.count()) + "]");
   if (o.health_pause_ms < 0) return InvalidArgument("--health-pause-ms must not be negative");
   if (o.hung_kill_ms < 0) return InvalidArgument("--hung-kill-ms must not be negative");
+  if (Status v = coordinator::ValidateJobConfig(ConfigOf(o)); !v.ok()) {
+    return InvalidArgument("job config: " + v.message());
+  }
   return Status::Ok();
 }
 

@@ -209,7 +209,7 @@ Status Worker::Impl::Join() {
       joined_epoch_ = job.epoch;
       break;
     }
-    if (attempt >= 20 || j.message().find("stale epoch") == std::string::npos) {
+    if (attempt >= 20 || coordinator::RefusalOf(j) != coordinator::Refusal::kStaleEpoch) {
       return j.WithContext("joining job as member '" + env_.worker + "'");
     }
   }
@@ -239,7 +239,7 @@ Result<EpochRun> Worker::Impl::BuildEpoch(const coordinator::JobInfo& job, int r
   e.epoch = job.epoch;
   e.rank = rank;
   e.world = static_cast<int>(job.ranks.size());
-  const std::string prefix = env_.job + "/epoch-" + std::to_string(e.epoch);
+  const std::string prefix = coordinator::EpochStorePrefix(env_.job, e.epoch);
   COHORT_ASSIGN_OR_RETURN(auto cstore, CoordinatorStore::Create(co_, prefix));
   auto store = std::make_shared<EpochStore>(cstore, &heartbeat_->latest_epoch(), e.epoch);
   GlooOptions go;

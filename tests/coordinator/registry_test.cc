@@ -152,6 +152,99 @@ TEST_F(Registry, StaleEpochIsFenced) {
             StatusCode::kFailedPrecondition);
 }
 
+// Every refusal names its typed reason (callers switch on it, never on the
+// message). Each row applies its command to the same job: a member "a" in
+// epoch 2 with a committed checkpoint at step 10, "b" failed, "c" left.
+TEST_F(Registry, RefusalsAreTyped) {
+  Writer w(1);
+  ASSERT_TRUE(Apply(w.Join("a", 0)).ok);
+  ASSERT_TRUE(Apply(w.Join("b", 0)).ok);
+  ASSERT_TRUE(Apply(w.Join("c", 0)).ok);
+  ASSERT_TRUE(Apply(w.CommitEpoch(0, {"a", "b", "c"})).ok);
+  ASSERT_TRUE(Apply(w.CommitEpoch(1, {"a", "b"})).ok);  // c dropped: left
+  ASSERT_TRUE(Apply(w.Member(KvCommand::Op::kFail, "b", 2)).ok);
+  ASSERT_TRUE(Apply(w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 2, 10, "/c/10", "s")).ok);
+  ASSERT_TRUE(Apply(w.Checkpoint(KvCommand::Op::kCommitCheckpoint, 2, 10)).ok);
+  auto add = [&](std::string delta) {
+    KvCommand c = w.Next(KvCommand::Op::kAdd);
+    c.key = "n";
+    c.value = std::move(delta);
+    return c;
+  };
+  struct Row {
+    const char* name;
+    KvCommand cmd;
+    StatusCode code;
+    Refusal refusal;
+  };
+  const Row rows[] = {
+      // built in order: sequence numbers increase down the table
+      {"stale heartbeat", w.Member(KvCommand::Op::kHeartbeat, "a", 1),
+       StatusCode::kFailedPrecondition, Refusal::kStaleEpoch},
+      {"stale commit", w.CommitEpoch(0, {"a"}), StatusCode::kFailedPrecondition,
+       Refusal::kStaleEpoch},
+      {"future epoch", w.Member(KvCommand::Op::kLeave, "a", 9), StatusCode::kFailedPrecondition,
+       Refusal::kEpochAhead},
+      {"failed heartbeats", w.Member(KvCommand::Op::kHeartbeat, "b", 2),
+       StatusCode::kFailedPrecondition, Refusal::kMustJoinAgain},
+      {"left heartbeats", w.Member(KvCommand::Op::kHeartbeat, "c", 2),
+       StatusCode::kFailedPrecondition, Refusal::kMustJoinAgain},
+      {"failed in epoch", w.CommitEpoch(2, {"a", "b"}), StatusCode::kFailedPrecondition,
+       Refusal::kMustJoinAgain},
+      {"unknown heartbeats", w.Member(KvCommand::Op::kHeartbeat, "zz", 2), StatusCode::kNotFound,
+       Refusal::kUnknownMember},
+      {"unknown in epoch", w.CommitEpoch(2, {"a", "zz"}), StatusCode::kFailedPrecondition,
+       Refusal::kUnknownMember},
+      {"listed twice", w.CommitEpoch(2, {"a", "a"}), StatusCode::kInvalidArgument,
+       Refusal::kInvalidCommand},
+      {"no members", w.CommitEpoch(2, {}), StatusCode::kInvalidArgument, Refusal::kInvalidCommand},
+      {"empty join", w.Join("", 2), StatusCode::kInvalidArgument, Refusal::kInvalidCommand},
+      {"not newer", w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 2, 10, "/c/10b", "s"),
+       StatusCode::kFailedPrecondition, Refusal::kCheckpointNotNewer},
+      {"older", w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 2, 5, "/c/5", "s"),
+       StatusCode::kFailedPrecondition, Refusal::kCheckpointNotNewer},
+      {"not proposed", w.Checkpoint(KvCommand::Op::kCommitCheckpoint, 2, 20),
+       StatusCode::kFailedPrecondition, Refusal::kNoPendingCheckpoint},
+      {"empty path", w.Checkpoint(KvCommand::Op::kProposeCheckpoint, 2, 30),
+       StatusCode::kInvalidArgument, Refusal::kInvalidCommand},
+      {"unknown lease", w.Lease(KvCommand::Op::kLeaseKeepalive, 99, 0), StatusCode::kNotFound,
+       Refusal::kUnknownLease},
+      {"put on unknown lease", w.Put("k", "v", 99), StatusCode::kNotFound, Refusal::kUnknownLease},
+      {"zero ttl", w.Lease(KvCommand::Op::kLeaseGrant, 0, 0, 0), StatusCode::kInvalidArgument,
+       Refusal::kInvalidCommand},
+      {"bad delta", add("x"), StatusCode::kInvalidArgument, Refusal::kInvalidCommand},
+  };
+  for (const Row& row : rows) {
+    KvResult r = Apply(row.cmd);
+    EXPECT_FALSE(r.ok) << row.name;
+    EXPECT_EQ(r.code, row.code) << row.name << ": " << r.error;
+    EXPECT_EQ(r.refusal, row.refusal) << row.name << ": " << r.error;
+  }
+  // Accepted commands carry no refusal.
+  EXPECT_EQ(Apply(w.Member(KvCommand::Op::kHeartbeat, "a", 2)).refusal, Refusal::kNone);
+  EXPECT_EQ(Apply(w.Put("k", "v")).refusal, Refusal::kNone);
+  EXPECT_EQ(sm_.epoch(), 2u);
+}
+
+// A refusal answered again from the session table keeps its reason, also
+// after the session was restored from a snapshot.
+TEST_F(Registry, RefusalSurvivesRetryAndSnapshot) {
+  Writer w(1);
+  ASSERT_TRUE(Apply(w.Join("a", 0)).ok);
+  ASSERT_TRUE(Apply(w.CommitEpoch(0, {"a"})).ok);
+  KvCommand stale = w.Member(KvCommand::Op::kHeartbeat, "a", 0);
+  EXPECT_EQ(Apply(stale).refusal, Refusal::kStaleEpoch);
+  KvResult again = Apply(stale);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.refusal, Refusal::kStaleEpoch);
+  KvStateMachine copy;
+  ASSERT_TRUE(copy.Restore(sm_.Serialize()).ok());
+  KvResult restored = copy.Apply(100, stale);
+  EXPECT_TRUE(restored.duplicate);
+  EXPECT_EQ(restored.refusal, Refusal::kStaleEpoch);
+  EXPECT_EQ(restored.code, StatusCode::kFailedPrecondition);
+}
+
 TEST_F(Registry, CheckpointPendingThenCommit) {
   Writer w(1);
   ASSERT_TRUE(Apply(w.Join("a", 0)).ok);

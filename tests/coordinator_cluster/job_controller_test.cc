@@ -98,7 +98,7 @@ TEST_F(ControllerTest, EvictsAFailingMemberAndTakesItBack) {
   ASSERT_TRUE(job.ok());
   for (const auto& m : job->members) {
     if (m.id == "w1") {
-      EXPECT_EQ(m.state, "failed");
+      EXPECT_EQ(m.state, MemberState::kFailed);
     }
   }
   auto h = c->Get(HealthKey("j", "w1"));

@@ -34,13 +34,16 @@ TEST_F(ClusterTest, RegistryEpochsCheckpointsAndFencingAcrossFailover) {
   EXPECT_EQ(job->ranks, (std::vector<std::string>{"w1", "w0"}));
   ASSERT_NE(FindMember(*job, "w0"), nullptr);
   EXPECT_EQ(FindMember(*job, "w0")->rank, 1);
-  EXPECT_EQ(FindMember(*job, "w0")->state, "active");
+  EXPECT_EQ(FindMember(*job, "w0")->state, MemberState::kActive);
   EXPECT_EQ(FindMember(*job, "w0")->address, "10.0.0.1:9000");
   EXPECT_GT(FindMember(*job, "w0")->last_heartbeat_ms, 0u);  // the leader's clock
   ASSERT_TRUE(c->Heartbeat("w0", 1).ok());
 
   // Checkpoint: pending, then committed.
-  EXPECT_EQ(c->CommitCheckpoint(1, 100).code(), StatusCode::kFailedPrecondition);
+  Status none = c->CommitCheckpoint(1, 100);
+  EXPECT_EQ(none.code(), StatusCode::kFailedPrecondition);
+  // The refusal's reason crosses gRPC (trailing metadata) into the Status.
+  EXPECT_EQ(RefusalOf(none), Refusal::kNoPendingCheckpoint) << none.ToString();
   ASSERT_TRUE(c->ProposeCheckpoint(1, 100, "/ckpt/100", "crc32c:abcd").ok());
   EXPECT_FALSE(c->GetJob()->last_checkpoint.has_value());
   ASSERT_TRUE(c->CommitCheckpoint(1, 100).ok());
@@ -54,8 +57,10 @@ TEST_F(ClusterTest, RegistryEpochsCheckpointsAndFencingAcrossFailover) {
   ASSERT_EQ(ValueOr<uint64_t>(c->CommitEpoch(1, {"w0"}), 0), 2u);
   Status s = stale->Heartbeat("w1", 1);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(RefusalOf(s), Refusal::kStaleEpoch) << s.ToString();
   EXPECT_NE(s.message().find("stale epoch 1, job is at epoch 2"), std::string::npos)
       << s.ToString();
+  EXPECT_EQ(RefusalOf(stale->CommitEpoch(1, {"w0", "w1"}).status()), Refusal::kStaleEpoch);
   EXPECT_EQ(stale->CommitEpoch(1, {"w0", "w1"}).status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(stale->ProposeCheckpoint(1, 200, "/ckpt/200", "x").code(),
             StatusCode::kFailedPrecondition);
@@ -66,15 +71,25 @@ TEST_F(ClusterTest, RegistryEpochsCheckpointsAndFencingAcrossFailover) {
   nodes_[old].reset();
   s = stale->Heartbeat("w1", 1);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_EQ(RefusalOf(s), Refusal::kStaleEpoch) << s.ToString();
   EXPECT_NE(s.message().find("stale epoch 1, job is at epoch 2"), std::string::npos)
       << s.ToString();
   job = c->GetJob();
   ASSERT_TRUE(job.ok()) << job.status().ToString();
   EXPECT_EQ(job->epoch, 2u);
   EXPECT_EQ(job->ranks, std::vector<std::string>{"w0"});
-  EXPECT_EQ(FindMember(*job, "w1")->state, "left");
+  EXPECT_EQ(FindMember(*job, "w1")->state, MemberState::kLeft);
   ASSERT_TRUE(job->last_checkpoint.has_value());
   EXPECT_EQ(job->last_checkpoint->step, 100u);
+  // More typed refusals: w1 left (it must join again), an unknown member, a
+  // checkpoint that is not newer than the committed one.
+  s = c->Heartbeat("w1", 2);
+  EXPECT_EQ(RefusalOf(s), Refusal::kMustJoinAgain) << s.ToString();
+  s = c->Heartbeat("nobody", 2);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
+  EXPECT_EQ(RefusalOf(s), Refusal::kUnknownMember) << s.ToString();
+  s = c->ProposeCheckpoint(2, 100, "/ckpt/100b", "x");
+  EXPECT_EQ(RefusalOf(s), Refusal::kCheckpointNotNewer) << s.ToString();
   // The current epoch still writes.
   ASSERT_TRUE(c->Join("w1", "10.0.0.2:9001", 2).ok());
   ASSERT_EQ(ValueOr<uint64_t>(c->CommitEpoch(2, {"w0", "w1"}), 0), 3u);

@@ -27,6 +27,17 @@ TEST(Status, OkAndErrors) {
   EXPECT_TRUE(ok.WithContext("x").ok());
 }
 
+TEST(Status, DetailSurvivesContext) {
+  EXPECT_EQ(Status().detail(), 0);
+  EXPECT_EQ(NotFound("x").detail(), 0);
+  Status d(StatusCode::kFailedPrecondition, "stale", 7);
+  EXPECT_EQ(d.detail(), 7);
+  Status c = d.WithContext("joining");
+  EXPECT_EQ(c.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.detail(), 7);
+  EXPECT_EQ(c.message(), "joining: stale");
+}
+
 Result<int> Half(int x) {
   if (x % 2) return InvalidArgument("odd");
   return x / 2;

@@ -105,6 +105,7 @@ TEST_F(RegistryTest, CommitsFencesAndRemembers) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kAborted) << r.status().ToString();
   EXPECT_NE(r.status().message().find("stale epoch"), std::string::npos) << r.status().message();
+  EXPECT_EQ(coordinator::RefusalOf(r.status()), coordinator::Refusal::kStaleEpoch);
   EXPECT_FALSE(fs::exists(CheckpointStepDir(dir(), 30) + "/MANIFEST.json"));
   job = client_->GetJob();
   EXPECT_EQ(job->last_checkpoint->step, 20u);
