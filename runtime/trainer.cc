@@ -163,18 +163,13 @@ Status ValidateLocal(const Config& config, const ParallelGroups& g, int64_t* bat
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g,
-                                                 Timeline* timeline, Compute* compute) {
-  Compute& dev = compute != nullptr ? *compute : HostCompute();
-  // 1. Same config everywhere: compare hashes so a rank with another file
-  //    fails cleanly rather than deadlocking on a different schedule.
-  const int world = g.world->size();
-  std::vector<int64_t> hashes(static_cast<size_t>(world));
+// Same config everywhere: compares hashes so a rank with another file fails
+// cleanly rather than deadlocking on a different schedule. Collective.
+Status CheckSameConfig(Communicator& world, const Config& config) {
+  std::vector<int64_t> hashes(static_cast<size_t>(world.size()));
   const int64_t mine = static_cast<int64_t>(config.Hash());
-  COHORT_RETURN_IF_ERROR(g.world->AllGather(&mine, hashes.data(), 1, DType::kI64));
-  for (int r = 1; r < world; ++r) {
+  COHORT_RETURN_IF_ERROR(world.AllGather(&mine, hashes.data(), 1, DType::kI64));
+  for (int r = 1; r < world.size(); ++r) {
     if (hashes[static_cast<size_t>(r)] != hashes[0]) {
       return InvalidArgument("ranks started with different configs: rank 0 has config hash " +
                              std::to_string(static_cast<uint64_t>(hashes[0])) + ", rank " +
@@ -183,6 +178,17 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
                              "; give every rank the same --config and flags");
     }
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelGroups g,
+                                                 Timeline* timeline, Compute* compute) {
+  Compute& dev = compute != nullptr ? *compute : HostCompute();
+  // 1. Same config everywhere.
+  const int world = g.world->size();
+  COHORT_RETURN_IF_ERROR(CheckSameConfig(*g.world, config));
   auto t = std::unique_ptr<Trainer>(new Trainer(config, g, timeline));
   t->compute_ = &dev;
   // 2. Layout, data and batch, agreed across ranks.
@@ -205,46 +211,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
   const int64_t d = g.data->size();
   t->partition_ = config.parallel.zero == 1 ? (n + d - 1) / d : n;
   const int64_t padded = config.parallel.zero == 1 ? t->partition_ * d : n;
-  // Device memory can run out: agree, so no rank is left in a collective.
-  Status allocated = [&]() -> Status {
-    COHORT_ASSIGN_OR_RETURN(t->params_, dev.Alloc({padded}, DType::kF32));
-    COHORT_ASSIGN_OR_RETURN(t->loss_dev_, dev.Alloc({1}, DType::kF32));
-    COHORT_ASSIGN_OR_RETURN(t->found_dev_, dev.Alloc({1}, DType::kI32));
-    if (!dev.host()) {
-      COHORT_ASSIGN_OR_RETURN(t->grads_, dev.Alloc({padded + 1}, DType::kF32));
-    }
-    return Status::Ok();
-  }();
-  COHORT_RETURN_IF_ERROR(
-      AgreeOnStatus(*g.world, allocated.WithContext("allocating on " + dev.Describe())));
-  // On the CPU, gradients live in the data communicator's registered memory
-  // where it has some (shared memory for shm), so the all-reduce copies
-  // nothing. On a device they are device memory (NCCL registers nothing).
-  if (dev.host()) {
-    const size_t grad_bytes = static_cast<size_t>(padded + 1) * sizeof(float);
-    auto registered = g.data->AllocateRegistered(grad_bytes);
-    if (registered.ok()) {
-      std::memset(*registered, 0, grad_bytes);
-      // Not freed one by one: FreeRegistered is collective on shm, and a rank
-      // leaving on an error must not wait for its peers. The communicator
-      // releases its registered memory when it is destroyed, after the trainer.
-      auto storage = Storage::Wrap(*registered, grad_bytes, Device::kCpu, [] {});
-      COHORT_ASSIGN_OR_RETURN(t->grads_,
-                              Tensor::FromStorage(std::move(storage), {padded + 1}, DType::kF32));
-    } else {
-      t->grads_ = Tensor::Zeros({padded + 1});
-    }
-  }
-  {
-    std::vector<float> init(static_cast<size_t>(n));
-    t->model_->Init(init.data(), config.seed);
-    dev.CopyToDevice(t->params_.raw(), init.data(), init.size() * sizeof(float));
-    // The broadcast runs on the communicator (its own stream on a GPU).
-    COHORT_RETURN_IF_ERROR(
-        AgreeOnStatus(*g.world, dev.Sync().WithContext("initialising the parameters")));
-  }
-  COHORT_RETURN_IF_ERROR(
-      g.data->Broadcast(t->params_.raw(), static_cast<size_t>(n), DType::kF32, 0));
+  COHORT_RETURN_IF_ERROR(t->AllocateBuffers(padded));
+  COHORT_RETURN_IF_ERROR(t->InitParams(n));
   Status state = [&]() -> Status {
     if (config.train.precision != DType::kF32) {
       COHORT_ASSIGN_OR_RETURN(t->params16_, dev.Alloc({n}, config.train.precision));
@@ -262,30 +230,80 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, ParallelG
       AgreeOnStatus(*g.world, state.WithContext("allocating on " + dev.Describe())));
   if (config.train.precision == DType::kF16)
     t->scaler_ = std::make_unique<LossScaler>(config.train.loss_scale);
-  if (config.parallel.zero != 1) {
-    const auto mib = [](double m) { return static_cast<int64_t>(m * 1024 * 1024); };
-    auto buckets = PlanGradBuckets(t->model_->LayerRanges(), padded + 1,
-                                   mib(config.train.bucket_mb), mib(config.train.first_bucket_mb));
-    void* wire = nullptr;
-    if (config.train.compression != DType::kF32) {
-      // The 16-bit twin of the gradients, registered like them (never freed
-      // one by one, for the same reason).
-      const size_t wire_bytes = static_cast<size_t>(padded + 1) * 2;
-      auto w = g.data->AllocateRegistered(wire_bytes);
-      if (w.ok()) {
-        wire = *w;
-      } else {
-        t->wire_heap_.assign(static_cast<size_t>(padded + 1), 0);
-        wire = t->wire_heap_.data();
-      }
-    }
-    t->sync_ = std::make_unique<GradientSync>(*g.data, t->grads_.data<float>(), std::move(buckets),
-                                              static_cast<int>(t->model_->LayerRanges().size()),
-                                              config.train.overlap, timeline,
-                                              config.train.compression, wire, &dev);
-  }
+  if (config.parallel.zero != 1) t->MakeGradientSync(padded);
   if (!config.checkpoint.dir.empty()) t->writer_ = std::make_unique<CheckpointWriter>();
   return t;
+}
+
+Status Trainer::AllocateBuffers(int64_t padded) {
+  Compute& dev = *compute_;
+  // Device memory can run out: agree, so no rank is left in a collective.
+  Status allocated = [&]() -> Status {
+    COHORT_ASSIGN_OR_RETURN(params_, dev.Alloc({padded}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(loss_dev_, dev.Alloc({1}, DType::kF32));
+    COHORT_ASSIGN_OR_RETURN(found_dev_, dev.Alloc({1}, DType::kI32));
+    if (!dev.host()) {
+      COHORT_ASSIGN_OR_RETURN(grads_, dev.Alloc({padded + 1}, DType::kF32));
+    }
+    return Status::Ok();
+  }();
+  COHORT_RETURN_IF_ERROR(
+      AgreeOnStatus(*g_.world, allocated.WithContext("allocating on " + dev.Describe())));
+  // On the CPU, gradients live in the data communicator's registered memory
+  // where it has some (shared memory for shm), so the all-reduce copies
+  // nothing. On a device they are device memory (NCCL registers nothing).
+  if (dev.host()) {
+    const size_t grad_bytes = static_cast<size_t>(padded + 1) * sizeof(float);
+    auto registered = g_.data->AllocateRegistered(grad_bytes);
+    if (registered.ok()) {
+      std::memset(*registered, 0, grad_bytes);
+      // Not freed one by one: FreeRegistered is collective on shm, and a rank
+      // leaving on an error must not wait for its peers. The communicator
+      // releases its registered memory when it is destroyed, after the trainer.
+      auto storage = Storage::Wrap(*registered, grad_bytes, Device::kCpu, [] {});
+      COHORT_ASSIGN_OR_RETURN(grads_,
+                              Tensor::FromStorage(std::move(storage), {padded + 1}, DType::kF32));
+    } else {
+      grads_ = Tensor::Zeros({padded + 1});
+    }
+  }
+  return Status::Ok();
+}
+
+Status Trainer::InitParams(int64_t n) {
+  Compute& dev = *compute_;
+  {
+    std::vector<float> init(static_cast<size_t>(n));
+    model_->Init(init.data(), config_.seed);
+    dev.CopyToDevice(params_.raw(), init.data(), init.size() * sizeof(float));
+    // The broadcast runs on the communicator (its own stream on a GPU).
+    COHORT_RETURN_IF_ERROR(
+        AgreeOnStatus(*g_.world, dev.Sync().WithContext("initialising the parameters")));
+  }
+  return g_.data->Broadcast(params_.raw(), static_cast<size_t>(n), DType::kF32, 0);
+}
+
+void Trainer::MakeGradientSync(int64_t padded) {
+  const auto mib = [](double m) { return static_cast<int64_t>(m * 1024 * 1024); };
+  auto buckets = PlanGradBuckets(model_->LayerRanges(), padded + 1, mib(config_.train.bucket_mb),
+                                 mib(config_.train.first_bucket_mb));
+  void* wire = nullptr;
+  if (config_.train.compression != DType::kF32) {
+    // The 16-bit twin of the gradients, registered like them (never freed
+    // one by one, for the same reason).
+    const size_t wire_bytes = static_cast<size_t>(padded + 1) * 2;
+    auto w = g_.data->AllocateRegistered(wire_bytes);
+    if (w.ok()) {
+      wire = *w;
+    } else {
+      wire_heap_.assign(static_cast<size_t>(padded + 1), 0);
+      wire = wire_heap_.data();
+    }
+  }
+  sync_ = std::make_unique<GradientSync>(*g_.data, grads_.data<float>(), std::move(buckets),
+                                         static_cast<int>(model_->LayerRanges().size()),
+                                         config_.train.overlap, timeline_,
+                                         config_.train.compression, wire, compute_);
 }
 
 CheckpointLayout Trainer::Layout() const {
@@ -907,16 +925,9 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
       }
     }
     COHORT_RETURN_IF_ERROR(CheckpointIfDue(i + 1 == steps, &c));
-    double val_loss = -1, eval_accuracy = -1;
-    const int64_t eval_every = config_.train.eval_every;
-    if (eval_every > 0 && ((step_ + 1) % eval_every == 0 || i + 1 == steps)) {
-      const double e0 = MonotonicSeconds();
-      COHORT_ASSIGN_OR_RETURN(s.eval, Evaluate());
-      c.eval_s += MonotonicSeconds() - e0;
-      val_loss = s.val_loss = s.eval.loss;
-      eval_accuracy = s.eval.accuracy;
-      ++s.evaluations;
-    }
+    COHORT_ASSIGN_OR_RETURN(const bool evaluated, EvaluateIfDue(i + 1 == steps, &c, &s));
+    const double val_loss = evaluated ? s.eval.loss : -1;
+    const double eval_accuracy = evaluated ? s.eval.accuracy : -1;
     if (i == 0) s.initial_loss = loss;
     s.last_loss = loss;
     s.lr = lr;
@@ -968,20 +979,7 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
       COHORT_RETURN_IF_ERROR(hs);
     }
   }
-  if (writer_ && steps > 0) {  // the final checkpoint, committed before returning
-    const double c0 = MonotonicSeconds();
-    if (step_ > checkpoint_floor_) COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
-    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));  // collects the write in flight
-    c.ckpt_s += MonotonicSeconds() - c0;
-  }
-  s.end_step = step_;
-  if (scaler_) {
-    s.loss_scale = scaler_->scale();
-    s.skipped_steps = scaler_->skipped_steps() - skipped_before;
-  }
-  s.checkpoints_committed = committed_;
-  s.checkpoints_written = written_;
-  s.checkpoint_write_ms = written_ > 0 ? write_ms_ / static_cast<double>(written_) : 0;
+  COHORT_RETURN_IF_ERROR(EndRun(steps, skipped_before, &c, &s));
   s.train_s = MonotonicSeconds() - start;
   if (sync_) c.sync_s += sync_->comm_seconds() - sync_base;
   if (steps == 0) return s;  // resumed at the end: nothing ran
@@ -989,6 +987,35 @@ Result<TrainSummary> Trainer::Run(int64_t steps,
       std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
   FinishSummary(c, steps, &s);
   return s;
+}
+
+Result<bool> Trainer::EvaluateIfDue(bool last_step, RunClock* c, TrainSummary* s) {
+  const int64_t eval_every = config_.train.eval_every;
+  if (eval_every <= 0 || ((step_ + 1) % eval_every != 0 && !last_step)) return false;
+  const double e0 = MonotonicSeconds();
+  COHORT_ASSIGN_OR_RETURN(s->eval, Evaluate());
+  c->eval_s += MonotonicSeconds() - e0;
+  s->val_loss = s->eval.loss;
+  ++s->evaluations;
+  return true;
+}
+
+Status Trainer::EndRun(int64_t steps, int64_t skipped_before, RunClock* c, TrainSummary* s) {
+  if (writer_ && steps > 0) {  // the final checkpoint, committed before returning
+    const double c0 = MonotonicSeconds();
+    if (step_ > checkpoint_floor_) COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/true));
+    COHORT_RETURN_IF_ERROR(Checkpoint(/*next=*/false));  // collects the write in flight
+    c->ckpt_s += MonotonicSeconds() - c0;
+  }
+  s->end_step = step_;
+  if (scaler_) {
+    s->loss_scale = scaler_->scale();
+    s->skipped_steps = scaler_->skipped_steps() - skipped_before;
+  }
+  s->checkpoints_committed = committed_;
+  s->checkpoints_written = written_;
+  s->checkpoint_write_ms = written_ > 0 ? write_ms_ / static_cast<double>(written_) : 0;
+  return Status::Ok();
 }
 
 void Trainer::FinishSummary(const RunClock& c, int64_t steps, TrainSummary* s) const {

@@ -240,6 +240,16 @@ class Trainer {
  private:
   Trainer(const Config& config, ParallelGroups groups, Timeline* timeline)
       : config_(config), g_(groups), timeline_(timeline) {}
+  // Create's steps. Collective (world): the parameters, loss and overflow
+  // slots and the gradients (registered with the data communicator on the
+  // CPU when it can), `padded` elements each.
+  Status AllocateBuffers(int64_t padded);
+  // Collective: initialises the n parameters from the seed; data rank 0's
+  // copy wins.
+  Status InitParams(int64_t n);
+  // Without ZeRO: the gradient sync over the data group, with its 16-bit
+  // wire buffer when gradients are compressed.
+  void MakeGradientSync(int64_t padded);
   // The loss of this rank's batch is in loss_dev_ and becomes the data group's mean.
   Status ZeroStep(double* comm_s, double* optim_s);
   // Mixed precision: rounds the fp32 parameters into params16_.
@@ -304,6 +314,13 @@ class Trainer {
   // A checkpoint after this step when checkpoint.every says so (the last
   // step of Run checkpoints at its end instead).
   Status CheckpointIfDue(bool last_step, RunClock* c);
+  // Evaluates after this step when train.eval_every says so or on the last
+  // step, into s->eval and s->val_loss; true when it did.
+  Result<bool> EvaluateIfDue(bool last_step, RunClock* c, TrainSummary* s);
+  // After Run's last step: the final checkpoint, committed before Run
+  // returns, and the summary's step, loss-scale and checkpoint fields
+  // (`skipped_before`: the scaler's skipped steps when Run began).
+  Status EndRun(int64_t steps, int64_t skipped_before, RunClock* c, TrainSummary* s);
   Status ReserveBatch();
   Status CopyBatchToDevice();
   std::vector<int64_t> ids_;  // the sampler's sample ids of a batch (features)

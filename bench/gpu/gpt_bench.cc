@@ -84,6 +84,28 @@ Status Clip(Compute& c, const cohort::Model& model, float* grads, float* parts, 
   return Status::Ok();
 }
 
+// The model's initial parameters, and one fixed batch of random windows
+// (the loss falls as the model learns it) into x (inputs) and y (targets).
+Status UploadInitAndBatch(Compute& c, const cohort::Gpt& model, const Options& o, void* params,
+                          void* x, void* y) {
+  const int64_t tokens = o.batch * o.context;
+  std::vector<float> h(static_cast<size_t>(model.num_params()));
+  model.Init(h.data(), 1);
+  c.CopyToDevice(params, h.data(), h.size() * 4);
+  std::mt19937 rng(2);
+  std::vector<int32_t> stream(static_cast<size_t>(tokens + o.batch));
+  for (auto& t : stream) t = static_cast<int32_t>(rng() % std::min(o.vocab, kGpt2Vocab));
+  std::vector<int32_t> hx, hy;
+  for (int64_t b = 0; b < o.batch; ++b) {
+    const auto at = stream.begin() + b * (o.context + 1);
+    hx.insert(hx.end(), at, at + o.context);
+    hy.insert(hy.end(), at + 1, at + o.context + 1);
+  }
+  c.CopyToDevice(x, hx.data(), hx.size() * 4);
+  c.CopyToDevice(y, hy.data(), hy.size() * 4);
+  return c.Sync();
+}
+
 BenchResult Run(const Options& o) {
   BenchResult out;
   std::unique_ptr<Compute> gpu;
@@ -127,27 +149,9 @@ BenchResult Run(const Options& o) {
     out.error = "allocation failed on " + c.Describe();
     return out;
   }
-  {
-    std::vector<float> h(static_cast<size_t>(n));
-    model.Init(h.data(), 1);
-    c.CopyToDevice(params->raw(), h.data(), h.size() * 4);
-    // One fixed batch of random windows (the loss falls as the model learns it).
-    std::mt19937 rng(2);
-    std::vector<int32_t> stream(static_cast<size_t>(tokens + o.batch));
-    for (auto& t : stream) t = static_cast<int32_t>(rng() % std::min(o.vocab, kGpt2Vocab));
-    std::vector<int32_t> hx, hy;
-    for (int64_t b = 0; b < o.batch; ++b) {
-      const auto at = stream.begin() + b * (o.context + 1);
-      hx.insert(hx.end(), at, at + o.context);
-      hy.insert(hy.end(), at + 1, at + o.context + 1);
-    }
-    c.CopyToDevice(x->raw(), hx.data(), hx.size() * 4);
-    c.CopyToDevice(y->raw(), hy.data(), hy.size() * 4);
-    Status s = c.Sync();
-    if (!s.ok()) {
-      out.error = s.ToString();
-      return out;
-    }
+  if (Status s = UploadInitAndBatch(c, model, o, params->raw(), x->raw(), y->raw()); !s.ok()) {
+    out.error = s.ToString();
+    return out;
   }
   Status failed;
   auto note = [&](const Status& s) {

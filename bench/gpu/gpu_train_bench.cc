@@ -134,55 +134,80 @@ TrainerPath RunTrainerPath(int64_t W, int L, int64_t B, int steps) {
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// Command-line settings.
+struct Args {
   std::string json_path;
   int steps = 20, layers = 4;
   int64_t width = 4096, batch = 1024;
+};
+
+// False (after printing the usage) on an unknown flag.
+bool ParseArgs(int argc, char** argv, Args* a) {
   for (int i = 1; i < argc; ++i) {
     const bool more = i + 1 < argc;
-    if (!std::strcmp(argv[i], "--json") && more) json_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--steps") && more) steps = std::stoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--width") && more) width = std::stoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--batch") && more) batch = std::stoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--layers") && more) layers = std::stoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--json") && more) a->json_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--steps") && more) a->steps = std::stoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--width") && more) a->width = std::stoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batch") && more) a->batch = std::stoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--layers") && more) a->layers = std::stoi(argv[++i]);
     else {
       std::fprintf(stderr, "usage: %s [--json PATH] [--steps N] [--width W] [--batch B] [--layers L]\n", argv[0]);
-      return 1;
+      return false;
     }
   }
-  cohort::bench::RequireDevice("gpu_train_bench");
-  const int64_t W = width, B = batch, L = layers, wn = W * W;
+  return true;
+}
 
-  // Parameters: all weights in one buffer (one cast launch per step), biases.
-  float* w = DeviceAlloc<float>(size_t(L * wn));
-  float* b = DeviceAlloc<float>(size_t(L * W));
-  float* dw = DeviceAlloc<float>(size_t(L * wn));
-  float* db = DeviceAlloc<float>(size_t(L * W));
-  float *mw = DeviceAlloc<float>(size_t(L * wn)), *vw = DeviceAlloc<float>(size_t(L * wn));
-  float *mb = DeviceAlloc<float>(size_t(L * W)), *vb = DeviceAlloc<float>(size_t(L * W));
-  void* wbf = DeviceAlloc<uint16_t>(size_t(L * wn));
+// The "kernels" figure's model: L W-wide layers over batch B, in device memory.
+struct KernelMlp {
+  int64_t W = 0, L = 0, B = 0, wn = 0;
+  // Parameters: all weights in one buffer (one cast launch per step), biases;
+  // their gradients and AdamW moments; the weights' bf16 copy.
+  float *w = nullptr, *b = nullptr, *dw = nullptr, *db = nullptr;
+  float *mw = nullptr, *vw = nullptr, *mb = nullptr, *vb = nullptr;
+  void* wbf = nullptr;
+  // Activations: x[l] in bf16 (the GEMM input of layer l), y[l] in fp32
+  // (pre-activation, then activation in place; ReLU's mask is y > 0).
+  std::vector<void*> xbf;
+  std::vector<float*> y;
+  void* dzbf = nullptr;
+  float* dx = nullptr;
+  float* probs = nullptr;  // logits and probs must not alias
+  float* loss = nullptr;
+  int32_t* labels = nullptr;
+  std::vector<kc::AdamWTensor> params;
+  int64_t step = 0;
+};
+
+KernelMlp MakeKernelMlp(int64_t W, int64_t L, int64_t B) {
+  KernelMlp m;
+  m.W = W, m.L = L, m.B = B, m.wn = W * W;
+  const int64_t wn = m.wn;
+  m.w = DeviceAlloc<float>(size_t(L * wn));
+  m.b = DeviceAlloc<float>(size_t(L * W));
+  m.dw = DeviceAlloc<float>(size_t(L * wn));
+  m.db = DeviceAlloc<float>(size_t(L * W));
+  m.mw = DeviceAlloc<float>(size_t(L * wn)), m.vw = DeviceAlloc<float>(size_t(L * wn));
+  m.mb = DeviceAlloc<float>(size_t(L * W)), m.vb = DeviceAlloc<float>(size_t(L * W));
+  m.wbf = DeviceAlloc<uint16_t>(size_t(L * wn));
   {
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> u(-1.0f / std::sqrt(float(W)), 1.0f / std::sqrt(float(W)));
     std::vector<float> h(size_t(L * wn));
     for (auto& x : h) x = u(rng);
-    Upload(w, h);
+    Upload(m.w, h);
   }
-  // Activations: x[l] in bf16 (the GEMM input of layer l), y[l] in fp32
-  // (pre-activation, then activation in place; ReLU's mask is y > 0).
-  std::vector<void*> xbf(static_cast<size_t>(L));
-  std::vector<float*> y(static_cast<size_t>(L));
+  m.xbf.resize(static_cast<size_t>(L));
+  m.y.resize(static_cast<size_t>(L));
   for (int64_t l = 0; l < L; ++l) {
-    xbf[l] = DeviceAlloc<uint16_t>(size_t(B * W));
-    y[l] = DeviceAlloc<float>(size_t(B * W));
+    m.xbf[l] = DeviceAlloc<uint16_t>(size_t(B * W));
+    m.y[l] = DeviceAlloc<float>(size_t(B * W));
   }
-  void* dzbf = DeviceAlloc<uint16_t>(size_t(B * W));
-  float* dx = DeviceAlloc<float>(size_t(B * W));
-  float* probs = DeviceAlloc<float>(size_t(B * W));  // logits and probs must not alias
-  float* loss = DeviceAlloc<float>(1);
-  int32_t* labels = DeviceAlloc<int32_t>(static_cast<size_t>(B));
+  m.dzbf = DeviceAlloc<uint16_t>(size_t(B * W));
+  m.dx = DeviceAlloc<float>(size_t(B * W));
+  m.probs = DeviceAlloc<float>(size_t(B * W));
+  m.loss = DeviceAlloc<float>(1);
+  m.labels = DeviceAlloc<int32_t>(static_cast<size_t>(B));
   {
     std::mt19937 rng(2);
     std::normal_distribution<float> nd;
@@ -190,60 +215,90 @@ int main(int argc, char** argv) {
     for (auto& x : h) x = nd(rng);
     float* x0 = DeviceAlloc<float>(h.size());
     Upload(x0, h);
-    kc::CastFromFloat(x0, DType::kBF16, xbf[0], B * W, 1.0f);
+    kc::CastFromFloat(x0, DType::kBF16, m.xbf[0], B * W, 1.0f);
     std::vector<int32_t> lab(static_cast<size_t>(B));
     for (auto& x : lab) x = static_cast<int32_t>(rng() % W);
-    BENCH_CUDA(cudaMemcpy(labels, lab.data(), lab.size() * 4, cudaMemcpyHostToDevice));
+    BENCH_CUDA(cudaMemcpy(m.labels, lab.data(), lab.size() * 4, cudaMemcpyHostToDevice));
   }
-  std::vector<kc::AdamWTensor> params;
-  for (int64_t l = 0; l < L; ++l) params.push_back({w + l * wn, dw + l * wn, mw + l * wn, vw + l * wn, wn});
-  for (int64_t l = 0; l < L; ++l) params.push_back({b + l * W, db + l * W, mb + l * W, vb + l * W, W});
-  const cohort::kernels::AdamWOptions adam{1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
-  int64_t step = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    m.params.push_back({m.w + l * wn, m.dw + l * wn, m.mw + l * wn, m.vw + l * wn, wn});
+  }
+  for (int64_t l = 0; l < L; ++l) m.params.push_back({m.b + l * W, m.db + l * W, m.mb + l * W, m.vb + l * W, W});
+  return m;
+}
+
+// One training step, all launches on the default stream.
+void KernelStep(KernelMlp& m) {
+  static const cohort::kernels::AdamWOptions adam{1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
   const auto bf = DType::kBF16, f32 = DType::kF32;
-
-  auto train_step = [&] {
-    kc::CastFromFloat(w, bf, wbf, L * wn, 1.0f);
-    for (int64_t l = 0; l < L; ++l) {
-      const void* wl = static_cast<const uint16_t*>(wbf) + l * wn;
-      // y = x W^T (W is out x in, row-major), then bias + activation in place.
-      kc::GemmMixed(false, true, B, W, W, 1.0f, bf, xbf[l], W, wl, W, 0.0f, f32, y[l], W);
-      kc::BiasActForward(y[l], b + l * W, y[l], B, W, l + 1 < L ? Activation::kRelu : Activation::kNone);
-      if (l + 1 < L) kc::CastFromFloat(y[l], bf, xbf[l + 1], B * W, 1.0f);
+  const int64_t W = m.W, L = m.L, B = m.B, wn = m.wn;
+  kc::CastFromFloat(m.w, bf, m.wbf, L * wn, 1.0f);
+  for (int64_t l = 0; l < L; ++l) {
+    const void* wl = static_cast<const uint16_t*>(m.wbf) + l * wn;
+    // y = x W^T (W is out x in, row-major), then bias + activation in place.
+    kc::GemmMixed(false, true, B, W, W, 1.0f, bf, m.xbf[l], W, wl, W, 0.0f, f32, m.y[l], W);
+    kc::BiasActForward(m.y[l], m.b + l * W, m.y[l], B, W, l + 1 < L ? Activation::kRelu : Activation::kNone);
+    if (l + 1 < L) kc::CastFromFloat(m.y[l], bf, m.xbf[l + 1], B * W, 1.0f);
+  }
+  kc::SoftmaxCrossEntropyForward(m.y[L - 1], m.labels, m.probs, B, W, m.loss);
+  kc::SoftmaxCrossEntropyBackward(m.probs, m.labels, m.probs, B, W, 1.0f / float(B));  // in place
+  float* dz = m.probs;
+  for (int64_t l = L - 1; l >= 0; --l) {
+    if (l + 1 < L) kc::ActBackward(m.y[l], dz, dz, B * W, Activation::kRelu);
+    kc::BiasGrad(dz, m.db + l * W, B, W);
+    kc::CastFromFloat(dz, bf, m.dzbf, B * W, 1.0f);
+    // dW = dz^T x (fp32, straight into the master gradient); dx = dz W.
+    kc::GemmMixed(true, false, W, W, B, 1.0f, bf, m.dzbf, W, m.xbf[l], W, 0.0f, f32, m.dw + l * wn, W);
+    if (l > 0) {
+      const void* wl = static_cast<const uint16_t*>(m.wbf) + l * wn;
+      kc::GemmMixed(false, false, B, W, W, 1.0f, bf, m.dzbf, W, wl, W, 0.0f, f32, m.dx, W);
+      dz = m.dx;
     }
-    kc::SoftmaxCrossEntropyForward(y[L - 1], labels, probs, B, W, loss);
-    kc::SoftmaxCrossEntropyBackward(probs, labels, probs, B, W, 1.0f / float(B));  // in place
-    float* dz = probs;
-    for (int64_t l = L - 1; l >= 0; --l) {
-      if (l + 1 < L) kc::ActBackward(y[l], dz, dz, B * W, Activation::kRelu);
-      kc::BiasGrad(dz, db + l * W, B, W);
-      kc::CastFromFloat(dz, bf, dzbf, B * W, 1.0f);
-      // dW = dz^T x (fp32, straight into the master gradient); dx = dz W.
-      kc::GemmMixed(true, false, W, W, B, 1.0f, bf, dzbf, W, xbf[l], W, 0.0f, f32, dw + l * wn, W);
-      if (l > 0) {
-        const void* wl = static_cast<const uint16_t*>(wbf) + l * wn;
-        kc::GemmMixed(false, false, B, W, W, 1.0f, bf, dzbf, W, wl, W, 0.0f, f32, dx, W);
-        dz = dx;
-      }
-    }
-    kc::MultiTensorAdamWUpdate(params.data(), static_cast<int>(params.size()), adam, ++step);
-  };
+  }
+  kc::MultiTensorAdamWUpdate(m.params.data(), static_cast<int>(m.params.size()), adam, ++m.step);
+}
 
+struct KernelPath {
+  double ms = 0;
+  float first_loss = 0, last_loss = 0;
+  std::string error;  // empty: ran
+};
+
+// The step written straight over kernels/cuda, timed with CUDA events.
+KernelPath RunKernelPath(int64_t W, int64_t L, int64_t B, int steps) {
+  KernelMlp m = MakeKernelMlp(W, L, B);
   auto read_loss = [&] {
     float h = 0;
-    BENCH_CUDA(cudaMemcpy(&h, loss, 4, cudaMemcpyDeviceToHost));
+    BENCH_CUDA(cudaMemcpy(&h, m.loss, 4, cudaMemcpyDeviceToHost));
     return h;
   };
-  train_step();
-  const float first_loss = read_loss();
-  const double ms = cohort::bench::MedianMs(train_step, steps, 5);
-  const float last_loss = read_loss();
+  KernelPath out;
+  KernelStep(m);
+  out.first_loss = read_loss();
+  out.ms = cohort::bench::MedianMs([&] { KernelStep(m); }, steps, 5);
+  out.last_loss = read_loss();
   BENCH_CUDA(cudaDeviceSynchronize());
   const cohort::Status st = kc::LastError();
-  if (!st.ok()) {
-    std::fprintf(stderr, "gpu_train_bench: %s\n", st.ToString().c_str());
+  if (!st.ok()) out.error = st.ToString();
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  if (!ParseArgs(argc, argv, &args)) return 1;
+  cohort::bench::RequireDevice("gpu_train_bench");
+  const int64_t W = args.width, B = args.batch, L = args.layers;
+  const int steps = args.steps;
+  const KernelPath kp = RunKernelPath(W, L, B, steps);
+  if (!kp.error.empty()) {
+    std::fprintf(stderr, "gpu_train_bench: %s\n", kp.error.c_str());
     return 2;
   }
+  const double ms = kp.ms;
+  const float first_loss = kp.first_loss, last_loss = kp.last_loss;
+  const std::string& json_path = args.json_path;
   // Forward 2BWW a layer, backward 4BWW (dW and dx; layer 0 needs no dx).
   const double flops = 2.0 * B * W * W * L + 4.0 * B * W * W * L - 2.0 * B * W * W;
   const TrainerPath tp = RunTrainerPath(W, static_cast<int>(L), B, steps);

@@ -503,43 +503,63 @@ Status ShmCommunicator::ReduceImpl(const void* send, void* recv, size_t count, D
     }
     return Status::Ok();
   }
-  // Registered all-reduce: reduce our slice straight from the peers' buffers
-  // into ours, then gather the others' slices from their buffers.
+  // Large: a registered all-reduce, or chunk by chunk through staging.
   const Located ls = Locate(send, bytes);
   const Located lr = Locate(recv, bytes);
-  const bool registered = kind == Kind::kAllReduce && ls.region >= 0 && lr.region >= 0;
-  if (registered) {
-    COHORT_RETURN_IF_ERROR(FirstSync(kind, dtype, op, root, count, nullptr, 0, ls, lr, true));
-    const int line = static_cast<int>((ops_ - 1) & 1);
-    const size_t per = SliceElems(count, size_, elem);
-    auto send_of = [&](int q) {
-      const RegLine& rl = peers_[static_cast<size_t>(q)]->hdr->reg[line];
-      return PeerAddress(q, Located{rl.send_region, rl.send_offset});
-    };
-    auto recv_of = [&](int q) {
-      const RegLine& rl = peers_[static_cast<size_t>(q)]->hdr->reg[line];
-      return PeerAddress(q, Located{rl.recv_region, rl.recv_offset});
-    };
-    const size_t lo = std::min(count, per * static_cast<size_t>(rank_));
-    const size_t hi = std::min(count, lo + per);
-    if (hi > lo) {
-      for (int q = 0; q < size_; ++q) inputs[q] = send_of(q) + lo * elem;
-      shm::ReduceInto(dtype, op, inputs, size_, out + lo * elem, hi - lo, size_);
-    }
-    COHORT_RETURN_IF_ERROR(Sync());
-    for (int q = 0; q < size_; ++q) {
-      if (q == rank_) continue;
-      const size_t qlo = std::min(count, per * static_cast<size_t>(q));
-      const size_t qhi = std::min(count, qlo + per);
-      if (qhi > qlo) std::memcpy(out + qlo * elem, recv_of(q) + qlo * elem, (qhi - qlo) * elem);
-    }
-    // Nobody may touch its buffer again until everyone has read from it.
-    return Sync();
+  if (kind == Kind::kAllReduce && ls.region >= 0 && lr.region >= 0) {
+    return RegisteredAllReduce(recv, count, dtype, op, ls, lr);
   }
-  // Large, unregistered: chunk by chunk, copy in, reduce our slice in the
-  // staging chunk; the slices of chunk k are gathered after the barrier of
-  // chunk k+1 (three rotating staging chunks make that safe), so each chunk
-  // costs one barrier.
+  return ChunkedReduce(send, recv, count, dtype, op, root);
+}
+
+// Registered all-reduce: reduce our slice straight from the peers' buffers
+// into ours, then gather the others' slices from their buffers.
+Status ShmCommunicator::RegisteredAllReduce(void* recv, size_t count, DType dtype, ReduceOp op,
+                                            Located ls, Located lr) {
+  const size_t elem = DTypeSize(dtype);
+  char* out = static_cast<char*>(recv);
+  const void* inputs[kShmMaxRanks];
+  COHORT_RETURN_IF_ERROR(
+      FirstSync(Kind::kAllReduce, dtype, op, -1, count, nullptr, 0, ls, lr, true));
+  const int line = static_cast<int>((ops_ - 1) & 1);
+  const size_t per = SliceElems(count, size_, elem);
+  auto send_of = [&](int q) {
+    const RegLine& rl = peers_[static_cast<size_t>(q)]->hdr->reg[line];
+    return PeerAddress(q, Located{rl.send_region, rl.send_offset});
+  };
+  auto recv_of = [&](int q) {
+    const RegLine& rl = peers_[static_cast<size_t>(q)]->hdr->reg[line];
+    return PeerAddress(q, Located{rl.recv_region, rl.recv_offset});
+  };
+  const size_t lo = std::min(count, per * static_cast<size_t>(rank_));
+  const size_t hi = std::min(count, lo + per);
+  if (hi > lo) {
+    for (int q = 0; q < size_; ++q) inputs[q] = send_of(q) + lo * elem;
+    shm::ReduceInto(dtype, op, inputs, size_, out + lo * elem, hi - lo, size_);
+  }
+  COHORT_RETURN_IF_ERROR(Sync());
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    const size_t qlo = std::min(count, per * static_cast<size_t>(q));
+    const size_t qhi = std::min(count, qlo + per);
+    if (qhi > qlo) std::memcpy(out + qlo * elem, recv_of(q) + qlo * elem, (qhi - qlo) * elem);
+  }
+  // Nobody may touch its buffer again until everyone has read from it.
+  return Sync();
+}
+
+// Large, unregistered: chunk by chunk, copy in, reduce our slice in the
+// staging chunk; the slices of chunk k are gathered after the barrier of
+// chunk k+1 (three rotating staging chunks make that safe), so each chunk
+// costs one barrier.
+Status ShmCommunicator::ChunkedReduce(const void* send, void* recv, size_t count, DType dtype,
+                                      ReduceOp op, int root) {
+  const Kind kind = root < 0 ? Kind::kAllReduce : Kind::kReduce;
+  const size_t elem = DTypeSize(dtype);
+  const bool wants_result = root < 0 || rank_ == root;
+  const char* in = static_cast<const char*>(send);
+  char* out = static_cast<char*>(recv);
+  const void* inputs[kShmMaxRanks];
   const size_t chunk_elems = options_.chunk_bytes / elem;
   struct Pending {
     int buffer = -1;

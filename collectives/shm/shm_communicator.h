@@ -145,6 +145,13 @@ class ShmCommunicator final : public Communicator {
 
   Status ReduceImpl(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root,
                     const char* what);
+  // ReduceImpl's paths for large messages: an all-reduce whose buffers are
+  // both registered (`ls`, `lr`: where send and recv lie), and the chunked
+  // path through the staging buffers.
+  Status RegisteredAllReduce(void* recv, size_t count, DType dtype, ReduceOp op, Located ls,
+                             Located lr);
+  Status ChunkedReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
+                       int root);
 
   std::shared_ptr<Store> store_;
   const int rank_;

@@ -3,7 +3,7 @@
 // row-major fp32 arrays. Conventions as kernels/cpu/kernels.h: the caller
 // owns every buffer, sizes are element counts, each kernel has a CUDA twin in
 // kernels/cuda/transformer.h with the same signature and a plain-loop
-// reference in tests/unit/transformer_kernels_test.cc.
+// reference in tests/kernels/transformer_kernels_test.cc.
 //
 // Shapes: B sequences of T positions, width C, NH heads of C/NH each, V
 // vocabulary entries; a (B, T, C) activation is B*T rows of C.

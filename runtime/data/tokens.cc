@@ -374,11 +374,13 @@ Status TokenDataset::Fill(uint64_t seed, int64_t step, int64_t first, int64_t co
   return Status::Ok();
 }
 
-Result<TokenizeReport> TokenizeText(const TokenizeOptions& opt, std::ostream* progress) {
-  COHORT_RETURN_IF_ERROR(ValidateOptions(opt));
-  TokenizeReport report;
-  COHORT_ASSIGN_OR_RETURN(std::vector<Candidate> inputs, ListInputs(opt.inputs, &report));
+namespace {
 
+// Reads the inputs' text into one string, one byte per token: binary files
+// are skipped (an error when named explicitly), and the total stays within
+// kMaxTokenizeBytes.
+Result<std::string> ReadCorpus(const std::vector<Candidate>& inputs, TokenizeReport* report,
+                               std::ostream* progress) {
   std::string corpus;  // one byte per token
   int64_t next_progress = kProgressBytes;
   for (const Candidate& c : inputs) {
@@ -394,7 +396,7 @@ Result<TokenizeReport> TokenizeText(const TokenizeOptions& opt, std::ostream* pr
     if (!why.empty()) {
       if (c.explicit_input)
         return InvalidArgument("input " + c.path + " is binary, not text: " + why);
-      ++report.files_skipped_binary;
+      ++report->files_skipped_binary;
       continue;
     }
     if (static_cast<int64_t>(corpus.size() + contents.size()) > kMaxTokenizeBytes) {
@@ -403,14 +405,64 @@ Result<TokenizeReport> TokenizeText(const TokenizeOptions& opt, std::ostream* pr
                              "); tokenize them in parts");
     }
     corpus += contents;
-    ++report.files_read;
+    ++report->files_read;
     if (progress != nullptr && static_cast<int64_t>(corpus.size()) >= next_progress) {
       *progress << "tokenize: read " << MiB(static_cast<int64_t>(corpus.size())) << " from "
-                << report.files_read << " files" << std::endl;
+                << report->files_read << " files" << std::endl;
       next_progress = static_cast<int64_t>(corpus.size()) + kProgressBytes;
     }
   }
+  return corpus;
+}
 
+// A token file to write: [begin, end) of the corpus.
+struct PlannedFile {
+  std::string path;
+  int64_t begin, end;
+};
+
+// The training shards over the first `train` bytes, then the validation file
+// over the rest of `total` (when there is a rest).
+std::vector<PlannedFile> PlanTokenFiles(const TokenizeOptions& opt, int64_t train, int64_t total) {
+  std::vector<PlannedFile> plan;
+  for (int i = 0; i < opt.shards; ++i) {
+    plan.push_back({(fs::path(opt.out_dir) / ShardName(opt.name, TokenSplit::kTrain, i)).string(),
+                    train * i / opt.shards, train * (i + 1) / opt.shards});
+  }
+  if (total > train) {
+    plan.push_back({(fs::path(opt.out_dir) / ShardName(opt.name, TokenSplit::kVal, 0)).string(),
+                    train, total});
+  }
+  return plan;
+}
+
+// A token file already in `out_dir` that this run does not overwrite would be
+// read as part of the new dataset's stream: an error.
+Status CheckNoStrayTokenFiles(const std::string& out_dir, const std::vector<PlannedFile>& plan) {
+  std::set<std::string> planned_names;
+  for (const PlannedFile& p : plan) planned_names.insert(fs::path(p.path).filename().string());
+  for (TokenSplit split : {TokenSplit::kTrain, TokenSplit::kVal}) {
+    auto existing = ListTokenFiles(out_dir, split);
+    if (!existing.ok()) continue;  // none of this split
+    for (const std::string& f : *existing) {
+      if (!planned_names.contains(fs::path(f).filename().string())) {
+        return FailedPrecondition(
+            "output directory " + out_dir + " already holds token file " + f +
+            ", which this run would not overwrite and which would be read with "
+            "its files; remove it or choose another output directory");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<TokenizeReport> TokenizeText(const TokenizeOptions& opt, std::ostream* progress) {
+  COHORT_RETURN_IF_ERROR(ValidateOptions(opt));
+  TokenizeReport report;
+  COHORT_ASSIGN_OR_RETURN(std::vector<Candidate> inputs, ListInputs(opt.inputs, &report));
+  COHORT_ASSIGN_OR_RETURN(const std::string corpus, ReadCorpus(inputs, &report, progress));
   const auto total = static_cast<int64_t>(corpus.size());
   if (total == 0) {
     return InvalidArgument("the inputs hold no text: " + std::to_string(report.files_read) +
@@ -431,41 +483,12 @@ Result<TokenizeReport> TokenizeText(const TokenizeOptions& opt, std::ostream* pr
                            " tokens; use more training shards or a smaller validation fraction");
   }
 
-  // The files to write: [begin, end) of the corpus each.
-  struct Planned {
-    std::string path;
-    int64_t begin, end;
-  };
-  std::vector<Planned> plan;
-  for (int i = 0; i < opt.shards; ++i) {
-    plan.push_back({(fs::path(opt.out_dir) / ShardName(opt.name, TokenSplit::kTrain, i)).string(),
-                    train * i / opt.shards, train * (i + 1) / opt.shards});
-  }
-  if (val > 0) {
-    plan.push_back({(fs::path(opt.out_dir) / ShardName(opt.name, TokenSplit::kVal, 0)).string(),
-                    train, total});
-  }
-
+  const std::vector<PlannedFile> plan = PlanTokenFiles(opt, train, total);
   COHORT_RETURN_IF_ERROR(MakeDirs(opt.out_dir));
-  // A token file already there that this run does not overwrite would be read
-  // as part of the new dataset's stream.
-  std::set<std::string> planned_names;
-  for (const Planned& p : plan) planned_names.insert(fs::path(p.path).filename().string());
-  for (TokenSplit split : {TokenSplit::kTrain, TokenSplit::kVal}) {
-    auto existing = ListTokenFiles(opt.out_dir, split);
-    if (!existing.ok()) continue;  // none of this split
-    for (const std::string& f : *existing) {
-      if (!planned_names.contains(fs::path(f).filename().string())) {
-        return FailedPrecondition(
-            "output directory " + opt.out_dir + " already holds token file " + f +
-            ", which this run would not overwrite and which would be read with "
-            "its files; remove it or choose another output directory");
-      }
-    }
-  }
+  COHORT_RETURN_IF_ERROR(CheckNoStrayTokenFiles(opt.out_dir, plan));
 
   const bool long_input = total > kProgressBytes;
-  for (const Planned& p : plan) {
+  for (const PlannedFile& p : plan) {
     const int64_t n = p.end - p.begin;
     if (progress != nullptr && long_input) {
       *progress << "tokenize: writing " << p.path << " (" << n << " tokens)" << std::endl;

@@ -34,7 +34,7 @@ done
 # the output gradient spreads to every layer's gradients, so every rank sees
 # it even without the agreement; these runs check that the agreed path skips,
 # backs off and keeps the replicas identical. The agreement itself is tested
-# by injecting an inf into one rank's partition: unit/trainer_fp16_test.cc.)
+# by injecting an inf into one rank's partition: runtime/trainer_fp16_test.cc.)
 for c in zero:1 tensor:2; do
   name=huge-${c%%:*}
   cp "$WORK/huge.yaml" "$WORK/$name.yaml"; printf 'parallel:\n  %s %s\n' "${c%%:*}:" "${c#*:}" >> "$WORK/$name.yaml"

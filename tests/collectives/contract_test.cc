@@ -4,7 +4,8 @@
 //   so multi-chunk paths run cheaply), the Store tests, auto's table, and
 //   silent, missing and killed peers (child processes) for shm and gloo;
 // - under mpirun: mpi, and shm, gloo and auto built by BackendSet, one rank
-//   per process. A failure on any rank fails the run.
+//   per process, and MpiCommunicator's own Split. A failure on any rank
+//   fails the run.
 //
 // Every element of every result is checked against a serial reduction of the
 // seeded inputs, for every dtype and op, sizes 0, 1, odd and multi-chunk,
@@ -37,7 +38,7 @@
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/shm/shm_communicator.h"
 #include "collectives/store.h"
-#include "tests/mpi/mpi_gtest.h"
+#include "tests/collectives/mpi_gtest.h"
 
 extern char** environ;
 
@@ -587,6 +588,32 @@ TEST_P(WorldContract, BadRootsAndPeersAreInvalidArguments) {
 
 INSTANTIATE_TEST_SUITE_P(Contract, WorldContract, ::testing::ValuesIn(WorldNames()));
 
+// ---- mpi: MpiCommunicator's own API, beyond the Communicator contract ----------------------
+
+// Under mpirun, the communicator of the "mpi" world (set by main); else null.
+MpiCommunicator* g_mpi = nullptr;
+
+TEST(MpiComm, SplitMakesIndependentGroups) {
+  if (g_mpi == nullptr) GTEST_SKIP() << "mpirun only";
+  const int rank = g_mpi->rank();
+  auto sub = g_mpi->Split(rank % 2, rank);
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  int32_t one = 1, n = 0;
+  ASSERT_TRUE((*sub)->AllReduce(&one, &n, 1, DType::kI32, ReduceOp::kSum).ok());
+  EXPECT_EQ(n, (*sub)->size());
+  EXPECT_EQ((*sub)->size(), (g_mpi->size() + 1 - rank % 2) / 2);
+  EXPECT_EQ((*sub)->rank(), rank / 2);
+}
+
+TEST(MpiComm, ProdOfSmallIntegers) {
+  if (g_mpi == nullptr) GTEST_SKIP() << "mpirun only";
+  std::vector<int64_t> v(5, g_mpi->rank() + 2);
+  ASSERT_TRUE(g_mpi->AllReduce(v.data(), v.data(), v.size(), DType::kI64, ReduceOp::kProd).ok());
+  int64_t expect = 1;
+  for (int r = 0; r < g_mpi->size(); ++r) expect *= r + 2;
+  for (int64_t x : v) EXPECT_EQ(x, expect);
+}
+
 // ---- Failures: a silent peer, a killed peer, a missing peer (shm and gloo) ---------------
 
 class FailureTest : public ::testing::TestWithParam<std::string> {
@@ -935,6 +962,7 @@ int main(int argc, char** argv) {
     options.autos = cohort::TestAutoOptions();
     cohort::BackendSet backends(*mpis[0], options);
     cohort::Worlds()["mpi"] = std::make_unique<cohort::ProcessWorld>(mpis[1].get());
+    cohort::g_mpi = mpis[1].get();
     const char* names[] = {"shm", "gloo", "auto"};
     for (int i = 0; i < 3; ++i) {
       auto c = backends.Make(names[i], *mpis[static_cast<size_t>(i + 2)], std::string("contract-") + names[i]);
@@ -946,6 +974,7 @@ int main(int argc, char** argv) {
     }
     rc = cohort::testing::RunAllTestsOnEveryRank(rank);
     cohort::Worlds().clear();
+    cohort::g_mpi = nullptr;
   }
   cohort::MpiRuntime::Finalize();
   return rc;

@@ -1,5 +1,5 @@
 // Each CUDA kernel (kernels/cuda) against its CPU twin (kernels/cpu), which
-// tests/unit/kernels_test.cc checks against plain loops. Inputs are seeded;
+// tests/kernels/kernels_test.cc checks against plain loops. Inputs are seeded;
 // every element is compared with the tolerance stated at each test. Labelled
 // `gpu` in ctest; without a CUDA device every test skips with the reason.
 

@@ -12,7 +12,7 @@
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/nccl/nccl_communicator.h"
 #include "runtime/device_select.h"
-#include "tests/mpi/mpi_gtest.h"
+#include "tests/collectives/mpi_gtest.h"
 
 namespace cohort {
 namespace {

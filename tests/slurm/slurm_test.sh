@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17: Cohort on a real one-node Slurm 22.05 cluster (Debian's slurmctld,
+# Cohort on a real one-node Slurm 22.05 cluster (Debian's slurmctld,
 # slurmd, slurm-client and munge; started from a slurm.conf in a temp dir).
 #   1. examples/slurm/train_mpi.sbatch, reduced: 2 ranks under srun --mpi=pmix
 #      train to the end; the summary shows 2 ranks with 1 BLAS thread each
@@ -112,8 +112,8 @@ python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s["final_loss"] <
   fail "job $jid: the loss did not go down"
 echo "slurm_test: train_mpi.sbatch: job $jid COMPLETED in $((SECONDS - t)) s: 2 ranks, 40 steps, blas_threads 1"
 
-# --- 1b. srun directly, no --cpus-per-task: the issue's case (2 ranks on a
-# 2-core node got 2 BLAS threads each); the cores are now divided by the
+# --- 1b. srun directly, no --cpus-per-task: the case that once went wrong
+# (2 ranks on a 2-core node got 2 BLAS threads each); the cores are now divided by the
 # ranks srun put on the node (SLURM_STEP_TASKS_PER_NODE). ---
 out=$(srun -n 2 --mpi=pmix "$COHORT" train --config "$CONFIG" --steps 5 2>&1) || { echo "$out" >&2; fail "srun -n 2"; }
 s=$(grep '^{' <<<"$out" | tail -n 1)

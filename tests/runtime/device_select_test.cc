@@ -1,7 +1,7 @@
 // Device placement (runtime/device_select.h): the local rank from the
 // environment, and the cpu/cuda + backend rules of DecidePlacement, on
 // made-up worlds (no GPU needed). The collective AgreePlacement runs under
-// mpirun in tests/mpi/device_select_mpi_test.cc.
+// mpirun in tests/runtime/device_select_mpi_test.cc.
 
 #include "runtime/device_select.h"
 
@@ -322,8 +322,8 @@ TEST(DecidePlacement, NamesOfKindsAndSettings) {
   EXPECT_EQ(PlacementBackends(), (std::vector<std::string>{"auto", "mpi", "shm", "gloo", "nccl"}));
 }
 
-// The BLAS-thread rule sees Slurm's task layout under srun (issue 17: 2 ranks
-// on a 2-core node got 2 threads each).
+// The BLAS-thread rule sees Slurm's task layout under srun (the bug it
+// guards against: 2 ranks on a 2-core node got 2 threads each).
 TEST(HostLayoutFromEnv, NoneSetIsOneRankFromDefault) {
   auto l = HostLayoutFromEnv(Env({}));
   ASSERT_TRUE(l.ok());

@@ -1,4 +1,4 @@
-// Mixed precision (issue 4, part 2): the fp16 loss scaler, the train.precision
+// Mixed precision: the fp16 loss scaler, the train.precision
 // and train.loss_scale config keys, and the Mlp's 16-bit compute path.
 #include <gtest/gtest.h>
 

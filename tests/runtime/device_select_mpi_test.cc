@@ -17,7 +17,7 @@
 #include "collectives/backends.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "runtime/device_select.h"
-#include "tests/mpi/mpi_gtest.h"
+#include "tests/collectives/mpi_gtest.h"
 
 namespace cohort {
 namespace {
