@@ -107,7 +107,7 @@ Result<std::string> ReadManifestChecksum(const std::string& step_dir);
 
 // Who else must agree before a checkpoint counts as committed. Without one
 // (mpirun jobs), MANIFEST.json is the commit. An elastic job passes one that
-// commits the manifest through the coordinator (tools/checkpoint_registry.h),
+// commits the manifest through the coordinator (runtime/elastic/committer.h),
 // so that only what the coordinator committed is ever restored.
 class CheckpointCommitter {
  public:

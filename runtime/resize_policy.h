@@ -19,7 +19,7 @@
 //   lr sqrt:   lr x sqrt(G / G0).
 // G is the epoch's actual global batch, after any rounding. Under a
 // train.lr_schedule the scale applies to the whole schedule: its peak
-// (optimizer.lr) and its floor (min_lr) alike (tools/elastic_train.cc).
+// (optimizer.lr) and its floor (min_lr) alike (runtime/elastic/worker.cc).
 
 #include <cstdint>
 

@@ -6,13 +6,13 @@
 #include "cohort/config.h"
 #include <iostream>
 
-#include "tools/bench_cmd.h"
+#include "collectives/bench/runner.h"
+#include "sharding/shard_report.h"
 #include "tools/commands.h"
 #include "tools/coordinator_cmd.h"
 #include "tools/data_cmd.h"
 #include "tools/eval_cmd.h"
 #include "tools/generate_cmd.h"
-#include "tools/shard_cmd.h"
 
 namespace {
 
@@ -44,7 +44,7 @@ struct Commands {
   CLI::App* tokenize_cmd = nullptr;
   cohort::ShardCmdOptions shard;
   CLI::App* shard_cmd = nullptr;
-  cohort::tools::BenchCmdOptions bench;
+  cohort::bench::BenchCmdOptions bench;
   CLI::App* bench_cmd = nullptr;
   cohort::tools::CoordinatorCmdOptions coord;
   CLI::App* coord_cmd = nullptr;
@@ -266,7 +266,7 @@ void AddCoordinator(CLI::App& app, Commands& c) {
 int Dispatch(Commands& c, int argc, char** argv) {
   if (*c.launch_cmd) return cohort::tools::RunLaunch(c.launch, c.launch_log_level);
   if (*c.train_cmd) return cohort::tools::RunTrain(c.train, &argc, &argv);
-  if (*c.bench_cmd) return cohort::tools::RunBench(c.bench, &argc, &argv);
+  if (*c.bench_cmd) return cohort::bench::RunBench(c.bench, &argc, &argv);
   if (*c.gen_cmd) {
     c.gen.teacher.classes = static_cast<int32_t>(c.classes);
     return cohort::tools::RunDataGen(c.gen);

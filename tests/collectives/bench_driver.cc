@@ -1,4 +1,4 @@
-// Runs `cohort bench` (tools/bench_cmd.cc) without the rest of the cohort
+// Runs `cohort bench` (collectives/bench/runner.h) without the rest of the cohort
 // tool, so the harness is tested under mpirun on its own. Flags as in
 // `cohort bench`: -b -e -f -n -w -c -d -o -r -R --op --backend --json --plot.
 
@@ -6,10 +6,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "tools/bench_cmd.h"
+#include "collectives/bench/runner.h"
 
 int main(int argc, char** argv) {
-  cohort::tools::BenchCmdOptions o;
+  cohort::bench::BenchCmdOptions o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "-b")
@@ -45,5 +45,5 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  return cohort::tools::RunBench(o, &argc, &argv);
+  return cohort::bench::RunBench(o, &argc, &argv);
 }

@@ -76,7 +76,7 @@ TEST(JobConfig, DiffListsEveryDifference) {
 
 // One row per rule: the field set to a bad value, and the text the error
 // must hold (it names the field). The same check serves `cohort launch`'s
-// flags (tools/launch_cmd.cc) and the JSON the controller reads.
+// flags (runtime/elastic/launcher.cc, CheckLaunchOptions) and the JSON the controller reads.
 TEST(ValidateJobConfig, Table) {
   using Ms = std::chrono::milliseconds;
   struct Row {

@@ -1,4 +1,4 @@
-#include "tools/shard_cmd.h"
+#include "sharding/shard_report.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,12 +1,13 @@
 #pragma once
-// `cohort bench`: collective benchmark with the nccl-tests interface.
+// The runner behind `cohort bench`: the collective benchmark with the
+// nccl-tests interface, over the harness of collectives/bench/bench.h.
 //
-// Under mpirun every rank runs it; only rank 0 prints. CLI11 parsing lives in
-// tools/main.cc; this is the options struct it fills and the function it calls.
+// Under mpirun every rank runs it; only rank 0 prints. The flags are parsed
+// in tools/main.cc, which fills the options struct and calls RunBench.
 
 #include <string>
 
-namespace cohort::tools {
+namespace cohort::bench {
 
 struct BenchCmdOptions {
   std::string min_bytes = "8";           // -b: smallest message, with K/M/G suffixes (x1024)
@@ -30,4 +31,4 @@ struct BenchCmdOptions {
 // failed collective, 3 when the plot could not be drawn.
 int RunBench(const BenchCmdOptions& options, int* argc, char*** argv);
 
-}  // namespace cohort::tools
+}  // namespace cohort::bench

@@ -1,4 +1,4 @@
-#include "tools/bench_cmd.h"
+#include "collectives/bench/runner.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +18,7 @@
 #include "collectives/shm/shm_communicator.h"
 #include "core/logging.h"
 
-namespace cohort::tools {
+namespace cohort::bench {
 namespace {
 
 using bench::Row;
@@ -339,4 +339,4 @@ int RunBench(const BenchCmdOptions& options, int* argc, char*** argv) {
   return rc;
 }
 
-}  // namespace cohort::tools
+}  // namespace cohort::bench

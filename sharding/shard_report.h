@@ -2,8 +2,9 @@
 // `cohort shard`: shows how each placement scheme spreads shards over workers
 // and how many shards move when workers join or leave.
 //
-// The command-line parsing lives in tools/main.cc; this is the options struct
-// it fills and the function it calls. Suggested flags: --workers, --shards,
+// The report behind the command (it writes to the streams it is given); the
+// flags are parsed in tools/main.cc, which fills the options struct and calls
+// RunShardCommand. Suggested flags: --workers, --shards,
 // --vnodes, --join, --leave, --scheme, --json, --seed, --eps (one per field).
 
 #include <cstdint>

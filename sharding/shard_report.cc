@@ -1,4 +1,4 @@
-#include "tools/shard_cmd.h"
+#include "sharding/shard_report.h"
 
 #include <algorithm>
 #include <chrono>
