@@ -17,6 +17,7 @@
 #include "coordinator/client/flags.h"
 #include "coordinator/controller/job_controller.h"
 #include "coordinator/server/node.h"
+#include "core/clock.h"
 #include "core/file_util.h"
 #include "core/logging.h"
 #include "runtime/worker_metrics.h"
@@ -79,17 +80,11 @@ WorkerExtras FetchExtras(coordinator::Client& client, const coordinator::JobInfo
   return out;
 }
 
-uint64_t NowMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
 nlohmann::json JobJson(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) {
   nlohmann::json j;
   j["epoch"] = job.epoch;
   nlohmann::json members = nlohmann::json::array();
-  const uint64_t now_ms = NowMs();
+  const uint64_t now_ms = static_cast<uint64_t>(WallClockMs());
   for (const coordinator::MemberInfo& m : job.members) {
     auto it = extras.find(m.id);
     const WorkerExtra e = it == extras.end() ? WorkerExtra{} : it->second;
@@ -124,7 +119,7 @@ void PrintJob(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) 
   if (!job.members.empty()) {
     std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", "MEMBER", "ADDRESS", "STATE", "RANK", "BREAKER",
                 "HEARTBEAT AGO", "LAST STEP");
-    const uint64_t now_ms = NowMs();
+    const uint64_t now_ms = static_cast<uint64_t>(WallClockMs());
     for (const coordinator::MemberInfo& m : job.members) {
       auto it = extras.find(m.id);
       const WorkerExtra e = it == extras.end() ? WorkerExtra{} : it->second;

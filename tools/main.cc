@@ -206,7 +206,7 @@ void AddBench(CLI::App& app, Commands& c) {
 }
 
 void AddCoordinator(CLI::App& app, Commands& c) {
-  // Coordinator (issue 6): one Raft node, and the c.client commands.
+  // One Raft node, and the client commands.
   c.coord_cmd = app.add_subcommand("coordinator", "Run one Raft node of the coordinator");
   c.coord_cmd->add_option("--id", c.coord.id, "This node's id (one of --peers)")->required();
   c.coord_cmd->add_option("--peers", c.coord.peers, "Every node: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT")->required();

@@ -7,12 +7,6 @@
 
 namespace cohort::elastic {
 
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 namespace {
 
 Result<int64_t> EnvInt(const char* name, int64_t fallback, int64_t lo, int64_t hi) {

@@ -81,8 +81,5 @@ struct ElasticEnv {
 // naming the variable when one is malformed or missing.
 Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment();
 
-// Wall-clock milliseconds since the Unix epoch: comparable across the
-// launcher, its workers and a test script on one host.
-int64_t WallMs();
 
 }  // namespace cohort::elastic

@@ -27,6 +27,7 @@
 #include "coordinator/controller/job_controller.h"
 #include "coordinator/server/embedded.h"
 #include "coordinator/client/flags.h"
+#include "core/clock.h"
 #include "core/logging.h"
 #include "runtime/elastic/env.h"
 #include "runtime/elastic/launch_policy.h"
@@ -313,7 +314,7 @@ void Launcher::OnExit(Slot& s, int pid, int status) {
   if (action == ExitAction::kIgnore) return;
   const std::string cause = "worker " + s.member + " (pid " + std::to_string(pid) + ") " +
                             (s.evicted.empty() ? DescribeExit(status) : s.evicted);
-  failures_.push_back({cause, WallMs()});
+  failures_.push_back({cause, WallClockMs()});
   if (!client_->MarkFailed(s.member, epoch_).ok()) {  // a stale epoch: once more
     if (auto job = client_->GetJob(); job.ok()) {
       epoch_ = job->epoch;
@@ -352,7 +353,7 @@ void Launcher::CheckEviction(Slot& s, const coordinator::MemberInfo& m, SteadyCl
       }
       const std::string cause = "worker " + s.member + " (pid " + std::to_string(s.pid) +
                                 ") evicted by the coordinator: " + (why.empty() ? "unhealthy" : why);
-      failures_.push_back({cause, WallMs()});
+      failures_.push_back({cause, WallClockMs()});
       std::fprintf(stderr, "cohort launch: %s; it may join again once it answers\n", cause.c_str());
       return;
     }

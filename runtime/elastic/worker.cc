@@ -336,11 +336,11 @@ void Worker::Impl::SetStepHook(EpochRun& e, int64_t total, bool* first_step) {
     if (*first_step) {
       *first_step = false;
       // Best effort: only the launcher's recovery figures read it.
-      if (e.lead()) (void)client_->Put(ResumedKey(env_.job, e.epoch), std::to_string(WallMs()));
+      if (e.lead()) (void)client_->Put(ResumedKey(env_.job, e.epoch), std::to_string(WallClockMs()));
     }
     if (recovering_) {
       recovering_->epoch = e.epoch;
-      recovering_->resumed_at_ms = WallMs();
+      recovering_->resumed_at_ms = WallClockMs();
       recoveries_.push_back(*recovering_);
       recovering_.reset();
     }
@@ -472,7 +472,7 @@ Result<nlohmann::json> Worker::Impl::Run() {
     if (Fatal(st)) return st;
     // The epoch failed: everything it built is gone; wait for the next one.
     COHORT_LOG_INFO("member {}: epoch {} ended: {}", env_.worker, job->epoch, st.message());
-    if (!recovering_) recovering_ = Recovery{0, st.message(), WallMs(), 0};
+    if (!recovering_) recovering_ = Recovery{0, st.message(), WallClockMs(), 0};
     (void)client_->Put(ReformKey(env_.job, job->epoch), env_.worker);
     after = job->epoch;
   }

@@ -75,7 +75,7 @@ sed 's/lr: 0.05/lr: 0.06/' "$WORK/good.yaml" > "$WORK/other.yaml"
 MPMD=1 MPMD_A="$WORK/good.yaml" MPMD_B="$WORK/other.yaml" \
   expect_error "ranks with different configs" "ranks started with different configs" 
 
-# Devices (train.device / --device, issue 4).
+# Devices (train.device / --device).
 sed '/log_every/a\  device: gpu' "$WORK/good.yaml" > "$WORK/dev.yaml"
 expect_error "unknown train.device" "'train.device' must be cpu, cuda or auto, not 'gpu'" --config "$WORK/dev.yaml"
 expect_error "nccl on the CPU" "backend nccl runs on GPU buffers but device is cpu" --config "$WORK/good.yaml" --backend nccl

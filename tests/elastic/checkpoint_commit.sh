@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checkpoints committed through the coordinator (issue 7, part 4).
+# Checkpoints committed through the coordinator.
 # 1. A kill -9 of one of 4 workers with in-memory snapshots effectively off
 #    (--snapshot-every far past the run): the survivors hold only the epoch
 #    start's state, so they resume from the newest checkpoint the coordinator
