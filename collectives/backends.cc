@@ -75,7 +75,8 @@ Status BackendSet::EnsureStore() {
   if (world_.rank() == 0) {
     if (options_.store_dir.empty()) {
       std::string tmpl = (std::filesystem::temp_directory_path() / "cohort-store-XXXXXX").string();
-      if (::mkdtemp(tmpl.data()) == nullptr) local = IoError("mkdtemp for the rendezvous store (gloo, nccl) failed");
+      if (::mkdtemp(tmpl.data()) == nullptr)
+        local = IoError("mkdtemp for the rendezvous store (gloo, nccl) failed");
       options_.store_dir = tmpl;
       made_store_dir_ = true;
     }
@@ -86,7 +87,9 @@ Status BackendSet::EnsureStore() {
   options_.store_dir = path.data();
   auto fs = FileStore::Open(options_.store_dir);
   local = fs.ok() ? Status::Ok() : fs.status();
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local).WithContext("rendezvous store (gloo, nccl) in " + options_.store_dir));
+  COHORT_RETURN_IF_ERROR(
+      AgreeOnStatus(world_, local)
+          .WithContext("rendezvous store (gloo, nccl) in " + options_.store_dir));
   store_ = std::shared_ptr<Store>(std::move(*fs));
   return Status::Ok();
 }
@@ -96,7 +99,8 @@ Result<Communicator*> BackendSet::MakeNccl(Communicator& group, const std::strin
   // The same binary on every rank: all return this, no collective needed.
   (void)group;
   (void)name;
-  return FailedPrecondition("backend nccl: this build has no NCCL (configure with CUDA and NCCL found)");
+  return FailedPrecondition(
+      "backend nccl: this build has no NCCL (configure with CUDA and NCCL found)");
 #else
   // Checked on every rank and agreed before the bootstrap, so that a rank
   // without its device fails everyone now rather than after the store timeout.
@@ -109,8 +113,8 @@ Result<Communicator*> BackendSet::MakeNccl(Communicator& group, const std::strin
   } else if (devices == 0) {
     local = FailedPrecondition("backend nccl: no CUDA device (" + why_not + ")");
   } else if (options_.nccl_device >= devices) {
-    local = InvalidArgument("backend nccl: CUDA device " + std::to_string(options_.nccl_device) + " but only " +
-                            std::to_string(devices) + " visible");
+    local = InvalidArgument("backend nccl: CUDA device " + std::to_string(options_.nccl_device) +
+                            " but only " + std::to_string(devices) + " visible");
   }
   COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, local));
   COHORT_RETURN_IF_ERROR(EnsureStore());
@@ -123,18 +127,21 @@ Result<Communicator*> BackendSet::MakeNccl(Communicator& group, const std::strin
   o.device = options_.nccl_device;
   o.prefix = name + "/run-" + std::to_string(run);
   auto c = NcclCommunicator::Create(*store_, group.rank(), group.size(), o);
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("nccl backend"));
+  COHORT_RETURN_IF_ERROR(
+      AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("nccl backend"));
   owned_.push_back(std::move(*c));
   return owned_.back().get();
 #endif
 }
 
-Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator& group, const std::string& name) {
+Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator& group,
+                                       const std::string& name) {
   COHORT_RETURN_IF_ERROR(CheckBackendName(backend));
   if (backend == "mpi") return &group;
   if (backend == "shm") {
     auto c = CreateShmFromCommunicator(group, options_.shm);
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("shm backend"));
+    COHORT_RETURN_IF_ERROR(
+        AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("shm backend"));
     owned_.push_back(std::move(*c));
     return owned_.back().get();
   }
@@ -143,9 +150,11 @@ Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator&
     COHORT_ASSIGN_OR_RETURN(bool local_only, AllOnOneHost(group));
     GlooOptions o = options_.gloo;
     o.prefix = name;
-    if (!local_only && o.hostname == "127.0.0.1") o.hostname = HostName();  // peers on other hosts must reach it
+    if (!local_only && o.hostname == "127.0.0.1")
+      o.hostname = HostName();  // peers on other hosts must reach it
     auto c = GlooCommunicator::Create(store_, group.rank(), group.size(), o);
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("gloo backend"));
+    COHORT_RETURN_IF_ERROR(
+        AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("gloo backend"));
     owned_.push_back(std::move(*c));
     return owned_.back().get();
   }
@@ -156,7 +165,8 @@ Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator&
   members.push_back({"mpi", &group, nullptr});
   if (one_host && group.size() > 1) {
     auto shm = CreateShmFromCommunicator(group, options_.shm);
-    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, shm.ok() ? Status::Ok() : shm.status()).WithContext("auto backend: shm"));
+    COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, shm.ok() ? Status::Ok() : shm.status())
+                               .WithContext("auto backend: shm"));
     AutoCommunicator::Member m;
     m.name = "shm";
     m.comm = shm->get();
@@ -165,11 +175,13 @@ Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator&
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto c = AutoCommunicator::Create(std::move(members), options_.autos);
-  COHORT_RETURN_IF_ERROR(AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("auto backend"));
+  COHORT_RETURN_IF_ERROR(
+      AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("auto backend"));
   if ((*c)->members().size() > 1) {
-    COHORT_LOG_INFO("auto backend for {} ({} ranks) calibrated in {:.0f} ms:\n{}", name, group.size(),
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
-                    (*c)->DescribeTable());
+    COHORT_LOG_INFO(
+        "auto backend for {} ({} ranks) calibrated in {:.0f} ms:\n{}", name, group.size(),
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+        (*c)->DescribeTable());
   }
   owned_.push_back(std::move(*c));
   return owned_.back().get();

@@ -57,7 +57,8 @@ class BackendSet {
   // A communicator of `backend` over the ranks of `group`, valid while this
   // set (and, for mpi and auto, `group`) lives. `name` keeps gloo and nccl
   // stores of different groups apart. Collective over the world.
-  Result<Communicator*> Make(const std::string& backend, Communicator& group, const std::string& name);
+  Result<Communicator*> Make(const std::string& backend, Communicator& group,
+                             const std::string& name);
 
  private:
   Status EnsureStore();

@@ -24,9 +24,9 @@ struct Voidify {
 
 }  // namespace cohort::internal
 
-#define COHORT_CHECK(cond)                          \
-  (cond) ? (void)0                                  \
-         : ::cohort::internal::Voidify() &          \
+#define COHORT_CHECK(cond)                 \
+  (cond) ? (void)0                         \
+         : ::cohort::internal::Voidify() & \
                ::cohort::internal::CheckFailure(__FILE__, __LINE__, #cond).stream()
 
 #define COHORT_CHECK_EQ(a, b) COHORT_CHECK((a) == (b)) << "(" << (a) << " vs " << (b) << ") "

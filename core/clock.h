@@ -16,7 +16,8 @@ inline double MonotonicSeconds() {
 // comparable across processes on one host, and across hosts as far as their
 // clocks agree.
 inline int64_t WallClockMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

@@ -11,25 +11,31 @@
 namespace cohort {
 
 enum class DType : uint8_t { kF32 = 0, kF64 = 1, kF16 = 2, kBF16 = 3, kI32 = 4, kI64 = 5 };
-inline constexpr DType kAllDTypes[] = {DType::kF32, DType::kF64, DType::kF16,
+inline constexpr DType kAllDTypes[] = {DType::kF32,  DType::kF64, DType::kF16,
                                        DType::kBF16, DType::kI32, DType::kI64};
 
 constexpr size_t DTypeSize(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF64: return 8;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kI32: return 4;
-    case DType::kI64: return 8;
+    case DType::kF32:
+      return 4;
+    case DType::kF64:
+      return 8;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kI32:
+      return 4;
+    case DType::kI64:
+      return 8;
   }
   return 0;
 }
 constexpr bool IsFloating(DType t) { return t != DType::kI32 && t != DType::kI64; }
 
 // Short names as in nccl-tests and safetensors: "float", "F32"...
-std::string_view DTypeName(DType t);          // float, double, half, bfloat16, int32, int64
-std::string_view DTypeSafetensorsName(DType t);  // F32, F64, F16, BF16, I32, I64
+std::string_view DTypeName(DType t);              // float, double, half, bfloat16, int32, int64
+std::string_view DTypeSafetensorsName(DType t);   // F32, F64, F16, BF16, I32, I64
 Result<DType> ParseDType(std::string_view name);  // accepts either spelling
 
 enum class Device : uint8_t { kCpu = 0, kCuda = 1 };
@@ -52,7 +58,8 @@ inline float BF16ToFloat(BFloat16 h) {
 inline BFloat16 FloatToBF16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return BFloat16{static_cast<uint16_t>((u >> 16) | 0x40)};  // NaN
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return BFloat16{static_cast<uint16_t>((u >> 16) | 0x40)};  // NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return BFloat16{static_cast<uint16_t>(u >> 16)};
 }

@@ -18,16 +18,16 @@ namespace cohort {
 
 enum class StatusCode : int {
   kOk = 0,
-  kInvalidArgument = 1,  // bad config, flag, or API argument
-  kNotFound = 2,         // a file or key that does not exist
-  kDataLoss = 3,         // a checksum mismatch, truncated or corrupted file
-  kIoError = 4,          // an OS-level I/O failure
-  kUnavailable = 5,      // a peer or service that cannot be reached
-  kDeadlineExceeded = 6, // a timeout
-  kAborted = 7,          // the operation was aborted (e.g. a peer failed)
+  kInvalidArgument = 1,   // bad config, flag, or API argument
+  kNotFound = 2,          // a file or key that does not exist
+  kDataLoss = 3,          // a checksum mismatch, truncated or corrupted file
+  kIoError = 4,           // an OS-level I/O failure
+  kUnavailable = 5,       // a peer or service that cannot be reached
+  kDeadlineExceeded = 6,  // a timeout
+  kAborted = 7,           // the operation was aborted (e.g. a peer failed)
   kFailedPrecondition = 8,
   kUnimplemented = 9,
-  kInternal = 10,        // a bug in Cohort or a library it calls
+  kInternal = 10,  // a bug in Cohort or a library it calls
   kPermissionDenied = 11,
 };
 
@@ -66,14 +66,20 @@ class [[nodiscard]] Status {
   std::shared_ptr<const Rep> rep_;  // null when OK
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-inline Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+inline Status DeadlineExceeded(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
 inline Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
-inline Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
+inline Status FailedPrecondition(std::string m) {
+  return {StatusCode::kFailedPrecondition, std::move(m)};
+}
 inline Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -81,7 +87,7 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     COHORT_CHECK(!std::get<Status>(v_).ok()) << "Result constructed from an OK Status";
   }

@@ -29,7 +29,8 @@ Result<std::shared_ptr<Storage>> Storage::Allocate(size_t bytes, Device device) 
   if (device == Device::kCpu) {
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-    if (p == nullptr) return IoError("out of memory allocating " + std::to_string(bytes) + " bytes");
+    if (p == nullptr)
+      return IoError("out of memory allocating " + std::to_string(bytes) + " bytes");
     std::memset(p, 0, rounded == 0 ? 64 : rounded);
     return std::shared_ptr<Storage>(new Storage(p, bytes, device));
   }
@@ -37,17 +38,19 @@ Result<std::shared_ptr<Storage>> Storage::Allocate(size_t bytes, Device device) 
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
   if (err != cudaSuccess) {
-    return Unavailable("cudaMalloc of " + std::to_string(bytes) + " bytes failed: " +
-                       cudaGetErrorString(err));
+    return Unavailable("cudaMalloc of " + std::to_string(bytes) +
+                       " bytes failed: " + cudaGetErrorString(err));
   }
   return std::shared_ptr<Storage>(new Storage(p, bytes, device));
 #else
-  return FailedPrecondition("a CUDA tensor was requested but this build has no CUDA; "
-                            "reconfigure with CUDA available (COHORT_ENABLE_CUDA=ON)");
+  return FailedPrecondition(
+      "a CUDA tensor was requested but this build has no CUDA; "
+      "reconfigure with CUDA available (COHORT_ENABLE_CUDA=ON)");
 #endif
 }
 
-std::shared_ptr<Storage> Storage::Wrap(void* data, size_t bytes, Device device, std::function<void()> release) {
+std::shared_ptr<Storage> Storage::Wrap(void* data, size_t bytes, Device device,
+                                       std::function<void()> release) {
   auto s = std::shared_ptr<Storage>(new Storage(data, bytes, device));
   s->release_ = std::move(release);
   return s;
@@ -119,7 +122,8 @@ Result<Tensor> Tensor::View(int64_t element_offset, Shape shape) const {
 
 Result<Tensor> Tensor::Reshape(Shape shape) const {
   if (NumElements(shape) != numel()) {
-    return InvalidArgument("cannot reshape " + ShapeToString(shape_) + " to " + ShapeToString(shape));
+    return InvalidArgument("cannot reshape " + ShapeToString(shape_) + " to " +
+                           ShapeToString(shape));
   }
   return View(0, std::move(shape));
 }

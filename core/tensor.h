@@ -30,7 +30,8 @@ class Storage {
   static Result<std::shared_ptr<Storage>> Allocate(size_t bytes, Device device);
   // Storage over memory someone else allocated (e.g. a communicator's
   // registered buffer); `release` runs when the last tensor using it goes.
-  static std::shared_ptr<Storage> Wrap(void* data, size_t bytes, Device device, std::function<void()> release);
+  static std::shared_ptr<Storage> Wrap(void* data, size_t bytes, Device device,
+                                       std::function<void()> release);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -73,7 +74,8 @@ class Tensor {
   // A typed span over a CPU tensor's elements; T must match dtype's size.
   template <typename T>
   std::span<T> span() const {
-    COHORT_CHECK(sizeof(T) == DTypeSize(dtype_)) << "span type does not match " << DTypeName(dtype_);
+    COHORT_CHECK(sizeof(T) == DTypeSize(dtype_))
+        << "span type does not match " << DTypeName(dtype_);
     return {data<T>(), static_cast<size_t>(numel())};
   }
 

@@ -1,11 +1,10 @@
 #include "runtime/checkpoint.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/crc32c.h"
 #include "core/file_util.h"
@@ -32,14 +31,20 @@ namespace {
 constexpr char kManifest[] = "MANIFEST.json";
 
 nlohmann::json LayoutJson(const CheckpointLayout& l) {
-  nlohmann::json j = {{"format", kCheckpointFormat}, {"step", l.step}, {"world_size", l.world_size},
-                      {"tensor", l.tensor}, {"data", l.data}, {"zero", l.zero}, {"optimizer", l.optimizer},
-                      {"optimizer_steps", l.optimizer_steps}, {"config_hash", l.config_hash}};
+  nlohmann::json j = {{"format", kCheckpointFormat},
+                      {"step", l.step},
+                      {"world_size", l.world_size},
+                      {"tensor", l.tensor},
+                      {"data", l.data},
+                      {"zero", l.zero},
+                      {"optimizer", l.optimizer},
+                      {"optimizer_steps", l.optimizer_steps},
+                      {"config_hash", l.config_hash}};
   if (!l.config_yaml.empty()) j["config"] = l.config_yaml;
   if (l.model.type == ModelType::kGpt) {
     const GptConfig& g = l.model.gpt;
-    j["model"] = {{"type", "gpt"}, {"vocab", g.vocab}, {"context", g.context}, {"layers", g.layers},
-                  {"heads", g.heads}, {"width", g.width}};
+    j["model"] = {{"type", "gpt"},      {"vocab", g.vocab}, {"context", g.context},
+                  {"layers", g.layers}, {"heads", g.heads}, {"width", g.width}};
   } else {
     j["layers"] = l.model.layers;  // an MLP's manifest, as before GPTs existed
   }
@@ -49,7 +54,8 @@ nlohmann::json LayoutJson(const CheckpointLayout& l) {
 Result<CheckpointLayout> ParseLayout(const nlohmann::json& j, const std::string& where) {
   try {
     if (j.at("format").get<std::string>() != kCheckpointFormat) {
-      return DataLoss(where + ": format " + j.at("format").get<std::string>() + ", this build reads " + kCheckpointFormat);
+      return DataLoss(where + ": format " + j.at("format").get<std::string>() +
+                      ", this build reads " + kCheckpointFormat);
     }
     CheckpointLayout l;
     l.step = j.at("step").get<int64_t>();
@@ -59,7 +65,8 @@ Result<CheckpointLayout> ParseLayout(const nlohmann::json& j, const std::string&
     l.zero = j.at("zero").get<int>();
     if (j.contains("model")) {
       const nlohmann::json& m = j.at("model");
-      if (m.at("type").get<std::string>() != "gpt") return DataLoss(where + ": unknown model type " + m.at("type").dump());
+      if (m.at("type").get<std::string>() != "gpt")
+        return DataLoss(where + ": unknown model type " + m.at("type").dump());
       l.model.type = ModelType::kGpt;
       GptConfig& g = l.model.gpt;
       g.vocab = m.at("vocab").get<int64_t>();
@@ -67,12 +74,14 @@ Result<CheckpointLayout> ParseLayout(const nlohmann::json& j, const std::string&
       g.layers = m.at("layers").get<int64_t>();
       g.heads = m.at("heads").get<int64_t>();
       g.width = m.at("width").get<int64_t>();
-      if (g.vocab < 1 || g.context < 1 || g.layers < 1 || g.heads < 1 || g.width < 1 || g.width % g.heads != 0) {
+      if (g.vocab < 1 || g.context < 1 || g.layers < 1 || g.heads < 1 || g.width < 1 ||
+          g.width % g.heads != 0) {
         return DataLoss(where + ": inconsistent model " + m.dump());
       }
     } else {
       l.model.layers = j.at("layers").get<std::vector<int64_t>>();
-      if (l.model.layers.size() < 2) return DataLoss(where + ": inconsistent layout (fewer than two layer sizes)");
+      if (l.model.layers.size() < 2)
+        return DataLoss(where + ": inconsistent layout (fewer than two layer sizes)");
     }
     l.optimizer = j.at("optimizer").get<std::string>();
     l.optimizer_steps = j.at("optimizer_steps").get<int64_t>();
@@ -119,7 +128,8 @@ void CheckpointWriter::Loop() {
   }
 }
 
-void CheckpointWriter::Submit(const std::string& dir, const CheckpointLayout& layout, CheckpointShard shard) {
+void CheckpointWriter::Submit(const std::string& dir, const CheckpointLayout& layout,
+                              CheckpointShard shard) {
   COHORT_CHECK(!submitted_) << "Submit before the previous write was collected";
   submitted_ = true;
   auto job = [dir, layout, shard = std::move(shard)]() -> Result<ShardWritten> {
@@ -130,15 +140,19 @@ void CheckpointWriter::Submit(const std::string& dir, const CheckpointLayout& la
     for (const auto& [name, t] : shard.tensors) ts.push_back({name, t});
     const std::string path = step_dir + "/" + CheckpointShardName(shard.rank);
     std::map<std::string, std::string> meta = shard.metadata;
-    for (auto& [k, v] : std::map<std::string, std::string>{
-             {"format", kCheckpointFormat}, {"step", std::to_string(layout.step)}, {"rank", std::to_string(shard.rank)},
-             {"tensor_rank", std::to_string(shard.tensor_rank)}, {"data_rank", std::to_string(shard.data_rank)},
-             {"optim_offset", std::to_string(shard.optim_offset)}}) {
+    for (auto& [k, v] :
+         std::map<std::string, std::string>{{"format", kCheckpointFormat},
+                                            {"step", std::to_string(layout.step)},
+                                            {"rank", std::to_string(shard.rank)},
+                                            {"tensor_rank", std::to_string(shard.tensor_rank)},
+                                            {"data_rank", std::to_string(shard.data_rank)},
+                                            {"optim_offset", std::to_string(shard.optim_offset)}}) {
       meta[k] = v;  // the writer's own entries win
     }
     COHORT_RETURN_IF_ERROR(WriteSafetensors(path, ts, meta));
     COHORT_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return ShardWritten{static_cast<int64_t>(bytes.size()), Crc32c(bytes), ms};
   };
   {
@@ -174,7 +188,8 @@ Result<std::string> ReadManifestChecksum(const std::string& step_dir) {
 }
 
 Result<bool> CommitCheckpoint(const std::string& dir, const CheckpointLayout& layout,
-                              const std::vector<ShardWritten>& shards, int keep, CheckpointCommitter* committer) {
+                              const std::vector<ShardWritten>& shards, int keep,
+                              CheckpointCommitter* committer) {
   const std::string step_dir = CheckpointStepDir(dir, layout.step);
   nlohmann::json m = LayoutJson(layout);
   m["shards"] = nlohmann::json::array();
@@ -183,9 +198,11 @@ Result<bool> CommitCheckpoint(const std::string& dir, const CheckpointLayout& la
     std::error_code ec;
     const auto size = fs::file_size(step_dir + "/" + name, ec);
     if (ec || static_cast<int64_t>(size) != shards[r].bytes) {
-      return DataLoss("checkpoint shard " + step_dir + "/" + name + " is missing or not the size its rank reported");
+      return DataLoss("checkpoint shard " + step_dir + "/" + name +
+                      " is missing or not the size its rank reported");
     }
-    m["shards"].push_back({{"file", name}, {"rank", r}, {"bytes", shards[r].bytes}, {"crc32c", shards[r].crc32c}});
+    m["shards"].push_back(
+        {{"file", name}, {"rank", r}, {"bytes", shards[r].bytes}, {"crc32c", shards[r].crc32c}});
   }
   const std::string manifest = m.dump(1) + "\n";
   const std::string manifest_path = step_dir + "/" + kManifest;
@@ -218,7 +235,8 @@ Result<std::vector<CheckpointInfo>> ListCheckpoints(const std::string& dir) {
   std::vector<CheckpointInfo> out;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     long long step = 0;
-    if (!e.is_directory() || std::sscanf(e.path().filename().c_str(), "step-%lld", &step) != 1) continue;
+    if (!e.is_directory() || std::sscanf(e.path().filename().c_str(), "step-%lld", &step) != 1)
+      continue;
     CheckpointInfo info;
     info.step = step;
     info.path = e.path().string();
@@ -244,14 +262,16 @@ Result<std::vector<CheckpointInfo>> ListCheckpoints(const std::string& dir) {
 Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
   const std::string mpath = step_dir + "/" + kManifest;
   auto text = ReadFile(mpath);
-  if (!text.ok()) return NotFound("checkpoint " + step_dir + " is not committed (no " + kManifest + ")");
+  if (!text.ok())
+    return NotFound("checkpoint " + step_dir + " is not committed (no " + kManifest + ")");
   nlohmann::json m = nlohmann::json::parse(*text, nullptr, false);
   if (m.is_discarded()) return DataLoss(mpath + ": not valid JSON");
   LoadedCheckpoint ck;
   COHORT_ASSIGN_OR_RETURN(ck.layout, ParseLayout(m, mpath));
   const CheckpointLayout& L = ck.layout;
   if (!m.contains("shards") || m["shards"].size() != static_cast<size_t>(L.world_size)) {
-    return DataLoss(mpath + ": lists " + std::to_string(m.value("shards", nlohmann::json::array()).size()) +
+    return DataLoss(mpath + ": lists " +
+                    std::to_string(m.value("shards", nlohmann::json::array()).size()) +
                     " shards for a world of " + std::to_string(L.world_size));
   }
   // Read and check every shard against the manifest.
@@ -259,12 +279,14 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
   for (const auto& s : m["shards"]) {
     const int r = s.at("rank").get<int>();
     const std::string path = step_dir + "/" + s.at("file").get<std::string>();
-    if (r < 0 || r >= L.world_size) return DataLoss(mpath + ": shard rank " + std::to_string(r) + " out of range");
+    if (r < 0 || r >= L.world_size)
+      return DataLoss(mpath + ": shard rank " + std::to_string(r) + " out of range");
     auto bytes = ReadFile(path);
     if (!bytes.ok()) return DataLoss("checkpoint shard missing: " + path);
     if (static_cast<int64_t>(bytes->size()) != s.at("bytes").get<int64_t>() ||
         Crc32c(*bytes) != s.at("crc32c").get<uint32_t>()) {
-      return DataLoss("checkpoint shard " + path + " is damaged (size or CRC32C differs from " + kManifest + ")");
+      return DataLoss("checkpoint shard " + path + " is damaged (size or CRC32C differs from " +
+                      kManifest + ")");
     }
     COHORT_ASSIGN_OR_RETURN(files[static_cast<size_t>(r)], ReadSafetensors(path));
   }
@@ -286,7 +308,9 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
     // Data rank 0 of tensor group column t is world rank t (tensor groups are contiguous).
     const SafetensorsFile& lead = files[static_cast<size_t>(t)];
     const Tensor* p = lead.Find("param");
-    if (!p || p->numel() != n) return DataLoss("checkpoint shard " + step_dir + "/" + CheckpointShardName(t) + " lacks its parameters");
+    if (!p || p->numel() != n)
+      return DataLoss("checkpoint shard " + step_dir + "/" + CheckpointShardName(t) +
+                      " lacks its parameters");
     part.LocalToFull(p->data<float>(), ck.params.data());
     for (const auto& name : optim_names) {
       std::vector<float> local(static_cast<size_t>(n), 0.0f);
@@ -296,11 +320,13 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
         const Tensor* st = f.Find("optim." + name);
         const auto off_it = f.metadata.find("optim_offset");
         if (!st || off_it == f.metadata.end()) {
-          return DataLoss("checkpoint shard " + step_dir + "/" + CheckpointShardName(r) + " lacks optimizer state " + name);
+          return DataLoss("checkpoint shard " + step_dir + "/" + CheckpointShardName(r) +
+                          " lacks optimizer state " + name);
         }
         const int64_t off = std::stoll(off_it->second);
         if (off < 0 || off + st->numel() > n) {
-          return DataLoss("checkpoint shard " + step_dir + "/" + CheckpointShardName(r) + ": optimizer partition out of range");
+          return DataLoss("checkpoint shard " + step_dir + "/" + CheckpointShardName(r) +
+                          ": optimizer partition out of range");
         }
         std::memcpy(local.data() + off, st->data<float>(), st->nbytes());
       }
@@ -310,33 +336,36 @@ Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir) {
   return ck;
 }
 
-Result<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir, std::vector<std::string>* warnings) {
+Result<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir,
+                                              std::vector<std::string>* warnings) {
   COHORT_ASSIGN_OR_RETURN(auto all, ListCheckpoints(dir));
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     if (!it->committed) continue;
     auto ck = LoadCheckpoint(it->path);
     if (ck.ok()) return ck;
-    if (warnings) warnings->push_back(ck.status().message() + "; trying the previous committed checkpoint");
+    if (warnings)
+      warnings->push_back(ck.status().message() + "; trying the previous committed checkpoint");
   }
   return NotFound("no committed checkpoint in " + dir);
 }
 
 Result<LoadedCheckpoint> LoadNewestCommitted(std::vector<CommittedCheckpoint> committed,
                                              std::vector<std::string>* warnings) {
-  std::sort(committed.begin(), committed.end(), [](const auto& a, const auto& b) { return a.step > b.step; });
+  std::sort(committed.begin(), committed.end(),
+            [](const auto& a, const auto& b) { return a.step > b.step; });
   for (const auto& c : committed) {
     std::string why;
     auto sum = ReadManifestChecksum(c.path);
     if (!sum.ok()) {
       why = sum.status().message();
     } else if (*sum != c.checksum) {
-      why = "checkpoint " + c.path + ": " + kManifest + " has checksum " + *sum + ", the committed one is " +
-            c.checksum;
+      why = "checkpoint " + c.path + ": " + kManifest + " has checksum " + *sum +
+            ", the committed one is " + c.checksum;
     } else {
       auto ck = LoadCheckpoint(c.path);
       if (ck.ok() && ck->layout.step != c.step) {
-        why = "checkpoint " + c.path + " holds step " + std::to_string(ck->layout.step) + ", committed as step " +
-              std::to_string(c.step);
+        why = "checkpoint " + c.path + " holds step " + std::to_string(ck->layout.step) +
+              ", committed as step " + std::to_string(c.step);
       } else if (ck.ok()) {
         return ck;
       } else {
@@ -345,7 +374,8 @@ Result<LoadedCheckpoint> LoadNewestCommitted(std::vector<CommittedCheckpoint> co
     }
     if (warnings) warnings->push_back(why + "; trying the previous committed checkpoint");
   }
-  return NotFound("none of the " + std::to_string(committed.size()) + " committed checkpoint(s) loads");
+  return NotFound("none of the " + std::to_string(committed.size()) +
+                  " committed checkpoint(s) loads");
 }
 
 }  // namespace cohort

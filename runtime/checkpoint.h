@@ -22,8 +22,8 @@
 // previous committed one is tried.
 
 #include <condition_variable>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -93,7 +93,7 @@ class CheckpointWriter {
   std::mutex mu_;
   std::condition_variable cv_;
   bool has_job_ = false, done_ = false, stop_ = false;  // guarded by mu_
-  std::function<Result<ShardWritten>()> job_;          // guarded by mu_
+  std::function<Result<ShardWritten>()> job_;           // guarded by mu_
   std::optional<Result<ShardWritten>> result_;          // guarded by mu_
   std::thread worker_;
 };
@@ -156,7 +156,8 @@ struct LoadedCheckpoint {
 Result<LoadedCheckpoint> LoadCheckpoint(const std::string& step_dir);
 // The newest committed checkpoint in `dir` that loads; damaged ones are
 // skipped with a line on `warnings`. NotFound when there is none.
-Result<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir, std::vector<std::string>* warnings);
+Result<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir,
+                                              std::vector<std::string>* warnings);
 
 // A checkpoint some authority (the coordinator) committed: where it is and
 // the ManifestChecksum it committed.

@@ -58,7 +58,9 @@ class Compute {
   // GPU, so CopyToDevice from it is a DMA that does not stage through a
   // bounce buffer); ordinary memory by default. The caller must not rewrite
   // it while a copy from it may be in flight (after a Sync it is not).
-  virtual Result<Tensor> AllocStaging(Shape shape, DType dtype) { return Tensor::Empty(std::move(shape), dtype); }
+  virtual Result<Tensor> AllocStaging(Shape shape, DType dtype) {
+    return Tensor::Empty(std::move(shape), dtype);
+  }
   // Copies between host memory and this device's memory. CopyToDevice may
   // return before the copy is done only after it has read `src`; CopyToHost
   // waits for the device (everything enqueued before it) and returns the
@@ -76,21 +78,24 @@ class Compute {
   }
 
   // ---- Kernels: the signatures and meanings of kernels/cpu/kernels.h ----
-  virtual void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) = 0;
-  virtual void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, DType ab_type,
-                         const void* a, int64_t lda, const void* b, int64_t ldb, float beta, DType c_type, void* c,
-                         int64_t ldc) = 0;
-  virtual void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, int64_t cols,
-                              kernels::Activation act) = 0;
+  virtual void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                    int64_t ldc) = 0;
+  virtual void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         DType ab_type, const void* a, int64_t lda, const void* b, int64_t ldb,
+                         float beta, DType c_type, void* c, int64_t ldc) = 0;
+  virtual void BiasActForward(const float* x, const float* bias, float* y, int64_t rows,
+                              int64_t cols, kernels::Activation act) = 0;
   virtual void ActForward(const float* z, float* y, int64_t n, kernels::Activation act) = 0;
-  virtual void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, kernels::Activation act) = 0;
+  virtual void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n,
+                           kernels::Activation act) = 0;
   virtual void BiasGrad(const float* dz, float* db, int64_t rows, int64_t cols) = 0;
   // The mean loss goes to device memory (*mean_loss), so nothing waits.
-  virtual void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs, int64_t rows,
-                                          int64_t cols, float* mean_loss) = 0;
-  virtual void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits, int64_t rows,
-                                           int64_t cols, float scale) = 0;
+  virtual void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
+                                          int64_t rows, int64_t cols, float* mean_loss) = 0;
+  virtual void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels,
+                                           float* dlogits, int64_t rows, int64_t cols,
+                                           float scale) = 0;
   virtual void SgdMomentumUpdate(float* param, const float* grad, float* momentum_buf, int64_t n,
                                  const kernels::SgdOptions& opt, bool first_step) = 0;
   virtual void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n,
@@ -102,24 +107,25 @@ class Compute {
   virtual void CastToFloat(DType half, const void* in, float* out, int64_t n, float scale) = 0;
 
   // ---- GPT-2 kernels: the signatures and meanings of kernels/cpu/transformer.h ----
-  virtual void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out, int64_t B,
-                                int64_t T, int64_t C) = 0;
-  virtual void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe, int64_t B,
-                                 int64_t T, int64_t C) = 0;
-  virtual void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-                                int64_t rows, int64_t C, float eps) = 0;
+  virtual void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe,
+                                float* out, int64_t B, int64_t T, int64_t C) = 0;
+  virtual void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe,
+                                 int64_t B, int64_t T, int64_t C) = 0;
+  virtual void LayerNormForward(const float* x, const float* w, const float* b, float* y,
+                                float* mean, float* rstd, int64_t rows, int64_t C, float eps) = 0;
   virtual void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
-                                 const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t C) = 0;
+                                 const float* rstd, float* dx, float* dw, float* db, int64_t rows,
+                                 int64_t C) = 0;
   virtual void ResidualAdd(const float* a, const float* b, float* out, int64_t n) = 0;
   virtual void GeluForward(const float* x, float* y, int64_t n) = 0;
   virtual void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) = 0;
-  virtual void AttentionForward(const float* qkv, float* out, float* att, int64_t B, int64_t T, int64_t C,
-                                int64_t NH) = 0;
-  virtual void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch,
-                                 int64_t B, int64_t T, int64_t C, int64_t NH) = 0;
+  virtual void AttentionForward(const float* qkv, float* out, float* att, int64_t B, int64_t T,
+                                int64_t C, int64_t NH) = 0;
+  virtual void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv,
+                                 float* scratch, int64_t B, int64_t T, int64_t C, int64_t NH) = 0;
   // `mean_loss` is device memory.
-  virtual void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows,
-                                 int64_t V, float grad_scale, float* mean_loss) = 0;
+  virtual void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits,
+                                 int64_t rows, int64_t V, float grad_scale, float* mean_loss) = 0;
   // `out` is device memory.
   virtual void SumSquares(const float* x, int64_t n, float* out) = 0;
 

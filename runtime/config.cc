@@ -77,8 +77,8 @@ class Section {
     try {
       *out = v.as<T>();
     } catch (const YAML::Exception&) {
-      return Error(v, "key '" + Join(key) + "' must be " + TypeName<T>() + ", not '" +
-                          v.Scalar() + "'");
+      return Error(
+          v, "key '" + Join(key) + "' must be " + TypeName<T>() + ", not '" + v.Scalar() + "'");
     }
     return Status::Ok();
   }
@@ -93,10 +93,14 @@ class Section {
  private:
   template <typename T>
   static std::string TypeName() {
-    if constexpr (std::is_same_v<T, bool>) return "true or false";
-    else if constexpr (std::is_integral_v<T>) return "an integer";
-    else if constexpr (std::is_floating_point_v<T>) return "a number";
-    else return "a string";
+    if constexpr (std::is_same_v<T, bool>)
+      return "true or false";
+    else if constexpr (std::is_integral_v<T>)
+      return "an integer";
+    else if constexpr (std::is_floating_point_v<T>)
+      return "a number";
+    else
+      return "a string";
   }
 
   YAML::Node node_;
@@ -116,18 +120,19 @@ Status ParseGpt(Section& s, GptConfig* g) {
     int64_t* value;
     int64_t max;
   };
-  for (const Key& k : {Key{"vocab", &g->vocab, int64_t{1} << 20}, Key{"context", &g->context, 65536},
-                       Key{"layers", &g->layers, 1024}, Key{"heads", &g->heads, 1024},
-                       Key{"width", &g->width, 65536}}) {
+  for (const Key& k : {Key{"vocab", &g->vocab, int64_t{1} << 20},
+                       Key{"context", &g->context, 65536}, Key{"layers", &g->layers, 1024},
+                       Key{"heads", &g->heads, 1024}, Key{"width", &g->width, 65536}}) {
     COHORT_RETURN_IF_ERROR(s.Read(k.name, k.value, /*required=*/true));
     if (*k.value < 1 || *k.value > k.max) {
-      return s.Error(s.Get(k.name), "'" + s.Join(k.name) + "' must be in [1, " + std::to_string(k.max) + "], not " +
+      return s.Error(s.Get(k.name), "'" + s.Join(k.name) + "' must be in [1, " +
+                                        std::to_string(k.max) + "], not " +
                                         std::to_string(*k.value));
     }
   }
   if (g->width % g->heads != 0) {
-    return s.Error(s.Get("heads"), "'model.heads' " + std::to_string(g->heads) + " must divide 'model.width' " +
-                                       std::to_string(g->width));
+    return s.Error(s.Get("heads"), "'model.heads' " + std::to_string(g->heads) +
+                                       " must divide 'model.width' " + std::to_string(g->width));
   }
   return Status::Ok();
 }
@@ -139,13 +144,15 @@ Status ParseModel(Section& s, ModelConfig* m) {
     m->type = ModelType::kGpt;
     return ParseGpt(s, &m->gpt);
   }
-  if (type != "mlp") return s.Error(s.Get("type"), "'model.type' must be mlp or gpt, not '" + type + "'");
+  if (type != "mlp")
+    return s.Error(s.Get("type"), "'model.type' must be mlp or gpt, not '" + type + "'");
   COHORT_RETURN_IF_ERROR(s.Init({"type", "layers", "activation"}));
   YAML::Node layers = s.Get("layers");
   if (!layers) return s.Error(s.Get("layers"), "missing required key 'model.layers'");
   if (!layers.IsSequence() || layers.size() < 2) {
-    return s.Error(layers, "'model.layers' must be a list of at least two sizes "
-                           "(input, ..., classes), e.g. [784, 1024, 10]");
+    return s.Error(layers,
+                   "'model.layers' must be a list of at least two sizes "
+                   "(input, ..., classes), e.g. [784, 1024, 10]");
   }
   m->layers.clear();
   for (const auto& l : layers) {
@@ -162,20 +169,27 @@ Status ParseModel(Section& s, ModelConfig* m) {
   }
   std::string act = "relu";
   COHORT_RETURN_IF_ERROR(s.Read("activation", &act));
-  if (act == "relu") m->activation = kernels::Activation::kRelu;
-  else if (act == "gelu") m->activation = kernels::Activation::kGelu;
-  else return s.Error(s.Get("activation"), "'model.activation' must be relu or gelu, not '" + act + "'");
+  if (act == "relu")
+    m->activation = kernels::Activation::kRelu;
+  else if (act == "gelu")
+    m->activation = kernels::Activation::kGelu;
+  else
+    return s.Error(s.Get("activation"),
+                   "'model.activation' must be relu or gelu, not '" + act + "'");
   return Status::Ok();
 }
 
 Status ParseOptimizer(Section& s, OptimizerConfig* o) {
-  COHORT_RETURN_IF_ERROR(s.Init({"type", "lr", "momentum", "nesterov", "weight_decay", "beta1",
-                                 "beta2", "eps"}));
+  COHORT_RETURN_IF_ERROR(
+      s.Init({"type", "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"}));
   std::string type = "sgd";
   COHORT_RETURN_IF_ERROR(s.Read("type", &type));
-  if (type == "sgd") o->type = OptimizerType::kSgd;
-  else if (type == "adamw") o->type = OptimizerType::kAdamW;
-  else return s.Error(s.Get("type"), "'optimizer.type' must be sgd or adamw, not '" + type + "'");
+  if (type == "sgd")
+    o->type = OptimizerType::kSgd;
+  else if (type == "adamw")
+    o->type = OptimizerType::kAdamW;
+  else
+    return s.Error(s.Get("type"), "'optimizer.type' must be sgd or adamw, not '" + type + "'");
   if (o->type == OptimizerType::kAdamW) {
     o->weight_decay = 0.01f;
     o->lr = 1e-3f;
@@ -184,10 +198,12 @@ Status ParseOptimizer(Section& s, OptimizerConfig* o) {
   COHORT_RETURN_IF_ERROR(Positive(s, "lr", o->lr));
   const bool sgd = o->type == OptimizerType::kSgd;
   for (const char* k : {"momentum", "nesterov"}) {
-    if (!sgd && s.Has(k)) return s.Error(s.Get(k), std::string("'optimizer.") + k + "' applies to sgd only");
+    if (!sgd && s.Has(k))
+      return s.Error(s.Get(k), std::string("'optimizer.") + k + "' applies to sgd only");
   }
   for (const char* k : {"beta1", "beta2", "eps"}) {
-    if (sgd && s.Has(k)) return s.Error(s.Get(k), std::string("'optimizer.") + k + "' applies to adamw only");
+    if (sgd && s.Has(k))
+      return s.Error(s.Get(k), std::string("'optimizer.") + k + "' applies to adamw only");
   }
   COHORT_RETURN_IF_ERROR(s.Read("momentum", &o->momentum));
   COHORT_RETURN_IF_ERROR(s.Read("nesterov", &o->nesterov));
@@ -195,10 +211,14 @@ Status ParseOptimizer(Section& s, OptimizerConfig* o) {
   COHORT_RETURN_IF_ERROR(s.Read("beta1", &o->beta1));
   COHORT_RETURN_IF_ERROR(s.Read("beta2", &o->beta2));
   COHORT_RETURN_IF_ERROR(s.Read("eps", &o->eps));
-  if (o->momentum < 0 || o->momentum >= 1) return s.Error(s.Get("momentum"), "'optimizer.momentum' must be in [0, 1)");
-  if (o->weight_decay < 0) return s.Error(s.Get("weight_decay"), "'optimizer.weight_decay' must be >= 0");
-  if (o->beta1 < 0 || o->beta1 >= 1) return s.Error(s.Get("beta1"), "'optimizer.beta1' must be in [0, 1)");
-  if (o->beta2 < 0 || o->beta2 >= 1) return s.Error(s.Get("beta2"), "'optimizer.beta2' must be in [0, 1)");
+  if (o->momentum < 0 || o->momentum >= 1)
+    return s.Error(s.Get("momentum"), "'optimizer.momentum' must be in [0, 1)");
+  if (o->weight_decay < 0)
+    return s.Error(s.Get("weight_decay"), "'optimizer.weight_decay' must be >= 0");
+  if (o->beta1 < 0 || o->beta1 >= 1)
+    return s.Error(s.Get("beta1"), "'optimizer.beta1' must be in [0, 1)");
+  if (o->beta2 < 0 || o->beta2 >= 1)
+    return s.Error(s.Get("beta2"), "'optimizer.beta2' must be in [0, 1)");
   if (!(o->eps > 0)) return s.Error(s.Get("eps"), "'optimizer.eps' must be positive");
   return Status::Ok();
 }
@@ -216,11 +236,12 @@ Status ParseLossScale(Section& s, LossScaleConfig* l) {
     return os.str();
   };
   if (!(l->initial >= kMinLossScale && l->initial <= kMaxLossScale)) {
-    return s.Error(s.Get("initial"), "'" + s.Join("initial") + "' must be in [" + range(kMinLossScale) + ", " +
-                                         range(kMaxLossScale) + "]");
+    return s.Error(s.Get("initial"), "'" + s.Join("initial") + "' must be in [" +
+                                         range(kMinLossScale) + ", " + range(kMaxLossScale) + "]");
   }
   if (!(l->growth > 1 && l->growth <= kMaxLossScaleGrowth)) {
-    return s.Error(s.Get("growth"), "'" + s.Join("growth") + "' must be in (1, " + range(kMaxLossScaleGrowth) + "]");
+    return s.Error(s.Get("growth"),
+                   "'" + s.Join("growth") + "' must be in (1, " + range(kMaxLossScaleGrowth) + "]");
   }
   if (!(l->backoff > 0 && l->backoff < 1)) {
     return s.Error(s.Get("backoff"), "'" + s.Join("backoff") + "' must be in (0, 1)");
@@ -238,19 +259,26 @@ Status ParseLrSchedule(Section& s, LrSchedule* l) {
   COHORT_RETURN_IF_ERROR(s.Read("min_lr", &l->min_lr));
   std::string decay = "none";
   COHORT_RETURN_IF_ERROR(s.Read("decay", &decay));
-  if (decay == "none") l->decay = LrDecay::kNone;
-  else if (decay == "cosine") l->decay = LrDecay::kCosine;
-  else if (decay == "linear") l->decay = LrDecay::kLinear;
-  else return s.Error(s.Get("decay"), "'" + s.Join("decay") + "' must be cosine, linear or none, not '" + decay + "'");
-  if (l->warmup_steps < 0) return s.Error(s.Get("warmup_steps"), "'" + s.Join("warmup_steps") + "' must be >= 0");
+  if (decay == "none")
+    l->decay = LrDecay::kNone;
+  else if (decay == "cosine")
+    l->decay = LrDecay::kCosine;
+  else if (decay == "linear")
+    l->decay = LrDecay::kLinear;
+  else
+    return s.Error(s.Get("decay"),
+                   "'" + s.Join("decay") + "' must be cosine, linear or none, not '" + decay + "'");
+  if (l->warmup_steps < 0)
+    return s.Error(s.Get("warmup_steps"), "'" + s.Join("warmup_steps") + "' must be >= 0");
   if (!(l->min_lr >= 0)) return s.Error(s.Get("min_lr"), "'" + s.Join("min_lr") + "' must be >= 0");
   return Status::Ok();
 }
 
 Status ParseTrain(Section& s, TrainConfig* t) {
-  COHORT_RETURN_IF_ERROR(s.Init({"steps", "batch_per_rank", "global_batch", "log_every", "bucket_mb",
-                                 "first_bucket_mb", "overlap", "compression", "precision", "loss_scale",
-                                 "device", "lr_schedule", "clip_grad_norm", "eval_every", "eval_batches"}));
+  COHORT_RETURN_IF_ERROR(
+      s.Init({"steps", "batch_per_rank", "global_batch", "log_every", "bucket_mb",
+              "first_bucket_mb", "overlap", "compression", "precision", "loss_scale", "device",
+              "lr_schedule", "clip_grad_norm", "eval_every", "eval_batches"}));
   if (s.Has("lr_schedule")) {
     Section ls(s.Get("lr_schedule"), s.Join("lr_schedule"), s.origin());
     COHORT_RETURN_IF_ERROR(ParseLrSchedule(ls, &t->lr_schedule));
@@ -261,38 +289,52 @@ Status ParseTrain(Section& s, TrainConfig* t) {
   }
   COHORT_RETURN_IF_ERROR(s.Read("eval_every", &t->eval_every));
   COHORT_RETURN_IF_ERROR(s.Read("eval_batches", &t->eval_batches));
-  if (t->eval_every < 0) return s.Error(s.Get("eval_every"), "'train.eval_every' must be >= 0 (0: never)");
+  if (t->eval_every < 0)
+    return s.Error(s.Get("eval_every"), "'train.eval_every' must be >= 0 (0: never)");
   if (t->eval_batches < 1 || t->eval_batches > 100000) {
     return s.Error(s.Get("eval_batches"), "'train.eval_batches' must be in [1, 100000]");
   }
   COHORT_RETURN_IF_ERROR(s.Read("device", &t->device));
   if (t->device != "cpu" && t->device != "cuda" && t->device != "auto") {
-    return s.Error(s.Get("device"), "'train.device' must be cpu, cuda or auto, not '" + t->device + "'");
+    return s.Error(s.Get("device"),
+                   "'train.device' must be cpu, cuda or auto, not '" + t->device + "'");
   }
   std::string precision = "fp32";
   COHORT_RETURN_IF_ERROR(s.Read("precision", &precision));
-  if (precision == "fp32") t->precision = DType::kF32;
-  else if (precision == "bf16") t->precision = DType::kBF16;
-  else if (precision == "fp16") t->precision = DType::kF16;
-  else return s.Error(s.Get("precision"), "'train.precision' must be fp32, bf16 or fp16, not '" + precision + "'");
+  if (precision == "fp32")
+    t->precision = DType::kF32;
+  else if (precision == "bf16")
+    t->precision = DType::kBF16;
+  else if (precision == "fp16")
+    t->precision = DType::kF16;
+  else
+    return s.Error(s.Get("precision"),
+                   "'train.precision' must be fp32, bf16 or fp16, not '" + precision + "'");
   if (s.Has("loss_scale")) {
     if (t->precision != DType::kF16) {
-      return s.Error(s.Get("loss_scale"), "'train.loss_scale' applies to precision: fp16 only (bf16 has fp32's "
-                                          "exponent range and needs no loss scaling)");
+      return s.Error(s.Get("loss_scale"),
+                     "'train.loss_scale' applies to precision: fp16 only (bf16 has fp32's "
+                     "exponent range and needs no loss scaling)");
     }
     Section ls(s.Get("loss_scale"), s.Join("loss_scale"), s.origin());
     COHORT_RETURN_IF_ERROR(ParseLossScale(ls, &t->loss_scale));
   }
   std::string compression = "none";
   COHORT_RETURN_IF_ERROR(s.Read("compression", &compression));
-  if (compression == "none") t->compression = DType::kF32;
-  else if (compression == "bf16") t->compression = DType::kBF16;
-  else if (compression == "fp16") t->compression = DType::kF16;
-  else return s.Error(s.Get("compression"), "'train.compression' must be none, bf16 or fp16, not '" + compression + "'");
+  if (compression == "none")
+    t->compression = DType::kF32;
+  else if (compression == "bf16")
+    t->compression = DType::kBF16;
+  else if (compression == "fp16")
+    t->compression = DType::kF16;
+  else
+    return s.Error(s.Get("compression"),
+                   "'train.compression' must be none, bf16 or fp16, not '" + compression + "'");
   COHORT_RETURN_IF_ERROR(s.Read("bucket_mb", &t->bucket_mb));
   COHORT_RETURN_IF_ERROR(s.Read("first_bucket_mb", &t->first_bucket_mb));
   COHORT_RETURN_IF_ERROR(s.Read("overlap", &t->overlap));
-  if (t->bucket_mb < 0 || t->bucket_mb > 4096) return s.Error(s.Get("bucket_mb"), "'train.bucket_mb' must be in [0, 4096]");
+  if (t->bucket_mb < 0 || t->bucket_mb > 4096)
+    return s.Error(s.Get("bucket_mb"), "'train.bucket_mb' must be in [0, 4096]");
   if (t->first_bucket_mb < 0 || t->first_bucket_mb > 4096) {
     return s.Error(s.Get("first_bucket_mb"), "'train.first_bucket_mb' must be in [0, 4096]");
   }
@@ -319,25 +361,34 @@ Status ParseData(Section& s, DataConfig* d) {
   COHORT_RETURN_IF_ERROR(s.Init({"source", "samples", "teacher_hidden", "path", "placement"}));
   std::string src = "synthetic";
   COHORT_RETURN_IF_ERROR(s.Read("source", &src));
-  if (src == "synthetic") d->source = DataSource::kSynthetic;
-  else if (src == "shards") d->source = DataSource::kShards;
-  else if (src == "tokens") d->source = DataSource::kTokens;
-  else if (src == "idx") d->source = DataSource::kIdx;
-  else return s.Error(s.Get("source"), "'data.source' must be synthetic, shards, tokens or idx, not '" + src + "'");
+  if (src == "synthetic")
+    d->source = DataSource::kSynthetic;
+  else if (src == "shards")
+    d->source = DataSource::kShards;
+  else if (src == "tokens")
+    d->source = DataSource::kTokens;
+  else if (src == "idx")
+    d->source = DataSource::kIdx;
+  else
+    return s.Error(s.Get("source"),
+                   "'data.source' must be synthetic, shards, tokens or idx, not '" + src + "'");
   if (d->source == DataSource::kTokens || d->source == DataSource::kIdx) {
     for (const char* k : {"samples", "teacher_hidden", "placement"}) {
-      if (s.Has(k)) return s.Error(s.Get(k), std::string("'data.") + k + "' does not apply to source: " + src);
+      if (s.Has(k))
+        return s.Error(s.Get(k), std::string("'data.") + k + "' does not apply to source: " + src);
     }
     return s.Read("path", &d->path, /*required=*/true);
   }
   if (d->source == DataSource::kSynthetic) {
     for (const char* k : {"path", "placement"}) {
-      if (s.Has(k)) return s.Error(s.Get(k), std::string("'data.") + k + "' applies to source: shards only");
+      if (s.Has(k))
+        return s.Error(s.Get(k), std::string("'data.") + k + "' applies to source: shards only");
     }
     COHORT_RETURN_IF_ERROR(s.Read("samples", &d->samples));
     COHORT_RETURN_IF_ERROR(s.Read("teacher_hidden", &d->teacher_hidden));
     if (d->samples <= 0) return s.Error(s.Get("samples"), "'data.samples' must be positive");
-    if (d->teacher_hidden <= 0) return s.Error(s.Get("teacher_hidden"), "'data.teacher_hidden' must be positive");
+    if (d->teacher_hidden <= 0)
+      return s.Error(s.Get("teacher_hidden"), "'data.teacher_hidden' must be positive");
   } else {
     for (const char* k : {"samples", "teacher_hidden"}) {
       if (s.Has(k)) {
@@ -348,10 +399,12 @@ Status ParseData(Section& s, DataConfig* d) {
     }
     COHORT_RETURN_IF_ERROR(s.Read("path", &d->path, /*required=*/true));
     COHORT_RETURN_IF_ERROR(s.Read("placement", &d->placement));
-    static const std::set<std::string> kPlacements = {"modulo", "ring", "bounded", "jump", "rendezvous"};
+    static const std::set<std::string> kPlacements = {"modulo", "ring", "bounded", "jump",
+                                                      "rendezvous"};
     if (!kPlacements.count(d->placement)) {
-      return s.Error(s.Get("placement"), "'data.placement' must be modulo, ring, bounded, jump or rendezvous, not '" +
-                                             d->placement + "'");
+      return s.Error(s.Get("placement"),
+                     "'data.placement' must be modulo, ring, bounded, jump or rendezvous, not '" +
+                         d->placement + "'");
     }
   }
   return Status::Ok();
@@ -361,9 +414,11 @@ Status ParseParallel(Section& s, ParallelConfig* p) {
   COHORT_RETURN_IF_ERROR(s.Init({"tensor", "zero"}));
   COHORT_RETURN_IF_ERROR(s.Read("tensor", &p->tensor));
   COHORT_RETURN_IF_ERROR(s.Read("zero", &p->zero));
-  if (p->tensor < 1 || p->tensor > 4096) return s.Error(s.Get("tensor"), "'parallel.tensor' must be in [1, 4096]");
+  if (p->tensor < 1 || p->tensor > 4096)
+    return s.Error(s.Get("tensor"), "'parallel.tensor' must be in [1, 4096]");
   if (p->zero != 0 && p->zero != 1) {
-    return s.Error(s.Get("zero"), "'parallel.zero' must be 0 or 1 (ZeRO stage 1 partitions the optimizer state)");
+    return s.Error(s.Get("zero"),
+                   "'parallel.zero' must be 0 or 1 (ZeRO stage 1 partitions the optimizer state)");
   }
   return Status::Ok();
 }
@@ -384,13 +439,21 @@ Status ParseElastic(Section& s, ElasticConfig* e) {
   std::string batch = "per_rank", lr = "keep";
   COHORT_RETURN_IF_ERROR(s.Read("batch", &batch));
   COHORT_RETURN_IF_ERROR(s.Read("lr", &lr));
-  if (batch == "per_rank") e->batch = ElasticBatch::kPerRank;
-  else if (batch == "global") e->batch = ElasticBatch::kGlobal;
-  else return s.Error(s.Get("batch"), "'elastic.batch' must be per_rank or global, not '" + batch + "'");
-  if (lr == "keep") e->lr = ElasticLr::kKeep;
-  else if (lr == "linear") e->lr = ElasticLr::kLinear;
-  else if (lr == "sqrt") e->lr = ElasticLr::kSqrt;
-  else return s.Error(s.Get("lr"), "'elastic.lr' must be keep, linear or sqrt, not '" + lr + "'");
+  if (batch == "per_rank")
+    e->batch = ElasticBatch::kPerRank;
+  else if (batch == "global")
+    e->batch = ElasticBatch::kGlobal;
+  else
+    return s.Error(s.Get("batch"),
+                   "'elastic.batch' must be per_rank or global, not '" + batch + "'");
+  if (lr == "keep")
+    e->lr = ElasticLr::kKeep;
+  else if (lr == "linear")
+    e->lr = ElasticLr::kLinear;
+  else if (lr == "sqrt")
+    e->lr = ElasticLr::kSqrt;
+  else
+    return s.Error(s.Get("lr"), "'elastic.lr' must be keep, linear or sqrt, not '" + lr + "'");
   return Status::Ok();
 }
 
@@ -409,7 +472,8 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   c.source = origin;
   c.text = yaml_text;
   Section top(root, "", origin);
-  COHORT_RETURN_IF_ERROR(top.Init({"seed", "model", "optimizer", "train", "data", "parallel", "checkpoint", "elastic"}));
+  COHORT_RETURN_IF_ERROR(top.Init(
+      {"seed", "model", "optimizer", "train", "data", "parallel", "checkpoint", "elastic"}));
   COHORT_RETURN_IF_ERROR(top.Read("seed", &c.seed));
   for (const char* required : {"model", "optimizer", "train"}) {
     if (!top.Has(required)) {
@@ -429,20 +493,24 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   const bool gpt = c.model.type == ModelType::kGpt;
   if (gpt != (c.data.source == DataSource::kTokens)) {
     const YAML::Node at = top.Has("data") ? top.Get("data") : top.Get("model");
-    return top.Error(at, gpt ? "model.type gpt trains on token files: set data: {source: tokens, path: DIR} "
-                               "(DIR from `cohort data tokenize`)"
-                             : "data.source tokens feeds a model of type gpt, not an mlp");
+    return top.Error(
+        at, gpt ? "model.type gpt trains on token files: set data: {source: tokens, path: DIR} "
+                  "(DIR from `cohort data tokenize`)"
+                : "data.source tokens feeds a model of type gpt, not an mlp");
   }
-  if (c.train.eval_every > 0 && c.data.source != DataSource::kTokens && c.data.source != DataSource::kIdx) {
-    return train.Error(train.Get("eval_every"),
-                       "'train.eval_every' needs a held-out split: data.source tokens (validation) or idx (test)");
+  if (c.train.eval_every > 0 && c.data.source != DataSource::kTokens &&
+      c.data.source != DataSource::kIdx) {
+    return train.Error(
+        train.Get("eval_every"),
+        "'train.eval_every' needs a held-out split: data.source tokens (validation) or idx (test)");
   }
   if (top.Has("parallel")) {
     Section par(top.Get("parallel"), "parallel", origin);
     COHORT_RETURN_IF_ERROR(ParseParallel(par, &c.parallel));
     if (c.parallel.zero == 1 && c.train.compression != DType::kF32) {
-      return par.Error(par.Get("zero"), "'train.compression' works with parallel.zero 0 only (ZeRO-1 "
-                                        "reduce-scatters fp32 gradients); set one of them back");
+      return par.Error(par.Get("zero"),
+                       "'train.compression' works with parallel.zero 0 only (ZeRO-1 "
+                       "reduce-scatters fp32 gradients); set one of them back");
     }
   }
   if (top.Has("checkpoint")) {
@@ -482,16 +550,16 @@ bool SameArchitecture(const ModelConfig& a, const ModelConfig& b) {
   if (a.type != b.type) return false;
   if (a.type == ModelType::kMlp) return a.layers == b.layers;
   const GptConfig &x = a.gpt, &y = b.gpt;
-  return x.vocab == y.vocab && x.context == y.context && x.layers == y.layers && x.heads == y.heads &&
-         x.width == y.width;
+  return x.vocab == y.vocab && x.context == y.context && x.layers == y.layers &&
+         x.heads == y.heads && x.width == y.width;
 }
 
 std::string DescribeModel(const ModelConfig& m) {
   if (m.type == ModelType::kGpt) {
     const GptConfig& g = m.gpt;
-    return "gpt vocab " + std::to_string(g.vocab) + ", context " + std::to_string(g.context) + ", " +
-           std::to_string(g.layers) + " layers, " + std::to_string(g.heads) + " heads, width " +
-           std::to_string(g.width);
+    return "gpt vocab " + std::to_string(g.vocab) + ", context " + std::to_string(g.context) +
+           ", " + std::to_string(g.layers) + " layers, " + std::to_string(g.heads) +
+           " heads, width " + std::to_string(g.width);
   }
   std::string s = "mlp ";
   for (size_t i = 0; i < m.layers.size(); ++i) s += (i ? "-" : "") + std::to_string(m.layers[i]);
@@ -502,10 +570,12 @@ float ScheduledLr(const LrSchedule& schedule, float lr, int64_t step, int64_t st
   const int64_t warmup = schedule.warmup_steps;
   if (step < warmup) return lr * static_cast<float>(step + 1) / static_cast<float>(warmup);
   if (schedule.decay == LrDecay::kNone) return lr;
-  const double p = std::clamp(static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, steps - warmup)),
+  const double p = std::clamp(static_cast<double>(step - warmup) /
+                                  static_cast<double>(std::max<int64_t>(1, steps - warmup)),
                               0.0, 1.0);
   const double lo = schedule.min_lr, hi = lr;
-  if (schedule.decay == LrDecay::kCosine) return static_cast<float>(lo + (hi - lo) * 0.5 * (1.0 + std::cos(std::numbers::pi * p)));
+  if (schedule.decay == LrDecay::kCosine)
+    return static_cast<float>(lo + (hi - lo) * 0.5 * (1.0 + std::cos(std::numbers::pi * p)));
   return static_cast<float>(hi - (hi - lo) * p);
 }
 
@@ -526,8 +596,8 @@ std::string Config::Canonical() const {
   if (train.precision != DType::kF32) {
     os << ";precision=" << static_cast<int>(train.precision);
     if (train.precision == DType::kF16) {
-      os << "," << train.loss_scale.initial << "," << train.loss_scale.growth << "," << train.loss_scale.backoff
-         << "," << train.loss_scale.growth_interval;
+      os << "," << train.loss_scale.initial << "," << train.loss_scale.growth << ","
+         << train.loss_scale.backoff << "," << train.loss_scale.growth_interval;
     }
   }
   os << ";data=" << static_cast<int>(data.source) << "," << data.samples << ","
@@ -542,7 +612,8 @@ std::string Config::Canonical() const {
   }
   const LrSchedule& ls = train.lr_schedule;
   if (ls.warmup_steps != 0 || ls.decay != LrDecay::kNone || ls.min_lr != 0) {
-    os << ";lr_schedule=" << ls.warmup_steps << "," << static_cast<int>(ls.decay) << "," << ls.min_lr;
+    os << ";lr_schedule=" << ls.warmup_steps << "," << static_cast<int>(ls.decay) << ","
+       << ls.min_lr;
   }
   if (train.clip_grad_norm != 0) os << ";clip=" << train.clip_grad_norm;
   if (train.eval_every != 0) os << ";eval=" << train.eval_every << "," << train.eval_batches;

@@ -40,7 +40,7 @@ struct ModelConfig {
   ModelType type = ModelType::kMlp;
   std::vector<int64_t> layers;  // mlp: sizes: input, hidden..., classes; at least 2
   kernels::Activation activation = kernels::Activation::kRelu;  // mlp
-  GptConfig gpt;                                                 // gpt
+  GptConfig gpt;                                                // gpt
 };
 
 // Whether two model configs have the same parameters (a checkpoint of one
@@ -79,9 +79,9 @@ inline constexpr double kMaxLossScaleGrowth = 16.0;
 inline constexpr int64_t kMaxLossScaleGrowthInterval = 1000000000;
 
 struct LossScaleConfig {
-  double initial = kDefaultLossScale;      // in [kMinLossScale, kMaxLossScale]
-  double growth = kDefaultLossScaleGrowth;  // in (1, kMaxLossScaleGrowth]
-  double backoff = kDefaultLossScaleBackoff;  // in (0, 1)
+  double initial = kDefaultLossScale;                         // in [kMinLossScale, kMaxLossScale]
+  double growth = kDefaultLossScaleGrowth;                    // in (1, kMaxLossScaleGrowth]
+  double backoff = kDefaultLossScaleBackoff;                  // in (0, 1)
   int64_t growth_interval = kDefaultLossScaleGrowthInterval;  // in [1, kMaxLossScaleGrowthInterval]
 };
 
@@ -107,7 +107,7 @@ struct TrainConfig {
   int64_t steps = 100;
   int64_t batch_per_rank = 0;  // exactly one of batch_per_rank and global_batch is set
   int64_t global_batch = 0;
-  int64_t log_every = 0;       // 0: print progress about once a second
+  int64_t log_every = 0;  // 0: print progress about once a second
   // Gradient buckets (ZeRO 0): cap in MiB (0: one bucket), a smaller first
   // bucket so communication starts early, and whether a bucket's all-reduce
   // overlaps the rest of backward (on a communication thread).
@@ -143,11 +143,11 @@ enum class DataSource { kSynthetic, kShards, kTokens, kIdx };
 
 struct DataConfig {
   DataSource source = DataSource::kSynthetic;
-  int64_t samples = 60000;     // synthetic: samples in one epoch
-  int64_t teacher_hidden = 64; // synthetic: width of the teacher network
-  std::string path;            // shards: the directory `cohort data gen` wrote;
-                               // tokens: the token files (runtime/data/tokens.h)
-                               // idx: the four IDX files of an MNIST-style dataset (runtime/data/idx.h)
+  int64_t samples = 60000;      // synthetic: samples in one epoch
+  int64_t teacher_hidden = 64;  // synthetic: width of the teacher network
+  std::string path;             // shards: the directory `cohort data gen` wrote;
+                                // tokens: the token files (runtime/data/tokens.h)
+                     // idx: the four IDX files of an MNIST-style dataset (runtime/data/idx.h)
   // shards: how shards are placed on data-parallel ranks: "modulo" (rank r
   // reads shards r, r+D, ...; exactly balanced) or a consistent scheme from
   // sharding/placement.h (ring, bounded, jump, rendezvous).
@@ -191,7 +191,8 @@ struct Config {
   DataConfig data;
   ParallelConfig parallel;
   CheckpointConfig checkpoint;
-  ElasticConfig elastic;  // optional section `elastic: {batch: per_rank|global, lr: keep|linear|sqrt}`
+  ElasticConfig
+      elastic;  // optional section `elastic: {batch: per_rank|global, lr: keep|linear|sqrt}`
 
   // The batch of each data-parallel rank when there are `data_ranks` of them
   // (world / parallel.tensor), or an error when the configured global batch

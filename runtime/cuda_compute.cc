@@ -27,17 +27,22 @@ class CudaCompute final : public Compute {
     int count = 0;
     COHORT_RETURN_IF_ERROR(FromCuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount"));
     if (device < 0 || device >= count) {
-      return InvalidArgument("CUDA device " + std::to_string(device) + " does not exist (this process sees " +
-                             std::to_string(count) + "; check CUDA_VISIBLE_DEVICES)");
+      return InvalidArgument("CUDA device " + std::to_string(device) +
+                             " does not exist (this process sees " + std::to_string(count) +
+                             "; check CUDA_VISIBLE_DEVICES)");
     }
-    COHORT_RETURN_IF_ERROR(FromCuda(cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")"));
+    COHORT_RETURN_IF_ERROR(
+        FromCuda(cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")"));
     auto c = std::unique_ptr<CudaCompute>(new CudaCompute(device));
     cudaDeviceProp prop{};
-    COHORT_RETURN_IF_ERROR(FromCuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties"));
+    COHORT_RETURN_IF_ERROR(
+        FromCuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties"));
     c->name_ = "cuda:" + std::to_string(device) + " (" + prop.name + ")";
-    COHORT_RETURN_IF_ERROR(FromCuda(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking), "cudaStreamCreate"));
+    COHORT_RETURN_IF_ERROR(FromCuda(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking),
+                                    "cudaStreamCreate"));
     for (auto& e : c->ready_) {
-      COHORT_RETURN_IF_ERROR(FromCuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"));
+      COHORT_RETURN_IF_ERROR(
+          FromCuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"));
     }
     kc::SetStream(c->stream_);
     return std::unique_ptr<Compute>(std::move(c));
@@ -59,7 +64,8 @@ class CudaCompute final : public Compute {
     const size_t bytes = static_cast<size_t>(NumElements(shape)) * DTypeSize(dtype);
     void* p = nullptr;
     COHORT_RETURN_IF_ERROR(
-        FromCuda(cudaMalloc(&p, bytes == 0 ? 1 : bytes), "cudaMalloc of " + std::to_string(bytes) + " bytes on " + name_));
+        FromCuda(cudaMalloc(&p, bytes == 0 ? 1 : bytes),
+                 "cudaMalloc of " + std::to_string(bytes) + " bytes on " + name_));
     // Zeroed before any kernel of this stream can use it.
     COHORT_RETURN_IF_ERROR(FromCuda(cudaMemsetAsync(p, 0, bytes, stream_), "cudaMemsetAsync"));
     auto storage = Storage::Wrap(p, bytes, Device::kCuda, [p] { cudaFree(p); });
@@ -81,11 +87,13 @@ class CudaCompute final : public Compute {
     // From pageable memory the copy is staged before cudaMemcpyAsync returns,
     // so `src` may change afterwards; from AllocStaging's page-locked memory
     // it is a DMA that may still run (the caller waits for a Sync first).
-    Record("cudaMemcpyAsync(host to device)", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    Record("cudaMemcpyAsync(host to device)",
+           cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
   }
   Status CopyToHost(void* dst, const void* src, size_t bytes) override {
     Use();
-    Record("cudaMemcpyAsync(device to host)", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    Record("cudaMemcpyAsync(device to host)",
+           cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     return Sync();
   }
   void Zero(void* dst, size_t bytes) override {
@@ -114,13 +122,14 @@ class CudaCompute final : public Compute {
                     "waiting for gradients on " + name_);
   }
 
-  void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+  void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     Use();
     kc::Gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  void GemmMixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DType ab, const void* a,
-                 int64_t lda, const void* b, int64_t ldb, float beta, DType ct, void* c, int64_t ldc) override {
+  void GemmMixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DType ab,
+                 const void* a, int64_t lda, const void* b, int64_t ldb, float beta, DType ct,
+                 void* c, int64_t ldc) override {
     Use();
     kc::GemmMixed(ta, tb, m, n, k, alpha, ab, a, lda, b, ldb, beta, ct, c, ldc);
   }
@@ -133,7 +142,8 @@ class CudaCompute final : public Compute {
     Use();
     kc::ActForward(z, y, n, act);
   }
-  void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, kernels::Activation act) override {
+  void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n,
+                   kernels::Activation act) override {
     Use();
     kc::ActBackward(z_or_y, dy, dz, n, act);
   }
@@ -141,23 +151,23 @@ class CudaCompute final : public Compute {
     Use();
     kc::BiasGrad(dz, db, rows, cols);
   }
-  void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs, int64_t rows,
-                                  int64_t cols, float* mean_loss) override {
+  void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
+                                  int64_t rows, int64_t cols, float* mean_loss) override {
     Use();
     kc::SoftmaxCrossEntropyForward(logits, labels, probs, rows, cols, mean_loss);
   }
-  void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits, int64_t rows,
-                                   int64_t cols, float scale) override {
+  void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits,
+                                   int64_t rows, int64_t cols, float scale) override {
     Use();
     kc::SoftmaxCrossEntropyBackward(probs, labels, dlogits, rows, cols, scale);
   }
-  void SgdMomentumUpdate(float* param, const float* grad, float* buf, int64_t n, const kernels::SgdOptions& opt,
-                         bool first_step) override {
+  void SgdMomentumUpdate(float* param, const float* grad, float* buf, int64_t n,
+                         const kernels::SgdOptions& opt, bool first_step) override {
     Use();
     kc::SgdMomentumUpdate(param, grad, buf, n, opt, first_step);
   }
-  void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n, const kernels::AdamWOptions& opt,
-                   int64_t step) override {
+  void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n,
+                   const kernels::AdamWOptions& opt, int64_t step) override {
     Use();
     kc::AdamWUpdate(param, grad, m, v, n, opt, step);
   }
@@ -178,23 +188,24 @@ class CudaCompute final : public Compute {
     kc::CastToFloat(half, in, out, n, scale);
   }
 
-  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out, int64_t B, int64_t T,
-                        int64_t C) override {
+  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out,
+                        int64_t B, int64_t T, int64_t C) override {
     Use();
     kc::EmbeddingForward(tokens, wte, wpe, out, B, T, C);
   }
-  void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe, int64_t B, int64_t T,
-                         int64_t C) override {
+  void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe,
+                         int64_t B, int64_t T, int64_t C) override {
     Use();
     kc::EmbeddingBackward(dout, tokens, dwte, dwpe, B, T, C);
   }
-  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-                        int64_t rows, int64_t C, float eps) override {
+  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
+                        float* rstd, int64_t rows, int64_t C, float eps) override {
     Use();
     kc::LayerNormForward(x, w, b, y, mean, rstd, rows, C, eps);
   }
-  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
-                         float* dx, float* dw, float* db, int64_t rows, int64_t C) override {
+  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
+                         const float* rstd, float* dx, float* dw, float* db, int64_t rows,
+                         int64_t C) override {
     Use();
     kc::LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, rows, C);
   }
@@ -215,13 +226,13 @@ class CudaCompute final : public Compute {
     Use();
     kc::AttentionForward(qkv, out, att, B, T, C, NH);
   }
-  void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch,
-                         int64_t B, int64_t T, int64_t C, int64_t NH) override {
+  void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv,
+                         float* scratch, int64_t B, int64_t T, int64_t C, int64_t NH) override {
     Use();
     kc::AttentionBackward(dout, qkv, att, dqkv, scratch, B, T, C, NH);
   }
-  void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows, int64_t V,
-                         float grad_scale, float* mean_loss) override {
+  void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows,
+                         int64_t V, float grad_scale, float* mean_loss) override {
     Use();
     kc::CrossEntropyFused(logits, targets, dlogits, rows, V, grad_scale, mean_loss);
   }

@@ -41,9 +41,12 @@ SyntheticDataset::SyntheticDataset(TeacherSpec spec, int64_t samples)
   // sensitive range; the output gain makes the labels a crisp function of x.
   const float a1 = kSqrt3 / std::sqrt(static_cast<float>(f)) * 1.5f;
   const float a2 = kSqrt3 / std::sqrt(static_cast<float>(h)) * 2.0f;
-  for (size_t i = 0; i < w1_.size(); ++i) w1_[i] = UniformFloat(HashCombine(spec.seed, kStreamTeacherW1, i), -a1, a1);
-  for (size_t i = 0; i < b1_.size(); ++i) b1_[i] = UniformFloat(HashCombine(spec.seed, kStreamTeacherB1, i), -0.1f, 0.1f);
-  for (size_t i = 0; i < w2_.size(); ++i) w2_[i] = UniformFloat(HashCombine(spec.seed, kStreamTeacherW2, i), -a2, a2);
+  for (size_t i = 0; i < w1_.size(); ++i)
+    w1_[i] = UniformFloat(HashCombine(spec.seed, kStreamTeacherW1, i), -a1, a1);
+  for (size_t i = 0; i < b1_.size(); ++i)
+    b1_[i] = UniformFloat(HashCombine(spec.seed, kStreamTeacherB1, i), -0.1f, 0.1f);
+  for (size_t i = 0; i < w2_.size(); ++i)
+    w2_[i] = UniformFloat(HashCombine(spec.seed, kStreamTeacherW2, i), -a2, a2);
 }
 
 Status SyntheticDataset::Fill(std::span<const int64_t> indices, float* x, int32_t* y) const {
@@ -99,7 +102,8 @@ Result<int64_t> GenerateShards(const DataGenOptions& opt, std::ostream* progress
                            " (every shard holds the same number of samples)");
   }
   if (opt.teacher.features <= 0 || opt.teacher.classes <= 1 || opt.teacher.hidden <= 0) {
-    return InvalidArgument("--features and --teacher-hidden must be positive and --classes at least 2");
+    return InvalidArgument(
+        "--features and --teacher-hidden must be positive and --classes at least 2");
   }
   COHORT_RETURN_IF_ERROR(MakeDirs(opt.out_dir));
   SyntheticDataset data(opt.teacher, opt.samples);
@@ -157,10 +161,12 @@ Result<ShardHeader> ReadHeader(const std::string& path, uint64_t* file_size) {
   in.read(reinterpret_cast<char*>(&h), sizeof(h));
   if (!in) return IoError("cannot read the header of data shard " + path);
   if (std::memcmp(h.magic, kShardMagic, 8) != 0) {
-    return DataLoss("data shard " + path + " is not a Cohort shard (bad magic); regenerate it with `cohort data gen`");
+    return DataLoss("data shard " + path +
+                    " is not a Cohort shard (bad magic); regenerate it with `cohort data gen`");
   }
   if (HeaderCrc(h) != h.header_crc) {
-    return DataLoss("data shard " + path + " has a corrupted header (checksum mismatch at offset 0)");
+    return DataLoss("data shard " + path +
+                    " has a corrupted header (checksum mismatch at offset 0)");
   }
   if (h.version != kShardVersion) {
     return DataLoss("data shard " + path + " has format version " + std::to_string(h.version) +
@@ -168,9 +174,9 @@ Result<ShardHeader> ReadHeader(const std::string& path, uint64_t* file_size) {
   }
   const uint64_t expect = sizeof(ShardHeader) + h.samples * h.features * 4 + h.samples * 4;
   if (*file_size != expect) {
-    return DataLoss("data shard " + path + " is " + (*file_size < expect ? "truncated" : "too long") +
-                    ": " + std::to_string(*file_size) + " bytes, its header says " +
-                    std::to_string(expect));
+    return DataLoss(
+        "data shard " + path + " is " + (*file_size < expect ? "truncated" : "too long") + ": " +
+        std::to_string(*file_size) + " bytes, its header says " + std::to_string(expect));
   }
   return h;
 }
@@ -180,7 +186,8 @@ Result<ShardHeader> ReadHeader(const std::string& path, uint64_t* file_size) {
 Result<std::unique_ptr<ShardedDataset>> ShardedDataset::Open(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    return NotFound("dataset directory not found: " + dir + " (write one with `cohort data gen --out " + dir + "`)");
+    return NotFound("dataset directory not found: " + dir +
+                    " (write one with `cohort data gen --out " + dir + "`)");
   }
   // The shard count comes from any shard's name; every index below it must exist.
   int num_shards = -1;
@@ -188,13 +195,15 @@ Result<std::unique_ptr<ShardedDataset>> ShardedDataset::Open(const std::string& 
     int i = 0, n = 0;
     if (std::sscanf(e.path().filename().c_str(), "shard-%d-of-%d.cds", &i, &n) == 2) {
       if (num_shards != -1 && n != num_shards) {
-        return InvalidArgument("dataset " + dir + " mixes shard sets of " + std::to_string(num_shards) +
-                               " and " + std::to_string(n) + " shards");
+        return InvalidArgument("dataset " + dir + " mixes shard sets of " +
+                               std::to_string(num_shards) + " and " + std::to_string(n) +
+                               " shards");
       }
       num_shards = n;
     }
   }
-  if (num_shards <= 0) return NotFound("dataset directory " + dir + " holds no shard-*-of-*.cds files");
+  if (num_shards <= 0)
+    return NotFound("dataset directory " + dir + " holds no shard-*-of-*.cds files");
   auto ds = std::unique_ptr<ShardedDataset>(new ShardedDataset());
   ds->dir_ = dir;
   ds->loaded_.resize(static_cast<size_t>(num_shards));
@@ -208,9 +217,11 @@ Result<std::unique_ptr<ShardedDataset>> ShardedDataset::Open(const std::string& 
     }
     if (!ds->headers_.empty()) {
       const ShardHeader& h0 = ds->headers_[0];
-      if (h.features != h0.features || h.classes != h0.classes || h.total_samples != h0.total_samples ||
-          h.samples != h0.samples || h.first_sample != h0.samples * static_cast<uint64_t>(s)) {
-        return DataLoss("data shard " + path + " does not match shard 0 (features, classes or sample ranges differ)");
+      if (h.features != h0.features || h.classes != h0.classes ||
+          h.total_samples != h0.total_samples || h.samples != h0.samples ||
+          h.first_sample != h0.samples * static_cast<uint64_t>(s)) {
+        return DataLoss("data shard " + path +
+                        " does not match shard 0 (features, classes or sample ranges differ)");
       }
     }
     ds->headers_.push_back(h);
@@ -220,7 +231,8 @@ Result<std::unique_ptr<ShardedDataset>> ShardedDataset::Open(const std::string& 
 
 Status ShardedDataset::Load(std::span<const int> shards) {
   for (int s : shards) {
-    if (s < 0 || s >= num_shards()) return InvalidArgument("no shard " + std::to_string(s) + " in " + dir_);
+    if (s < 0 || s >= num_shards())
+      return InvalidArgument("no shard " + std::to_string(s) + " in " + dir_);
     const std::string path = dir_ + "/" + ShardFileName(s, num_shards());
     uint64_t size = 0;
     COHORT_ASSIGN_OR_RETURN(ShardHeader h, ReadHeader(path, &size));
@@ -256,7 +268,8 @@ std::vector<int64_t> ShardedDataset::LoadedSampleIds() const {
   for (int s = 0; s < num_shards(); ++s) {
     if (!loaded_[static_cast<size_t>(s)]) continue;
     const ShardHeader& h = headers_[static_cast<size_t>(s)];
-    for (uint64_t i = 0; i < h.samples; ++i) ids.push_back(static_cast<int64_t>(h.first_sample + i));
+    for (uint64_t i = 0; i < h.samples; ++i)
+      ids.push_back(static_cast<int64_t>(h.first_sample + i));
   }
   return ids;
 }
@@ -268,7 +281,8 @@ Status ShardedDataset::Fill(std::span<const int64_t> indices, float* x, int32_t*
     const int64_t id = indices[r];
     const int64_t s = per > 0 ? id / per : -1;
     if (id < 0 || s >= num_shards() || !loaded_[static_cast<size_t>(s)]) {
-      return InvalidArgument("sample " + std::to_string(id) + " is not in a shard this rank loaded");
+      return InvalidArgument("sample " + std::to_string(id) +
+                             " is not in a shard this rank loaded");
     }
     const Loaded& l = *loaded_[static_cast<size_t>(s)];
     const int64_t off = id - s * per;
@@ -317,10 +331,12 @@ void GlobalSampler::Indices(int64_t step, std::span<int64_t> out) {
   const int64_t epoch = step / per_epoch;
   if (epoch != epoch_) Shuffle(epoch);
   const int64_t start = (step % per_epoch) * global + rank_ * batch_;
-  for (int64_t i = 0; i < batch_; ++i) out[static_cast<size_t>(i)] = perm_[static_cast<size_t>(start + i)];
+  for (int64_t i = 0; i < batch_; ++i)
+    out[static_cast<size_t>(i)] = perm_[static_cast<size_t>(start + i)];
 }
 
-ShardWalkSampler::ShardWalkSampler(std::vector<Shard> owned, int64_t batch, uint64_t member_id, uint64_t seed)
+ShardWalkSampler::ShardWalkSampler(std::vector<Shard> owned, int64_t batch, uint64_t member_id,
+                                   uint64_t seed)
     : owned_(std::move(owned)), batch_(batch), member_id_(member_id), seed_(seed) {
   for (const Shard& s : owned_) total_ += s.samples;
   COHORT_CHECK(total_ >= batch_) << "fewer owned samples than one batch";
@@ -349,7 +365,8 @@ void ShardWalkSampler::Indices(int64_t step, std::span<int64_t> out) {
   const int64_t epoch = step / per_epoch;
   if (epoch != epoch_) BuildEpoch(epoch);
   const int64_t start = (step % per_epoch) * batch_;
-  for (int64_t i = 0; i < batch_; ++i) out[static_cast<size_t>(i)] = order_[static_cast<size_t>(start + i)];
+  for (int64_t i = 0; i < batch_; ++i)
+    out[static_cast<size_t>(i)] = order_[static_cast<size_t>(start + i)];
 }
 
 }  // namespace cohort

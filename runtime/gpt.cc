@@ -5,8 +5,8 @@
 #include <cstring>
 #include <numbers>
 
-#include "core/clock.h"
 #include "core/check.h"
+#include "core/clock.h"
 #include "runtime/rng.h"
 
 namespace cohort {

@@ -91,7 +91,8 @@ class Gpt final : public Model {
                            const Precision* precision) override;
   Status LossTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch,
                 float* loss) override;
-  Status LogitsToHost(const float* params, const void* inputs, int64_t batch, float* logits) override;
+  Status LogitsToHost(const float* params, const void* inputs, int64_t batch,
+                      float* logits) override;
   Result<std::vector<std::vector<float>>> GatherFull(const float* params) override;
 
  private:

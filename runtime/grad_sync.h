@@ -60,14 +60,15 @@ struct GradBucket {
 // `layer_ranges[l]` = (offset, count) of layer l's gradients, ascending and
 // contiguous; `total` the buffer's whole length. Caps are in bytes of fp32;
 // a cap of 0 means one bucket for everything.
-std::vector<GradBucket> PlanGradBuckets(const std::vector<std::pair<int64_t, int64_t>>& layer_ranges,
-                                        int64_t total, int64_t cap_bytes, int64_t first_cap_bytes);
+std::vector<GradBucket> PlanGradBuckets(
+    const std::vector<std::pair<int64_t, int64_t>>& layer_ranges, int64_t total, int64_t cap_bytes,
+    int64_t first_cap_bytes);
 
 class GradientSync {
  public:
   GradientSync(Communicator& comm, float* grads, std::vector<GradBucket> buckets, int num_layers,
-               bool overlap, Timeline* timeline, DType wire = DType::kF32, void* wire_buffer = nullptr,
-               Compute* compute = nullptr);
+               bool overlap, Timeline* timeline, DType wire = DType::kF32,
+               void* wire_buffer = nullptr, Compute* compute = nullptr);
   ~GradientSync();
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;

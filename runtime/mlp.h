@@ -81,8 +81,8 @@ class Mlp final : public Model {
   void Init(float* params, uint64_t seed) const override;
 
   // Forward and backward on a batch: returns the mean cross-entropy loss over
-  // the batch (accumulated in double, rounded to fp32) and overwrites `grads` (num_params floats) with the gradient of
-  // that mean. Labels must lie in [0, classes()). Fails only when a
+  // the batch (accumulated in double, rounded to fp32) and overwrites `grads` (num_params floats)
+  // with the gradient of that mean. Labels must lie in [0, classes()). Fails only when a
   // tensor-parallel collective fails. `on_layer_grads` (may be null) is
   // called with l as soon as layer l's weight and bias gradients are final,
   // from the last layer down to 0, so their all-reduce can start early.
@@ -98,8 +98,8 @@ class Mlp final : public Model {
   // tensor-parallel all-reduce (on a GPU, `times` then measure the host's
   // enqueueing, and on_layer_grads fires when a layer's kernels are
   // enqueued: Compute::MarkReady orders readers after them).
-  Status ForwardBackwardTo(const float* params, const float* x, const int32_t* labels, int64_t batch, float* grads,
-                           float* loss, StepTimes* times = nullptr,
+  Status ForwardBackwardTo(const float* params, const float* x, const int32_t* labels,
+                           int64_t batch, float* grads, float* loss, StepTimes* times = nullptr,
                            const std::function<void(int)>* on_layer_grads = nullptr,
                            const Precision* precision = nullptr);
   // (offset, count) of each layer's parameters (weight then bias) in the flat buffer.
@@ -108,15 +108,17 @@ class Mlp final : public Model {
   Result<double> Loss(const float* params, const float* x, const int32_t* labels, int64_t batch);
 
   // Model: the inputs are fp32 features (batch x inputs()), one label each.
-  Status ForwardBackwardTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch,
-                           float* grads, float* loss, StepTimes* times, const std::function<void(int)>* on_layer_grads,
+  Status ForwardBackwardTo(const float* params, const void* inputs, const int32_t* targets,
+                           int64_t batch, float* grads, float* loss, StepTimes* times,
+                           const std::function<void(int)>* on_layer_grads,
                            const Precision* precision) override {
-    return ForwardBackwardTo(params, static_cast<const float*>(inputs), targets, batch, grads, loss, times,
-                             on_layer_grads, precision);
+    return ForwardBackwardTo(params, static_cast<const float*>(inputs), targets, batch, grads, loss,
+                             times, on_layer_grads, precision);
   }
   Status LossTo(const float* params, const void* inputs, const int32_t* targets, int64_t batch,
                 float* loss) override;
-  Status LogitsToHost(const float* params, const void* inputs, int64_t batch, float* logits) override;
+  Status LogitsToHost(const float* params, const void* inputs, int64_t batch,
+                      float* logits) override;
 
   // Assembles the whole model's tensors from every rank's part (a collective
   // over the tensor-parallel group; `params` is device memory). Returns host
@@ -131,13 +133,14 @@ class Mlp final : public Model {
     int64_t in, out;              // full sizes
     int64_t in_local, out_local;  // this rank's
     LayerSplit split;
-    int64_t w_offset, b_offset;   // into this rank's flat buffer
-    int64_t w_full_offset;        // into the whole model's flat layout
+    int64_t w_offset, b_offset;  // into this rank's flat buffer
+    int64_t w_full_offset;       // into the whole model's flat layout
   };
   Status Forward(const float* params, const float* x, int64_t batch, StepTimes* times);
   Status Reserve(int64_t batch);
   // The 16-bit twins of Forward and ForwardBackward's backward half.
-  Status Forward16(const float* params, const Precision& p, const float* x, int64_t batch, StepTimes* times);
+  Status Forward16(const float* params, const Precision& p, const float* x, int64_t batch,
+                   StepTimes* times);
   Status Backward16(const Precision& p, const int32_t* labels, int64_t batch, float* grads,
                     StepTimes* times, const std::function<void(int)>* on_layer_grads);
   Status Reserve16(int64_t batch);

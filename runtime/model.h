@@ -127,7 +127,8 @@ class Model {
   // Forward only: the logits of every target (batch x sample().targets x
   // sample().classes floats, row-major) into host memory `logits`. Waits for
   // the device. For evaluation (accuracy, confusion) and tests.
-  virtual Status LogitsToHost(const float* params, const void* inputs, int64_t batch, float* logits) = 0;
+  virtual Status LogitsToHost(const float* params, const void* inputs, int64_t batch,
+                              float* logits) = 0;
 
   // Assembles the whole model's tensors from every rank's part (a collective
   // over the tensor-parallel group; `params` is device memory). Host

@@ -18,8 +18,9 @@ class Sgd final : public Optimizer {
     return Status::Ok();
   }
   void Step(float* params, const float* grads) override {
-    compute_.SgdMomentumUpdate(params, grads, momentum_.defined() ? momentum_.data<float>() : nullptr,
-                               n_, opt_, steps_ == 0);
+    compute_.SgdMomentumUpdate(params, grads,
+                               momentum_.defined() ? momentum_.data<float>() : nullptr, n_, opt_,
+                               steps_ == 0);
     ++steps_;
   }
   void set_lr(float lr) override { opt_.lr = lr; }
@@ -79,7 +80,8 @@ Result<std::unique_ptr<Optimizer>> MakeOptimizer(const OptimizerConfig& config, 
     COHORT_RETURN_IF_ERROR(o->Init(config).WithContext("optimizer state on " + c.Describe()));
     return std::unique_ptr<Optimizer>(std::move(o));
   };
-  if (config.type == OptimizerType::kAdamW) return init(std::make_unique<AdamW>(config, num_params, c));
+  if (config.type == OptimizerType::kAdamW)
+    return init(std::make_unique<AdamW>(config, num_params, c));
   return init(std::make_unique<Sgd>(config, num_params, c));
 }
 

@@ -5,8 +5,8 @@
 
 namespace cohort {
 
-Result<ResizeDecision> PlanResize(const ElasticConfig& policy, int64_t start_batch_per_rank, int start_world,
-                                  int world, double lr) {
+Result<ResizeDecision> PlanResize(const ElasticConfig& policy, int64_t start_batch_per_rank,
+                                  int start_world, int world, double lr) {
   if (start_batch_per_rank < 1 || start_world < 1 || world < 1) {
     return InvalidArgument("resize policy: batch per rank " + std::to_string(start_batch_per_rank) +
                            ", start world " + std::to_string(start_world) + " and world " +

@@ -31,12 +31,12 @@ namespace cohort {
 struct ResizeDecision {
   int64_t batch_per_rank = 0;
   int64_t global_batch = 0;
-  double lr = 0;        // the learning rate to train this epoch with
-  double lr_scale = 1;  // lr / configured lr
-  bool rounded = false; // batch global: G0 did not divide over the world
+  double lr = 0;         // the learning rate to train this epoch with
+  double lr_scale = 1;   // lr / configured lr
+  bool rounded = false;  // batch global: G0 did not divide over the world
 };
 
-Result<ResizeDecision> PlanResize(const ElasticConfig& policy, int64_t start_batch_per_rank, int start_world,
-                                  int world, double lr);
+Result<ResizeDecision> PlanResize(const ElasticConfig& policy, int64_t start_batch_per_rank,
+                                  int start_world, int world, double lr);
 
 }  // namespace cohort

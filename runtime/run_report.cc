@@ -14,9 +14,10 @@ namespace cohort {
 
 std::string ProgressLine(const Config& c, const StepReport& r, int64_t step, int64_t total) {
   char buf[160];
-  std::snprintf(buf, sizeof(buf), "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%",
-                static_cast<long long>(step), static_cast<long long>(total), r.loss, r.samples_per_s, r.step_ms,
-                100.0 * r.allreduce_share);
+  std::snprintf(buf, sizeof(buf),
+                "step %6lld/%-6lld loss %8.4f  %9.0f samples/s  %7.2f ms/step  all-reduce %4.1f%%",
+                static_cast<long long>(step), static_cast<long long>(total), r.loss,
+                r.samples_per_s, r.step_ms, 100.0 * r.allreduce_share);
   return buf + ProgressSuffix(c, r);
 }
 
@@ -69,17 +70,19 @@ void AddRunFields(const Config& c, const TrainSummary& s, nlohmann::json* j) {
     (*j)["val_bits_per_byte"] = e.loss / std::log(2.0);
 }
 
-Status WriteParams(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& params,
-                   const Config& c, int64_t steps, int world) {
+Status WriteParams(const std::string& path,
+                   const std::vector<std::pair<std::string, Tensor>>& params, const Config& c,
+                   int64_t steps, int world) {
   std::vector<NamedTensor> ts;
   for (const auto& [name, t] : params) ts.push_back({name, t});
   // layout 2: linear weights [out, in] (torch.nn.Linear); 1 was the MLP's [in, out].
-  return WriteSafetensors(path, ts,
-                          {{"format", c.model.type == ModelType::kGpt ? "cohort.gpt" : "cohort.mlp"},
-                           {"layout", "2"},
-                           {"model", DescribeModel(c.model)},
-                           {"steps", std::to_string(steps)},
-                           {"world_size", std::to_string(world)}});
+  return WriteSafetensors(
+      path, ts,
+      {{"format", c.model.type == ModelType::kGpt ? "cohort.gpt" : "cohort.mlp"},
+       {"layout", "2"},
+       {"model", DescribeModel(c.model)},
+       {"steps", std::to_string(steps)},
+       {"world_size", std::to_string(world)}});
 }
 
 double LossLog::At(int64_t step) const {
@@ -99,8 +102,8 @@ Result<int> ApplyBlasThreadRule(int requested) {
   if (threads == 0 && std::getenv("OPENBLAS_NUM_THREADS") == nullptr) {
     COHORT_ASSIGN_OR_RETURN(HostLayout layout, HostLayoutFromEnv());
     threads = DefaultBlasThreads(layout, static_cast<int>(std::thread::hardware_concurrency()));
-    COHORT_LOG_INFO("BLAS threads {} ({} local ranks from {}, {} CPUs per task)", threads, layout.local_ranks,
-                    layout.source, layout.cpus_per_rank);
+    COHORT_LOG_INFO("BLAS threads {} ({} local ranks from {}, {} CPUs per task)", threads,
+                    layout.local_ranks, layout.source, layout.cpus_per_rank);
   }
   if (threads > 0) kernels::SetBlasThreads(threads);
   return threads;

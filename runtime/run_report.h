@@ -31,8 +31,9 @@ void AddRunFields(const Config& c, const TrainSummary& s, nlohmann::json* j);
 // --save-params: the whole model (Trainer::FullParams, PyTorch's names and
 // layout) as fp32 safetensors, atomically, with its model, steps and world
 // size in the metadata.
-Status WriteParams(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& params,
-                   const Config& c, int64_t steps, int world);
+Status WriteParams(const std::string& path,
+                   const std::vector<std::pair<std::string, Tensor>>& params, const Config& c,
+                   int64_t steps, int world);
 
 // The losses of a job by global step (a step done again after a recovery
 // overwrites its first loss).

@@ -1,8 +1,7 @@
 #include "runtime/safetensors.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "core/crc32c.h"
 #include "core/file_util.h"
@@ -14,7 +13,8 @@ Status WriteSafetensors(const std::string& path, const std::vector<NamedTensor>&
   nlohmann::json header = nlohmann::json::object();
   std::string data;
   for (const auto& nt : tensors) {
-    if (nt.tensor.device() != Device::kCpu) return InvalidArgument("safetensors: " + nt.name + " is not on the CPU");
+    if (nt.tensor.device() != Device::kCpu)
+      return InvalidArgument("safetensors: " + nt.name + " is not on the CPU");
     const size_t begin = data.size();
     data.append(static_cast<const char*>(nt.tensor.raw()), nt.tensor.nbytes());
     header[nt.name] = {{"dtype", DTypeSafetensorsName(nt.tensor.dtype())},
@@ -44,13 +44,17 @@ const Tensor* SafetensorsFile::Find(const std::string& name) const {
 
 Result<SafetensorsFile> ReadSafetensors(const std::string& path) {
   COHORT_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-  auto bad = [&](const std::string& what) { return DataLoss("safetensors file " + path + ": " + what); };
+  auto bad = [&](const std::string& what) {
+    return DataLoss("safetensors file " + path + ": " + what);
+  };
   if (bytes.size() < 8) return bad("shorter than its 8-byte header length");
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
-  if (n > bytes.size() - 8) return bad("header length " + std::to_string(n) + " runs past the end of the file");
-  nlohmann::json header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n),
-                                                nullptr, /*allow_exceptions=*/false);
+  if (n > bytes.size() - 8)
+    return bad("header length " + std::to_string(n) + " runs past the end of the file");
+  nlohmann::json header =
+      nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n), nullptr,
+                            /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) return bad("header is not a JSON object");
   const char* data = bytes.data() + 8 + n;
   const size_t data_size = bytes.size() - 8 - n;
@@ -69,7 +73,8 @@ Result<SafetensorsFile> ReadSafetensors(const std::string& path) {
   std::vector<std::pair<size_t, std::string>> order;
   for (const auto& [name, v] : header.items()) {
     if (name == "__metadata__") continue;
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets")) {
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets")) {
       return bad("entry '" + name + "' lacks dtype, shape or data_offsets");
     }
     order.emplace_back(v["data_offsets"][0].get<size_t>(), name);
@@ -84,8 +89,8 @@ Result<SafetensorsFile> ReadSafetensors(const std::string& path) {
     auto t = Tensor::Empty(shape, *dtype);
     if (!t.ok()) return bad("entry '" + name + "': " + t.status().message());
     if (e < b || e > data_size || e - b != t->nbytes()) {
-      return bad("entry '" + name + "' has offsets [" + std::to_string(b) + ", " + std::to_string(e) +
-                 ") that do not fit its shape or the file");
+      return bad("entry '" + name + "' has offsets [" + std::to_string(b) + ", " +
+                 std::to_string(e) + ") that do not fit its shape or the file");
     }
     if (e > b) std::memcpy(t->raw(), data + b, e - b);
     f.tensors.push_back({name, std::move(t).value()});

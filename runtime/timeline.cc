@@ -1,8 +1,7 @@
 #include "runtime/timeline.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "core/file_util.h"
 
@@ -29,17 +28,39 @@ std::string Timeline::EventsJson() const {
     if (!out.empty()) out += ",\n";
     out += j.dump();
   };
-  add({{"name", "process_name"}, {"ph", "M"}, {"pid", rank_}, {"args", {{"name", "rank " + std::to_string(rank_)}}}});
-  add({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", rank_}, {"args", {{"sort_index", rank_}}}});
-  add({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank_}, {"tid", kComputeTrack}, {"args", {{"name", "compute"}}}});
-  add({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank_}, {"tid", kCommTrack}, {"args", {{"name", "communication"}}}});
+  add({{"name", "process_name"},
+       {"ph", "M"},
+       {"pid", rank_},
+       {"args", {{"name", "rank " + std::to_string(rank_)}}}});
+  add({{"name", "process_sort_index"},
+       {"ph", "M"},
+       {"pid", rank_},
+       {"args", {{"sort_index", rank_}}}});
+  add({{"name", "thread_name"},
+       {"ph", "M"},
+       {"pid", rank_},
+       {"tid", kComputeTrack},
+       {"args", {{"name", "compute"}}}});
+  add({{"name", "thread_name"},
+       {"ph", "M"},
+       {"pid", rank_},
+       {"tid", kCommTrack},
+       {"args", {{"name", "communication"}}}});
   for (const Event& e : events_) {
-    add({{"name", e.name}, {"ph", "X"}, {"pid", rank_}, {"tid", e.track},
-         {"ts", (e.start_s - origin_s_) * 1e6}, {"dur", (e.end_s - e.start_s) * 1e6}});
+    add({{"name", e.name},
+         {"ph", "X"},
+         {"pid", rank_},
+         {"tid", e.track},
+         {"ts", (e.start_s - origin_s_) * 1e6},
+         {"dur", (e.end_s - e.start_s) * 1e6}});
   }
   if (dropped_ > 0) {
-    add({{"name", "events dropped: " + std::to_string(dropped_)}, {"ph", "i"}, {"pid", rank_}, {"tid", 0},
-         {"ts", 0}, {"s", "p"}});
+    add({{"name", "events dropped: " + std::to_string(dropped_)},
+         {"ph", "i"},
+         {"pid", rank_},
+         {"tid", 0},
+         {"ts", 0},
+         {"s", "p"}});
   }
   return out;
 }
@@ -62,7 +83,8 @@ Status Timeline::WriteMerged(Communicator& world, const std::string& path) const
     std::string trace = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
     for (size_t r = 0; r < lens.size(); ++r) {
       if (r > 0) trace += ",\n";
-      trace.append(reinterpret_cast<const char*>(all.data() + r * words), static_cast<size_t>(lens[r]));
+      trace.append(reinterpret_cast<const char*>(all.data() + r * words),
+                   static_cast<size_t>(lens[r]));
     }
     trace += "\n]}\n";
     written = WriteFileAtomic(path, trace);

@@ -49,9 +49,11 @@ WorkerMetrics::WorkerMetrics() {
   global_step_ =
       r.AddGauge("cohort_train_global_step", "The job's step count after this worker's last step");
   loss_ = r.AddGauge("cohort_train_loss", "Global-batch loss of the last step");
-  val_loss_ = r.AddGauge("cohort_train_val_loss", "Mean validation loss (nats) at the last evaluation");
+  val_loss_ =
+      r.AddGauge("cohort_train_val_loss", "Mean validation loss (nats) at the last evaluation");
   lr_ = r.AddGauge("cohort_train_learning_rate", "The learning rate of the last step");
-  eval_accuracy_ = r.AddGauge("cohort_train_eval_accuracy", "Test accuracy at the last evaluation (classifiers)");
+  eval_accuracy_ = r.AddGauge("cohort_train_eval_accuracy",
+                              "Test accuracy at the last evaluation (classifiers)");
   step_seconds_ =
       r.AddSummary("cohort_train_step_seconds",
                    "Wall time of a training step: data, compute, gradient sync and checkpoint");

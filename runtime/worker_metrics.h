@@ -1,7 +1,8 @@
 #pragma once
 // The Prometheus endpoint of a training worker and of the `cohort` commands
 // (`--metrics-port`, `--metrics-address`): port checks, starting the server,
-// and the metrics of a worker (under mpirun or elastic). The registry and HTTP server are core/metrics*.h.
+// and the metrics of a worker (under mpirun or elastic). The registry and HTTP server are
+// core/metrics*.h.
 
 #include <cstdint>
 #include <memory>

@@ -18,9 +18,12 @@ constexpr double kSwitchRatio = 0.9;  // another member wins a cell only below 0
 
 std::string HumanBytes(size_t b) {
   char buf[32];
-  if (b >= (size_t{1} << 20)) std::snprintf(buf, sizeof(buf), "%zu MiB", b >> 20);
-  else if (b >= 1024) std::snprintf(buf, sizeof(buf), "%zu KiB", b >> 10);
-  else std::snprintf(buf, sizeof(buf), "%zu B", b);
+  if (b >= (size_t{1} << 20))
+    std::snprintf(buf, sizeof(buf), "%zu MiB", b >> 20);
+  else if (b >= 1024)
+    std::snprintf(buf, sizeof(buf), "%zu KiB", b >> 10);
+  else
+    std::snprintf(buf, sizeof(buf), "%zu B", b);
   return buf;
 }
 
@@ -29,32 +32,40 @@ std::string HumanBytes(size_t b) {
 DType CellType(AutoOp op) { return op == AutoOp::kAllReduce16 ? DType::kBF16 : DType::kF32; }
 
 size_t CellLimit(AutoOp op, const AutoOptions& o) {
-  return op == AutoOp::kAllReduce ? std::max(o.max_calibration_bytes, o.max_allreduce_calibration_bytes)
-                                  : o.max_calibration_bytes;
+  return op == AutoOp::kAllReduce
+             ? std::max(o.max_calibration_bytes, o.max_allreduce_calibration_bytes)
+             : o.max_calibration_bytes;
 }
 
 }  // namespace
 
 std::string_view AutoOpName(AutoOp op) {
   switch (op) {
-    case AutoOp::kAllReduce: return "allreduce";
-    case AutoOp::kAllReduce16: return "allreduce-16bit";
-    case AutoOp::kReduceScatter: return "reducescatter";
-    case AutoOp::kAllGather: return "allgather";
-    case AutoOp::kBroadcast: return "broadcast";
+    case AutoOp::kAllReduce:
+      return "allreduce";
+    case AutoOp::kAllReduce16:
+      return "allreduce-16bit";
+    case AutoOp::kReduceScatter:
+      return "reducescatter";
+    case AutoOp::kAllGather:
+      return "allgather";
+    case AutoOp::kBroadcast:
+      return "broadcast";
   }
   return "?";
 }
 
 Result<std::unique_ptr<AutoCommunicator>> AutoCommunicator::Create(std::vector<Member> members,
-                                                                  const AutoOptions& options) {
+                                                                   const AutoOptions& options) {
   if (members.empty()) return InvalidArgument("auto: no member backends");
   for (const Member& m : members) {
-    if (m.comm == nullptr) return InvalidArgument("auto: member '" + m.name + "' has no communicator");
+    if (m.comm == nullptr)
+      return InvalidArgument("auto: member '" + m.name + "' has no communicator");
     if (m.comm->size() != members[0].comm->size() || m.comm->rank() != members[0].comm->rank()) {
-      return InvalidArgument("auto: member '" + m.name + "' is rank " + std::to_string(m.comm->rank()) + " of " +
-                             std::to_string(m.comm->size()) + ", member '" + members[0].name + "' rank " +
-                             std::to_string(members[0].comm->rank()) + " of " +
+      return InvalidArgument("auto: member '" + m.name + "' is rank " +
+                             std::to_string(m.comm->rank()) + " of " +
+                             std::to_string(m.comm->size()) + ", member '" + members[0].name +
+                             "' rank " + std::to_string(members[0].comm->rank()) + " of " +
                              std::to_string(members[0].comm->size()));
     }
   }
@@ -72,10 +83,12 @@ Result<std::unique_ptr<AutoCommunicator>> AutoCommunicator::Create(std::vector<M
 
 AutoCommunicator::~AutoCommunicator() {
   StopAsync();
-  for (auto& [p, bytes] : registered_) (void)members_[static_cast<size_t>(registrar_)].comm->FreeRegistered(const_cast<char*>(p));
+  for (auto& [p, bytes] : registered_)
+    (void)members_[static_cast<size_t>(registrar_)].comm->FreeRegistered(const_cast<char*>(p));
 }
 
-Result<double> AutoCommunicator::TimeCell(int member, AutoOp op, size_t bytes, char* a, char* b, int iterations) {
+Result<double> AutoCommunicator::TimeCell(int member, AutoOp op, size_t bytes, char* a, char* b,
+                                          int iterations) {
   Communicator& c = *members_[static_cast<size_t>(member)].comm;
   const DType t = CellType(op);
   const size_t elem = DTypeSize(t);
@@ -83,10 +96,14 @@ Result<double> AutoCommunicator::TimeCell(int member, AutoOp op, size_t bytes, c
   auto once = [&]() -> Status {
     switch (op) {
       case AutoOp::kAllReduce:
-      case AutoOp::kAllReduce16: return c.AllReduce(a, b, bytes / elem, t, ReduceOp::kSum);
-      case AutoOp::kReduceScatter: return c.ReduceScatter(a, b, bytes / elem / n, t, ReduceOp::kSum);
-      case AutoOp::kAllGather: return c.AllGather(a, b, bytes / elem / n, t);
-      case AutoOp::kBroadcast: return c.Broadcast(b, bytes / elem, t, 0);
+      case AutoOp::kAllReduce16:
+        return c.AllReduce(a, b, bytes / elem, t, ReduceOp::kSum);
+      case AutoOp::kReduceScatter:
+        return c.ReduceScatter(a, b, bytes / elem / n, t, ReduceOp::kSum);
+      case AutoOp::kAllGather:
+        return c.AllGather(a, b, bytes / elem / n, t);
+      case AutoOp::kBroadcast:
+        return c.Broadcast(b, bytes / elem, t, 0);
     }
     return Status::Ok();
   };
@@ -107,11 +124,13 @@ Status AutoCommunicator::Calibrate(const AutoOptions& options) {
     return InvalidArgument("iterations must be at least 1");
   }
   std::vector<size_t> sizes;
-  const size_t largest = std::max({options.max_calibration_bytes, options.max_allreduce_calibration_bytes, kSmallestCell});
+  const size_t largest = std::max(
+      {options.max_calibration_bytes, options.max_allreduce_calibration_bytes, kSmallestCell});
   for (size_t s = kSmallestCell; s <= largest; s *= 8) sizes.push_back(s);
   const size_t n = static_cast<size_t>(size());
   // All-reduce cells need their size; reduce-scatter and all-gather n times theirs.
-  const size_t top = std::max(CellLimit(AutoOp::kAllReduce, options), options.max_calibration_bytes * n) + 64;
+  const size_t top =
+      std::max(CellLimit(AutoOp::kAllReduce, options), options.max_calibration_bytes * n) + 64;
   if (members_.size() == 1) {
     // Nothing to choose: every cell goes to the only member, unmeasured.
     for (int op = 0; op < kAutoOps; ++op) {
@@ -155,14 +174,15 @@ Status AutoCommunicator::Calibrate(const AutoOptions& options) {
                                  ? std::max(s, elem * n) / (elem * n) * (elem * n)
                                  : std::max(s, elem) / elem * elem;
         const int iters = bytes > options.max_calibration_bytes ? 1
-                          : bytes > kLargeCell                ? options.iterations_large
-                                                              : options.iterations_small;
+                          : bytes > kLargeCell                  ? options.iterations_large
+                                                                : options.iterations_small;
         Cell cell;
         cell.bytes = s;
         for (size_t m = 0; m < members_.size() && result.ok(); ++m) {
           auto t = TimeCell(static_cast<int>(m), aop, bytes, a, b, iters);
           if (!t.ok()) {
-            result = t.status().WithContext(members_[m].name + " " + std::string(AutoOpName(aop)) + " " + HumanBytes(s));
+            result = t.status().WithContext(members_[m].name + " " + std::string(AutoOpName(aop)) +
+                                            " " + HumanBytes(s));
             break;
           }
           cell.time_us.push_back(*t);
@@ -170,20 +190,22 @@ Status AutoCommunicator::Calibrate(const AutoOptions& options) {
         if (!result.ok()) break;
         // The slowest rank's time counts; every rank then holds the same numbers.
         std::vector<double> slowest(cell.time_us.size());
-        result = members_[0].comm->AllReduce(cell.time_us.data(), slowest.data(), slowest.size(), DType::kF64,
-                                             ReduceOp::kMax);
+        result = members_[0].comm->AllReduce(cell.time_us.data(), slowest.data(), slowest.size(),
+                                             DType::kF64, ReduceOp::kMax);
         if (!result.ok()) break;
         cell.time_us = slowest;
         // The first member (which does every operation) keeps the cell unless
         // another is clearly faster: near-ties are noise, not a reason to switch.
-        const int best = static_cast<int>(std::min_element(slowest.begin(), slowest.end()) - slowest.begin());
+        const int best =
+            static_cast<int>(std::min_element(slowest.begin(), slowest.end()) - slowest.begin());
         cell.winner = slowest[static_cast<size_t>(best)] < kSwitchRatio * slowest[0] ? best : 0;
         table_[static_cast<size_t>(op)][static_cast<size_t>(reg)].push_back(std::move(cell));
       }
     }
   }
   if (registrar_ < 0) {
-    for (int op = 0; op < kAutoOps; ++op) table_[static_cast<size_t>(op)][1] = table_[static_cast<size_t>(op)][0];
+    for (int op = 0; op < kAutoOps; ++op)
+      table_[static_cast<size_t>(op)][1] = table_[static_cast<size_t>(op)][0];
   }
   if (registrar_ >= 0) {
     Communicator& r = *members_[static_cast<size_t>(registrar_)].comm;
@@ -198,7 +220,8 @@ int AutoCommunicator::Pick(AutoOp op, size_t bytes, bool registered) const {
   const auto& row = table_[static_cast<size_t>(op)][registered ? 1 : 0];
   // Nearest measured size on a log scale: sizes are 8 B * 8^k.
   const double k = std::log2(static_cast<double>(std::max<size_t>(bytes, 1)) / kSmallestCell) / 3.0;
-  const size_t i = static_cast<size_t>(std::clamp(std::lround(k), 0L, static_cast<long>(row.size()) - 1));
+  const size_t i =
+      static_cast<size_t>(std::clamp(std::lround(k), 0L, static_cast<long>(row.size()) - 1));
   return row[i].winner;
 }
 
@@ -218,7 +241,8 @@ std::string AutoCommunicator::DescribeTable() const {
     for (int reg = 0; reg < 2; ++reg) {
       for (const Cell& cell : table_[static_cast<size_t>(op)][static_cast<size_t>(reg)]) {
         char line[96];
-        std::snprintf(line, sizeof(line), "%-16s %-10s %7s", std::string(AutoOpName(static_cast<AutoOp>(op))).c_str(),
+        std::snprintf(line, sizeof(line), "%-16s %-10s %7s",
+                      std::string(AutoOpName(static_cast<AutoOp>(op))).c_str(),
                       reg ? "registered" : "plain", HumanBytes(cell.bytes).c_str());
         out += line;
         for (double t : cell.time_us) {
@@ -245,8 +269,10 @@ Communicator& AutoCommunicator::Route(AutoOp op, size_t bytes, bool registered) 
   return *members_[static_cast<size_t>(Pick(op, bytes, registered))].comm;
 }
 
-Status AutoCommunicator::AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
-  const AutoOp aop = DTypeSize(dtype) == 2 && IsFloating(dtype) ? AutoOp::kAllReduce16 : AutoOp::kAllReduce;
+Status AutoCommunicator::AllReduce(const void* send, void* recv, size_t count, DType dtype,
+                                   ReduceOp op) {
+  const AutoOp aop =
+      DTypeSize(dtype) == 2 && IsFloating(dtype) ? AutoOp::kAllReduce16 : AutoOp::kAllReduce;
   const size_t bytes = count * DTypeSize(dtype);
   // shm needs every rank's buffers registered or none; ranks register the
   // same allocations in the same order, so this test agrees across ranks.
@@ -256,7 +282,8 @@ Status AutoCommunicator::AllReduce(const void* send, void* recv, size_t count, D
 
 Status AutoCommunicator::Broadcast(void* buf, size_t count, DType dtype, int root) {
   const size_t bytes = count * DTypeSize(dtype);
-  return Route(AutoOp::kBroadcast, bytes, IsRegistered(buf, bytes)).Broadcast(buf, count, dtype, root);
+  return Route(AutoOp::kBroadcast, bytes, IsRegistered(buf, bytes))
+      .Broadcast(buf, count, dtype, root);
 }
 
 Status AutoCommunicator::AllGather(const void* send, void* recv, size_t count, DType dtype) {
@@ -266,7 +293,8 @@ Status AutoCommunicator::AllGather(const void* send, void* recv, size_t count, D
   return Route(AutoOp::kAllGather, total, reg).AllGather(send, recv, count, dtype);
 }
 
-Status AutoCommunicator::ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
+Status AutoCommunicator::ReduceScatter(const void* send, void* recv, size_t count, DType dtype,
+                                       ReduceOp op) {
   const size_t block = count * DTypeSize(dtype);
   const size_t total = block * static_cast<size_t>(size());
   const bool reg = IsRegistered(send, total) && IsRegistered(recv, block);
@@ -275,7 +303,8 @@ Status AutoCommunicator::ReduceScatter(const void* send, void* recv, size_t coun
 
 Status AutoCommunicator::Barrier() { return members_[0].comm->Barrier(); }
 
-Status AutoCommunicator::Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root) {
+Status AutoCommunicator::Reduce(const void* send, void* recv, size_t count, DType dtype,
+                                ReduceOp op, int root) {
   return members_[0].comm->Reduce(send, recv, count, dtype, op, root);
 }
 
@@ -308,7 +337,8 @@ Result<std::unique_ptr<Communicator>> AutoCommunicator::SplitGroup(int color, in
 
 Result<void*> AutoCommunicator::AllocateRegistered(size_t bytes) {
   if (registrar_ < 0) return Communicator::AllocateRegistered(bytes);
-  COHORT_ASSIGN_OR_RETURN(void* p, members_[static_cast<size_t>(registrar_)].comm->AllocateRegistered(bytes));
+  COHORT_ASSIGN_OR_RETURN(
+      void* p, members_[static_cast<size_t>(registrar_)].comm->AllocateRegistered(bytes));
   registered_[static_cast<const char*>(p)] = bytes;
   return p;
 }
@@ -316,7 +346,8 @@ Result<void*> AutoCommunicator::AllocateRegistered(size_t bytes) {
 Status AutoCommunicator::FreeRegistered(void* ptr) {
   if (registrar_ < 0) return Communicator::FreeRegistered(ptr);
   auto it = registered_.find(static_cast<const char*>(ptr));
-  if (it == registered_.end()) return InvalidArgument("auto: FreeRegistered of a pointer it did not allocate");
+  if (it == registered_.end())
+    return InvalidArgument("auto: FreeRegistered of a pointer it did not allocate");
   registered_.erase(it);
   return members_[static_cast<size_t>(registrar_)].comm->FreeRegistered(ptr);
 }

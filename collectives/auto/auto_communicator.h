@@ -45,20 +45,26 @@ struct AutoOptions {
   // 32 MiB here, which no smaller size predicts. Cells above
   // max_calibration_bytes run once after the warm-up.
   size_t max_allreduce_calibration_bytes = size_t{32} << 20;
-  int iterations_small = 10;                        // timed runs per cell up to 256 KiB
-  int iterations_large = 3;                         // timed runs per cell above
+  int iterations_small = 10;  // timed runs per cell up to 256 KiB
+  int iterations_large = 3;   // timed runs per cell above
 };
 
 // The operations the table routes.
-enum class AutoOp : uint8_t { kAllReduce = 0, kAllReduce16 = 1, kReduceScatter = 2, kAllGather = 3, kBroadcast = 4 };
+enum class AutoOp : uint8_t {
+  kAllReduce = 0,
+  kAllReduce16 = 1,
+  kReduceScatter = 2,
+  kAllGather = 3,
+  kBroadcast = 4
+};
 inline constexpr int kAutoOps = 5;
 std::string_view AutoOpName(AutoOp op);
 
 class AutoCommunicator final : public Communicator {
  public:
   struct Member {
-    std::string name;                    // e.g. "mpi", "shm"
-    Communicator* comm = nullptr;        // not owned unless `owned` holds it
+    std::string name;              // e.g. "mpi", "shm"
+    Communicator* comm = nullptr;  // not owned unless `owned` holds it
     std::unique_ptr<Communicator> owned;
   };
   // One measured cell: per member, the slowest rank's median time (us).
@@ -90,9 +96,11 @@ class AutoCommunicator final : public Communicator {
   Status AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override;
   Status Broadcast(void* buf, size_t count, DType dtype, int root) override;
   Status AllGather(const void* send, void* recv, size_t count, DType dtype) override;
-  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override;
+  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype,
+                       ReduceOp op) override;
   Status Barrier() override;
-  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root) override;
+  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
+                int root) override;
   Status AllToAll(const void* send, void* recv, size_t count, DType dtype) override;
   Status Send(const void* buf, size_t count, DType dtype, int peer) override;
   Status Recv(void* buf, size_t count, DType dtype, int peer) override;
@@ -110,7 +118,7 @@ class AutoCommunicator final : public Communicator {
 
   std::vector<Member> members_;
   int registrar_ = -1;  // member that allocates registered memory; -1: none (heap)
-  std::map<const char*, size_t> registered_;  // start -> bytes
+  std::map<const char*, size_t> registered_;                      // start -> bytes
   std::array<std::array<std::vector<Cell>, 2>, kAutoOps> table_;  // [op][registered]
 };
 

@@ -113,15 +113,17 @@ Result<Plan> MakePlan(const BenchCmdOptions& o) {
     p.ops.push_back(op);
   }
   p.backends = SplitCommas(o.backends);
-  if (p.backends.empty()) return InvalidArgument("--backend needs at least one name (mpi, shm, gloo, auto)");
+  if (p.backends.empty())
+    return InvalidArgument("--backend needs at least one name (mpi, shm, gloo, auto)");
   for (const std::string& b : p.backends) {
     if (Status known = CheckBackendName(b); !known.ok()) {
       return InvalidArgument("--backend: " + known.message());
     }
     if (b == "nccl") {
       // The harness fills and checks host buffers; NCCL needs device pointers.
-      return InvalidArgument("--backend nccl: cohort bench measures host buffers and nccl needs GPU buffers; "
-                             "use mpi, shm, gloo or auto");
+      return InvalidArgument(
+          "--backend nccl: cohort bench measures host buffers and nccl needs GPU buffers; "
+          "use mpi, shm, gloo or auto");
     }
   }
   return p;
@@ -240,7 +242,9 @@ int Run(const BenchCmdOptions& o) {
     if (!c.ok()) return fail(c.status(), lead);
     Communicator* comm = *c;
     if (lead && name == "auto") {
-      std::printf("# auto backend: measured choice per operation and size (time: the slowest rank's fastest run)\n");
+      std::printf(
+          "# auto backend: measured choice per operation and size (time: the slowest rank's "
+          "fastest run)\n");
       std::string table = static_cast<AutoCommunicator*>(comm)->DescribeTable();
       size_t at = 0;
       while (at < table.size()) {

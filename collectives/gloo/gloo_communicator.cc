@@ -10,7 +10,6 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
-
 #include <signal.h>
 
 #include <algorithm>
@@ -25,7 +24,8 @@ namespace {
 // Cohort's Store seen through Gloo's interface. Gloo expects exceptions.
 class StoreAdapter final : public gloo::rendezvous::Store {
  public:
-  StoreAdapter(std::shared_ptr<cohort::Store> base, std::string prefix, std::chrono::milliseconds timeout)
+  StoreAdapter(std::shared_ptr<cohort::Store> base, std::string prefix,
+               std::chrono::milliseconds timeout)
       : base_(std::move(base)), prefix_(std::move(prefix) + "/"), timeout_(timeout) {}
   void set(const std::string& key, const std::vector<char>& data) override {
     Status s = base_->Set(prefix_ + key, std::string_view(data.data(), data.size()));
@@ -37,7 +37,8 @@ class StoreAdapter final : public gloo::rendezvous::Store {
     return std::vector<char>(v->begin(), v->end());
   }
   void wait(const std::vector<std::string>& keys) override { wait(keys, timeout_); }
-  void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) override {
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
     std::vector<std::string> full;
     for (const auto& k : keys) full.push_back(prefix_ + k);
     Status s = base_->Wait(full, timeout);
@@ -65,8 +66,8 @@ Status FromException(const std::exception& e, const std::string& what) {
 template <typename Fn>
 Status Guard(Status& failed, const std::string& what, Fn&& fn) {
   if (!failed.ok()) {
-    return FailedPrecondition("gloo " + what + ": the communicator failed earlier (" + failed.message() +
-                              "); rebuild it");
+    return FailedPrecondition("gloo " + what + ": the communicator failed earlier (" +
+                              failed.message() + "); rebuild it");
   }
   try {
     fn();
@@ -127,16 +128,24 @@ template <typename T>
 gloo::AllreduceOptions::Func TypedReduce(ReduceOp op) {
   switch (op) {
     case ReduceOp::kMax:
-      return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, [](T x, T y) { return std::max(x, y); }); };
+      return [](void* c, const void* a, const void* b, size_t n) {
+        Elementwise<T>(c, a, b, n, [](T x, T y) { return std::max(x, y); });
+      };
     case ReduceOp::kMin:
-      return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, [](T x, T y) { return std::min(x, y); }); };
+      return [](void* c, const void* a, const void* b, size_t n) {
+        Elementwise<T>(c, a, b, n, [](T x, T y) { return std::min(x, y); });
+      };
     case ReduceOp::kProd:
-      return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, WrapMul<T>); };
+      return [](void* c, const void* a, const void* b, size_t n) {
+        Elementwise<T>(c, a, b, n, WrapMul<T>);
+      };
     case ReduceOp::kSum:
     case ReduceOp::kAvg:
       break;
   }
-  return [](void* c, const void* a, const void* b, size_t n) { Elementwise<T>(c, a, b, n, WrapAdd<T>); };
+  return [](void* c, const void* a, const void* b, size_t n) {
+    Elementwise<T>(c, a, b, n, WrapAdd<T>);
+  };
 }
 
 // 16-bit floats are combined in fp32 and rounded once per combine.
@@ -144,10 +153,14 @@ template <float (*ToF)(uint16_t), uint16_t (*FromF)(float)>
 gloo::AllreduceOptions::Func HalfReduce(ReduceOp op) {
   auto f = [op](float x, float y) {
     switch (op) {
-      case ReduceOp::kMax: return std::max(x, y);
-      case ReduceOp::kMin: return std::min(x, y);
-      case ReduceOp::kProd: return x * y;
-      default: return x + y;
+      case ReduceOp::kMax:
+        return std::max(x, y);
+      case ReduceOp::kMin:
+        return std::min(x, y);
+      case ReduceOp::kProd:
+        return x * y;
+      default:
+        return x + y;
     }
   };
   return [f](void* c, const void* a, const void* b, size_t n) {
@@ -164,22 +177,36 @@ uint16_t FToF16(float f) { return FloatToF16(f).bits; }
 
 gloo::AllreduceOptions::Func ReduceFn(DType t, ReduceOp op) {
   switch (t) {
-    case DType::kF32: return TypedReduce<float>(op);
-    case DType::kF64: return TypedReduce<double>(op);
-    case DType::kI32: return TypedReduce<int32_t>(op);
-    case DType::kI64: return TypedReduce<int64_t>(op);
-    case DType::kBF16: return HalfReduce<Bf16ToF, FToBf16>(op);
-    case DType::kF16: return HalfReduce<F16ToF, FToF16>(op);
+    case DType::kF32:
+      return TypedReduce<float>(op);
+    case DType::kF64:
+      return TypedReduce<double>(op);
+    case DType::kI32:
+      return TypedReduce<int32_t>(op);
+    case DType::kI64:
+      return TypedReduce<int64_t>(op);
+    case DType::kBF16:
+      return HalfReduce<Bf16ToF, FToBf16>(op);
+    case DType::kF16:
+      return HalfReduce<F16ToF, FToF16>(op);
   }
   return TypedReduce<float>(op);
 }
 
 void DivideBy(void* buf, size_t count, DType t, int n) {
   switch (t) {
-    case DType::kF32: for (size_t i = 0; i < count; ++i) static_cast<float*>(buf)[i] /= static_cast<float>(n); break;
-    case DType::kF64: for (size_t i = 0; i < count; ++i) static_cast<double*>(buf)[i] /= n; break;
-    case DType::kI32: for (size_t i = 0; i < count; ++i) static_cast<int32_t*>(buf)[i] /= n; break;
-    case DType::kI64: for (size_t i = 0; i < count; ++i) static_cast<int64_t*>(buf)[i] /= n; break;
+    case DType::kF32:
+      for (size_t i = 0; i < count; ++i) static_cast<float*>(buf)[i] /= static_cast<float>(n);
+      break;
+    case DType::kF64:
+      for (size_t i = 0; i < count; ++i) static_cast<double*>(buf)[i] /= n;
+      break;
+    case DType::kI32:
+      for (size_t i = 0; i < count; ++i) static_cast<int32_t*>(buf)[i] /= n;
+      break;
+    case DType::kI64:
+      for (size_t i = 0; i < count; ++i) static_cast<int64_t*>(buf)[i] /= n;
+      break;
     case DType::kBF16: {
       auto* p = static_cast<uint16_t*>(buf);
       for (size_t i = 0; i < count; ++i) p[i] = FToBf16(Bf16ToF(p[i]) / static_cast<float>(n));
@@ -195,10 +222,12 @@ void DivideBy(void* buf, size_t count, DType t, int n) {
 
 }  // namespace
 
-Result<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(std::shared_ptr<Store> store, int rank, int size,
-                                                                    const GlooOptions& options) {
+Result<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(std::shared_ptr<Store> store,
+                                                                   int rank, int size,
+                                                                   const GlooOptions& options) {
   if (size < 1 || rank < 0 || rank >= size) {
-    return InvalidArgument("gloo: rank " + std::to_string(rank) + " of " + std::to_string(size) + " is out of range");
+    return InvalidArgument("gloo: rank " + std::to_string(rank) + " of " + std::to_string(size) +
+                           " is out of range");
   }
   IgnoreSigpipe();
   auto c = std::unique_ptr<GlooCommunicator>(new GlooCommunicator());
@@ -208,39 +237,47 @@ Result<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(std::shared_p
   c->size_ = size;
   c->send_seq_.assign(static_cast<size_t>(size), 0);
   c->recv_seq_.assign(static_cast<size_t>(size), 0);
-  COHORT_RETURN_IF_ERROR(Guard(c->failed_, "bootstrap of rank " + std::to_string(rank) + " of " + std::to_string(size), [&] {
-    gloo::transport::tcp::attr attr;
-    attr.hostname = options.hostname;
-    c->device_ = gloo::transport::tcp::CreateDevice(attr);
-    auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
-    ctx->setTimeout(options.timeout);
-    StoreAdapter adapter(store, options.prefix, options.timeout);
-    ctx->connectFullMesh(adapter, c->device_);
-    // connectFullMesh can return on one rank while a peer's pair is still
-    // finishing its handshake; a rank that then failed fast and closed its
-    // sockets would break the peer's bootstrap. A barrier makes Create
-    // return everywhere or nowhere.
-    gloo::BarrierOptions barrier(ctx);
-    barrier.setTag(0xFFFFFFFFu);  // apart from the ops, which count up from 0
-    barrier.setTimeout(options.timeout);
-    gloo::barrier(barrier);
-    c->context_ = ctx;
-  }));
+  COHORT_RETURN_IF_ERROR(Guard(
+      c->failed_, "bootstrap of rank " + std::to_string(rank) + " of " + std::to_string(size), [&] {
+        gloo::transport::tcp::attr attr;
+        attr.hostname = options.hostname;
+        c->device_ = gloo::transport::tcp::CreateDevice(attr);
+        auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
+        ctx->setTimeout(options.timeout);
+        StoreAdapter adapter(store, options.prefix, options.timeout);
+        ctx->connectFullMesh(adapter, c->device_);
+        // connectFullMesh can return on one rank while a peer's pair is still
+        // finishing its handshake; a rank that then failed fast and closed its
+        // sockets would break the peer's bootstrap. A barrier makes Create
+        // return everywhere or nowhere.
+        gloo::BarrierOptions barrier(ctx);
+        barrier.setTag(0xFFFFFFFFu);  // apart from the ops, which count up from 0
+        barrier.setTimeout(options.timeout);
+        gloo::barrier(barrier);
+        c->context_ = ctx;
+      }));
   return c;
 }
 
 GlooCommunicator::~GlooCommunicator() { StopAsync(); }
 
-Status GlooCommunicator::AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
+Status GlooCommunicator::AllReduce(const void* send, void* recv, size_t count, DType dtype,
+                                   ReduceOp op) {
   if (count == 0) return Status::Ok();
   if (send != recv) std::memcpy(recv, send, count * DTypeSize(dtype));
   COHORT_RETURN_IF_ERROR(Guard(failed_, "all-reduce", [&] {
     gloo::AllreduceOptions opts(context_);
     // Typed as bytes-of-elements through the element type's size.
     switch (DTypeSize(dtype)) {
-      case 2: opts.setOutput(static_cast<uint16_t*>(recv), count); break;
-      case 4: opts.setOutput(static_cast<uint32_t*>(recv), count); break;
-      default: opts.setOutput(static_cast<uint64_t*>(recv), count); break;
+      case 2:
+        opts.setOutput(static_cast<uint16_t*>(recv), count);
+        break;
+      case 4:
+        opts.setOutput(static_cast<uint32_t*>(recv), count);
+        break;
+      default:
+        opts.setOutput(static_cast<uint64_t*>(recv), count);
+        break;
     }
     opts.setReduceFunction(ReduceFn(dtype, op));
     opts.setTag(NextTag());
@@ -280,17 +317,20 @@ Status GlooCommunicator::AllGather(const void* send, void* recv, size_t count, D
   });
 }
 
-Status GlooCommunicator::ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
+Status GlooCommunicator::ReduceScatter(const void* send, void* recv, size_t count, DType dtype,
+                                       ReduceOp op) {
   if (count == 0) return Status::Ok();
   const size_t bytes = count * DTypeSize(dtype);
   std::vector<char> all(bytes * static_cast<size_t>(size_));
   std::memcpy(all.data(), send, all.size());
-  COHORT_RETURN_IF_ERROR(AllReduce(all.data(), all.data(), count * static_cast<size_t>(size_), dtype, op));
+  COHORT_RETURN_IF_ERROR(
+      AllReduce(all.data(), all.data(), count * static_cast<size_t>(size_), dtype, op));
   std::memcpy(recv, all.data() + bytes * static_cast<size_t>(rank_), bytes);
   return Status::Ok();
 }
 
-Status GlooCommunicator::Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root) {
+Status GlooCommunicator::Reduce(const void* send, void* recv, size_t count, DType dtype,
+                                ReduceOp op, int root) {
   COHORT_RETURN_IF_ERROR(CheckRoot(root, size_, "reduce"));
   if (count == 0) return Status::Ok();
   const size_t bytes = count * DTypeSize(dtype);
@@ -377,7 +417,8 @@ Result<std::unique_ptr<Communicator>> GlooCommunicator::SplitGroup(int color, in
   COHORT_RETURN_IF_ERROR(AllGather(mine, all.data(), 2, DType::kI64));
   std::vector<std::pair<int64_t, int>> members;  // (key, old rank) of my color
   for (int r = 0; r < size_; ++r) {
-    if (all[static_cast<size_t>(2 * r)] == color) members.emplace_back(all[static_cast<size_t>(2 * r + 1)], r);
+    if (all[static_cast<size_t>(2 * r)] == color)
+      members.emplace_back(all[static_cast<size_t>(2 * r + 1)], r);
   }
   std::sort(members.begin(), members.end());
   int new_rank = 0;

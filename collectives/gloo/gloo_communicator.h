@@ -36,14 +36,16 @@ class Device;
 namespace cohort {
 
 struct GlooOptions {
-  std::string prefix = "gloo";       // Store key prefix, e.g. "epoch-7"
-  std::string hostname = "127.0.0.1";  // address this rank listens on (use the host's address across hosts)
+  std::string prefix = "gloo";  // Store key prefix, e.g. "epoch-7"
+  std::string hostname =
+      "127.0.0.1";  // address this rank listens on (use the host's address across hosts)
   std::chrono::milliseconds timeout{std::chrono::seconds(30)};  // bootstrap and every operation
 };
 
 class GlooCommunicator final : public Communicator {
  public:
-  static Result<std::unique_ptr<GlooCommunicator>> Create(std::shared_ptr<Store> store, int rank, int size,
+  static Result<std::unique_ptr<GlooCommunicator>> Create(std::shared_ptr<Store> store, int rank,
+                                                          int size,
                                                           const GlooOptions& options = {});
   ~GlooCommunicator() override;
 
@@ -54,9 +56,11 @@ class GlooCommunicator final : public Communicator {
   Status AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override;
   Status Broadcast(void* buf, size_t count, DType dtype, int root) override;
   Status AllGather(const void* send, void* recv, size_t count, DType dtype) override;
-  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override;
+  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype,
+                       ReduceOp op) override;
   Status Barrier() override;
-  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root) override;
+  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
+                int root) override;
   Status AllToAll(const void* send, void* recv, size_t count, DType dtype) override;
   Status Send(const void* buf, size_t count, DType dtype, int peer) override;
   Status Recv(void* buf, size_t count, DType dtype, int peer) override;

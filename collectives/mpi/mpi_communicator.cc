@@ -28,10 +28,14 @@ template <ReduceOp kOp>
 float Combine(float a, float b) {
   switch (kOp) {
     case ReduceOp::kSum:
-    case ReduceOp::kAvg: return a + b;
-    case ReduceOp::kMax: return std::max(a, b);
-    case ReduceOp::kMin: return std::min(a, b);
-    case ReduceOp::kProd: return a * b;
+    case ReduceOp::kAvg:
+      return a + b;
+    case ReduceOp::kMax:
+      return std::max(a, b);
+    case ReduceOp::kMin:
+      return std::min(a, b);
+    case ReduceOp::kProd:
+      return a * b;
   }
   return a;
 }
@@ -54,12 +58,18 @@ void HalfOp(void* in, void* inout, int* len, MPI_Datatype* type) {
 
 MPI_Datatype ToMpi(DType t) {
   switch (t) {
-    case DType::kF32: return MPI_FLOAT;
-    case DType::kF64: return MPI_DOUBLE;
-    case DType::kI32: return MPI_INT32_T;
-    case DType::kI64: return MPI_INT64_T;
-    case DType::kF16: return g_f16_type;
-    case DType::kBF16: return g_bf16_type;
+    case DType::kF32:
+      return MPI_FLOAT;
+    case DType::kF64:
+      return MPI_DOUBLE;
+    case DType::kI32:
+      return MPI_INT32_T;
+    case DType::kI64:
+      return MPI_INT64_T;
+    case DType::kF16:
+      return g_f16_type;
+    case DType::kBF16:
+      return g_bf16_type;
   }
   return MPI_DATATYPE_NULL;
 }
@@ -68,10 +78,14 @@ MPI_Op ToMpi(ReduceOp op, DType t) {
   if (t == DType::kF16 || t == DType::kBF16) return g_half_ops[static_cast<int>(op)];
   switch (op) {
     case ReduceOp::kSum:
-    case ReduceOp::kAvg: return MPI_SUM;
-    case ReduceOp::kMax: return MPI_MAX;
-    case ReduceOp::kMin: return MPI_MIN;
-    case ReduceOp::kProd: return MPI_PROD;
+    case ReduceOp::kAvg:
+      return MPI_SUM;
+    case ReduceOp::kMax:
+      return MPI_MAX;
+    case ReduceOp::kMin:
+      return MPI_MIN;
+    case ReduceOp::kProd:
+      return MPI_PROD;
   }
   return MPI_OP_NULL;
 }
@@ -128,8 +142,8 @@ Status MpiRuntime::Init(int* argc, char*** argv) {
   MPI_Initialized(&initialised);
   if (!initialised) {
     int provided = 0;
-    COHORT_RETURN_IF_ERROR(FromMpi(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided),
-                                   "MPI_Init_thread"));
+    COHORT_RETURN_IF_ERROR(
+        FromMpi(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread"));
     g_we_initialised = true;
   }
   if (g_f16_type == MPI_DATATYPE_NULL) {
@@ -190,9 +204,9 @@ Status MpiCommunicator::AllReduce(const void* send, void* recv, size_t count, DT
   COHORT_RETURN_IF_ERROR(CheckCount(count));
   if (count == 0) return Status::Ok();
   const void* s = send == recv ? MPI_IN_PLACE : send;
-  COHORT_RETURN_IF_ERROR(FromMpi(MPI_Allreduce(s, recv, static_cast<int>(count), ToMpi(dtype),
-                                               ToMpi(op, dtype), comm_),
-                                 "MPI_Allreduce"));
+  COHORT_RETURN_IF_ERROR(FromMpi(
+      MPI_Allreduce(s, recv, static_cast<int>(count), ToMpi(dtype), ToMpi(op, dtype), comm_),
+      "MPI_Allreduce"));
   if (op == ReduceOp::kAvg) DivideInPlace(recv, count, dtype, size_);
   return Status::Ok();
 }

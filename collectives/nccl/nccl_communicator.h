@@ -31,7 +31,7 @@ struct NcclOptions {
   // This rank's CUDA device, in [0, devices visible); the caller chooses it
   // (runtime/device_select.h's AgreePlacement: local rank mod devices).
   int device = -1;
-  std::string prefix = "nccl";  // Store key prefix, e.g. "epoch-7"
+  std::string prefix = "nccl";                                  // Store key prefix, e.g. "epoch-7"
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};  // per operation and for bootstrap
 };
 
@@ -49,9 +49,11 @@ class NcclCommunicator final : public Communicator {
   Status AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override;
   Status Broadcast(void* buf, size_t count, DType dtype, int root) override;
   Status AllGather(const void* send, void* recv, size_t count, DType dtype) override;
-  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override;
+  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype,
+                       ReduceOp op) override;
   Status Barrier() override;
-  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root) override;
+  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
+                int root) override;
   Status AllToAll(const void* send, void* recv, size_t count, DType dtype) override;
   Status Send(const void* buf, size_t count, DType dtype, int peer) override;
   Status Recv(void* buf, size_t count, DType dtype, int peer) override;

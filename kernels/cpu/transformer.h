@@ -18,22 +18,22 @@ namespace cohort::kernels {
 
 // out[b, t, :] = wte[tokens[b, t], :] + wpe[t, :]. Tokens lie in [0, V)
 // (the caller checks them).
-void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out, int64_t B,
-                      int64_t T, int64_t C);
+void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out,
+                      int64_t B, int64_t T, int64_t C);
 // dwte[tokens[b, t], :] += dout[b, t, :]; dwpe[t, :] += sum_b dout[b, t, :].
 // Rows are added in order of (b, t), so the result is deterministic.
-void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe, int64_t B,
-                       int64_t T, int64_t C);
+void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe,
+                       int64_t B, int64_t T, int64_t C);
 
 // y = (x - mean) * rstd * w + b over each row of C, rstd = 1/sqrt(var + eps)
 // with the biased variance (torch.nn.LayerNorm). Writes mean and rstd (one
 // float per row each) for the backward pass.
-void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-                      int64_t rows, int64_t C, float eps);
+void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
+                      float* rstd, int64_t rows, int64_t C, float eps);
 // Adds the gradient of the loss w.r.t. x into dx (the residual stream), and
 // w.r.t. w and b into dw and db. `dy` must not alias dx.
-void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
-                       float* dx, float* dw, float* db, int64_t rows, int64_t C);
+void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
+                       const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t C);
 
 // out[i] = a[i] + b[i]; out may alias a or b.
 void ResidualAdd(const float* a, const float* b, float* out, int64_t n);
@@ -52,12 +52,13 @@ void GeluBackward(const float* x, const float* dy, float* dx, int64_t n);
 // views of qkv (no copies).
 // `att` (B, NH, T, T) receives the softmax probabilities (zeros above the
 // diagonal) and is what the backward pass needs: B*NH*T*T floats per layer.
-void AttentionForward(const float* qkv, float* out, float* att, int64_t B, int64_t T, int64_t C, int64_t NH);
+void AttentionForward(const float* qkv, float* out, float* att, int64_t B, int64_t T, int64_t C,
+                      int64_t NH);
 // Given dout (B, T, C), the forward's qkv and att: overwrites dqkv (B, T, 3C)
 // with the gradient w.r.t. qkv. `scratch` holds T*T floats (the gradient of
 // one head's scores).
-void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch,
-                       int64_t B, int64_t T, int64_t C, int64_t NH);
+void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv,
+                       float* scratch, int64_t B, int64_t T, int64_t C, int64_t NH);
 
 // Softmax cross-entropy over `rows` rows of V logits, fused with its
 // gradient: writes the mean loss over the rows (computed in double, rounded
@@ -65,8 +66,8 @@ void AttentionBackward(const float* dout, const float* qkv, const float* att, fl
 // (softmax(logits) - onehot(target)) * grad_scale (grad_scale = 1/rows for
 // the mean loss). `dlogits` may alias `logits` (the logits are then lost).
 // Targets lie in [0, V) (the caller checks them).
-void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows, int64_t V,
-                       float grad_scale, float* mean_loss);
+void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows,
+                       int64_t V, float grad_scale, float* mean_loss);
 
 // *out = sum_i x[i]^2 (accumulated in double, rounded to fp32): a part of a
 // gradient norm.

@@ -46,7 +46,8 @@ __global__ void BiasActKernel(const float* x, const float* bias, float* y, int64
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
-    for (int64_t c = GlobalThread(); c < cols; c += GridThreads()) yr[c] = Act(xr[c] + bias[c], act);
+    for (int64_t c = GlobalThread(); c < cols; c += GridThreads())
+      yr[c] = Act(xr[c] + bias[c], act);
   }
 }
 
@@ -74,7 +75,8 @@ __global__ void BiasGradKernel(const float* dz, float* db, int64_t rows, int64_t
   const int64_t r0 = blockIdx.y * int64_t{kBiasRows};
   float acc = 0.0f;
   if (c < cols)
-    for (int64_t r = r0 + threadIdx.y; r < rows && r < r0 + kBiasRows; r += 8) acc += dz[r * cols + c];
+    for (int64_t r = r0 + threadIdx.y; r < rows && r < r0 + kBiasRows; r += 8)
+      acc += dz[r * cols + c];
   part[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && c < cols) {
@@ -127,8 +129,8 @@ __global__ void SoftmaxXentForwardKernel(const float* logits, const int32_t* lab
   if (threadIdx.x == 0) atomicAdd(mean_loss, (logf(sum) + mx - l[labels[row]]) * inv_rows);
 }
 
-__global__ void SoftmaxXentBackwardKernel(const float* probs, const int32_t* labels,
-                                          float* dlogits, int64_t cols, float scale) {
+__global__ void SoftmaxXentBackwardKernel(const float* probs, const int32_t* labels, float* dlogits,
+                                          int64_t cols, float scale) {
   const int64_t row = blockIdx.x;
   const int32_t label = labels[row];
   const float* p = probs + row * cols;
@@ -190,7 +192,8 @@ __global__ void CastFromFloatKernel(const float* in, uint16_t* out, int64_t n, f
     }
     done = n / 4 * 4;
   }
-  for (int64_t i = done + GlobalThread(); i < n; i += GridThreads()) out[i] = ToHalf<kBf16>(in[i] * s);
+  for (int64_t i = done + GlobalThread(); i < n; i += GridThreads())
+    out[i] = ToHalf<kBf16>(in[i] * s);
 }
 
 template <bool kBf16>
@@ -199,12 +202,14 @@ __global__ void CastToFloatKernel(const uint16_t* in, float* out, int64_t n, flo
   if (vec) {
     for (int64_t i = GlobalThread(); i < n / 4; i += GridThreads()) {
       const ushort4 v = reinterpret_cast<const ushort4*>(in)[i];
-      reinterpret_cast<float4*>(out)[i] = make_float4(FromHalf<kBf16>(v.x) * s, FromHalf<kBf16>(v.y) * s,
-                                                      FromHalf<kBf16>(v.z) * s, FromHalf<kBf16>(v.w) * s);
+      reinterpret_cast<float4*>(out)[i] =
+          make_float4(FromHalf<kBf16>(v.x) * s, FromHalf<kBf16>(v.y) * s, FromHalf<kBf16>(v.z) * s,
+                      FromHalf<kBf16>(v.w) * s);
     }
     done = n / 4 * 4;
   }
-  for (int64_t i = done + GlobalThread(); i < n; i += GridThreads()) out[i] = FromHalf<kBf16>(in[i]) * s;
+  for (int64_t i = done + GlobalThread(); i < n; i += GridThreads())
+    out[i] = FromHalf<kBf16>(in[i]) * s;
 }
 
 // Device scratch for the loss of the synchronous softmax forward: one float a
@@ -231,7 +236,9 @@ void BiasActForward(const float* x, const float* bias, float* y, int64_t rows, i
 void ActForward(const float* z, float* y, int64_t n, Activation act) {
   if (n == 0) return;
   if (act == Activation::kNone) {
-    if (y != z) internal::RecordCuda("ActForward", cudaMemcpyAsync(y, z, n * sizeof(float), cudaMemcpyDeviceToDevice, Stream()));
+    if (y != z)
+      internal::RecordCuda("ActForward", cudaMemcpyAsync(y, z, n * sizeof(float),
+                                                         cudaMemcpyDeviceToDevice, Stream()));
     return;
   }
   ActKernel<<<Blocks(n), kThreads, 0, Stream()>>>(z, y, n, act);
@@ -249,7 +256,8 @@ void BiasGrad(const float* dz, float* db, int64_t rows, int64_t cols) {
   internal::RecordCuda("BiasGrad", cudaMemsetAsync(db, 0, cols * sizeof(float), Stream()));
   if (rows == 0) return;
   const int64_t slabs = (rows + kBiasRows - 1) / kBiasRows;
-  const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>(slabs < 65535 ? slabs : 65535));
+  const dim3 grid(static_cast<unsigned>((cols + 31) / 32),
+                  static_cast<unsigned>(slabs < 65535 ? slabs : 65535));
   COHORT_CHECK(slabs < 65535) << "BiasGrad: too many rows: " << rows;
   BiasGradKernel<<<grid, dim3(32, 8), 0, Stream()>>>(dz, db, rows, cols);
   AfterLaunch("BiasGrad");
@@ -257,7 +265,8 @@ void BiasGrad(const float* dz, float* db, int64_t rows, int64_t cols) {
 
 void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
                                 int64_t rows, int64_t cols, float* mean_loss) {
-  internal::RecordCuda("SoftmaxCrossEntropyForward", cudaMemsetAsync(mean_loss, 0, sizeof(float), Stream()));
+  internal::RecordCuda("SoftmaxCrossEntropyForward",
+                       cudaMemsetAsync(mean_loss, 0, sizeof(float), Stream()));
   if (rows == 0) return;
   COHORT_CHECK(rows < (int64_t{1} << 31)) << rows;
   SoftmaxXentForwardKernel<<<static_cast<unsigned>(rows), RowThreads(cols), 0, Stream()>>>(
@@ -271,8 +280,9 @@ double SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, fl
   if (d_loss == nullptr) return 0.0;
   SoftmaxCrossEntropyForward(logits, labels, probs, rows, cols, d_loss);
   float loss = 0.0f;
-  internal::RecordCuda("SoftmaxCrossEntropyForward(copy)",
-                       cudaMemcpyAsync(&loss, d_loss, sizeof(float), cudaMemcpyDeviceToHost, Stream()));
+  internal::RecordCuda(
+      "SoftmaxCrossEntropyForward(copy)",
+      cudaMemcpyAsync(&loss, d_loss, sizeof(float), cudaMemcpyDeviceToHost, Stream()));
   internal::RecordCuda("SoftmaxCrossEntropyForward(wait)", cudaStreamSynchronize(Stream()));
   return loss;
 }
@@ -293,7 +303,8 @@ void Scale(float* y, int64_t n, float s) {
 
 void ScaleCheckFinite(float* y, int64_t n, float s, int32_t* found_nonfinite) {
   if (n == 0) return;
-  ScaleKernel<<<Blocks((n + 3) / 4), kThreads, 0, Stream()>>>(y, n, s, found_nonfinite, Aligned(y, 16));
+  ScaleKernel<<<Blocks((n + 3) / 4), kThreads, 0, Stream()>>>(y, n, s, found_nonfinite,
+                                                              Aligned(y, 16));
   AfterLaunch("ScaleCheckFinite");
 }
 
@@ -305,7 +316,8 @@ void CastFromFloat(const float* in, DType half, void* out, int64_t n, float scal
   if (half == DType::kBF16) {
     CastFromFloatKernel<true><<<Blocks((n + 3) / 4), kThreads, 0, Stream()>>>(in, o, n, scale, vec);
   } else {
-    CastFromFloatKernel<false><<<Blocks((n + 3) / 4), kThreads, 0, Stream()>>>(in, o, n, scale, vec);
+    CastFromFloatKernel<false>
+        <<<Blocks((n + 3) / 4), kThreads, 0, Stream()>>>(in, o, n, scale, vec);
   }
   AfterLaunch("CastFromFloat");
 }

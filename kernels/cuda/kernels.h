@@ -43,9 +43,8 @@ Status LastError();
 // ---- Twins of kernels/cpu/kernels.h ------------------------------------------
 
 // fp32 GEMM through cublasSgemm (strict fp32: no TF32).
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc);
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 // cublasGemmEx, CUBLAS_COMPUTE_32F: 16-bit inputs on tensor cores, fp32
 // accumulation, C in fp32 or the input type.
 void GemmMixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -153,8 +153,9 @@ void MultiTensorAdamWUpdate(const AdamWTensor* tensors, int count, const AdamWOp
   // The step's constants, as the CPU twin computes them.
   const float bc1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(opt.beta1), step));
   const float bc2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(opt.beta2), step));
-  const AdamWOp op{opt.beta1, opt.beta2, opt.lr / bc1, 1.0f / std::sqrt(bc2),
-                   1.0f - opt.lr * opt.weight_decay, opt.eps};
+  const AdamWOp op{
+      opt.beta1, opt.beta2, opt.lr / bc1, 1.0f / std::sqrt(bc2), 1.0f - opt.lr * opt.weight_decay,
+      opt.eps};
   MultiTensorApply<4>(
       count,
       [&](int i, float** p) {

@@ -33,10 +33,14 @@ cublasHandle_t Handle() {
 
 cudaDataType_t CudaType(DType t) {
   switch (t) {
-    case DType::kF32: return CUDA_R_32F;
-    case DType::kBF16: return CUDA_R_16BF;
-    case DType::kF16: return CUDA_R_16F;
-    default: break;
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    default:
+      break;
   }
   COHORT_CHECK(false) << "GemmMixed: no CUDA type for " << DTypeName(t);
   return CUDA_R_32F;
@@ -51,8 +55,7 @@ void RecordCuda(const char* where, cudaError_t e) {
 }
 void RecordCublas(const char* where, int status) {
   if (status == CUBLAS_STATUS_SUCCESS || !t_error.empty()) return;
-  t_error = std::string(where) + ": " +
-            cublasGetStatusString(static_cast<cublasStatus_t>(status));
+  t_error = std::string(where) + ": " + cublasGetStatusString(static_cast<cublasStatus_t>(status));
 }
 }  // namespace internal
 
@@ -70,9 +73,8 @@ Status LastError() {
 
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
 // operands and the sizes m and n; the leading dimensions stay.
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   cublasHandle_t h = Handle();
   if (h == nullptr) return;

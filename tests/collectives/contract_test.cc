@@ -26,8 +26,8 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,17 +75,20 @@ ShmOptions ThreadShmOptions() {
 }
 
 // Makes rank r of n over a store shared by the ranks.
-using MakeComm = std::function<Result<std::unique_ptr<Communicator>>(std::shared_ptr<Store>, int r, int n)>;
+using MakeComm =
+    std::function<Result<std::unique_ptr<Communicator>>(std::shared_ptr<Store>, int r, int n)>;
 
 MakeComm ShmMaker(ShmOptions options) {
-  return [options](std::shared_ptr<Store> store, int r, int n) -> Result<std::unique_ptr<Communicator>> {
+  return [options](std::shared_ptr<Store> store, int r,
+                   int n) -> Result<std::unique_ptr<Communicator>> {
     COHORT_ASSIGN_OR_RETURN(auto c, ShmCommunicator::Create(std::move(store), r, n, options));
     return std::unique_ptr<Communicator>(std::move(c));
   };
 }
 
 MakeComm GlooMaker(milliseconds timeout = std::chrono::seconds(60), std::string prefix = "gloo") {
-  return [timeout, prefix](std::shared_ptr<Store> store, int r, int n) -> Result<std::unique_ptr<Communicator>> {
+  return [timeout, prefix](std::shared_ptr<Store> store, int r,
+                           int n) -> Result<std::unique_ptr<Communicator>> {
     GlooOptions o;
     o.timeout = timeout;
     o.prefix = prefix;
@@ -107,12 +110,14 @@ AutoOptions TestAutoOptions() {
 // auto over gloo (first: it does every op) and shm, as threads.
 MakeComm AutoMaker() {
   return [](std::shared_ptr<Store> store, int r, int n) -> Result<std::unique_ptr<Communicator>> {
-    COHORT_ASSIGN_OR_RETURN(auto gloo, GlooMaker(std::chrono::seconds(60), "auto-gloo")(store, r, n));
+    COHORT_ASSIGN_OR_RETURN(auto gloo,
+                            GlooMaker(std::chrono::seconds(60), "auto-gloo")(store, r, n));
     COHORT_ASSIGN_OR_RETURN(auto shm, ShmMaker(ThreadShmOptions())(store, r, n));
     std::vector<AutoCommunicator::Member> members;
     members.push_back({"gloo", gloo.get(), std::move(gloo)});
     members.push_back({"shm", shm.get(), std::move(shm)});
-    COHORT_ASSIGN_OR_RETURN(auto c, AutoCommunicator::Create(std::move(members), TestAutoOptions()));
+    COHORT_ASSIGN_OR_RETURN(auto c,
+                            AutoCommunicator::Create(std::move(members), TestAutoOptions()));
     return std::unique_ptr<Communicator>(std::move(c));
   };
 }
@@ -183,7 +188,9 @@ World* GetWorld(const std::string& name) {
   if (cut == std::string::npos) return nullptr;
   const std::string backend = name.substr(0, cut);
   const int n = std::stoi(name.substr(cut + 9));
-  MakeComm make = backend == "shm" ? ShmMaker(ThreadShmOptions()) : backend == "gloo" ? GlooMaker() : AutoMaker();
+  MakeComm make = backend == "shm"    ? ShmMaker(ThreadShmOptions())
+                  : backend == "gloo" ? GlooMaker()
+                                      : AutoMaker();
   auto w = ThreadWorld::Make(n, make);
   World* raw = w.get();
   worlds[name] = std::move(w);
@@ -652,7 +659,8 @@ TEST_P(FailureTest, MissingPeersTimeOutAtBootstrapNamingIt) {
   const auto start = Clock::now();
   auto c = Maker(milliseconds(300))(store, 0, 2);  // rank 1 never comes
   ASSERT_FALSE(c.ok());
-  EXPECT_TRUE(c.status().code() == StatusCode::kDeadlineExceeded || c.status().code() == StatusCode::kUnavailable)
+  EXPECT_TRUE(c.status().code() == StatusCode::kDeadlineExceeded ||
+              c.status().code() == StatusCode::kUnavailable)
       << c.status().ToString();
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
 }
@@ -701,7 +709,8 @@ int KillChildMain(const std::string& backend, const std::string& dir, int rank, 
     Status s = (*comm)->AllReduce(v.data(), v.data(), v.size(), DType::kF32, ReduceOp::kMax);
     if (!s.ok()) {
       std::ofstream(dir + "/error-" + std::to_string(rank)) << s.ToString();
-      const bool expected = s.code() == StatusCode::kAborted || s.code() == StatusCode::kDeadlineExceeded ||
+      const bool expected = s.code() == StatusCode::kAborted ||
+                            s.code() == StatusCode::kDeadlineExceeded ||
                             s.code() == StatusCode::kUnavailable;
       return expected ? 0 : 4;
     }
@@ -717,8 +726,8 @@ TEST_P(FailureTest, PeerKilledMidCollectiveGivesSurvivorsAnErrorWithinTheTimeout
   const std::string dir = tmpl;
   std::vector<pid_t> pids;
   for (int r = 0; r < kKillRanks; ++r) {
-    std::string exe = "/proc/self/exe", flag = "--kill-child", backend = GetParam(), rs = std::to_string(r),
-                ns = std::to_string(kKillRanks);
+    std::string exe = "/proc/self/exe", flag = "--kill-child", backend = GetParam(),
+                rs = std::to_string(r), ns = std::to_string(kKillRanks);
     char* argv[] = {exe.data(), flag.data(), backend.data(), const_cast<char*>(dir.c_str()),
                     rs.data(),  ns.data(),   nullptr};
     pid_t pid = 0;
@@ -778,7 +787,8 @@ TEST(Auto, EveryRankBuildsTheSameTableAndSplitsKeepIt) {
           EXPECT_TRUE(cell.winner == 0 || cell.winner == 1);
           // The first member keeps the cell unless the other is >10% faster.
           const double best = *std::min_element(cell.time_us.begin(), cell.time_us.end());
-          EXPECT_EQ(cell.winner, best < 0.9 * cell.time_us[0] ? (best == cell.time_us[0] ? 0 : 1) : 0);
+          EXPECT_EQ(cell.winner,
+                    best < 0.9 * cell.time_us[0] ? (best == cell.time_us[0] ? 0 : 1) : 0);
         }
       }
     }
@@ -805,11 +815,13 @@ TEST(Auto, RoutesByTheMeasuredWinnerOfTheNearestSize) {
   world->Run([&](Communicator& c) {
     auto& a = static_cast<AutoCommunicator&>(c);
     const auto& row = a.table()[static_cast<size_t>(AutoOp::kAllReduce)][0];
-    auto name = [&](const AutoCommunicator::Cell& cell) { return a.members()[static_cast<size_t>(cell.winner)].name; };
+    auto name = [&](const AutoCommunicator::Cell& cell) {
+      return a.members()[static_cast<size_t>(cell.winner)].name;
+    };
     EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 8, false), name(row[0]));
     EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 1, false), name(row[0]));
-    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 70, false), name(row[1]));      // nearest to 64 B
-    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 300, false), name(row[2]));     // log-nearest to 512 B
+    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 70, false), name(row[1]));   // nearest to 64 B
+    EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 300, false), name(row[2]));  // log-nearest to 512 B
     EXPECT_EQ(a.Choice(AutoOp::kAllReduce, 1 << 30, false), name(row.back()));  // beyond the table
   });
 }
@@ -965,9 +977,11 @@ int main(int argc, char** argv) {
     cohort::g_mpi = mpis[1].get();
     const char* names[] = {"shm", "gloo", "auto"};
     for (int i = 0; i < 3; ++i) {
-      auto c = backends.Make(names[i], *mpis[static_cast<size_t>(i + 2)], std::string("contract-") + names[i]);
+      auto c = backends.Make(names[i], *mpis[static_cast<size_t>(i + 2)],
+                             std::string("contract-") + names[i]);
       if (!c.ok()) {
-        std::fprintf(stderr, "rank %d: %s bootstrap: %s\n", rank, names[i], c.status().ToString().c_str());
+        std::fprintf(stderr, "rank %d: %s bootstrap: %s\n", rank, names[i],
+                     c.status().ToString().c_str());
         return 2;
       }
       cohort::Worlds()[names[i]] = std::make_unique<cohort::ProcessWorld>(*c);

@@ -107,7 +107,8 @@ TEST(DType, FloatToF16RoundsLikeTheCompiler) {
   std::uniform_real_distribution<float> exp(-30, 17);
   for (int i = 0; i < 200000; ++i) {
     const float f = std::ldexp(1.0f + static_cast<float>(rng() % 8388608) / 8388608.0f,
-                               static_cast<int>(exp(rng))) * ((rng() & 1) ? 1.0f : -1.0f);
+                               static_cast<int>(exp(rng))) *
+                    ((rng() & 1) ? 1.0f : -1.0f);
     const _Float16 ref = static_cast<_Float16>(f);
     uint16_t ref_bits;
     std::memcpy(&ref_bits, &ref, 2);
@@ -162,7 +163,8 @@ TEST(FileUtil, AtomicWriteReplacesWholeFile) {
   ASSERT_TRUE(WriteFileAtomic(path, "second").ok());
   EXPECT_EQ(*ReadFile(path), "second");
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "temp file left behind";
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos)
+        << "temp file left behind";
   }
   EXPECT_EQ(ReadFile(dir + "/nope").status().code(), StatusCode::kNotFound);
 }

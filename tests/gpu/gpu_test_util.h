@@ -12,15 +12,16 @@ namespace cohort::testing {
 inline std::string NoDeviceReason() {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) return std::string("no CUDA device: cudaGetDeviceCount: ") + cudaGetErrorString(e);
+  if (e != cudaSuccess)
+    return std::string("no CUDA device: cudaGetDeviceCount: ") + cudaGetErrorString(e);
   if (count == 0) return "no CUDA device: cudaGetDeviceCount returned 0";
   return "";
 }
 
 }  // namespace cohort::testing
 
-#define SKIP_WITHOUT_GPU()                                                \
-  do {                                                                    \
+#define SKIP_WITHOUT_GPU()                                                 \
+  do {                                                                     \
     static const std::string reason = ::cohort::testing::NoDeviceReason(); \
-    if (!reason.empty()) GTEST_SKIP() << reason;                          \
+    if (!reason.empty()) GTEST_SKIP() << reason;                           \
   } while (0)

@@ -14,19 +14,19 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/transformer.h"
-#include "tests/gpu/gpu_test_util.h"
 #include "kernels/cuda/kernels.h"
 #include "kernels/cuda/transformer.h"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace cohort::kernels {
 namespace {
-
 
 template <typename T>
 class DeviceBuffer {
  public:
   explicit DeviceBuffer(size_t n) : n_(n) {
-    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
+    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(1, n) * sizeof(T)),
+              cudaSuccess);
   }
   explicit DeviceBuffer(const std::vector<T>& h) : DeviceBuffer(h.size()) { Upload(h); }
   ~DeviceBuffer() { cudaFree(p_); }
@@ -56,8 +56,8 @@ std::vector<float> Random(size_t n, uint32_t seed, float lo = -1, float hi = 1) 
 }
 
 // |gpu - cpu| <= atol + rtol * |cpu| for every element; stops at the first miss.
-void ExpectClose(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol, double atol,
-                 const std::string& what) {
+void ExpectClose(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol,
+                 double atol, const std::string& what) {
   ASSERT_EQ(gpu.size(), cpu.size()) << what;
   for (size_t i = 0; i < gpu.size(); ++i)
     ASSERT_NEAR(gpu[i], cpu[i], atol + rtol * std::abs(cpu[i])) << what << ", element " << i;
@@ -92,7 +92,8 @@ TEST(CudaKernels, GemmFp32AllTransposes) {
       DeviceBuffer<float> da(a), db(b), dc(c);
       cuda::Gemm(ta, tb, m, n, k, 0.5f, da.get(), lda, db.get(), ldb, 0.25f, dc.get(), ldc);
       Gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, 0.25f, c.data(), ldc);
-      ExpectClose(dc.Download(), c, 1e-4, 1e-4, "ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+      ExpectClose(dc.Download(), c, 1e-4, 1e-4,
+                  "ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
     }
   ExpectNoCudaError();
 }
@@ -108,21 +109,26 @@ TEST(CudaKernels, GemmMixedBf16Fp16) {
       for (bool ta : {false, true})
         for (bool tb : {false, true}) {
           const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
-          auto a = ToHalf(t, Random(static_cast<size_t>(m * k), 4)), b = ToHalf(t, Random(static_cast<size_t>(k * n), 5));
+          auto a = ToHalf(t, Random(static_cast<size_t>(m * k), 4)),
+               b = ToHalf(t, Random(static_cast<size_t>(k * n), 5));
           auto c = Random(static_cast<size_t>(m * n), 6);
           DeviceBuffer<uint16_t> da(a), db(b);
           const std::string what = std::string(DTypeName(t)) + " C=" + std::string(DTypeName(ct)) +
                                    " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb);
           if (ct == DType::kF32) {
             DeviceBuffer<float> dc(c);
-            cuda::GemmMixed(ta, tb, m, n, k, 1.0f, t, da.get(), lda, db.get(), ldb, 0.5f, ct, dc.get(), ldc);
-            GemmMixed(ta, tb, m, n, k, 1.0f, t, a.data(), lda, b.data(), ldb, 0.5f, ct, c.data(), ldc);
+            cuda::GemmMixed(ta, tb, m, n, k, 1.0f, t, da.get(), lda, db.get(), ldb, 0.5f, ct,
+                            dc.get(), ldc);
+            GemmMixed(ta, tb, m, n, k, 1.0f, t, a.data(), lda, b.data(), ldb, 0.5f, ct, c.data(),
+                      ldc);
             ExpectClose(dc.Download(), c, 1e-3, 1e-3, what);
           } else {
             auto c16 = ToHalf(t, c);
             DeviceBuffer<uint16_t> dc(c16);
-            cuda::GemmMixed(ta, tb, m, n, k, 1.0f, t, da.get(), lda, db.get(), ldb, 0.5f, ct, dc.get(), ldc);
-            GemmMixed(ta, tb, m, n, k, 1.0f, t, a.data(), lda, b.data(), ldb, 0.5f, ct, c16.data(), ldc);
+            cuda::GemmMixed(ta, tb, m, n, k, 1.0f, t, da.get(), lda, db.get(), ldb, 0.5f, ct,
+                            dc.get(), ldc);
+            GemmMixed(ta, tb, m, n, k, 1.0f, t, a.data(), lda, b.data(), ldb, 0.5f, ct, c16.data(),
+                      ldc);
             const double ulp = t == DType::kBF16 ? 1.0 / 128 : 1.0 / 1024;
             ExpectClose(FromHalf(t, dc.Download()), FromHalf(t, c16), ulp, 1e-3, what);
           }
@@ -162,7 +168,8 @@ TEST(CudaKernels, BiasGrad) {
     std::vector<float> db(static_cast<size_t>(cols));
     cuda::BiasGrad(ddz.get(), ddb.get(), rows, cols);
     BiasGrad(dz.data(), db.data(), rows, cols);
-    ExpectClose(ddb.Download(), db, 1e-5, 1e-5 * std::sqrt(static_cast<double>(rows)), "rows " + std::to_string(rows));
+    ExpectClose(ddb.Download(), db, 1e-5, 1e-5 * std::sqrt(static_cast<double>(rows)),
+                "rows " + std::to_string(rows));
   }
   ExpectNoCudaError();
 }
@@ -178,7 +185,8 @@ TEST(CudaKernels, SoftmaxCrossEntropyForwardBackward) {
     DeviceBuffer<float> dl(logits), dp(logits.size()), dloss(1);
     DeviceBuffer<int32_t> dlab(labels);
     std::vector<float> probs(logits.size());
-    const double ref = SoftmaxCrossEntropyForward(logits.data(), labels.data(), probs.data(), rows, cols);
+    const double ref =
+        SoftmaxCrossEntropyForward(logits.data(), labels.data(), probs.data(), rows, cols);
     const double got = cuda::SoftmaxCrossEntropyForward(dl.get(), dlab.get(), dp.get(), rows, cols);
     EXPECT_NEAR(got, ref, 1e-4 * std::abs(ref)) << rows << "x" << cols;
     ExpectClose(dp.Download(), probs, 1e-5, 1e-7, "probs");
@@ -186,8 +194,10 @@ TEST(CudaKernels, SoftmaxCrossEntropyForwardBackward) {
     EXPECT_NEAR(dloss.Download()[0], ref, 1e-4 * std::abs(ref)) << "loss to device memory";
     std::vector<float> grad(logits.size());
     DeviceBuffer<float> dg(logits.size());
-    cuda::SoftmaxCrossEntropyBackward(dp.get(), dlab.get(), dg.get(), rows, cols, 1.0f / static_cast<float>(rows));
-    SoftmaxCrossEntropyBackward(probs.data(), labels.data(), grad.data(), rows, cols, 1.0f / static_cast<float>(rows));
+    cuda::SoftmaxCrossEntropyBackward(dp.get(), dlab.get(), dg.get(), rows, cols,
+                                      1.0f / static_cast<float>(rows));
+    SoftmaxCrossEntropyBackward(probs.data(), labels.data(), grad.data(), rows, cols,
+                                1.0f / static_cast<float>(rows));
     ExpectClose(dg.Download(), grad, 1e-5, 1e-7, "dlogits");
   }
   ExpectNoCudaError();
@@ -222,7 +232,8 @@ TEST(CudaKernels, MultiTensorAdamWAndSingle) {
   SKIP_WITHOUT_GPU();
   const TensorSet ts = TensorSet::Standard(/*huge=*/true);
   const auto total = static_cast<size_t>(ts.total);
-  auto p = Random(total, 12), m = std::vector<float>(total, 0.0f), v = std::vector<float>(total, 0.0f);
+  auto p = Random(total, 12), m = std::vector<float>(total, 0.0f),
+       v = std::vector<float>(total, 0.0f);
   DeviceBuffer<float> dp(p), dg(total), dm(m), dv(v);
   const AdamWOptions o{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
   for (int step = 1; step <= 3; ++step) {
@@ -263,16 +274,19 @@ TEST(CudaKernels, MultiTensorSgdMomentumNesterovAndPlain) {
       for (size_t i = 0; i < ts.sizes.size(); ++i) {
         const int64_t off = ts.offsets[i], n = ts.sizes[i];
         host.push_back({p.data() + off, g.data() + off, buf.data() + off, n});
-        dev.push_back({dp.get() + off, dg.get() + off, o.momentum == 0 ? nullptr : dbuf.get() + off, n});
+        dev.push_back(
+            {dp.get() + off, dg.get() + off, o.momentum == 0 ? nullptr : dbuf.get() + off, n});
       }
       MultiTensorSgdMomentumUpdate(host.data(), static_cast<int>(host.size()), o, step == 0);
       if (step == 1) {
-        for (const auto& t : dev) cuda::SgdMomentumUpdate(t.param, t.grad, t.momentum_buf, t.n, o, false);
+        for (const auto& t : dev)
+          cuda::SgdMomentumUpdate(t.param, t.grad, t.momentum_buf, t.n, o, false);
       } else {
         cuda::MultiTensorSgdMomentumUpdate(dev.data(), static_cast<int>(dev.size()), o, step == 0);
       }
     }
-    ExpectClose(dp.Download(), p, 1e-5, 1e-6, "nesterov=" + std::to_string(o.nesterov) + " mu=" + std::to_string(o.momentum));
+    ExpectClose(dp.Download(), p, 1e-5, 1e-6,
+                "nesterov=" + std::to_string(o.nesterov) + " mu=" + std::to_string(o.momentum));
   }
   ExpectNoCudaError();
 }
@@ -297,15 +311,18 @@ TEST(CudaKernels, PackUnpack) {
     }
     std::vector<float> flat(static_cast<size_t>(flat_n));
     Pack(srcs.data(), ts.sizes.data(), static_cast<int>(ts.sizes.size()), flat.data());
-    cuda::Pack(dsrcs.data(), ts.sizes.data(), static_cast<int>(ts.sizes.size()), dflat.get() + flat_off);
+    cuda::Pack(dsrcs.data(), ts.sizes.data(), static_cast<int>(ts.sizes.size()),
+               dflat.get() + flat_off);
     auto got = dflat.Download();
     got.erase(got.begin(), got.begin() + flat_off);
     EXPECT_EQ(got, flat) << "flat offset " << flat_off;
-    cuda::Unpack(dflat.get() + flat_off, ddsts.data(), ts.sizes.data(), static_cast<int>(ts.sizes.size()));
+    cuda::Unpack(dflat.get() + flat_off, ddsts.data(), ts.sizes.data(),
+                 static_cast<int>(ts.sizes.size()));
     auto back = ddst.Download();
     for (size_t i = 0; i < ts.sizes.size(); ++i)
       for (int64_t j = 0; j < ts.sizes[i]; ++j)
-        ASSERT_EQ(back[ts.offsets[i] + j], src[ts.offsets[i] + j]) << "tensor " << i << " element " << j;
+        ASSERT_EQ(back[ts.offsets[i] + j], src[ts.offsets[i] + j])
+            << "tensor " << i << " element " << j;
   }
   ExpectNoCudaError();
 }
@@ -314,8 +331,10 @@ TEST(CudaKernels, PackUnpack) {
 TEST(CudaKernels, CastsWithScale) {
   SKIP_WITHOUT_GPU();
   auto x = Random(100003, 15, -80000, 80000);
-  const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, 1e-30f, 65520.0f, 65519.0f, 6e-8f,
-                            1.00390625f /* bf16 tie */, 1.01171875f, std::nanf("")};
+  const float specials[] = {0.0f,        -0.0f,        INFINITY,
+                            -INFINITY,   1e-30f,       65520.0f,
+                            65519.0f,    6e-8f,        1.00390625f /* bf16 tie */,
+                            1.01171875f, std::nanf("")};
   std::memcpy(x.data() + 1, specials, sizeof(specials));  // x.data()+1: the unaligned path too
   for (DType t : {DType::kBF16, DType::kF16})
     for (int64_t off : {0, 1}) {
@@ -394,7 +413,6 @@ TEST(CudaKernels, StreamSettingIsPerThreadAndUsed) {
   ExpectNoCudaError();
 }
 
-
 // ---- The GPT-2 kernels (kernels/cuda/transformer.h) -----------------------------
 
 std::vector<int32_t> RandomTokens(size_t n, int32_t V, uint32_t seed) {
@@ -440,23 +458,25 @@ TEST(CudaTransformer, LayerNormForwardBackward) {
     const auto n = static_cast<size_t>(rows * C);
     const auto x = Random(n, 44, -2, 3), w = Random(static_cast<size_t>(C), 45),
                b = Random(static_cast<size_t>(C), 46), dy = Random(n, 47);
-    DeviceBuffer<float> dx_in(x), dw_in(w), db_in(b), ddy(dy), dy_out(n), dmean(static_cast<size_t>(rows)),
-        drstd(static_cast<size_t>(rows));
+    DeviceBuffer<float> dx_in(x), dw_in(w), db_in(b), ddy(dy), dy_out(n),
+        dmean(static_cast<size_t>(rows)), drstd(static_cast<size_t>(rows));
     std::vector<float> y(n), mean(static_cast<size_t>(rows)), rstd(static_cast<size_t>(rows));
-    cuda::LayerNormForward(dx_in.get(), dw_in.get(), db_in.get(), dy_out.get(), dmean.get(), drstd.get(), rows, C,
-                           1e-5f);
-    LayerNormForward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), rows, C, 1e-5f);
+    cuda::LayerNormForward(dx_in.get(), dw_in.get(), db_in.get(), dy_out.get(), dmean.get(),
+                           drstd.get(), rows, C, 1e-5f);
+    LayerNormForward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), rows, C,
+                     1e-5f);
     ExpectClose(dy_out.Download(), y, 1e-5, 1e-5, "y " + what);
     ExpectClose(dmean.Download(), mean, 1e-5, 1e-5, "mean " + what);
     ExpectClose(drstd.Download(), rstd, 1e-5, 1e-5, "rstd " + what);
     // Backward adds into dx, dw, db: twice into non-zero buffers.
-    auto gx = Random(n, 48), gw = Random(static_cast<size_t>(C), 49), gb = Random(static_cast<size_t>(C), 50);
+    auto gx = Random(n, 48), gw = Random(static_cast<size_t>(C), 49),
+         gb = Random(static_cast<size_t>(C), 50);
     DeviceBuffer<float> dgx(gx), dgw(gw), dgb(gb);
     for (int rep = 0; rep < 2; ++rep) {
-      cuda::LayerNormBackward(ddy.get(), dx_in.get(), dw_in.get(), dmean.get(), drstd.get(), dgx.get(), dgw.get(),
-                              dgb.get(), rows, C);
-      LayerNormBackward(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), gx.data(), gw.data(), gb.data(),
-                        rows, C);
+      cuda::LayerNormBackward(ddy.get(), dx_in.get(), dw_in.get(), dmean.get(), drstd.get(),
+                              dgx.get(), dgw.get(), dgb.get(), rows, C);
+      LayerNormBackward(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), gx.data(),
+                        gw.data(), gb.data(), rows, C);
     }
     const double sum_tol = 1e-5 * std::sqrt(static_cast<double>(rows));
     ExpectClose(dgx.Download(), gx, 1e-5, 2e-5, "dx " + what);
@@ -500,17 +520,21 @@ TEST(CudaTransformer, AttentionForwardBackward) {
   struct Shape {
     int64_t B, T, C, NH;
   };
-  for (Shape s : {Shape{2, 5, 12, 3}, Shape{1, 1, 8, 1}, Shape{3, 130, 40, 4}, Shape{8, 256, 384, 6}}) {
+  for (Shape s :
+       {Shape{2, 5, 12, 3}, Shape{1, 1, 8, 1}, Shape{3, 130, 40, 4}, Shape{8, 256, 384, 6}}) {
     const std::string what = "B=" + std::to_string(s.B) + " T=" + std::to_string(s.T) +
                              " C=" + std::to_string(s.C) + " NH=" + std::to_string(s.NH);
     const auto qkv = Random(static_cast<size_t>(s.B * s.T * 3 * s.C), 54, -2, 2);
     const auto g = Random(static_cast<size_t>(s.B * s.T * s.C), 55);
     const auto att_n = static_cast<size_t>(s.B * s.NH * s.T * s.T);
-    std::vector<float> out(g.size()), att(att_n), dqkv(qkv.size()), scratch(static_cast<size_t>(s.T * s.T));
+    std::vector<float> out(g.size()), att(att_n), dqkv(qkv.size()),
+        scratch(static_cast<size_t>(s.T * s.T));
     AttentionForward(qkv.data(), out.data(), att.data(), s.B, s.T, s.C, s.NH);
-    AttentionBackward(g.data(), qkv.data(), att.data(), dqkv.data(), scratch.data(), s.B, s.T, s.C, s.NH);
+    AttentionBackward(g.data(), qkv.data(), att.data(), dqkv.data(), scratch.data(), s.B, s.T, s.C,
+                      s.NH);
 
-    DeviceBuffer<float> dqkv_in(qkv), dg(g), dout(g.size()), datt(std::vector<float>(att_n, std::nanf(""))),
+    DeviceBuffer<float> dqkv_in(qkv), dg(g), dout(g.size()),
+        datt(std::vector<float>(att_n, std::nanf(""))),
         dgrad(std::vector<float>(qkv.size(), std::nanf(""))), dscratch(scratch.size());
     cuda::AttentionForward(dqkv_in.get(), dout.get(), datt.get(), s.B, s.T, s.C, s.NH);
     const auto gatt = datt.Download();
@@ -524,9 +548,10 @@ TEST(CudaTransformer, AttentionForwardBackward) {
       }
     }
     for (int rep = 0; rep < 2; ++rep) {
-      cuda::AttentionBackward(dg.get(), dqkv_in.get(), datt.get(), dgrad.get(), dscratch.get(), s.B, s.T, s.C,
-                              s.NH);
-      ExpectClose(dgrad.Download(), dqkv, 1e-4, 1e-5, "dqkv " + what + " call " + std::to_string(rep + 1));
+      cuda::AttentionBackward(dg.get(), dqkv_in.get(), datt.get(), dgrad.get(), dscratch.get(), s.B,
+                              s.T, s.C, s.NH);
+      ExpectClose(dgrad.Download(), dqkv, 1e-4, 1e-5,
+                  "dqkv " + what + " call " + std::to_string(rep + 1));
     }
   }
   ExpectNoCudaError();

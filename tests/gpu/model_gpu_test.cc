@@ -55,7 +55,8 @@ Run Train(Compute& compute, DType precision, OptimizerType type) {
   auto x = compute.Alloc({kBatch * kLayers.front()}, DType::kF32);
   auto y = compute.Alloc({kBatch}, DType::kI32);
   auto loss = compute.Alloc({1}, DType::kF32);
-  if (!opt.ok() || !params.ok() || !grads.ok() || !params16.ok() || !x.ok() || !y.ok() || !loss.ok()) {
+  if (!opt.ok() || !params.ok() || !grads.ok() || !params16.ok() || !x.ok() || !y.ok() ||
+      !loss.ok()) {
     out.error = "allocation failed";
     return out;
   }
@@ -73,10 +74,11 @@ Run Train(Compute& compute, DType precision, OptimizerType type) {
     for (int32_t& v : hy) v = label(rng);
     compute.CopyToDevice(x->raw(), hx.data(), hx.size() * 4);
     compute.CopyToDevice(y->raw(), hy.data(), hy.size() * 4);
-    if (precision != DType::kF32) compute.CastFromFloat(params->data<float>(), precision, params16->raw(), n, 1.0f);
-    Status s = model.ForwardBackwardTo(params->data<float>(), x->data<float>(), y->data<int32_t>(), kBatch,
-                                       grads->data<float>(), loss->data<float>(), nullptr, nullptr,
-                                       precision != DType::kF32 ? &p : nullptr);
+    if (precision != DType::kF32)
+      compute.CastFromFloat(params->data<float>(), precision, params16->raw(), n, 1.0f);
+    Status s = model.ForwardBackwardTo(params->data<float>(), x->data<float>(), y->data<int32_t>(),
+                                       kBatch, grads->data<float>(), loss->data<float>(), nullptr,
+                                       nullptr, precision != DType::kF32 ? &p : nullptr);
     if (!s.ok()) {
       out.error = s.ToString();
       return out;
@@ -95,7 +97,8 @@ Run Train(Compute& compute, DType precision, OptimizerType type) {
   return out;
 }
 
-void Compare(DType precision, OptimizerType type, double loss_rel_tol, double param_abs_tol, const char* name) {
+void Compare(DType precision, OptimizerType type, double loss_rel_tol, double param_abs_tol,
+             const char* name) {
   auto gpu = MakeCudaCompute(0);
   ASSERT_TRUE(gpu.ok());
   const Run cpu_run = Train(HostCompute(), precision, type);
@@ -105,21 +108,24 @@ void Compare(DType precision, OptimizerType type, double loss_rel_tol, double pa
   ASSERT_EQ(cpu_run.losses.size(), gpu_run.losses.size());
   double worst_loss = 0, worst_param = 0;
   for (size_t i = 0; i < cpu_run.losses.size(); ++i) {
-    const double rel = std::fabs(cpu_run.losses[i] - gpu_run.losses[i]) / std::fabs(cpu_run.losses[i]);
+    const double rel =
+        std::fabs(cpu_run.losses[i] - gpu_run.losses[i]) / std::fabs(cpu_run.losses[i]);
     worst_loss = std::max(worst_loss, rel);
     EXPECT_LE(rel, loss_rel_tol);
   }
   for (size_t i = 0; i < cpu_run.params.size(); ++i) {
-    worst_param = std::max(worst_param, static_cast<double>(std::fabs(cpu_run.params[i] - gpu_run.params[i])));
+    worst_param = std::max(worst_param,
+                           static_cast<double>(std::fabs(cpu_run.params[i] - gpu_run.params[i])));
   }
   EXPECT_LE(worst_param, param_abs_tol);
   // The model trained (the loss fell), on both.
   EXPECT_TRUE(cpu_run.losses.back() < cpu_run.losses.front());
   EXPECT_TRUE(gpu_run.losses.back() < gpu_run.losses.front());
-  std::printf("[ figures  ] %s: %lld steps, loss %.4f -> %.4f; largest loss difference %.2e (relative, "
-              "tolerance %.0e), largest parameter difference %.2e (tolerance %.0e)\n",
-              name, static_cast<long long>(kSteps), gpu_run.losses.front(), gpu_run.losses.back(), worst_loss,
-              loss_rel_tol, worst_param, param_abs_tol);
+  std::printf(
+      "[ figures  ] %s: %lld steps, loss %.4f -> %.4f; largest loss difference %.2e (relative, "
+      "tolerance %.0e), largest parameter difference %.2e (tolerance %.0e)\n",
+      name, static_cast<long long>(kSteps), gpu_run.losses.front(), gpu_run.losses.back(),
+      worst_loss, loss_rel_tol, worst_param, param_abs_tol);
 }
 
 // fp32: cuBLAS in strict fp32 (no TF32) against OpenBLAS; the sums run in

@@ -23,9 +23,13 @@ std::string g_skip;
 
 template <typename T>
 struct DeviceBuffer {
-  explicit DeviceBuffer(size_t n) : n(n) { cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(1, n) * sizeof(T)); }
+  explicit DeviceBuffer(size_t n) : n(n) {
+    cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(1, n) * sizeof(T));
+  }
   ~DeviceBuffer() { cudaFree(p); }
-  void Upload(const std::vector<T>& h) { cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice); }
+  void Upload(const std::vector<T>& h) {
+    cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  }
   std::vector<T> Download() const {
     std::vector<T> h(n);
     cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
@@ -56,7 +60,8 @@ TEST(Nccl, AllReduceSumAndAvgFloat) {
     ASSERT_TRUE(g_nccl->AllReduce(d.p, d.p, count, DType::kF32, ReduceOp::kAvg).ok());
     out = d.Download();
     wrong = 0;
-    for (size_t i = 0; i < count; ++i) wrong += std::abs(out[i] - ranks_sum / n * static_cast<float>(i % 13)) > 1e-4f;
+    for (size_t i = 0; i < count; ++i)
+      wrong += std::abs(out[i] - ranks_sum / n * static_cast<float>(i % 13)) > 1e-4f;
     EXPECT_EQ(wrong, 0) << count;
   }
 }
@@ -80,7 +85,8 @@ TEST(Nccl, BroadcastAllGatherReduceScatterInPlace) {
   rs.Upload(std::vector<float>(static_cast<size_t>(3 * n), 1.0f + static_cast<float>(r)));
   ASSERT_TRUE(g_nccl->ReduceScatter(rs.p, rs.p, 3, DType::kF32, ReduceOp::kSum).ok());
   auto got = rs.Download();
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(got[static_cast<size_t>(i)], static_cast<float>(n * (n + 1) / 2));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(got[static_cast<size_t>(i)], static_cast<float>(n * (n + 1) / 2));
 }
 
 TEST(Nccl, SplitAndBarrier) {
@@ -124,8 +130,12 @@ int main(int argc, char** argv) {
       if (store.ok()) {
         cohort::NcclOptions options;
         options.device = local->local_rank % devices;
-        auto c = cohort::NcclCommunicator::Create(**store, cohort::g_mpi->rank(), cohort::g_mpi->size(), options);
-        if (c.ok()) cohort::g_nccl = std::move(*c); else cohort::g_skip = "NCCL bootstrap failed: " + c.status().ToString();
+        auto c = cohort::NcclCommunicator::Create(**store, cohort::g_mpi->rank(),
+                                                  cohort::g_mpi->size(), options);
+        if (c.ok())
+          cohort::g_nccl = std::move(*c);
+        else
+          cohort::g_skip = "NCCL bootstrap failed: " + c.status().ToString();
       }
     } else {
       cohort::g_skip = "no CUDA device on every rank (" + why + ")";

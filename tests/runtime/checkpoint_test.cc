@@ -1,12 +1,13 @@
 // Checkpoint commit through a CheckpointCommitter, and restore from what it
 // committed only.
+#include "runtime/checkpoint.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "core/file_util.h"
-#include "runtime/checkpoint.h"
 #include "runtime/config.h"
 
 namespace cohort {
@@ -38,7 +39,8 @@ std::string FreshDir(const std::string& name) {
 
 // Writes a one-rank checkpoint at `step` whose parameters are all `value`,
 // and hands it to CommitCheckpoint with `committer`.
-Result<bool> WriteStep(const std::string& dir, int64_t step, float value, CheckpointCommitter* committer) {
+Result<bool> WriteStep(const std::string& dir, int64_t step, float value,
+                       CheckpointCommitter* committer) {
   CheckpointLayout l;
   l.step = step;
   l.model.layers = kLayers;
@@ -94,7 +96,8 @@ TEST(CheckpointCommit, DeclinedOrRefusedLeavesNoManifest) {
 TEST(CheckpointCommit, RestoresOnlyWhatWasCommittedAndSkipsDamage) {
   const std::string dir = FreshDir("restore");
   FakeCommitter c;
-  for (int64_t step : {10, 20, 30}) ASSERT_TRUE(WriteStep(dir, step, static_cast<float>(step), &c).ok());
+  for (int64_t step : {10, 20, 30})
+    ASSERT_TRUE(WriteStep(dir, step, static_cast<float>(step), &c).ok());
   // A newer checkpoint with a MANIFEST.json that the committer never saw.
   ASSERT_TRUE(WriteStep(dir, 40, 40.0f, nullptr).ok());
   std::vector<std::string> warnings;

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "runtime/config.h"
+
+#include <gtest/gtest.h>
 
 namespace cohort {
 namespace {
@@ -31,7 +31,9 @@ TEST(Config, ParsesAGoodFile) {
   EXPECT_FLOAT_EQ(c->optimizer.momentum, 0.9f);
   EXPECT_EQ(*c->BatchPerRank(4), 64);
   EXPECT_FALSE(c->BatchPerRank(3).ok());
-  EXPECT_NE(c->BatchPerRank(3).status().message().find("does not divide over 3 data-parallel ranks"), std::string::npos);
+  EXPECT_NE(
+      c->BatchPerRank(3).status().message().find("does not divide over 3 data-parallel ranks"),
+      std::string::npos);
 }
 
 void ExpectError(const std::string& yaml, const std::string& needle) {
@@ -49,7 +51,8 @@ std::string Replace(std::string s, const std::string& from, const std::string& t
 }
 
 TEST(Config, MistypedKeyIsRefusedWithSuggestionAndLine) {
-  ExpectError(Replace(kGood, "momentum: 0.9", "momentun: 0.9"), "unknown key 'optimizer.momentun' (did you mean 'optimizer.momentum'?)");
+  ExpectError(Replace(kGood, "momentum: 0.9", "momentun: 0.9"),
+              "unknown key 'optimizer.momentun' (did you mean 'optimizer.momentum'?)");
   ExpectError(Replace(kGood, "momentum: 0.9", "momentun: 0.9"), "bad.yaml:9:");
   ExpectError(Replace(kGood, "seed: 7", "sed: 7"), "did you mean 'seed'");
   ExpectError(std::string(kGood) + "extra_section: {}\n", "unknown key 'extra_section'");
@@ -62,8 +65,10 @@ TEST(Config, WrongTypesAndRanges) {
   ExpectError(Replace(kGood, "[784, 64, 10]", "[784]"), "at least two sizes");
   ExpectError(Replace(kGood, "activation: gelu", "activation: tanh"), "relu or gelu");
   ExpectError(Replace(kGood, "type: sgd", "type: adam"), "sgd or adamw");
-  ExpectError(Replace(kGood, "source: synthetic", "source: web"), "synthetic, shards, tokens or idx");
-  ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  batch_per_rank: 4"), "exactly one");
+  ExpectError(Replace(kGood, "source: synthetic", "source: web"),
+              "synthetic, shards, tokens or idx");
+  ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  batch_per_rank: 4"),
+              "exactly one");
   ExpectError(Replace(kGood, "  lr: 0.1\n", ""), "missing required key 'optimizer.lr'");
   ExpectError(Replace(kGood, "  momentum: 0.9\n", "  beta1: 0.9\n"), "applies to adamw only");
   ExpectError("model: [1, 2\n", "not valid YAML");
@@ -71,13 +76,15 @@ TEST(Config, WrongTypesAndRanges) {
 }
 
 TEST(Config, CompressionValuesAndTheZeroConflict) {
-  auto c = ParseConfig(Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: bf16"), "c.yaml");
+  auto c = ParseConfig(
+      Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: bf16"), "c.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->train.compression, DType::kBF16);
   EXPECT_EQ(ParseConfig(kGood, "g.yaml")->train.compression, DType::kF32);
   ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: int8"),
               "'train.compression' must be none, bf16 or fp16, not 'int8'");
-  ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: fp16") + "parallel:\n  zero: 1\n",
+  ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  compression: fp16") +
+                  "parallel:\n  zero: 1\n",
               "'train.compression' works with parallel.zero 0 only");
 }
 
@@ -122,22 +129,29 @@ TEST(Config, ParsesAGpt) {
 }
 
 TEST(Config, GptAndScheduleErrors) {
-  ExpectError(Replace(kGpt, "heads: 4", "heads: 5"), "'model.heads' 5 must divide 'model.width' 32");
+  ExpectError(Replace(kGpt, "heads: 4", "heads: 5"),
+              "'model.heads' 5 must divide 'model.width' 32");
   ExpectError(Replace(kGpt, "vocab: 256, ", ""), "missing required key 'model.vocab'");
   ExpectError(Replace(kGpt, "width: 32", "width: 0"), "'model.width' must be in [1, 65536], not 0");
   ExpectError(Replace(kGpt, "type: gpt", "type: rnn"), "'model.type' must be mlp or gpt");
-  ExpectError(Replace(kGpt, "heads: 4", "heads: 4, activation: relu"), "unknown key 'model.activation'");
+  ExpectError(Replace(kGpt, "heads: 4", "heads: 4, activation: relu"),
+              "unknown key 'model.activation'");
   ExpectError(Replace(kGpt, "decay: cosine", "decay: exp"), "must be cosine, linear or none");
-  ExpectError(Replace(kGpt, "warmup_steps: 10", "warmup_steps: -1"), "'train.lr_schedule.warmup_steps' must be >= 0");
-  ExpectError(Replace(kGpt, "min_lr: 0.0001", "min_lr: -1"), "'train.lr_schedule.min_lr' must be >= 0");
-  ExpectError(Replace(kGpt, "clip_grad_norm: 1.0", "clip_grad_norm: -1"), "'train.clip_grad_norm' must be >= 0");
-  ExpectError(Replace(kGpt, "eval_batches: 4", "eval_batches: 0"), "'train.eval_batches' must be in [1, 100000]");
+  ExpectError(Replace(kGpt, "warmup_steps: 10", "warmup_steps: -1"),
+              "'train.lr_schedule.warmup_steps' must be >= 0");
+  ExpectError(Replace(kGpt, "min_lr: 0.0001", "min_lr: -1"),
+              "'train.lr_schedule.min_lr' must be >= 0");
+  ExpectError(Replace(kGpt, "clip_grad_norm: 1.0", "clip_grad_norm: -1"),
+              "'train.clip_grad_norm' must be >= 0");
+  ExpectError(Replace(kGpt, "eval_batches: 4", "eval_batches: 0"),
+              "'train.eval_batches' must be in [1, 100000]");
   ExpectError(Replace(kGpt, "data: {source: tokens, path: /tmp/tok}", "data: {source: synthetic}"),
               "model.type gpt trains on token files");
   ExpectError(Replace(kGpt, "data: {source: tokens, path: /tmp/tok}", "data: {source: tokens}"),
               "missing required key 'data.path'");
-  ExpectError(Replace(kGood, "source: synthetic\n  samples: 1024", "source: tokens\n  path: /tmp/t"),
-              "data.source tokens feeds a model of type gpt");
+  ExpectError(
+      Replace(kGood, "source: synthetic\n  samples: 1024", "source: tokens\n  path: /tmp/t"),
+      "data.source tokens feeds a model of type gpt");
   ExpectError(Replace(kGood, "global_batch: 256", "global_batch: 256\n  eval_every: 10"),
               "'train.eval_every' needs a held-out split");
 }
@@ -152,7 +166,7 @@ TEST(Config, LearningRateSchedule) {
   EXPECT_FLOAT_EQ(ScheduledLr(warm, 1.0f, 9, 100), 1.0f);
   EXPECT_FLOAT_EQ(ScheduledLr(warm, 1.0f, 50, 100), 1.0f);
   LrSchedule cosine{10, LrDecay::kCosine, 0.1f};
-  EXPECT_FLOAT_EQ(ScheduledLr(cosine, 1.0f, 10, 100), 1.0f);   // decay starts at the peak
+  EXPECT_FLOAT_EQ(ScheduledLr(cosine, 1.0f, 10, 100), 1.0f);     // decay starts at the peak
   EXPECT_NEAR(ScheduledLr(cosine, 1.0f, 55, 100), 0.55f, 1e-6);  // halfway: (max + min) / 2
   EXPECT_NEAR(ScheduledLr(cosine, 1.0f, 100, 100), 0.1f, 1e-6);  // min_lr at train.steps
   EXPECT_NEAR(ScheduledLr(cosine, 1.0f, 500, 100), 0.1f, 1e-6);  // and after (a longer resumed run)

@@ -1,11 +1,11 @@
+#include "runtime/dataset.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <set>
-
-#include "runtime/dataset.h"
 
 namespace cohort {
 namespace {
@@ -38,7 +38,8 @@ TEST(Synthetic, LabelsUseEveryClass) {
   ASSERT_TRUE(d.Fill(ids, x.data(), y.data()).ok());
   std::vector<int> count(10);
   for (int32_t l : y) ++count[static_cast<size_t>(l)];
-  for (int c = 0; c < 10; ++c) EXPECT_GT(count[static_cast<size_t>(c)], 40) << "class " << c << " nearly unused";
+  for (int c = 0; c < 10; ++c)
+    EXPECT_GT(count[static_cast<size_t>(c)], 40) << "class " << c << " nearly unused";
 }
 
 TEST(Shards, RoundTripEqualsSyntheticData) {
@@ -165,9 +166,12 @@ TEST(Sampler, ShardWalkReadsOwnSamplesOncePerEpochInNewOrders) {
     for (int64_t step = 0; step < 4; ++step) {
       std::vector<int64_t> b(3);
       s.Indices(e * 4 + step, b);
-      epochs[static_cast<size_t>(e)].insert(epochs[static_cast<size_t>(e)].end(), b.begin(), b.end());
+      epochs[static_cast<size_t>(e)].insert(epochs[static_cast<size_t>(e)].end(), b.begin(),
+                                            b.end());
     }
-    EXPECT_EQ(std::multiset<int64_t>(epochs[static_cast<size_t>(e)].begin(), epochs[static_cast<size_t>(e)].end()), expect);
+    EXPECT_EQ(std::multiset<int64_t>(epochs[static_cast<size_t>(e)].begin(),
+                                     epochs[static_cast<size_t>(e)].end()),
+              expect);
   }
   EXPECT_NE(epochs[0], epochs[1]) << "each epoch walks in a new order";
 }

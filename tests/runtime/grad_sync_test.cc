@@ -1,3 +1,5 @@
+#include "runtime/grad_sync.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 
 #include "collectives/shm/reduce_kernels.h"
 #include "collectives/shm/shm_communicator.h"
-#include "runtime/grad_sync.h"
 #include "runtime/mlp.h"
 
 namespace cohort {
@@ -29,7 +30,8 @@ TEST(GradBuckets, ReverseLayerOrderSmallFirstBucketContiguous) {
   EXPECT_EQ(b[1].first_layer, 1);
   EXPECT_EQ(b[2].first_layer, 0);
   EXPECT_EQ(b[2].offset, 0);
-  for (size_t i = 1; i < b.size(); ++i) EXPECT_EQ(b[i].offset + b[i].count, b[i - 1].offset) << "contiguous";
+  for (size_t i = 1; i < b.size(); ++i)
+    EXPECT_EQ(b[i].offset + b[i].count, b[i - 1].offset) << "contiguous";
   // 25 MiB: the first bucket stays small, the rest share one.
   b = PlanGradBuckets(ranges, total, 25 << 20, 1 << 20);
   ASSERT_EQ(b.size(), 2u);
@@ -86,11 +88,12 @@ std::vector<std::vector<float>> SyncOnTwoRanks(DType wire, int64_t cap_bytes, bo
       auto comm = ShmCommunicator::Create(store, r, kRanks);
       ASSERT_TRUE(comm.ok()) << comm.status().ToString();
       std::vector<float> grads(static_cast<size_t>(total));
-      for (size_t i = 0; i < grads.size(); ++i) grads[i] = std::sin(0.37f * static_cast<float>(i) + static_cast<float>(r)) * 40.0f;
+      for (size_t i = 0; i < grads.size(); ++i)
+        grads[i] = std::sin(0.37f * static_cast<float>(i) + static_cast<float>(r)) * 40.0f;
       std::vector<uint16_t> wire_buf(grads.size());
       {
-        GradientSync sync(**comm, grads.data(), PlanGradBuckets(ranges, total, cap_bytes, 4000), kLayers, overlap,
-                          nullptr, wire, wire_buf.data());
+        GradientSync sync(**comm, grads.data(), PlanGradBuckets(ranges, total, cap_bytes, 4000),
+                          kLayers, overlap, nullptr, wire, wire_buf.data());
         for (int step = 0; step < 2; ++step) {  // twice: state is reset per step
           sync.Begin();
           for (int l = kLayers - 1; l >= 0; --l) sync.LayerReady(l);

@@ -102,7 +102,8 @@ TEST(MixedPrecisionConfig, PrecisionValues) {
   EXPECT_EQ(WithTrain("  precision: fp16\n")->train.precision, DType::kF16);
   auto bad = WithTrain("  precision: fp8\n");
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message(), "config p.yaml:7: 'train.precision' must be fp32, bf16 or fp16, not 'fp8'");
+  EXPECT_EQ(bad.status().message(),
+            "config p.yaml:7: 'train.precision' must be fp32, bf16 or fp16, not 'fp8'");
 }
 
 TEST(MixedPrecisionConfig, LossScaleDefaultsAndValues) {
@@ -112,7 +113,9 @@ TEST(MixedPrecisionConfig, LossScaleDefaultsAndValues) {
   EXPECT_EQ(d->train.loss_scale.growth, kDefaultLossScaleGrowth);
   EXPECT_EQ(d->train.loss_scale.backoff, kDefaultLossScaleBackoff);
   EXPECT_EQ(d->train.loss_scale.growth_interval, kDefaultLossScaleGrowthInterval);
-  auto c = WithTrain("  precision: fp16\n  loss_scale: {initial: 1024, growth: 4, backoff: 0.25, growth_interval: 50}\n");
+  auto c = WithTrain(
+      "  precision: fp16\n  loss_scale: {initial: 1024, growth: 4, backoff: 0.25, growth_interval: "
+      "50}\n");
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->train.loss_scale.initial, 1024);
   EXPECT_EQ(c->train.loss_scale.growth, 4);
@@ -122,25 +125,34 @@ TEST(MixedPrecisionConfig, LossScaleDefaultsAndValues) {
 
 TEST(MixedPrecisionConfig, LossScaleErrorsNameTheKey) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"  precision: bf16\n  loss_scale: {initial: 8}\n", "'train.loss_scale' applies to precision: fp16 only"},
+      {"  precision: bf16\n  loss_scale: {initial: 8}\n",
+       "'train.loss_scale' applies to precision: fp16 only"},
       {"  loss_scale: {initial: 8}\n", "'train.loss_scale' applies to precision: fp16 only"},
-      {"  precision: fp16\n  loss_scale: {initial: 0.5}\n", "'train.loss_scale.initial' must be in [1, 4294967296]"},
-      {"  precision: fp16\n  loss_scale: {initial: 1e12}\n", "'train.loss_scale.initial' must be in [1, 4294967296]"},
-      {"  precision: fp16\n  loss_scale: {growth: 1}\n", "'train.loss_scale.growth' must be in (1, 16]"},
-      {"  precision: fp16\n  loss_scale: {backoff: 1}\n", "'train.loss_scale.backoff' must be in (0, 1)"},
-      {"  precision: fp16\n  loss_scale: {backoff: 0}\n", "'train.loss_scale.backoff' must be in (0, 1)"},
+      {"  precision: fp16\n  loss_scale: {initial: 0.5}\n",
+       "'train.loss_scale.initial' must be in [1, 4294967296]"},
+      {"  precision: fp16\n  loss_scale: {initial: 1e12}\n",
+       "'train.loss_scale.initial' must be in [1, 4294967296]"},
+      {"  precision: fp16\n  loss_scale: {growth: 1}\n",
+       "'train.loss_scale.growth' must be in (1, 16]"},
+      {"  precision: fp16\n  loss_scale: {backoff: 1}\n",
+       "'train.loss_scale.backoff' must be in (0, 1)"},
+      {"  precision: fp16\n  loss_scale: {backoff: 0}\n",
+       "'train.loss_scale.backoff' must be in (0, 1)"},
       {"  precision: fp16\n  loss_scale: {growth_interval: 0}\n",
        "'train.loss_scale.growth_interval' must be in [1, 1000000000]"},
       {"  precision: fp16\n  loss_scale: {growth_intervl: 5}\n",
-       "unknown key 'train.loss_scale.growth_intervl' (did you mean 'train.loss_scale.growth_interval'?)"},
+       "unknown key 'train.loss_scale.growth_intervl' (did you mean "
+       "'train.loss_scale.growth_interval'?)"},
       {"  precision: fp16\n  loss_scale: 8\n", "must be a mapping"},
-      {"  precision: fp16\n  loss_scale: {initial: big}\n", "'train.loss_scale.initial' must be a number"},
+      {"  precision: fp16\n  loss_scale: {initial: big}\n",
+       "'train.loss_scale.initial' must be a number"},
   };
   for (const auto& [extra, needle] : cases) {
     auto c = WithTrain(extra);
     ASSERT_FALSE(c.ok()) << extra;
     EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().message();
-    EXPECT_NE(c.status().message().find("config p.yaml:"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find("config p.yaml:"), std::string::npos)
+        << c.status().message();
   }
 }
 
@@ -180,7 +192,8 @@ struct Case {
   }
   double Run(const Precision* prec, std::vector<float>* g) {
     g->assign(p.size(), 0.0f);
-    auto loss = mlp.ForwardBackward(p.data(), x.data(), y.data(), batch, g->data(), nullptr, nullptr, prec);
+    auto loss =
+        mlp.ForwardBackward(p.data(), x.data(), y.data(), batch, g->data(), nullptr, nullptr, prec);
     EXPECT_TRUE(loss.ok());
     return *loss;
   }
@@ -205,7 +218,8 @@ TEST(MlpMixedPrecision, CloseToFp32ButNotEqual) {
     EXPECT_NEAR(loss, ref_loss, tol * ref_loss) << DTypeName(type);
     EXPECT_NE(loss, ref_loss) << DTypeName(type) << ": the 16-bit path was not used";
     double worst = 0;
-    for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(g[i] - ref[i])));
+    for (size_t i = 0; i < g.size(); ++i)
+      worst = std::max(worst, static_cast<double>(std::abs(g[i] - ref[i])));
     EXPECT_LE(worst, tol * ref_max) << DTypeName(type);
     EXPECT_GT(worst, 0) << DTypeName(type);
   }
@@ -224,7 +238,8 @@ TEST(MlpMixedPrecision, LossScaleScalesTheGradientsExactly) {
     const double l1 = c.Run(&one, &g1);
     const double l256 = c.Run(&scaled, &g256);
     EXPECT_EQ(l1, l256);
-    for (size_t i = 0; i < g1.size(); ++i) ASSERT_EQ(g256[i], 256.0f * g1[i]) << DTypeName(type) << " param " << i;
+    for (size_t i = 0; i < g1.size(); ++i)
+      ASSERT_EQ(g256[i], 256.0f * g1[i]) << DTypeName(type) << " param " << i;
   }
 }
 

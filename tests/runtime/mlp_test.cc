@@ -1,9 +1,10 @@
+#include "runtime/mlp.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "runtime/mlp.h"
 #include "runtime/optimizer.h"
 #include "runtime/safetensors.h"
 
@@ -67,7 +68,9 @@ TEST(Mlp, SgdDrivesTheLossDown) {
   std::vector<float> x(32 * 8);
   for (auto& v : x) v = d(rng);
   std::vector<int32_t> y(32);
-  for (int i = 0; i < 32; ++i) y[static_cast<size_t>(i)] = x[static_cast<size_t>(i) * 8] > 0 ? 1 : (x[static_cast<size_t>(i) * 8 + 1] > 0 ? 2 : 0);
+  for (int i = 0; i < 32; ++i)
+    y[static_cast<size_t>(i)] =
+        x[static_cast<size_t>(i) * 8] > 0 ? 1 : (x[static_cast<size_t>(i) * 8 + 1] > 0 ? 2 : 0);
   OptimizerConfig oc;
   oc.lr = 0.1f;
   oc.momentum = 0.9f;

@@ -1,11 +1,12 @@
 // The elastic resize policy (runtime/resize_policy.h): the per-rank batch and
 // learning rate after the world size changes, and the config's elastic section.
+#include "runtime/resize_policy.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "runtime/config.h"
-#include "runtime/resize_policy.h"
 
 namespace cohort {
 namespace {
@@ -71,11 +72,13 @@ TEST(ResizePolicy, ConfigSectionIsStrict) {
   EXPECT_NE(c->Hash(), d->Hash());
   auto bad = ParseConfig(std::string(kBase) + "elastic: {batch: global, lr: cubic}\n", "b.yaml");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("'elastic.lr' must be keep, linear or sqrt"), std::string::npos)
+  EXPECT_NE(bad.status().message().find("'elastic.lr' must be keep, linear or sqrt"),
+            std::string::npos)
       << bad.status().message();
   auto typo = ParseConfig(std::string(kBase) + "elastic: {batches: global}\n", "t.yaml");
   ASSERT_FALSE(typo.ok());
-  EXPECT_NE(typo.status().message().find("unknown key"), std::string::npos) << typo.status().message();
+  EXPECT_NE(typo.status().message().find("unknown key"), std::string::npos)
+      << typo.status().message();
 }
 
 }  // namespace

@@ -118,16 +118,17 @@ class GuardedCompute final : public Compute {
     return Status::Ok();
   }
 
-  void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+  void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     Check("Gemm a", a, 4 * static_cast<size_t>(ta ? k * lda : m * lda));
     Check("Gemm b", b, 4 * static_cast<size_t>(tb ? n * ldb : k * ldb));
     Check("Gemm c", c, 4 * static_cast<size_t>(m * ldc));
     Scope s(*this);
     kernels::Gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  void GemmMixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DType ab, const void* a,
-                 int64_t lda, const void* b, int64_t ldb, float beta, DType ct, void* c, int64_t ldc) override {
+  void GemmMixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DType ab,
+                 const void* a, int64_t lda, const void* b, int64_t ldb, float beta, DType ct,
+                 void* c, int64_t ldc) override {
     const size_t e = DTypeSize(ab);
     Check("GemmMixed a", a, e * static_cast<size_t>(ta ? k * lda : m * lda));
     Check("GemmMixed b", b, e * static_cast<size_t>(tb ? n * ldb : k * ldb));
@@ -149,7 +150,8 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::ActForward(z, y, n, act);
   }
-  void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n, kernels::Activation act) override {
+  void ActBackward(const float* z_or_y, const float* dy, float* dz, int64_t n,
+                   kernels::Activation act) override {
     Check("ActBackward z", z_or_y, F(n));
     Check("ActBackward dy", dy, F(n));
     Check("ActBackward dz", dz, F(n));
@@ -162,8 +164,8 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::BiasGrad(dz, db, rows, cols);
   }
-  void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs, int64_t rows,
-                                  int64_t cols, float* mean_loss) override {
+  void SoftmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
+                                  int64_t rows, int64_t cols, float* mean_loss) override {
     Check("SoftmaxCrossEntropyForward logits", logits, F(rows * cols));
     Check("SoftmaxCrossEntropyForward labels", labels, F(rows));
     Check("SoftmaxCrossEntropyForward probs", probs, F(rows * cols));
@@ -171,24 +173,24 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::SoftmaxCrossEntropyForward(logits, labels, probs, rows, cols, mean_loss);
   }
-  void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits, int64_t rows,
-                                   int64_t cols, float scale) override {
+  void SoftmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits,
+                                   int64_t rows, int64_t cols, float scale) override {
     Check("SoftmaxCrossEntropyBackward probs", probs, F(rows * cols));
     Check("SoftmaxCrossEntropyBackward labels", labels, F(rows));
     Check("SoftmaxCrossEntropyBackward dlogits", dlogits, F(rows * cols));
     Scope s(*this);
     kernels::SoftmaxCrossEntropyBackward(probs, labels, dlogits, rows, cols, scale);
   }
-  void SgdMomentumUpdate(float* param, const float* grad, float* buf, int64_t n, const kernels::SgdOptions& opt,
-                         bool first_step) override {
+  void SgdMomentumUpdate(float* param, const float* grad, float* buf, int64_t n,
+                         const kernels::SgdOptions& opt, bool first_step) override {
     Check("SgdMomentumUpdate param", param, F(n));
     Check("SgdMomentumUpdate grad", grad, F(n));
     if (buf != nullptr) Check("SgdMomentumUpdate momentum", buf, F(n));
     Scope s(*this);
     kernels::SgdMomentumUpdate(param, grad, buf, n, opt, first_step);
   }
-  void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n, const kernels::AdamWOptions& opt,
-                   int64_t step) override {
+  void AdamWUpdate(float* param, const float* grad, float* m, float* v, int64_t n,
+                   const kernels::AdamWOptions& opt, int64_t step) override {
     Check("AdamWUpdate param", param, F(n));
     Check("AdamWUpdate grad", grad, F(n));
     Check("AdamWUpdate m", m, F(n));
@@ -222,8 +224,8 @@ class GuardedCompute final : public Compute {
 
   // The GPT-2 kernels. The embedding tables' extent is not in the
   // signatures: they are checked up to the last row the tokens index.
-  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out, int64_t B, int64_t T,
-                        int64_t C) override {
+  void EmbeddingForward(const int32_t* tokens, const float* wte, const float* wpe, float* out,
+                        int64_t B, int64_t T, int64_t C) override {
     Check("EmbeddingForward tokens", tokens, F(B * T));
     Check("EmbeddingForward wte", wte, F(TableRows(tokens, B * T) * C));
     Check("EmbeddingForward wpe", wpe, F(T * C));
@@ -231,8 +233,8 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::EmbeddingForward(tokens, wte, wpe, out, B, T, C);
   }
-  void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe, int64_t B, int64_t T,
-                         int64_t C) override {
+  void EmbeddingBackward(const float* dout, const int32_t* tokens, float* dwte, float* dwpe,
+                         int64_t B, int64_t T, int64_t C) override {
     Check("EmbeddingBackward dout", dout, F(B * T * C));
     Check("EmbeddingBackward tokens", tokens, F(B * T));
     Check("EmbeddingBackward dwte", dwte, F(TableRows(tokens, B * T) * C));
@@ -240,8 +242,8 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::EmbeddingBackward(dout, tokens, dwte, dwpe, B, T, C);
   }
-  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-                        int64_t rows, int64_t C, float eps) override {
+  void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
+                        float* rstd, int64_t rows, int64_t C, float eps) override {
     Check("LayerNormForward x", x, F(rows * C));
     Check("LayerNormForward w", w, F(C));
     Check("LayerNormForward b", b, F(C));
@@ -251,8 +253,9 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::LayerNormForward(x, w, b, y, mean, rstd, rows, C, eps);
   }
-  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
-                         float* dx, float* dw, float* db, int64_t rows, int64_t C) override {
+  void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
+                         const float* rstd, float* dx, float* dw, float* db, int64_t rows,
+                         int64_t C) override {
     Check("LayerNormBackward dy", dy, F(rows * C));
     Check("LayerNormBackward x", x, F(rows * C));
     Check("LayerNormBackward w", w, F(C));
@@ -292,8 +295,8 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::AttentionForward(qkv, out, att, B, T, C, NH);
   }
-  void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv, float* scratch,
-                         int64_t B, int64_t T, int64_t C, int64_t NH) override {
+  void AttentionBackward(const float* dout, const float* qkv, const float* att, float* dqkv,
+                         float* scratch, int64_t B, int64_t T, int64_t C, int64_t NH) override {
     Check("AttentionBackward dout", dout, F(B * T * C));
     Check("AttentionBackward qkv", qkv, F(B * T * 3 * C));
     Check("AttentionBackward att", att, F(B * NH * T * T));
@@ -302,8 +305,8 @@ class GuardedCompute final : public Compute {
     Scope s(*this);
     kernels::AttentionBackward(dout, qkv, att, dqkv, scratch, B, T, C, NH);
   }
-  void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows, int64_t V,
-                         float grad_scale, float* mean_loss) override {
+  void CrossEntropyFused(const float* logits, const int32_t* targets, float* dlogits, int64_t rows,
+                         int64_t V, float grad_scale, float* mean_loss) override {
     Check("CrossEntropyFused logits", logits, F(rows * V));
     Check("CrossEntropyFused targets", targets, F(rows));
     if (dlogits != nullptr) Check("CrossEntropyFused dlogits", dlogits, F(rows * V));
@@ -322,7 +325,8 @@ class GuardedCompute final : public Compute {
   void Check(const std::string& what, const void* p, size_t bytes) {
     if (!Inside(p, bytes)) {
       std::lock_guard<std::mutex> lock(mu_);
-      violations_.push_back(what + ": " + std::to_string(bytes) + " bytes at a pointer outside device memory");
+      violations_.push_back(what + ": " + std::to_string(bytes) +
+                            " bytes at a pointer outside device memory");
     }
   }
   bool Inside(const void* p, size_t bytes) {
@@ -372,7 +376,7 @@ class GuardedCompute final : public Compute {
 
   std::mutex mu_;
   std::map<char*, size_t> regions_;  // guarded by mu_
-  int open_ = 0;                      // guarded by mu_: live Scopes
+  int open_ = 0;                     // guarded by mu_: live Scopes
   std::map<int, int64_t> marks_, waits_;
   std::vector<std::string> violations_;
   std::atomic<int64_t> syncs_{0};
@@ -382,7 +386,8 @@ class GuardedCompute final : public Compute {
 // compute's, and the memory is opened only while the collective runs.
 class GuardedComm final : public Communicator {
  public:
-  GuardedComm(std::unique_ptr<Communicator> inner, GuardedCompute& c) : inner_(std::move(inner)), c_(c) {}
+  GuardedComm(std::unique_ptr<Communicator> inner, GuardedCompute& c)
+      : inner_(std::move(inner)), c_(c) {}
   ~GuardedComm() override { StopAsync(); }
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
@@ -398,17 +403,21 @@ class GuardedComm final : public Communicator {
     return inner_->Broadcast(buf, count, dtype, root);
   }
   Status AllGather(const void* send, void* recv, size_t count, DType dtype) override {
-    Both("AllGather", send, recv, count * DTypeSize(dtype), count * DTypeSize(dtype) * static_cast<size_t>(size()));
+    Both("AllGather", send, recv, count * DTypeSize(dtype),
+         count * DTypeSize(dtype) * static_cast<size_t>(size()));
     GuardedCompute::Scope s(c_);
     return inner_->AllGather(send, recv, count, dtype);
   }
-  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override {
-    Both("ReduceScatter", send, recv, count * DTypeSize(dtype) * static_cast<size_t>(size()), count * DTypeSize(dtype));
+  Status ReduceScatter(const void* send, void* recv, size_t count, DType dtype,
+                       ReduceOp op) override {
+    Both("ReduceScatter", send, recv, count * DTypeSize(dtype) * static_cast<size_t>(size()),
+         count * DTypeSize(dtype));
     GuardedCompute::Scope s(c_);
     return inner_->ReduceScatter(send, recv, count, dtype, op);
   }
   Status Barrier() override { return inner_->Barrier(); }
-  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op, int root) override {
+  Status Reduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op,
+                int root) override {
     GuardedCompute::Scope s(c_);
     return inner_->Reduce(send, recv, count, dtype, op, root);
   }
@@ -429,7 +438,8 @@ class GuardedComm final : public Communicator {
   }
 
  private:
-  void Both(const char* what, const void* send, const void* recv, size_t send_bytes, size_t recv_bytes) {
+  void Both(const char* what, const void* send, const void* recv, size_t send_bytes,
+            size_t recv_bytes) {
     c_.Check(std::string(what) + " send", send, send_bytes);
     c_.Check(std::string(what) + " recv", recv, recv_bytes);
   }
@@ -454,8 +464,8 @@ struct RankResult {
 // One rank: world (host agreement) over shm; data and tensor groups over
 // shm, guarded when `guarded`. Trains `steps`, then `more` after a restore
 // of the checkpoint it wrote (when checkpoint.dir is set).
-RankResult RunRank(const Config& config, std::shared_ptr<Store> store, int rank, int ranks, bool guarded,
-                   int64_t steps, bool resume) {
+RankResult RunRank(const Config& config, std::shared_ptr<Store> store, int rank, int ranks,
+                   bool guarded, int64_t steps, bool resume) {
   RankResult out;
   ShmOptions opt;
   opt.op_timeout = kOpTimeout;
@@ -512,20 +522,22 @@ RankResult RunRank(const Config& config, std::shared_ptr<Store> store, int rank,
   }
   auto full = (*trainer)->FullParams();
   if (!full.ok()) return fail(full.status());
-  for (auto& [name, t] : *full) out.params.insert(out.params.end(), t.data<float>(), t.data<float>() + t.numel());
+  for (auto& [name, t] : *full)
+    out.params.insert(out.params.end(), t.data<float>(), t.data<float>() + t.numel());
   if (tensor == 1) {
     auto ck = (*trainer)->CaptureState();
     if (!ck.ok()) return fail(ck.status());
     out.captured = ck->params;
-    for (const auto& [name, v] : ck->optim) out.captured.insert(out.captured.end(), v.begin(), v.end());
+    for (const auto& [name, v] : ck->optim)
+      out.captured.insert(out.captured.end(), v.begin(), v.end());
   }
   out.violations = device.violations();
   out.marks = device.marks();
   return out;
 }
 
-std::vector<RankResult> RunJob(const std::string& yaml, int ranks, bool guarded, int64_t first_steps = 0,
-                               bool resume = false) {
+std::vector<RankResult> RunJob(const std::string& yaml, int ranks, bool guarded,
+                               int64_t first_steps = 0, bool resume = false) {
   auto config = ParseConfig(yaml, "device.yaml");
   EXPECT_TRUE(config.ok()) << config.status().message();
   auto store = std::make_shared<InMemoryStore>();
@@ -533,20 +545,23 @@ std::vector<RankResult> RunJob(const std::string& yaml, int ranks, bool guarded,
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r) {
     threads.emplace_back([&, r] {
-      results[static_cast<size_t>(r)] = RunRank(*config, store, r, ranks, guarded, first_steps, resume);
+      results[static_cast<size_t>(r)] =
+          RunRank(*config, store, r, ranks, guarded, first_steps, resume);
     });
   }
   for (auto& t : threads) t.join();
   return results;
 }
 
-void ExpectSameJob(const std::vector<RankResult>& host, const std::vector<RankResult>& dev, bool expect_marks) {
+void ExpectSameJob(const std::vector<RankResult>& host, const std::vector<RankResult>& dev,
+                   bool expect_marks) {
   ASSERT_EQ(host.size(), dev.size());
   for (size_t r = 0; r < host.size(); ++r) {
     ASSERT_TRUE(host[r].status.ok()) << "cpu rank " << r << ": " << host[r].status.ToString();
     ASSERT_TRUE(dev[r].status.ok()) << "device rank " << r << ": " << dev[r].status.ToString();
-    EXPECT_TRUE(dev[r].violations.empty()) << "rank " << r << ": " << dev[r].violations.size()
-                                           << " violations, the first: " << dev[r].violations.front();
+    EXPECT_TRUE(dev[r].violations.empty())
+        << "rank " << r << ": " << dev[r].violations.size()
+        << " violations, the first: " << dev[r].violations.front();
     EXPECT_EQ(host[r].params, dev[r].params) << "rank " << r;
     EXPECT_EQ(host[r].captured, dev[r].captured) << "rank " << r;
     EXPECT_EQ(host[r].summary.last_loss, dev[r].summary.last_loss) << "rank " << r;
@@ -604,7 +619,8 @@ parallel: {tensor: 2}
 }
 
 TEST(TrainerOnDevice, CheckpointWrittenFromTheDeviceResumesBitwise) {
-  const auto dir = std::filesystem::temp_directory_path() / ("cohort-device-ckpt-" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("cohort-device-ckpt-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   const std::string yaml = R"(seed: 4
 model: {layers: [16, 24, 4], activation: relu}
@@ -612,7 +628,8 @@ optimizer: {type: adamw, lr: 0.01}
 train: {steps: 8, global_batch: 16}
 data: {source: synthetic, samples: 128, teacher_hidden: 8}
 parallel: {zero: 1}
-checkpoint: {dir: )" + (dir / "dev").string() + R"(, every: 2}
+checkpoint: {dir: )" + (dir / "dev").string() +
+                           R"(, every: 2}
 )";
   const auto uninterrupted = RunJob(yaml, 2, false);
   std::filesystem::remove_all(dir);  // its checkpoints must not be the ones resumed from
@@ -776,7 +793,8 @@ std::map<std::string, std::vector<float>> RunGptKernels(Compute& c) {
     auto t = c.Alloc({n}, DType::kF32);
     EXPECT_TRUE(t.ok());
     std::vector<float> h(static_cast<size_t>(n));
-    for (size_t i = 0; i < h.size(); ++i) h[i] = scale * (0.37f * static_cast<float>((i * 7919 + name.size()) % 23) - 4.0f);
+    for (size_t i = 0; i < h.size(); ++i)
+      h[i] = scale * (0.37f * static_cast<float>((i * 7919 + name.size()) % 23) - 4.0f);
     c.CopyToDevice(t->data<float>(), h.data(), h.size() * sizeof(float));
     bufs[name] = *t;
     return t->data<float>();
@@ -786,12 +804,14 @@ std::map<std::string, std::vector<float>> RunGptKernels(Compute& c) {
   EXPECT_TRUE(tok.ok());
   c.CopyToDevice(tok->data<int32_t>(), host_tokens.data(), host_tokens.size() * sizeof(int32_t));
   const int32_t* tokens = tok->data<int32_t>();
-  float *wte = Buf("wte", V * C, 0.1f), *wpe = Buf("wpe", T * C, 0.1f), *x = Buf("x", rows * C, 0.0f),
-        *w = Buf("w", C, 0.3f), *b = Buf("b", C, 0.1f), *y = Buf("y", rows * C, 0.0f), *mean = Buf("mean", rows, 0.0f),
-        *rstd = Buf("rstd", rows, 0.0f), *dx = Buf("dx", rows * C, 0.01f), *dw = Buf("dw", C, 0.01f),
-        *db = Buf("db", C, 0.01f), *h = Buf("h", rows * C, 0.0f), *qkv = Buf("qkv", rows * 3 * C, 0.1f),
-        *att = Buf("att", B * NH * T * T, 0.0f), *dqkv = Buf("dqkv", rows * 3 * C, 0.0f),
-        *scratch = Buf("scratch", T * T, 0.0f), *logits = Buf("logits", rows * V, 0.0f), *loss = Buf("loss", 1, 0.0f),
+  float *wte = Buf("wte", V * C, 0.1f), *wpe = Buf("wpe", T * C, 0.1f),
+        *x = Buf("x", rows * C, 0.0f), *w = Buf("w", C, 0.3f), *b = Buf("b", C, 0.1f),
+        *y = Buf("y", rows * C, 0.0f), *mean = Buf("mean", rows, 0.0f),
+        *rstd = Buf("rstd", rows, 0.0f), *dx = Buf("dx", rows * C, 0.01f),
+        *dw = Buf("dw", C, 0.01f), *db = Buf("db", C, 0.01f), *h = Buf("h", rows * C, 0.0f),
+        *qkv = Buf("qkv", rows * 3 * C, 0.1f), *att = Buf("att", B * NH * T * T, 0.0f),
+        *dqkv = Buf("dqkv", rows * 3 * C, 0.0f), *scratch = Buf("scratch", T * T, 0.0f),
+        *logits = Buf("logits", rows * V, 0.0f), *loss = Buf("loss", 1, 0.0f),
         *sumsq = Buf("sumsq", 1, 0.0f);
   const int64_t n = rows * C;
   c.EmbeddingForward(tokens, wte, wpe, x, B, T, C);
@@ -825,8 +845,8 @@ TEST(TrainerOnDevice, GptKernelsRunInsideTheGuardAsOnTheHost) {
   const auto host = RunGptKernels(HostCompute());
   GuardedCompute dev;
   const auto on_dev = RunGptKernels(dev);
-  EXPECT_TRUE(dev.violations().empty()) << dev.violations().size()
-                                        << " violations, the first: " << dev.violations().front();
+  EXPECT_TRUE(dev.violations().empty())
+      << dev.violations().size() << " violations, the first: " << dev.violations().front();
   ASSERT_EQ(host.size(), on_dev.size());
   for (const auto& [name, v] : host) EXPECT_EQ(v, on_dev.at(name)) << name;
   EXPECT_GT(host.at("sumsq")[0], 0.0f);
@@ -836,7 +856,8 @@ TEST(TrainerOnDevice, GptKernelsRunInsideTheGuardAsOnTheHost) {
   std::vector<float> host_qkv(4 * 3 * 8);
   dev.AttentionForward(host_qkv.data(), t->data<float>(), t->data<float>(), 1, 4, 8, 2);
   ASSERT_EQ(dev.violations().size(), 1u);
-  EXPECT_NE(dev.violations()[0].find("AttentionForward qkv"), std::string::npos) << dev.violations()[0];
+  EXPECT_NE(dev.violations()[0].find("AttentionForward qkv"), std::string::npos)
+      << dev.violations()[0];
 }
 
 // The guard itself works: host code touching device memory faults.
@@ -850,7 +871,8 @@ TEST(TrainerOnDeviceDeathTest, TheGuardCatchesAHostReadOfDeviceMemory) {
   EXPECT_EQ(v, 0.0f);
   EXPECT_DEATH({ v = *t->data<volatile float>(); }, "");
   std::vector<float> host(16);
-  device.Gemm(false, false, 4, 4, 4, 1.0f, host.data(), 4, t->data<float>(), 4, 0.0f, t->data<float>(), 4);
+  device.Gemm(false, false, 4, 4, 4, 1.0f, host.data(), 4, t->data<float>(), 4, 0.0f,
+              t->data<float>(), 4);
   ASSERT_EQ(device.violations().size(), 1u);
   EXPECT_NE(device.violations()[0].find("Gemm a"), std::string::npos) << device.violations()[0];
 }

@@ -66,7 +66,8 @@ RankResult RunRank(const Config& config, std::shared_ptr<Store> store, int rank,
   }
   if (poison) {
     (*trainer)->set_grad_hook([rank](int64_t step, float* g, int64_t n) {
-      if (rank == 1 && step == kPoisonedStep && n > 0) g[n / 2] = std::numeric_limits<float>::infinity();
+      if (rank == 1 && step == kPoisonedStep && n > 0)
+        g[n / 2] = std::numeric_limits<float>::infinity();
     });
   }
   auto s = (*trainer)->Run(kSteps, {});
@@ -80,7 +81,8 @@ RankResult RunRank(const Config& config, std::shared_ptr<Store> store, int rank,
     out.status = full.status();
     return out;
   }
-  for (auto& [name, t] : *full) out.params.insert(out.params.end(), t.data<float>(), t.data<float>() + t.numel());
+  for (auto& [name, t] : *full)
+    out.params.insert(out.params.end(), t.data<float>(), t.data<float>() + t.numel());
   return out;
 }
 
@@ -91,7 +93,8 @@ std::vector<RankResult> RunJob(bool poison) {
   std::vector<RankResult> results(kRanks);
   std::vector<std::thread> threads;
   for (int r = 0; r < kRanks; ++r) {
-    threads.emplace_back([&, r] { results[static_cast<size_t>(r)] = RunRank(*config, store, r, poison); });
+    threads.emplace_back(
+        [&, r] { results[static_cast<size_t>(r)] = RunRank(*config, store, r, poison); });
   }
   for (auto& t : threads) t.join();
   return results;

@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   auto a = cohort::ReadSafetensors(argv[1]);
   auto b = cohort::ReadSafetensors(argv[2]);
   if (!a.ok() || !b.ok()) {
-    std::fprintf(stderr, "params_diff: %s\n", (!a.ok() ? a.status() : b.status()).ToString().c_str());
+    std::fprintf(stderr, "params_diff: %s\n",
+                 (!a.ok() ? a.status() : b.status()).ToString().c_str());
     return 2;
   }
   const double rtol = std::atof(argv[3]);
@@ -27,8 +28,10 @@ int main(int argc, char** argv) {
   std::string worst_name;
   for (const auto& nt : a->tensors) {
     const cohort::Tensor* other = b->Find(nt.name);
-    if (other == nullptr || other->shape() != nt.tensor.shape() || nt.tensor.dtype() != cohort::DType::kF32) {
-      std::fprintf(stderr, "params_diff: tensor %s missing or shaped differently\n", nt.name.c_str());
+    if (other == nullptr || other->shape() != nt.tensor.shape() ||
+        nt.tensor.dtype() != cohort::DType::kF32) {
+      std::fprintf(stderr, "params_diff: tensor %s missing or shaped differently\n",
+                   nt.name.c_str());
       return 1;
     }
     double max_diff = 0, max_ref = 0;

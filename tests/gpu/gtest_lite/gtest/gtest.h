@@ -40,7 +40,7 @@ class Message {
  public:
   template <class T>
   Message& operator<<(const T& v) {
-    if constexpr (requires(std::ostream& o) { o << v; }) s_ << v;
+    if constexpr (requires(std::ostream & o) { o << v; }) s_ << v;
     return *this;
   }
   std::string str() const { return s_.str(); }
@@ -81,36 +81,38 @@ std::string Values(const A& a, const B& b) {
   case 0:                   \
   default:
 
-#define GTEST_LITE_CHECK_(cond, what, ret)                                  \
-  GTEST_LITE_BLOCKER_                                                       \
-  if (cond) {                                                               \
-  } else                                                                    \
+#define GTEST_LITE_CHECK_(cond, what, ret) \
+  GTEST_LITE_BLOCKER_                      \
+  if (cond) {                              \
+  } else                                   \
     ret ::gtest_lite::Reporter{__FILE__, __LINE__, what} = ::gtest_lite::Message()
 
-#define GTEST_LITE_CMP_(a, b, op, ret)                                                        \
-  GTEST_LITE_BLOCKER_                                                                         \
-  if ((a)op(b)) {                                                                             \
-  } else                                                                                      \
-    ret ::gtest_lite::Reporter{__FILE__, __LINE__,                                            \
+#define GTEST_LITE_CMP_(a, b, op, ret)                                                            \
+  GTEST_LITE_BLOCKER_                                                                             \
+  if ((a)op(b)) {                                                                                 \
+  } else                                                                                          \
+    ret ::gtest_lite::Reporter{__FILE__, __LINE__,                                                \
                                "expected " #a " " #op " " #b "\n" + ::gtest_lite::Values(a, b)} = \
         ::gtest_lite::Message()
 
 #define EXPECT_TRUE(c) GTEST_LITE_CHECK_(c, "expected true: " #c, )
-#define ASSERT_TRUE(c) GTEST_LITE_CHECK_(c, "expected true: " #c, return)
+#define ASSERT_TRUE(c) GTEST_LITE_CHECK_(c, "expected true: " #c, return )
 #define EXPECT_EQ(a, b) GTEST_LITE_CMP_(a, b, ==, )
-#define ASSERT_EQ(a, b) GTEST_LITE_CMP_(a, b, ==, return)
+#define ASSERT_EQ(a, b) GTEST_LITE_CMP_(a, b, ==, return )
 #define EXPECT_NE(a, b) GTEST_LITE_CMP_(a, b, !=, )
 #define EXPECT_LE(a, b) GTEST_LITE_CMP_(a, b, <=, )
-#define EXPECT_NEAR(a, b, tol) \
-  GTEST_LITE_CHECK_(std::abs((a) - (b)) <= (tol), "expected |" #a " - " #b "| <= " #tol "\n" + ::gtest_lite::Values(a, b), )
-#define ASSERT_NEAR(a, b, tol)                                                                     \
-  GTEST_LITE_CHECK_(std::abs((a) - (b)) <= (tol), "expected |" #a " - " #b "| <= " #tol "\n" + ::gtest_lite::Values(a, b), \
-                    return)
+#define EXPECT_NEAR(a, b, tol)                    \
+  GTEST_LITE_CHECK_(std::abs((a) - (b)) <= (tol), \
+                    "expected |" #a " - " #b "| <= " #tol "\n" + ::gtest_lite::Values(a, b), )
+#define ASSERT_NEAR(a, b, tol)                                                               \
+  GTEST_LITE_CHECK_(std::abs((a) - (b)) <= (tol),                                            \
+                    "expected |" #a " - " #b "| <= " #tol "\n" + ::gtest_lite::Values(a, b), \
+                    return )
 #define GTEST_SKIP() \
   return ::gtest_lite::Reporter{__FILE__, __LINE__, "", true} = ::gtest_lite::Message()
 
-#define TEST(suite, name)                                                              \
-  static void suite##_##name##_Test();                                                 \
+#define TEST(suite, name)                                                                          \
+  static void suite##_##name##_Test();                                                             \
   static ::gtest_lite::Registrar suite##_##name##_registrar(#suite, #name, suite##_##name##_Test); \
   static void suite##_##name##_Test()
 
@@ -122,11 +124,14 @@ int main() {
     std::printf("[ RUN      ] %s\n", t.name.c_str());
     std::fflush(stdout);
     t.body();
-    const char* verdict = gtest_lite::Failed() ? "[  FAILED  ]" : gtest_lite::Skipped() ? "[  SKIPPED ]" : "[       OK ]";
+    const char* verdict = gtest_lite::Failed()    ? "[  FAILED  ]"
+                          : gtest_lite::Skipped() ? "[  SKIPPED ]"
+                                                  : "[       OK ]";
     std::printf("%s %s\n", verdict, t.name.c_str());
     std::fflush(stdout);
     (gtest_lite::Failed() ? failed : gtest_lite::Skipped() ? skipped : passed) += 1;
   }
-  std::printf("[==========] %d passed, %d skipped, %d failed (gtest_lite)\n", passed, skipped, failed);
+  std::printf("[==========] %d passed, %d skipped, %d failed (gtest_lite)\n", passed, skipped,
+              failed);
   return failed > 0 ? 1 : 0;
 }
