@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace cohort::health {
+namespace cohort::coordinator::health {
 
 void PhiAccrualDetector::Heartbeat(TimePoint now) {
   if (has_last_) {
@@ -80,4 +80,4 @@ BreakerState CircuitBreaker::Update(TimePoint now) {
   return state_;
 }
 
-}  // namespace cohort::health
+}  // namespace cohort::coordinator::health

@@ -13,7 +13,7 @@
 #include <deque>
 #include <string_view>
 
-namespace cohort::health {
+namespace cohort::coordinator::health {
 
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
@@ -95,4 +95,4 @@ class CircuitBreaker {
   int64_t opens_ = 0;
 };
 
-}  // namespace cohort::health
+}  // namespace cohort::coordinator::health

@@ -6,7 +6,14 @@
 #include "coordinator/raft/encoding.h"
 #include "coordinator/raft/limits.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
+
+// The Raft core's byte encoding (coordinator/raft/encoding.h).
+using raft::Decoder;
+using raft::PutBytes;
+using raft::PutU64;
+using raft::PutU8;
+
 namespace {
 
 // The first u64 of a snapshot in the registry's format. The older format
@@ -32,7 +39,7 @@ bool GetOptional(Decoder& d, std::optional<std::string>* v) {
     return true;
   }
   std::string s;
-  if (!d.Bytes(&s, limits::kMaxValueBytes)) return false;
+  if (!d.Bytes(&s, raft::limits::kMaxValueBytes)) return false;
   *v = std::move(s);
   return true;
 }
@@ -48,7 +55,7 @@ bool GetStrings(Decoder& d, std::vector<std::string>* v, size_t max_items) {
   v->clear();
   for (uint64_t i = 0; i < n; ++i) {
     std::string s;
-    if (!d.Bytes(&s, limits::kMaxKeyBytes)) return false;
+    if (!d.Bytes(&s, raft::limits::kMaxKeyBytes)) return false;
     v->push_back(std::move(s));
   }
   return true;
@@ -62,8 +69,8 @@ void PutManifest(std::string* out, const CheckpointManifest& m) {
 }
 
 bool GetManifest(Decoder& d, CheckpointManifest* m) {
-  return d.U64(&m->epoch) && d.U64(&m->step) && d.Bytes(&m->path, limits::kMaxKeyBytes) &&
-         d.Bytes(&m->checksum, limits::kMaxKeyBytes);
+  return d.U64(&m->epoch) && d.U64(&m->step) && d.Bytes(&m->path, raft::limits::kMaxKeyBytes) &&
+         d.Bytes(&m->checksum, raft::limits::kMaxKeyBytes);
 }
 
 void PutResult(std::string* out, const KvResult& r) {
@@ -84,8 +91,8 @@ bool GetResult(Decoder& d, KvResult* r, bool with_refusal) {
   bool good = d.U8(&ok) && GetOptional(d, &r->previous) && d.U8(&code) &&
               code <= static_cast<uint8_t>(StatusCode::kPermissionDenied) &&
               (!with_refusal || (d.U8(&refusal) && refusal <= coordinator::kMaxRefusal)) &&
-              d.Bytes(&r->error, limits::kMaxValueBytes) && d.U64(&r->revision) && d.U64(&r->id) &&
-              d.U64(&number);
+              d.Bytes(&r->error, raft::limits::kMaxValueBytes) && d.U64(&r->revision) &&
+              d.U64(&r->id) && d.U64(&number);
   r->ok = ok != 0;
   r->code = static_cast<StatusCode>(code);
   r->refusal = static_cast<Refusal>(refusal);
@@ -162,14 +169,15 @@ Result<KvCommand> KvCommand::Decode(std::string_view data) {
   KvCommand c;
   uint8_t op = 0;
   bool ok = d.U8(&op) && op <= static_cast<uint8_t>(Op::kLeaseExpire) && d.U64(&c.client_id) &&
-            d.U64(&c.seq) && d.Bytes(&c.key, limits::kMaxKeyBytes) &&
-            d.Bytes(&c.value, limits::kMaxValueBytes) && GetOptional(d, &c.expected);
+            d.U64(&c.seq) && d.Bytes(&c.key, raft::limits::kMaxKeyBytes) &&
+            d.Bytes(&c.value, raft::limits::kMaxValueBytes) && GetOptional(d, &c.expected);
   if (ok && !d.done()) {
     uint8_t ext = 0;
     ok = d.U64(&c.lease) && d.U64(&c.epoch) && d.U64(&c.now_ms) && d.U64(&c.ttl_ms) &&
-         d.U64(&c.step) && d.Bytes(&c.member, limits::kMaxKeyBytes) &&
-         d.Bytes(&c.address, limits::kMaxKeyBytes) &&
-         GetStrings(d, &c.members, limits::kMaxMembers) && d.U8(&ext) && ext == kCommandExtension;
+         d.U64(&c.step) && d.Bytes(&c.member, raft::limits::kMaxKeyBytes) &&
+         d.Bytes(&c.address, raft::limits::kMaxKeyBytes) &&
+         GetStrings(d, &c.members, raft::limits::kMaxMembers) && d.U8(&ext) &&
+         ext == kCommandExtension;
   } else if (ok && op > static_cast<uint8_t>(Op::kCas)) {
     ok = false;  // only put and cas exist in the older encoding
   }
@@ -207,7 +215,7 @@ KvResult KvStateMachine::Apply(uint64_t index, const KvCommand& cmd) {
   s.last_seq = cmd.seq;
   s.last_index = index;
   s.last_result = r;
-  if (sessions_.size() > limits::kMaxClientSessions) {
+  if (sessions_.size() > raft::limits::kMaxClientSessions) {
     auto oldest = sessions_.begin();
     for (auto i = sessions_.begin(); i != sessions_.end(); ++i) {
       if (i->second.last_index < oldest->second.last_index) oldest = i;
@@ -310,7 +318,7 @@ void KvStateMachine::DeleteKey(const std::string& key) {
   Detach(key, it->second.lease);
   data_.erase(it);
   tombstones_.emplace_back(revision_, key);
-  while (tombstones_.size() > limits::kMaxTombstones) {
+  while (tombstones_.size() > raft::limits::kMaxTombstones) {
     compacted_revision_ = tombstones_.front().first;
     tombstones_.pop_front();
   }
@@ -319,14 +327,14 @@ void KvStateMachine::DeleteKey(const std::string& key) {
 KvResult KvStateMachine::ExecuteLease(const KvCommand& cmd) {
   KvResult r;
   if (cmd.op == KvCommand::Op::kLeaseGrant) {
-    if (cmd.ttl_ms == 0 || cmd.ttl_ms > limits::kMaxLeaseTtlMs) {
+    if (cmd.ttl_ms == 0 || cmd.ttl_ms > raft::limits::kMaxLeaseTtlMs) {
       return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand,
                     "lease TTL of " + std::to_string(cmd.ttl_ms) + " ms; give 1 ms .. " +
-                        std::to_string(limits::kMaxLeaseTtlMs));
+                        std::to_string(raft::limits::kMaxLeaseTtlMs));
     }
-    if (leases_.size() >= limits::kMaxLeases) {
+    if (leases_.size() >= raft::limits::kMaxLeases) {
       return Refuse(StatusCode::kUnavailable, Refusal::kLimitReached,
-                    std::to_string(limits::kMaxLeases) +
+                    std::to_string(raft::limits::kMaxLeases) +
                         " leases are live; revoke some or wait for them to expire");
     }
     uint64_t id = next_lease_++;
@@ -392,7 +400,7 @@ KvResult KvStateMachine::Join(const KvCommand& cmd) {
     return Refuse(StatusCode::kInvalidArgument, Refusal::kInvalidCommand, "join: empty member id");
   }
   auto it = members_.find(cmd.member);
-  if (it == members_.end() && members_.size() >= limits::kMaxMembers) {
+  if (it == members_.end() && members_.size() >= raft::limits::kMaxMembers) {
     // Forget the member that left or failed longest ago to make room.
     auto victim = members_.end();
     for (auto m = members_.begin(); m != members_.end(); ++m) {
@@ -404,7 +412,7 @@ KvResult KvStateMachine::Join(const KvCommand& cmd) {
     }
     if (victim == members_.end()) {
       return Refuse(StatusCode::kUnavailable, Refusal::kLimitReached,
-                    "join: the job has " + std::to_string(limits::kMaxMembers) +
+                    "join: the job has " + std::to_string(raft::limits::kMaxMembers) +
                         " members; none can be forgotten");
     }
     members_.erase(victim);
@@ -469,7 +477,7 @@ KvResult KvStateMachine::CommitEpoch(const KvCommand& cmd) {
     }
   }
   if (epoch_ > 0) epoch_history_[epoch_] = ranks_;
-  while (epoch_history_.size() > limits::kMaxEpochHistory) {
+  while (epoch_history_.size() > raft::limits::kMaxEpochHistory) {
     epoch_history_.erase(epoch_history_.begin());
   }
   ++epoch_;
@@ -492,7 +500,7 @@ KvResult KvStateMachine::ProposeCheckpoint(const KvCommand& cmd) {
                       " is not after the last committed one (step " +
                       std::to_string(committed_->step) + ")");
   }
-  if (pending_.count(cmd.step) == 0 && pending_.size() >= limits::kMaxPendingCheckpoints) {
+  if (pending_.count(cmd.step) == 0 && pending_.size() >= raft::limits::kMaxPendingCheckpoints) {
     pending_.erase(pending_.begin());  // the oldest step gives way
   }
   pending_[cmd.step] = CheckpointManifest{epoch_, cmd.step, cmd.key, cmd.value};
@@ -651,10 +659,10 @@ Status KvStateMachine::Restore(std::string_view data) {
     // The older format: keys and values, then put/cas sessions.
     for (uint64_t i = 0; ok && i < n; ++i) {
       std::string k, v;
-      ok = d.Bytes(&k, limits::kMaxKeyBytes) && d.Bytes(&v, limits::kMaxValueBytes);
+      ok = d.Bytes(&k, raft::limits::kMaxKeyBytes) && d.Bytes(&v, raft::limits::kMaxValueBytes);
       if (ok) s.data_[std::move(k)].value = std::move(v);
     }
-    ok = ok && d.U64(&n) && n <= limits::kMaxClientSessions;
+    ok = ok && d.U64(&n) && n <= raft::limits::kMaxClientSessions;
     for (uint64_t i = 0; ok && i < n; ++i) {
       uint64_t id = 0;
       Session ss;
@@ -672,18 +680,19 @@ Status KvStateMachine::Restore(std::string_view data) {
   for (uint64_t i = 0; ok && i < n; ++i) {
     std::string k;
     KvEntry e;
-    ok = d.Bytes(&k, limits::kMaxKeyBytes) && d.Bytes(&e.value, limits::kMaxValueBytes) &&
-         d.U64(&e.create_revision) && d.U64(&e.mod_revision) && d.U64(&e.lease);
+    ok = d.Bytes(&k, raft::limits::kMaxKeyBytes) &&
+         d.Bytes(&e.value, raft::limits::kMaxValueBytes) && d.U64(&e.create_revision) &&
+         d.U64(&e.mod_revision) && d.U64(&e.lease);
     if (ok) s.data_.emplace(std::move(k), std::move(e));
   }
-  ok = ok && d.U64(&n) && n <= limits::kMaxTombstones;
+  ok = ok && d.U64(&n) && n <= raft::limits::kMaxTombstones;
   for (uint64_t i = 0; ok && i < n; ++i) {
     uint64_t rev = 0;
     std::string k;
-    ok = d.U64(&rev) && d.Bytes(&k, limits::kMaxKeyBytes);
+    ok = d.U64(&rev) && d.Bytes(&k, raft::limits::kMaxKeyBytes);
     if (ok) s.tombstones_.emplace_back(rev, std::move(k));
   }
-  ok = ok && d.U64(&s.next_lease_) && d.U64(&n) && n <= limits::kMaxLeases;
+  ok = ok && d.U64(&s.next_lease_) && d.U64(&n) && n <= raft::limits::kMaxLeases;
   for (uint64_t i = 0; ok && i < n; ++i) {
     uint64_t id = 0;
     Lease l;
@@ -697,26 +706,26 @@ Status KvStateMachine::Restore(std::string_view data) {
     if (it == s.leases_.end()) return fail();
     it->second.keys.insert(k);
   }
-  ok = ok && d.U64(&n) && n <= limits::kMaxMembers;
+  ok = ok && d.U64(&n) && n <= raft::limits::kMaxMembers;
   for (uint64_t i = 0; ok && i < n; ++i) {
     std::string id;
     Member m;
     uint8_t state = 0;
-    ok = d.Bytes(&id, limits::kMaxKeyBytes) && d.Bytes(&m.address, limits::kMaxKeyBytes) &&
-         d.U8(&state) && state <= static_cast<uint8_t>(MemberState::kLeft) &&
-         d.U64(&m.last_heartbeat_ms);
+    ok = d.Bytes(&id, raft::limits::kMaxKeyBytes) &&
+         d.Bytes(&m.address, raft::limits::kMaxKeyBytes) && d.U8(&state) &&
+         state <= static_cast<uint8_t>(MemberState::kLeft) && d.U64(&m.last_heartbeat_ms);
     m.state = static_cast<MemberState>(state);
     if (ok) s.members_.emplace(std::move(id), std::move(m));
   }
-  ok = ok && d.U64(&s.epoch_) && GetStrings(d, &s.ranks_, limits::kMaxMembers) && d.U64(&n) &&
-       n <= limits::kMaxEpochHistory;
+  ok = ok && d.U64(&s.epoch_) && GetStrings(d, &s.ranks_, raft::limits::kMaxMembers) && d.U64(&n) &&
+       n <= raft::limits::kMaxEpochHistory;
   for (uint64_t i = 0; ok && i < n; ++i) {
     uint64_t e = 0;
     std::vector<std::string> r;
-    ok = d.U64(&e) && GetStrings(d, &r, limits::kMaxMembers);
+    ok = d.U64(&e) && GetStrings(d, &r, raft::limits::kMaxMembers);
     if (ok) s.epoch_history_.emplace(e, std::move(r));
   }
-  ok = ok && d.U64(&n) && n <= limits::kMaxPendingCheckpoints;
+  ok = ok && d.U64(&n) && n <= raft::limits::kMaxPendingCheckpoints;
   for (uint64_t i = 0; ok && i < n; ++i) {
     CheckpointManifest m;
     ok = GetManifest(d, &m);
@@ -729,7 +738,7 @@ Status KvStateMachine::Restore(std::string_view data) {
     ok = GetManifest(d, &m);
     s.committed_ = std::move(m);
   }
-  ok = ok && d.U64(&n) && n <= limits::kMaxClientSessions;
+  ok = ok && d.U64(&n) && n <= raft::limits::kMaxClientSessions;
   for (uint64_t i = 0; ok && i < n; ++i) {
     uint64_t id = 0;
     Session ss;
@@ -742,4 +751,4 @@ Status KvStateMachine::Restore(std::string_view data) {
   return Status::Ok();
 }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

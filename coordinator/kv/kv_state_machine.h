@@ -7,7 +7,7 @@
 // keeps each client's last sequence number and its result, so a write retried
 // after a timeout applies at most once and the retry gets the first answer
 // (Raft dissertation, section 6.3). Sessions are bounded
-// (limits::kMaxClientSessions); the least recently active is evicted,
+// (raft::limits::kMaxClientSessions); the least recently active is evicted,
 // deterministically from the log, so all replicas evict the same one.
 // Commands the leader proposes on its own (lease expiry) carry client id 0
 // and keep no session.
@@ -21,7 +21,7 @@
 // Revisions: a global counter, increased by one for every command that
 // changes the key space (put, swap, add, delete, a lease's keys removed).
 // Each key keeps the revision it was last modified at (mod_revision); the
-// latest deletions are kept as tombstones (limits::kMaxTombstones), so a
+// latest deletions are kept as tombstones (raft::limits::kMaxTombstones), so a
 // watch can tell exactly whether a key changed after a revision.
 //
 // Epoch fencing: commands that change the job (join, leave, heartbeat, fail,
@@ -48,11 +48,7 @@
 #include "coordinator/kv/job_types.h"
 #include "core/status.h"
 
-namespace cohort::raft {
-
-using coordinator::MemberState;
-using coordinator::MemberStateName;
-using coordinator::Refusal;
+namespace cohort::coordinator {
 
 struct KvCommand {
   enum class Op : uint8_t {
@@ -182,7 +178,7 @@ class KvStateMachine {
   const std::map<std::string, Member>& members() const { return members_; }
   // The current epoch's ranks: member id at position r has rank r.
   const std::vector<std::string>& ranks() const { return ranks_; }
-  // Earlier epochs' ranks (the latest limits::kMaxEpochHistory), by epoch.
+  // Earlier epochs' ranks (the latest raft::limits::kMaxEpochHistory), by epoch.
   const std::map<uint64_t, std::vector<std::string>>& epoch_history() const {
     return epoch_history_;
   }
@@ -225,4 +221,4 @@ class KvStateMachine {
   std::map<uint64_t, Session> sessions_;
 };
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 
 inline void PutU8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
 inline void PutU32(std::string* out, uint32_t v) {
@@ -86,4 +86,4 @@ class Decoder {
   bool ok_ = true;
 };
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace cohort::raft::limits {
+namespace cohort::coordinator::raft::limits {
 
 // Flow control: append messages a leader keeps in flight to one follower in
 // the replicate state before it waits for acknowledgements.
@@ -50,4 +50,4 @@ inline constexpr uint64_t kMaxLeaseTtlMs = 24ull * 3600 * 1000;
 // Deleted keys remembered with their revision, so a watch sees a deletion.
 inline constexpr size_t kMaxTombstones = 4096;
 
-}  // namespace cohort::raft::limits
+}  // namespace cohort::coordinator::raft::limits

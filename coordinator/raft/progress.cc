@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 
 const char* ProgressStateName(ProgressState s) {
   switch (s) {
@@ -73,4 +73,4 @@ bool Progress::MaybeDecrTo(uint64_t rejected, uint64_t hint) {
   return true;
 }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

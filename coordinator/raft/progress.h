@@ -9,7 +9,7 @@
 
 #include "core/check.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 
 enum class ProgressState : uint8_t {
   kProbe,      // next is a guess: one append at a time until one is accepted
@@ -67,4 +67,4 @@ struct Progress {
   bool MaybeDecrTo(uint64_t rejected, uint64_t hint);
 };
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

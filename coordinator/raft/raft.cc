@@ -5,7 +5,7 @@
 
 #include "coordinator/raft/encoding.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 
 // ---- Value types -------------------------------------------------------------
 
@@ -974,4 +974,4 @@ void Raft::Advance(const Ready& rd) {
   }
 }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

@@ -42,7 +42,7 @@
 #include "coordinator/raft/types.h"
 #include "core/status.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 
 struct Config {
   NodeId id = kNoNode;
@@ -275,4 +275,4 @@ class Raft {
   bool ready_outstanding_ = false;
 };
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 
 class Rng {
  public:
@@ -27,4 +27,4 @@ class Rng {
   uint64_t state_;
 };
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

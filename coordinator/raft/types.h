@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 
 // Node ids are positive; 0 means "none" (no vote, no known leader).
 using NodeId = uint64_t;
@@ -124,4 +124,4 @@ struct ReadState {
 // Approximate in-memory payload size of an entry, for message byte budgets.
 inline size_t EntryBytes(const Entry& e) { return e.data.size() + 24; }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

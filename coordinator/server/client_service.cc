@@ -62,7 +62,7 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status Put(grpc::ServerContext* ctx, const pb::PutRequest* req,
                    pb::PutResponse* resp) override {
-    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kPut, req->client_id(), req->seq());
+    KvCommand cmd = Cmd(KvCommand::Op::kPut, req->client_id(), req->seq());
     cmd.key = req->key();
     cmd.value = req->value();
     cmd.lease = req->lease();
@@ -76,7 +76,7 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status Cas(grpc::ServerContext* ctx, const pb::CasRequest* req,
                    pb::CasResponse* resp) override {
-    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kCas, req->client_id(), req->seq());
+    KvCommand cmd = Cmd(KvCommand::Op::kCas, req->client_id(), req->seq());
     cmd.key = req->key();
     cmd.value = req->value();
     cmd.lease = req->lease();
@@ -92,7 +92,7 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status Delete(grpc::ServerContext* ctx, const pb::DeleteRequest* req,
                       pb::DeleteResponse* resp) override {
-    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kDelete, req->client_id(), req->seq());
+    KvCommand cmd = Cmd(KvCommand::Op::kDelete, req->client_id(), req->seq());
     cmd.key = req->key();
     return Write(ctx, CheckWrite(req->key(), "", req->client_id(), req->seq()), cmd,
                  [&](const Waiter& w) {
@@ -103,7 +103,7 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status Add(grpc::ServerContext* ctx, const pb::AddRequest* req,
                    pb::AddResponse* resp) override {
-    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kAdd, req->client_id(), req->seq());
+    KvCommand cmd = Cmd(KvCommand::Op::kAdd, req->client_id(), req->seq());
     cmd.key = req->key();
     cmd.value = std::to_string(req->delta());
     cmd.lease = req->lease();
@@ -116,24 +116,24 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status Member(grpc::ServerContext* ctx, const pb::MemberRequest* req,
                       pb::JobWriteResponse* resp) override {
-    raft::KvCommand::Op op = raft::KvCommand::Op::kJoin;
+    KvCommand::Op op = KvCommand::Op::kJoin;
     switch (req->op()) {
       case pb::MEMBER_JOIN:
-        op = raft::KvCommand::Op::kJoin;
+        op = KvCommand::Op::kJoin;
         break;
       case pb::MEMBER_LEAVE:
-        op = raft::KvCommand::Op::kLeave;
+        op = KvCommand::Op::kLeave;
         break;
       case pb::MEMBER_HEARTBEAT:
-        op = raft::KvCommand::Op::kHeartbeat;
+        op = KvCommand::Op::kHeartbeat;
         break;
       case pb::MEMBER_FAIL:
-        op = raft::KvCommand::Op::kFail;
+        op = KvCommand::Op::kFail;
         break;
       default:
         return n_->Answer(InvalidArgument("unknown member operation"), 0, ctx);
     }
-    raft::KvCommand cmd = Cmd(op, req->client_id(), req->seq());
+    KvCommand cmd = Cmd(op, req->client_id(), req->seq());
     cmd.member = req->member();
     cmd.address = req->address();
     cmd.epoch = req->epoch();
@@ -148,7 +148,7 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status CommitEpoch(grpc::ServerContext* ctx, const pb::CommitEpochRequest* req,
                            pb::JobWriteResponse* resp) override {
-    raft::KvCommand cmd = Cmd(raft::KvCommand::Op::kCommitEpoch, req->client_id(), req->seq());
+    KvCommand cmd = Cmd(KvCommand::Op::kCommitEpoch, req->client_id(), req->seq());
     cmd.epoch = req->epoch();
     cohort::Status v = CheckSession(req->client_id(), req->seq());
     if (v.ok() && static_cast<size_t>(req->members_size()) > raft::limits::kMaxMembers) {
@@ -167,9 +167,9 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status Checkpoint(grpc::ServerContext* ctx, const pb::CheckpointRequest* req,
                           pb::JobWriteResponse* resp) override {
-    raft::KvCommand cmd = Cmd(req->commit() ? raft::KvCommand::Op::kCommitCheckpoint
-                                            : raft::KvCommand::Op::kProposeCheckpoint,
-                              req->client_id(), req->seq());
+    KvCommand cmd =
+        Cmd(req->commit() ? KvCommand::Op::kCommitCheckpoint : KvCommand::Op::kProposeCheckpoint,
+            req->client_id(), req->seq());
     cmd.epoch = req->epoch();
     cmd.step = req->step();
     cmd.key = req->path();
@@ -185,21 +185,21 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
 
   grpc::Status Lease(grpc::ServerContext* ctx, const pb::LeaseRequest* req,
                      pb::LeaseResponse* resp) override {
-    raft::KvCommand::Op op = raft::KvCommand::Op::kLeaseGrant;
+    KvCommand::Op op = KvCommand::Op::kLeaseGrant;
     switch (req->op()) {
       case pb::LEASE_GRANT:
-        op = raft::KvCommand::Op::kLeaseGrant;
+        op = KvCommand::Op::kLeaseGrant;
         break;
       case pb::LEASE_KEEPALIVE:
-        op = raft::KvCommand::Op::kLeaseKeepalive;
+        op = KvCommand::Op::kLeaseKeepalive;
         break;
       case pb::LEASE_REVOKE:
-        op = raft::KvCommand::Op::kLeaseRevoke;
+        op = KvCommand::Op::kLeaseRevoke;
         break;
       default:
         return n_->Answer(InvalidArgument("unknown lease operation"), 0, ctx);
     }
-    raft::KvCommand cmd = Cmd(op, req->client_id(), req->seq());
+    KvCommand cmd = Cmd(op, req->client_id(), req->seq());
     cmd.lease = req->lease();
     cmd.ttl_ms = req->ttl_ms();
     return Write(ctx, CheckSession(req->client_id(), req->seq()), cmd, [&](const Waiter& w) {
@@ -213,10 +213,9 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
     std::string key = req->key();
     return Read(
         ctx, CheckKey(key), Clock::duration::zero(),
-        [key](const raft::KvStateMachine& kv, uint64_t read_index,
-              bool) -> std::optional<std::string> {
+        [key](const KvStateMachine& kv, uint64_t read_index, bool) -> std::optional<std::string> {
           pb::GetResponse r;
-          const raft::KvEntry* e = kv.Find(key);
+          const KvEntry* e = kv.Find(key);
           r.set_found(e != nullptr);
           if (e) {
             r.set_value(e->value);
@@ -233,8 +232,7 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
                       pb::JobResponse* resp) override {
     return Read(
         ctx, cohort::Status::Ok(), Clock::duration::zero(),
-        [](const raft::KvStateMachine& kv, uint64_t read_index,
-           bool) -> std::optional<std::string> {
+        [](const KvStateMachine& kv, uint64_t read_index, bool) -> std::optional<std::string> {
           pb::JobResponse r;
           FillJob(kv, &r);
           r.set_read_index(read_index);
@@ -254,14 +252,13 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
         std::min<uint64_t>(req->timeout_ms(), limits::kMaxWatchWait.count()));
     return Read(
         ctx, v, wait,
-        [key, prefix, after](const raft::KvStateMachine& kv, uint64_t,
+        [key, prefix, after](const KvStateMachine& kv, uint64_t,
                              bool final) -> std::optional<std::string> {
           bool more = false;
-          std::vector<raft::KvEvent> ev =
-              kv.Changes(key, prefix, after, limits::kMaxWatchEvents, &more);
+          std::vector<KvEvent> ev = kv.Changes(key, prefix, after, limits::kMaxWatchEvents, &more);
           if (ev.empty() && !final) return std::nullopt;
           pb::WatchResponse r;
-          for (raft::KvEvent& e : ev) {
+          for (KvEvent& e : ev) {
             pb::WatchEvent* pe = r.add_events();
             pe->set_key(std::move(e.key));
             pe->set_deleted(e.deleted);
@@ -301,8 +298,8 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
   }
 
  private:
-  static raft::KvCommand Cmd(raft::KvCommand::Op op, uint64_t client_id, uint64_t seq) {
-    raft::KvCommand c;
+  static KvCommand Cmd(KvCommand::Op op, uint64_t client_id, uint64_t seq) {
+    KvCommand c;
     c.op = op;
     c.client_id = client_id;
     c.seq = seq;
@@ -310,7 +307,7 @@ class CoordinatorServiceImpl final : public pb::Coordinator::Service {
   }
   // Checks the token and `valid`, proposes `cmd`, and on success lets `fill`
   // read the waiter (final once done).
-  grpc::Status Write(grpc::ServerContext* ctx, const cohort::Status& valid, raft::KvCommand cmd,
+  grpc::Status Write(grpc::ServerContext* ctx, const cohort::Status& valid, KvCommand cmd,
                      const std::function<void(const Waiter&)>& fill) {
     if (!TokenOk(ctx, n_->opt.token)) return PermissionDenied();
     if (!valid.ok()) return n_->Answer(valid, 0, ctx);

@@ -89,7 +89,7 @@ Result<raft::Message> FromProto(const pb::Message& m) {
   return out;
 }
 
-void FillJob(const raft::KvStateMachine& kv, pb::JobResponse* out) {
+void FillJob(const KvStateMachine& kv, pb::JobResponse* out) {
   out->set_epoch(kv.epoch());
   std::map<std::string, int> rank;
   for (size_t r = 0; r < kv.ranks().size(); ++r) rank[kv.ranks()[r]] = static_cast<int>(r);
@@ -103,7 +103,7 @@ void FillJob(const raft::KvStateMachine& kv, pb::JobResponse* out) {
     mi->set_rank(it == rank.end() ? -1 : it->second);
   }
   for (const std::string& id : kv.ranks()) out->add_ranks(id);
-  auto fill = [](const raft::CheckpointManifest& m, pb::CheckpointInfo* c) {
+  auto fill = [](const CheckpointManifest& m, pb::CheckpointInfo* c) {
     c->set_epoch(m.epoch);
     c->set_step(m.step);
     c->set_path(m.path);

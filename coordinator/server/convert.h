@@ -22,6 +22,6 @@ raft::Snapshot FromProto(const pb::Snapshot& s);
 
 // Appends the applied job state of `kv` (epoch, members with their ranks,
 // checkpoints, revision) to `out`.
-void FillJob(const raft::KvStateMachine& kv, pb::JobResponse* out);
+void FillJob(const KvStateMachine& kv, pb::JobResponse* out);
 
 }  // namespace cohort::coordinator

@@ -147,15 +147,15 @@ void Node::Impl::HandleRequest(Request& r) {
 }
 
 void Node::Impl::ApplyEntry(const raft::Entry& e) {
-  raft::KvResult result;
+  KvResult result;
   bool is_command = e.type == raft::EntryType::kNormal && !e.data.empty();
   bool decoded = false;
   if (is_command) {
-    Result<raft::KvCommand> cmd = raft::KvCommand::Decode(e.data);
+    Result<KvCommand> cmd = KvCommand::Decode(e.data);
     if (cmd.ok()) {
       result = kv.Apply(e.index, *cmd);
       decoded = true;
-      if (cmd->op == raft::KvCommand::Op::kLeaseExpire) expiring.erase(cmd->lease);
+      if (cmd->op == KvCommand::Op::kLeaseExpire) expiring.erase(cmd->lease);
     } else {
       // Every replica skips the same entry, so they stay identical.
       COHORT_LOG_ERROR("log index {}: not a key-value command ({}); skipped", e.index,
@@ -243,8 +243,8 @@ void Node::Impl::ExpireLeases() {
     if (expiring.count(id)) continue;
     auto lease = kv.leases().find(id);
     if (lease == kv.leases().end() || now_ms < leader_since_ms + lease->second.ttl_ms) continue;
-    raft::KvCommand c;
-    c.op = raft::KvCommand::Op::kLeaseExpire;
+    KvCommand c;
+    c.op = KvCommand::Op::kLeaseExpire;
     c.lease = id;
     c.now_ms = now_ms;
     if (raft->Propose(c.Encode()).ok()) expiring.insert(id);

@@ -49,7 +49,7 @@ Status CheckOptions(const NodeOptions& o) {
 Result<raft::InitialState> RecoverState(Node::Impl& impl) {
   const NodeOptions& opt = impl.opt;
   COHORT_RETURN_IF_ERROR(MakeDirs(opt.data_dir));
-  impl.wal = std::make_unique<raft::Wal>(raft::PosixFileSystem(), raft::WalOptions{opt.data_dir});
+  impl.wal = std::make_unique<Wal>(PosixFileSystem(), WalOptions{opt.data_dir});
   Result<raft::InitialState> loaded = impl.wal->Load();
   if (!loaded.ok()) {
     return loaded.status().WithContext("node " + std::to_string(opt.id) +

@@ -56,14 +56,14 @@ struct Waiter {
   bool done = false;                 // guarded by mu
   Status status;                     // guarded by mu
   raft::NodeId leader_hint = 0;      // guarded by mu: with a redirect
-  raft::KvResult result;             // guarded by mu: writes
+  KvResult result;                   // guarded by mu: writes
   uint64_t index = 0;                // guarded by mu: commit index (writes) or read index
   std::optional<std::string> value;  // guarded by mu: reads
   std::string payload;               // guarded by mu: a query's serialized answer
   Clock::time_point deadline;        // immutable
 
   // Answers once; later answers are ignored.
-  void Complete(Status s, raft::NodeId leader = 0, raft::KvResult r = {}, uint64_t idx = 0,
+  void Complete(Status s, raft::NodeId leader = 0, KvResult r = {}, uint64_t idx = 0,
                 std::optional<std::string> v = std::nullopt) {
     std::lock_guard<std::mutex> lock(mu);
     if (done) return;
@@ -92,13 +92,13 @@ struct Waiter {
 // A linearizable read, run on the Raft thread once the state machine has
 // applied the read index: returns the serialized answer, or nullopt to wait
 // for the next change (a watch) unless `final` (its wait is over).
-using Query = std::function<std::optional<std::string>(const raft::KvStateMachine&,
-                                                       uint64_t read_index, bool final)>;
+using Query = std::function<std::optional<std::string>(const KvStateMachine&, uint64_t read_index,
+                                                       bool final)>;
 
 struct Request {
   enum class Kind { kPropose, kRead };
   Kind kind = Kind::kPropose;
-  raft::KvCommand cmd;  // kPropose; the leader stamps now_ms when it proposes
+  KvCommand cmd;        // kPropose; the leader stamps now_ms when it proposes
   Query query;          // kRead
   Clock::duration watch =
       Clock::duration::zero();  // kRead: how long the query may wait for a change
@@ -152,9 +152,9 @@ struct Node::Impl {
 
   NodeOptions opt;
   // Owned by the Raft thread (touched by Start() before the thread runs).
-  std::unique_ptr<raft::Wal> wal;
+  std::unique_ptr<Wal> wal;
   std::unique_ptr<raft::Raft> raft;
-  raft::KvStateMachine kv;
+  KvStateMachine kv;
   struct PendingProposal {
     uint64_t term = 0;
     std::shared_ptr<Waiter> waiter;

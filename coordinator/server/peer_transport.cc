@@ -25,7 +25,7 @@ PeerSender::PeerSender(raft::NodeId id, const std::string& address, std::string 
   // A connection whose packets vanish (a partition, not a refusal) must be
   // dropped and redialled: TCP alone keeps it and backs its retransmissions
   // off to many seconds, so after the partition heals the peer stayed
-  // unreachable for 15 s and more (tests/coordinator_cluster/partition_test.sh).
+  // unreachable for 15 s and more (tests/coordinator/cluster/partition_test.sh).
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(limits::kPeerKeepalive.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
               static_cast<int>(limits::kPeerKeepaliveTimeout.count()));

@@ -6,7 +6,7 @@
 #include <sstream>
 #include <unordered_set>
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 namespace {
 
 using State = std::optional<std::string>;
@@ -182,4 +182,4 @@ std::string DescribeKvHistory(const std::vector<KvOp>& history, const std::strin
   return os.str();
 }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

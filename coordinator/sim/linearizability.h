@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 
 struct KvOp {
   enum class Kind : uint8_t { kGet, kPut, kCas };
@@ -45,4 +45,4 @@ LinearizabilityResult CheckKvLinearizable(const std::vector<KvOp>& history, uint
 // Human-readable dump of one key's operations, for failure reports.
 std::string DescribeKvHistory(const std::vector<KvOp>& history, const std::string& key);
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -78,18 +78,18 @@ int main(int argc, char** argv) {
   if (liveness < 50 || liveness > 1'000'000) return Usage("--liveness-ticks must be in [50, 1000000]");
   std::signal(SIGABRT, OnAbort);
 
-  cohort::raft::SimStats total;
+  cohort::coordinator::SimStats total;
   auto t0 = std::chrono::steady_clock::now();
   for (uint64_t s = seed_start; s < seed_start + seeds; ++s) {
     std::snprintf(g_seed_text, sizeof(g_seed_text), "%llu", static_cast<unsigned long long>(s));
     g_seed_valid = 1;
-    cohort::raft::SimOptions opt;
+    cohort::coordinator::SimOptions opt;
     opt.seed = s;
     opt.nodes = static_cast<int>(nodes);
     opt.steps = static_cast<int>(steps);
     opt.liveness_ticks = static_cast<int>(liveness);
     opt.verbose = verbose;
-    cohort::raft::SimResult r = cohort::raft::RunSimulation(opt);
+    cohort::coordinator::SimResult r = cohort::coordinator::RunSimulation(opt);
     total.Add(r.stats);
     if (!r.ok) {
       std::fprintf(stderr, "raft_sim: FAILED seed %llu\n%s\nreplay: raft_sim --seed-start %llu --seeds 1 --nodes %llu --steps %llu --verbose\n",

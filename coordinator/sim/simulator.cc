@@ -17,7 +17,26 @@
 #include "coordinator/storage/wal.h"
 #include "core/crc32c.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
+
+// The simulator drives the Raft core (coordinator/raft/raft.h, types.h).
+using raft::Bootstrap;
+using raft::ConfChange;
+using raft::Config;
+using raft::ConfState;
+using raft::Entry;
+using raft::EntryType;
+using raft::InitialState;
+using raft::kNoNode;
+using raft::Message;
+using raft::NodeId;
+using raft::Raft;
+using raft::ReadState;
+using raft::Ready;
+using raft::Rng;
+using raft::Role;
+using raft::RoleName;
+using raft::Snapshot;
 
 void SimStats::Add(const SimStats& o) {
   steps += o.steps;
@@ -751,4 +770,4 @@ SimResult RunSimulation(const SimOptions& options) {
   return sim.Run();
 }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

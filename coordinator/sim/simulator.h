@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <string>
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 
 struct SimOptions {
   uint64_t seed = 1;
@@ -50,4 +50,4 @@ struct SimResult {
 
 SimResult RunSimulation(const SimOptions& options);
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

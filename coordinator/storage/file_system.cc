@@ -11,7 +11,7 @@
 
 #include "core/file_util.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 namespace {
 
 std::string ErrnoText() { return std::strerror(errno); }
@@ -183,7 +183,7 @@ Status MemFileSystem::Remove(const std::string& path) {
   return Status::Ok();
 }
 
-int MemFileSystem::Crash(Rng& rng, double zero_prob) {
+int MemFileSystem::Crash(raft::Rng& rng, double zero_prob) {
   int damaged = 0;
   for (auto& [path, f] : files_) {
     uint64_t unsynced = f.data.size() - f.synced;
@@ -210,4 +210,4 @@ std::string* MemFileSystem::MutableContents(const std::string& path) {
   return it == files_.end() ? nullptr : &it->second.data;
 }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -21,7 +21,7 @@
 #include "coordinator/raft/rand.h"
 #include "core/status.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 
 class WritableFile {
  public:
@@ -62,7 +62,7 @@ class MemFileSystem final : public FileSystem {
   // the unsynced ones (none, some, or all); with probability `zero_prob` the
   // kept unsynced bytes read back as zeros. Open WritableFiles must not be
   // used afterwards. Returns the number of files that lost or tore bytes.
-  int Crash(Rng& rng, double zero_prob);
+  int Crash(raft::Rng& rng, double zero_prob);
   // Bytes of `path` appended but not yet synced.
   uint64_t UnsyncedBytes(const std::string& path) const;
   uint64_t sync_count() const { return sync_count_; }
@@ -80,4 +80,4 @@ class MemFileSystem final : public FileSystem {
   uint64_t sync_count_ = 0;
 };
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -13,23 +13,24 @@
 #include "coordinator/raft/raft.h"
 #include "core/status.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 
 class Storage {
  public:
   virtual ~Storage() = default;
   // Recovers what is on disk. DataLoss (naming file and byte offset) on any
   // corruption other than a torn tail, which is truncated. Call once, first.
-  virtual Result<InitialState> Load() = 0;
+  virtual Result<raft::InitialState> Load() = 0;
   // Persists one Ready's worth. `snapshot` (from a leader) replaces the whole
   // log; `entries` replace stored entries at and after entries.front().index;
   // then `hard_state`. With `sync`, everything is durable when this returns
   // (one fsync for the whole batch).
-  virtual Status Save(const std::optional<HardState>& hard_state, const std::vector<Entry>& entries,
-                      const std::optional<Snapshot>& snapshot, bool sync) = 0;
+  virtual Status Save(const std::optional<raft::HardState>& hard_state,
+                      const std::vector<raft::Entry>& entries,
+                      const std::optional<raft::Snapshot>& snapshot, bool sync) = 0;
   // Persists a snapshot the application took (Raft::CreateSnapshot); log
   // entries it covers may be dropped.
-  virtual Status SaveSnapshot(const Snapshot& snapshot) = 0;
+  virtual Status SaveSnapshot(const raft::Snapshot& snapshot) = 0;
 };
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -7,7 +7,23 @@
 #include "coordinator/raft/encoding.h"
 #include "core/crc32c.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
+
+// What the WAL stores is the Raft core's (coordinator/raft/types.h, encoding.h).
+using raft::Decoder;
+using raft::Entry;
+using raft::EntryType;
+using raft::HardState;
+using raft::InitialState;
+using raft::LoadU32;
+using raft::NodeId;
+using raft::PutBytes;
+using raft::PutU32;
+using raft::PutU64;
+using raft::PutU8;
+using raft::Snapshot;
+using raft::SnapshotMeta;
+
 namespace {
 
 constexpr uint8_t kRecEntry = 1;
@@ -105,13 +121,14 @@ Result<Snapshot> DecodeSnapshotFile(const std::string& contents, const std::stri
   Decoder d(body);
   Snapshot s;
   uint32_t n = 0;
-  bool ok = d.U64(&s.meta.index) && d.U64(&s.meta.term) && d.U32(&n) && n <= limits::kMaxVoters;
+  bool ok =
+      d.U64(&s.meta.index) && d.U64(&s.meta.term) && d.U32(&n) && n <= raft::limits::kMaxVoters;
   for (uint32_t i = 0; ok && i < n; ++i) {
     NodeId v = 0;
     ok = d.U64(&v);
     s.meta.conf.voters.push_back(v);
   }
-  ok = ok && d.Bytes(&s.data, limits::kMaxSnapshotBytes) && d.done();
+  ok = ok && d.Bytes(&s.data, raft::limits::kMaxSnapshotBytes) && d.done();
   if (!ok) return DataLoss("snapshot " + path + " does not decode (byte offset 12)");
   return s;
 }
@@ -168,7 +185,7 @@ Framing CheckFraming(const std::string& data, uint64_t off) {
   if (AllZero(data, off)) {
     f.torn = true;
     f.why = "zeroed tail";
-  } else if (f.len > limits::kMaxWalRecordBytes) {
+  } else if (f.len > raft::limits::kMaxWalRecordBytes) {
     f.why = "record length " + std::to_string(f.len) + " exceeds the limit";
   } else if (remaining - kHeaderBytes < f.len) {
     f.torn = true;
@@ -258,7 +275,7 @@ Status Wal::ReplayRecord(std::string_view payload, const std::string& path, uint
     Entry e;
     uint8_t et = 0;
     ok = d.U64(&e.term) && d.U64(&e.index) && d.U8(&et) && et <= 1 &&
-         d.Bytes(&e.data, limits::kMaxWalRecordBytes) && d.done();
+         d.Bytes(&e.data, raft::limits::kMaxWalRecordBytes) && d.done();
     e.type = static_cast<EntryType>(et);
     if (ok) {
       if (r->log.empty() && r->base == 0 && e.index > 1) {
@@ -415,7 +432,7 @@ Status Wal::Save(const std::optional<HardState>& hard_state, const std::vector<E
   }
   for (const Entry& e : entries) {
     std::string p = EntryPayload(e);
-    if (p.size() > limits::kMaxWalRecordBytes) {
+    if (p.size() > raft::limits::kMaxWalRecordBytes) {
       return InvalidArgument("entry " + std::to_string(e.index) + " of " + std::to_string(e.data.size()) +
                              " bytes exceeds the WAL record limit");
     }
@@ -442,4 +459,4 @@ Status Wal::SaveSnapshot(const Snapshot& snapshot) {
   return RemoveCoveredSegments(snapshot.meta.index);
 }
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -33,11 +33,11 @@
 #include "coordinator/storage/file_system.h"
 #include "coordinator/storage/storage.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 
 struct WalOptions {
   std::string dir;
-  uint64_t segment_bytes = limits::kWalSegmentBytes;
+  uint64_t segment_bytes = raft::limits::kWalSegmentBytes;
 };
 
 struct WalStats {
@@ -52,10 +52,11 @@ class Wal final : public Storage {
   // `fs` must outlive the Wal.
   Wal(FileSystem* fs, WalOptions options);
 
-  Result<InitialState> Load() override;
-  Status Save(const std::optional<HardState>& hard_state, const std::vector<Entry>& entries,
-              const std::optional<Snapshot>& snapshot, bool sync) override;
-  Status SaveSnapshot(const Snapshot& snapshot) override;
+  Result<raft::InitialState> Load() override;
+  Status Save(const std::optional<raft::HardState>& hard_state,
+              const std::vector<raft::Entry>& entries,
+              const std::optional<raft::Snapshot>& snapshot, bool sync) override;
+  Status SaveSnapshot(const raft::Snapshot& snapshot) override;
 
   const WalStats& stats() const { return stats_; }
   // Segment file names currently in use, oldest first.
@@ -76,11 +77,11 @@ class Wal final : public Storage {
   Status ReplaySegment(uint64_t seq, bool last_segment, Replay* r);
   static Status ReplayRecord(std::string_view payload, const std::string& path, uint64_t off, Replay* r,
                              Segment* seg);
-  Result<bool> ReconcileWithSnapshot(const SnapshotMeta& sm, Replay* r) const;
-  Status OpenLastSegment(const SnapshotMeta& sm, bool need_reset);
+  Result<bool> ReconcileWithSnapshot(const raft::SnapshotMeta& sm, Replay* r) const;
+  Status OpenLastSegment(const raft::SnapshotMeta& sm, bool need_reset);
 
   std::string SegmentPath(uint64_t seq) const;
-  Status WriteSnapshotFile(const Snapshot& s);
+  Status WriteSnapshotFile(const raft::Snapshot& s);
   Status StartSegment(uint64_t seq);
   Status RemoveCoveredSegments(uint64_t snapshot_index);
 
@@ -89,12 +90,12 @@ class Wal final : public Storage {
   bool loaded_ = false;
   std::vector<Segment> segments_;  // oldest first; the last one is open
   std::unique_ptr<WritableFile> current_;
-  HardState hard_state_;  // last persisted, re-written at the start of each segment
+  raft::HardState hard_state_;  // last persisted, re-written at the start of each segment
   WalStats stats_;
 };
 
 // Snapshot file format helpers (exposed for tests).
-std::string EncodeSnapshotFile(const Snapshot& s);
-Result<Snapshot> DecodeSnapshotFile(const std::string& contents, const std::string& path);
+std::string EncodeSnapshotFile(const raft::Snapshot& s);
+Result<raft::Snapshot> DecodeSnapshotFile(const std::string& contents, const std::string& path);
 
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

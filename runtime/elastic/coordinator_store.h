@@ -9,7 +9,7 @@
 // - Get(key, timeout) is a server-side watch (no polling): it returns at once
 //   when the key exists, else when it is set, else DeadlineExceeded at the
 //   timeout. Wait (Store's default) is one Get per key.
-// - Values are limited by the coordinator (raft::limits::kMaxValueBytes,
+// - Values are limited by the coordinator (coordinator::raft::limits::kMaxValueBytes,
 //   64 KiB), below the Store contract's 1 MiB: a larger Set is
 //   InvalidArgument. Rendezvous addresses and NCCL ids are far smaller.
 //

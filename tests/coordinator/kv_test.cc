@@ -6,7 +6,7 @@
 #include "coordinator/kv/kv_state_machine.h"
 #include "coordinator/raft/limits.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 namespace {
 
 KvCommand Put(uint64_t client, uint64_t seq, std::string k, std::string v) {
@@ -78,8 +78,9 @@ TEST(Kv, SnapshotRoundTripKeepsSessions) {
 
 TEST(Kv, SessionsAreBounded) {
   KvStateMachine kv;
-  for (uint64_t c = 1; c <= limits::kMaxClientSessions + 10; ++c) kv.Apply(c, Put(c, 1, "k", "v"));
-  EXPECT_EQ(kv.sessions(), limits::kMaxClientSessions);
+  for (uint64_t c = 1; c <= raft::limits::kMaxClientSessions + 10; ++c)
+    kv.Apply(c, Put(c, 1, "k", "v"));
+  EXPECT_EQ(kv.sessions(), raft::limits::kMaxClientSessions);
 }
 
 TEST(Kv, BadBytesAreErrorsNotCrashes) {
@@ -95,4 +96,4 @@ TEST(Kv, BadBytesAreErrorsNotCrashes) {
 }
 
 }  // namespace
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -6,7 +6,7 @@
 #include "coordinator/sim/linearizability.h"
 #include "coordinator/sim/simulator.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 namespace {
 
 KvOp Op(KvOp::Kind k, uint64_t client, int64_t call, int64_t ret, std::string value = "",
@@ -98,4 +98,4 @@ TEST(Simulator, SeedsPassAndAreDeterministic) {
 }
 
 }  // namespace
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -16,7 +16,7 @@
 
 #include "coordinator/raft/raft.h"
 
-namespace cohort::raft::testing {
+namespace cohort::coordinator::raft::testing {
 
 inline std::string Describe(const Message& m) {
   std::ostringstream os;
@@ -198,4 +198,4 @@ class Cluster {
   std::function<bool(const Message&)> drop_;
 };
 
-}  // namespace cohort::raft::testing
+}  // namespace cohort::coordinator::raft::testing

@@ -8,7 +8,7 @@
 #include "coordinator/raft/raft.h"
 #include "tests/coordinator/raft_harness.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator::raft {
 namespace {
 
 using testing::Cluster;
@@ -825,4 +825,4 @@ TEST(RaftReady, RestartKeepsTermVoteAndLog) {
 }
 
 }  // namespace
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator::raft

@@ -9,7 +9,7 @@
 #include "coordinator/kv/kv_state_machine.h"
 #include "coordinator/raft/limits.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 namespace {
 
 // Builds commands with increasing sequence numbers for one client.
@@ -467,4 +467,4 @@ TEST_F(Registry, CommandEncodingRoundTripAndOldFormat) {
 }
 
 }  // namespace
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

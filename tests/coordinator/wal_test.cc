@@ -10,8 +10,17 @@
 #include "coordinator/raft/encoding.h"
 #include "coordinator/storage/wal.h"
 
-namespace cohort::raft {
+namespace cohort::coordinator {
 namespace {
+
+using raft::ConfState;
+using raft::Entry;
+using raft::HardState;
+using raft::InitialState;
+using raft::LoadU32;
+using raft::PutU32;
+using raft::Rng;
+using raft::Snapshot;
 
 Entry E(uint64_t term, uint64_t index, std::string data = "") {
   Entry e;
@@ -312,4 +321,4 @@ TEST(Wal, PosixRoundTripWithCorruptionRefused) {
 }
 
 }  // namespace
-}  // namespace cohort::raft
+}  // namespace cohort::coordinator

@@ -12,7 +12,7 @@
 #include "collectives/gloo/gloo_communicator.h"
 #include "runtime/elastic/coordinator_store.h"
 #include "coordinator/server/embedded.h"
-#include "tests/coordinator_cluster/cluster_fixture.h"
+#include "tests/coordinator/cluster/cluster_fixture.h"
 
 namespace cohort::coordinator {
 namespace {

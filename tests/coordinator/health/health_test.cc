@@ -4,7 +4,7 @@
 
 #include "coordinator/health/failure_detector.h"
 
-namespace cohort::health {
+namespace cohort::coordinator::health {
 namespace {
 
 TimePoint T(int64_t ms) { return TimePoint{} + Millis(ms); }
@@ -114,4 +114,4 @@ TEST(CircuitBreaker, LoadedButAliveWorkerIsNotEvicted) {
 }
 
 }  // namespace
-}  // namespace cohort::health
+}  // namespace cohort::coordinator::health

@@ -14,7 +14,7 @@
 #include "coordinator/client/client.h"
 #include "coordinator/server/convert.h"
 #include "coordinator/server/node.h"
-#include "tests/coordinator_cluster/cluster_fixture.h"
+#include "tests/coordinator/cluster/cluster_fixture.h"
 
 namespace cohort::coordinator {
 namespace {

@@ -14,7 +14,7 @@
 
 #include "coordinator/controller/job_controller.h"
 #include "proto/health.grpc.pb.h"
-#include "tests/coordinator_cluster/cluster_fixture.h"
+#include "tests/coordinator/cluster/cluster_fixture.h"
 
 namespace cohort::coordinator {
 namespace {

@@ -8,7 +8,7 @@
 #include <future>
 #include <thread>
 
-#include "tests/coordinator_cluster/cluster_fixture.h"
+#include "tests/coordinator/cluster/cluster_fixture.h"
 
 namespace cohort::coordinator {
 namespace {

@@ -3,7 +3,7 @@
 # every earlier failure (again, after the logs, where a truncated CI tail still
 # shows them) and exits. Needs $WORK (the nodes write $WORK/node*.log).
 failures=0
-source "$(dirname "${BASH_SOURCE[0]}")/../ports.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../../ports.sh"
 FAILED=()
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); FAILED+=("$*"); }
 pass() { echo "ok: $*"; }
