@@ -147,7 +147,7 @@ struct DataConfig {
   int64_t teacher_hidden = 64;  // synthetic: width of the teacher network
   std::string path;             // shards: the directory `cohort data gen` wrote;
                                 // tokens: the token files (runtime/data/tokens.h)
-                     // idx: the four IDX files of an MNIST-style dataset (runtime/data/idx.h)
+  // idx: the four IDX files of an MNIST-style dataset (runtime/data/idx.h)
   // shards: how shards are placed on data-parallel ranks: "modulo" (rank r
   // reads shards r, r+D, ...; exactly balanced) or a consistent scheme from
   // sharding/placement.h (ring, bounded, jump, rendezvous).

@@ -6,28 +6,30 @@
 #include <string>
 #include <vector>
 
-#include "runtime/elastic/launcher.h"
 #include "runtime/dataset.h"
+#include "runtime/elastic/launcher.h"
 
 namespace cohort::tools {
 
 struct TrainOptions {
   std::string config_path;
-  int64_t steps = -1;              // -1: train.steps from the config; 0: none (--save-params writes the initial parameters)
-  std::string backend = "auto";    // auto | mpi | shm | gloo | nccl (for the data and tensor groups)
-  std::string device;              // cpu | cuda | auto; empty: train.device of the config
-  std::string store_dir;           // gloo: a directory every rank sees, for bootstrap
-  std::string save_params;         // write final parameters (safetensors) from rank 0
-  std::string timeline;            // write a Chrome trace of every rank's steps
-  std::string history;             // write one JSON line per logged step and evaluation (rank 0)
-  int threads = 0;                 // BLAS threads per rank; 0: cores / local ranks
+  int64_t steps =
+      -1;  // -1: train.steps from the config; 0: none (--save-params writes the initial parameters)
+  std::string backend = "auto";  // auto | mpi | shm | gloo | nccl (for the data and tensor groups)
+  std::string device;            // cpu | cuda | auto; empty: train.device of the config
+  std::string store_dir;         // gloo: a directory every rank sees, for bootstrap
+  std::string save_params;       // write final parameters (safetensors) from rank 0
+  std::string timeline;          // write a Chrome trace of every rank's steps
+  std::string history;           // write one JSON line per logged step and evaluation (rank 0)
+  int threads = 0;               // BLAS threads per rank; 0: cores / local ranks
   std::string log_level = "warn";  // for ranks' stderr logs
   bool verbose = false;            // every rank logs at info
   bool no_resume = false;          // ignore checkpoints in checkpoint.dir
   std::string checkpoint_dir;      // non-empty: replaces checkpoint.dir of the config
   int64_t checkpoint_every = -1;   // >= 0: replaces checkpoint.every of the config
-  int metrics_port = -1;           // Prometheus endpoint: -1 off; under mpirun P + local rank; 0 any free port
-  std::string metrics_address;     // bind address of the endpoint (empty: 0.0.0.0)
+  int metrics_port =
+      -1;  // Prometheus endpoint: -1 off; under mpirun P + local rank; 0 any free port
+  std::string metrics_address;  // bind address of the endpoint (empty: 0.0.0.0)
 };
 // Exit codes: 0 done, 1 failed, 2 bad usage, kExitStoppedBySignal when
 // SIGTERM or SIGUSR1 (a Slurm preemption, requeue or time limit warned by

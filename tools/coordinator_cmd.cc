@@ -1,8 +1,5 @@
 #include "tools/coordinator_cmd.h"
 
-#include "cohort/config.h"
-
-#include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
 
@@ -10,9 +7,11 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
+#include "cohort/config.h"
 #include "coordinator/client/client.h"
 #include "coordinator/client/flags.h"
 #include "coordinator/controller/job_controller.h"
@@ -31,7 +30,8 @@ int Fail(const std::string& cmd, const Status& s) {
 }
 
 Result<std::unique_ptr<coordinator::Client>> MakeClient(const ClientCmdOptions& opt) {
-  COHORT_ASSIGN_OR_RETURN(std::vector<std::string> endpoints, coordinator::ParseEndpoints(opt.coordinator));
+  COHORT_ASSIGN_OR_RETURN(std::vector<std::string> endpoints,
+                          coordinator::ParseEndpoints(opt.coordinator));
   COHORT_ASSIGN_OR_RETURN(std::string token, coordinator::ReadTokenFile(opt.token_file));
   coordinator::ClientOptions co;
   co.endpoints = std::move(endpoints);
@@ -88,23 +88,25 @@ nlohmann::json JobJson(const coordinator::JobInfo& job, const WorkerExtras& extr
   for (const coordinator::MemberInfo& m : job.members) {
     auto it = extras.find(m.id);
     const WorkerExtra e = it == extras.end() ? WorkerExtra{} : it->second;
-    members.push_back({{"id", m.id},
-                       {"address", m.address},
-                       {"state", coordinator::MemberStateName(m.state)},
-                       {"rank", m.rank},
-                       {"last_heartbeat_ms", m.last_heartbeat_ms},
-                       {"heartbeat_age_ms", m.last_heartbeat_ms == 0
-                                                ? nlohmann::json(nullptr)
-                                                : nlohmann::json(static_cast<int64_t>(now_ms) -
-                                                                 static_cast<int64_t>(m.last_heartbeat_ms))},
-                       {"breaker", e.breaker},
-                       {"breaker_reason", e.reason},
-                       {"last_step", e.step < 0 ? nlohmann::json(nullptr) : nlohmann::json(e.step)}});
+    members.push_back(
+        {{"id", m.id},
+         {"address", m.address},
+         {"state", coordinator::MemberStateName(m.state)},
+         {"rank", m.rank},
+         {"last_heartbeat_ms", m.last_heartbeat_ms},
+         {"heartbeat_age_ms", m.last_heartbeat_ms == 0
+                                  ? nlohmann::json(nullptr)
+                                  : nlohmann::json(static_cast<int64_t>(now_ms) -
+                                                   static_cast<int64_t>(m.last_heartbeat_ms))},
+         {"breaker", e.breaker},
+         {"breaker_reason", e.reason},
+         {"last_step", e.step < 0 ? nlohmann::json(nullptr) : nlohmann::json(e.step)}});
   }
   j["members"] = std::move(members);
   j["ranks"] = job.ranks;
   auto ckpt = [](const coordinator::CheckpointInfo& c) {
-    return nlohmann::json{{"epoch", c.epoch}, {"step", c.step}, {"path", c.path}, {"checksum", c.checksum}};
+    return nlohmann::json{
+        {"epoch", c.epoch}, {"step", c.step}, {"path", c.path}, {"checksum", c.checksum}};
   };
   j["checkpoint"] = job.last_checkpoint ? ckpt(*job.last_checkpoint) : nlohmann::json(nullptr);
   nlohmann::json pending = nlohmann::json::array();
@@ -115,10 +117,11 @@ nlohmann::json JobJson(const coordinator::JobInfo& job, const WorkerExtras& extr
 }
 
 void PrintJob(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) {
-  std::printf("epoch: %llu  world size: %zu\n", static_cast<unsigned long long>(job.epoch), job.ranks.size());
+  std::printf("epoch: %llu  world size: %zu\n", static_cast<unsigned long long>(job.epoch),
+              job.ranks.size());
   if (!job.members.empty()) {
-    std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", "MEMBER", "ADDRESS", "STATE", "RANK", "BREAKER",
-                "HEARTBEAT AGO", "LAST STEP");
+    std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", "MEMBER", "ADDRESS", "STATE", "RANK",
+                "BREAKER", "HEARTBEAT AGO", "LAST STEP");
     const uint64_t now_ms = static_cast<uint64_t>(WallClockMs());
     for (const coordinator::MemberInfo& m : job.members) {
       auto it = extras.find(m.id);
@@ -127,16 +130,19 @@ void PrintJob(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) 
       std::string ago = m.last_heartbeat_ms == 0
                             ? "-"
                             : std::to_string(static_cast<long long>(now_ms) -
-                                             static_cast<long long>(m.last_heartbeat_ms)) + " ms";
+                                             static_cast<long long>(m.last_heartbeat_ms)) +
+                                  " ms";
       std::string step = e.step < 0 ? "-" : std::to_string(e.step);
-      std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", m.id.c_str(), m.address.c_str(), coordinator::MemberStateName(m.state),
-                  rank.c_str(), e.breaker.c_str(), ago.c_str(), step.c_str());
+      std::printf("%-28s %-22s %-8s %-5s %-9s %-14s %s\n", m.id.c_str(), m.address.c_str(),
+                  coordinator::MemberStateName(m.state), rank.c_str(), e.breaker.c_str(),
+                  ago.c_str(), step.c_str());
     }
   }
   if (job.last_checkpoint) {
-    std::printf("checkpoint: step %llu (epoch %llu) %s %s\n", static_cast<unsigned long long>(job.last_checkpoint->step),
-                static_cast<unsigned long long>(job.last_checkpoint->epoch), job.last_checkpoint->path.c_str(),
-                job.last_checkpoint->checksum.c_str());
+    std::printf("checkpoint: step %llu (epoch %llu) %s %s\n",
+                static_cast<unsigned long long>(job.last_checkpoint->step),
+                static_cast<unsigned long long>(job.last_checkpoint->epoch),
+                job.last_checkpoint->path.c_str(), job.last_checkpoint->checksum.c_str());
   } else {
     std::printf("checkpoint: none committed\n");
   }
@@ -147,46 +153,56 @@ void PrintJob(const coordinator::JobInfo& job, const WorkerExtras& extras = {}) 
 void AddNodeCollector(metrics::Registry& registry, const coordinator::Node* node) {
   registry.AddCollector([node](metrics::MetricsSink& out) {
     const coordinator::NodeMetrics m = node->Metrics();
-    const auto gauge = [&out](const char* name, const char* help, double v) { out.GaugeSample(name, help, {}, v); };
+    const auto gauge = [&out](const char* name, const char* help, double v) {
+      out.GaugeSample(name, help, {}, v);
+    };
     gauge("cohort_coordinator_term", "Raft term", static_cast<double>(m.term));
-    gauge("cohort_coordinator_commit_index", "Raft commit index", static_cast<double>(m.commit_index));
-    gauge("cohort_coordinator_applied_index", "Index of the last entry applied to the state machine",
+    gauge("cohort_coordinator_commit_index", "Raft commit index",
+          static_cast<double>(m.commit_index));
+    gauge("cohort_coordinator_applied_index",
+          "Index of the last entry applied to the state machine",
           static_cast<double>(m.applied_index));
     gauge("cohort_coordinator_last_index", "Index of the last entry in this node's log",
           static_cast<double>(m.last_index));
-    gauge("cohort_coordinator_snapshot_index", "Index of the last snapshot", static_cast<double>(m.snapshot_index));
-    gauge("cohort_coordinator_is_leader", "1 when this node is the Raft leader", m.role == "leader" ? 1 : 0);
+    gauge("cohort_coordinator_snapshot_index", "Index of the last snapshot",
+          static_cast<double>(m.snapshot_index));
+    gauge("cohort_coordinator_is_leader", "1 when this node is the Raft leader",
+          m.role == "leader" ? 1 : 0);
     gauge("cohort_coordinator_leader_id", "The leader's node id as this node knows it (0: none)",
           static_cast<double>(m.leader));
     gauge("cohort_coordinator_epoch", "The job's membership epoch as this node applied it",
           static_cast<double>(m.epoch));
     for (const char* state : {"joining", "active", "failed", "left"}) {
       auto it = m.members_by_state.find(state);
-      out.GaugeSample("cohort_coordinator_members", "Members of the job by state", {{"state", state}},
-                      it == m.members_by_state.end() ? 0 : it->second);
+      out.GaugeSample("cohort_coordinator_members", "Members of the job by state",
+                      {{"state", state}}, it == m.members_by_state.end() ? 0 : it->second);
     }
     for (const auto& [method, r] : m.rpcs) {
-      out.CounterSample("cohort_coordinator_rpcs_total", "RPCs this node answered, by method", {{"method", method}},
-                        static_cast<double>(r.calls));
+      out.CounterSample("cohort_coordinator_rpcs_total", "RPCs this node answered, by method",
+                        {{"method", method}}, static_cast<double>(r.calls));
       for (const auto& [code, n] : r.errors) {
-        out.CounterSample("cohort_coordinator_rpc_errors_total", "RPCs this node answered with an error",
+        out.CounterSample("cohort_coordinator_rpc_errors_total",
+                          "RPCs this node answered with an error",
                           {{"method", method}, {"code", code}}, static_cast<double>(n));
       }
     }
     for (const auto& [member, state] : m.breakers) {
       out.GaugeSample("cohort_coordinator_breaker_state",
-                      "The job controller's circuit breaker per worker: 0 closed, 1 half-open, 2 open (leader only)",
+                      "The job controller's circuit breaker per worker: 0 closed, 1 half-open, 2 "
+                      "open (leader only)",
                       {{"worker", member}}, state);
     }
-    out.SummarySample("cohort_coordinator_wal_sync_seconds", "WAL writes that end in fsync: time (write + fsync)",
-                      {}, m.wal_sync_seconds, m.wal_syncs);
+    out.SummarySample("cohort_coordinator_wal_sync_seconds",
+                      "WAL writes that end in fsync: time (write + fsync)", {}, m.wal_sync_seconds,
+                      m.wal_syncs);
   });
 }
 
 }  // namespace
 
 int RunCoordinator(const CoordinatorCmdOptions& opt) {
-  InitLogging("coordinator " + std::to_string(opt.id), ParseLogLevel(opt.log_level, LogLevel::kInfo));
+  InitLogging("coordinator " + std::to_string(opt.id),
+              ParseLogLevel(opt.log_level, LogLevel::kInfo));
   Result<std::map<uint64_t, std::string>> peers = coordinator::ParsePeers(opt.peers);
   if (!peers.ok()) return Fail("coordinator", peers.status());
   Result<std::string> token = coordinator::ReadTokenFile(opt.token_file);
@@ -196,7 +212,8 @@ int RunCoordinator(const CoordinatorCmdOptions& opt) {
     return 2;
   }
   if (opt.tick_ms <= 0 || opt.heartbeat_ms <= 0 || opt.election_ms <= 0) {
-    return Fail("coordinator", InvalidArgument("--tick-ms, --heartbeat-ms and --election-ms must be positive"));
+    return Fail("coordinator",
+                InvalidArgument("--tick-ms, --heartbeat-ms and --election-ms must be positive"));
   }
   coordinator::NodeOptions no;
   no.id = opt.id;
@@ -227,8 +244,11 @@ int RunCoordinator(const CoordinatorCmdOptions& opt) {
   metrics::Registry registry;
   std::unique_ptr<metrics::MetricsServer> metrics_server;
   if (opt.metrics_port != kMetricsOff) {
-    registry.AddGauge("cohort_build_info", "Cohort's version; always 1",
-                      {{"version", COHORT_VERSION}, {"role", "coordinator"}, {"node", std::to_string(opt.id)}})
+    registry
+        .AddGauge("cohort_build_info", "Cohort's version; always 1",
+                  {{"version", COHORT_VERSION},
+                   {"role", "coordinator"},
+                   {"node", std::to_string(opt.id)}})
         ->Set(1);
     AddNodeCollector(registry, n);
     auto served = ServeMetrics(&registry, opt.metrics_address, opt.metrics_port,
@@ -283,7 +303,8 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
     commit = std::max(commit, st->commit_index);
     if (st->role == "leader" && (leader == nullptr || st->term > leader->term)) leader = &*st;
   }
-  if (reachable == 0) return Fail("status", first_error.WithContext("no coordinator node answered"));
+  if (reachable == 0)
+    return Fail("status", first_error.WithContext("no coordinator node answered"));
   if (leader != nullptr) commit = leader->commit_index;
   // The job as the leader has applied it (else the most advanced node).
   coordinator::JobInfo job_view;
@@ -334,8 +355,8 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
     std::cout << j.dump() << "\n";
     return 0;
   }
-  std::printf("%-4s %-22s %-13s %-6s %-8s %-8s %-8s %-6s\n", "NODE", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED",
-              "LAST", "LEADER");
+  std::printf("%-4s %-22s %-13s %-6s %-8s %-8s %-8s %-6s\n", "NODE", "ADDRESS", "ROLE", "TERM",
+              "COMMIT", "APPLIED", "LAST", "LEADER");
   for (const auto& [a, st] : views) {
     if (!st.ok()) {
       std::printf("%-4s %-22s unreachable: %s\n", "?", a.c_str(), st.status().ToString().c_str());
@@ -343,13 +364,16 @@ int RunStatus(const ClientCmdOptions& opt, bool json) {
     }
     std::printf("%-4llu %-22s %-13s %-6llu %-8llu %-8llu %-8llu %-6llu\n",
                 static_cast<unsigned long long>(st->node_id), a.c_str(), st->role.c_str(),
-                static_cast<unsigned long long>(st->term), static_cast<unsigned long long>(st->commit_index),
-                static_cast<unsigned long long>(st->applied_index), static_cast<unsigned long long>(st->last_index),
+                static_cast<unsigned long long>(st->term),
+                static_cast<unsigned long long>(st->commit_index),
+                static_cast<unsigned long long>(st->applied_index),
+                static_cast<unsigned long long>(st->last_index),
                 static_cast<unsigned long long>(st->leader_id));
   }
   std::printf("leader: %llu  term: %llu  commit: %llu  nodes answering: %zu of %zu\n",
-              static_cast<unsigned long long>(leader ? leader->node_id : 0), static_cast<unsigned long long>(term),
-              static_cast<unsigned long long>(commit), reachable, views.size());
+              static_cast<unsigned long long>(leader ? leader->node_id : 0),
+              static_cast<unsigned long long>(term), static_cast<unsigned long long>(commit),
+              reachable, views.size());
   PrintJob(job_view, FetchExtras(**client, job_view));
   return 0;
 }
@@ -400,7 +424,8 @@ int RunKv(const ClientCmdOptions& opt, const KvCmdOptions& kv) {
         if (kv.prefix) {
           std::cout << e.key << (e.deleted ? " (deleted)" : " " + e.value) << std::endl;
         } else {
-          std::cout << (e.deleted ? "" : e.value) << std::endl;  // flushed: a pipe reader sees each change at once
+          std::cout << (e.deleted ? "" : e.value)
+                    << std::endl;  // flushed: a pipe reader sees each change at once
         }
         ++printed;
       }
@@ -428,7 +453,9 @@ int RunJobShow(const ClientCmdOptions& opt, bool json) {
 int RunKvBench(const ClientCmdOptions& opt, const KvBenchOptions& bench) {
   if (bench.clients < 1 || bench.clients > 1024 || bench.ops < 1 || bench.value_bytes < 0 ||
       bench.value_bytes > 64 * 1024) {
-    return Fail("kv bench", InvalidArgument("need 1 <= --clients <= 1024, --ops >= 1, 0 <= --value-bytes <= 65536"));
+    return Fail(
+        "kv bench",
+        InvalidArgument("need 1 <= --clients <= 1024, --ops >= 1, 0 <= --value-bytes <= 65536"));
   }
   std::vector<std::unique_ptr<coordinator::Client>> clients;
   for (int i = 0; i < bench.clients; ++i) {
@@ -489,7 +516,9 @@ int RunKvBench(const ClientCmdOptions& opt, const KvBenchOptions& bench) {
   std::cout << j.dump() << "\n";
   if (errs > 0) {
     for (const std::string& e : first_error) {
-      if (!e.empty()) return Fail("kv bench", Status(StatusCode::kUnavailable, std::to_string(errs) + " puts failed; first: " + e));
+      if (!e.empty())
+        return Fail("kv bench", Status(StatusCode::kUnavailable,
+                                       std::to_string(errs) + " puts failed; first: " + e));
     }
   }
   return 0;

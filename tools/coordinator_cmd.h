@@ -12,10 +12,10 @@ namespace cohort::tools {
 
 struct CoordinatorCmdOptions {
   uint64_t id = 0;
-  std::string peers;       // "1=HOST:PORT,2=HOST:PORT,..."
+  std::string peers;  // "1=HOST:PORT,2=HOST:PORT,..."
   std::string data_dir;
   std::string token_file;
-  std::string listen;      // bind address; empty: this node's entry in peers
+  std::string listen;  // bind address; empty: this node's entry in peers
   int tick_ms = 10;
   int heartbeat_ms = 50;
   int election_ms = 300;
@@ -31,8 +31,8 @@ int RunCoordinator(const CoordinatorCmdOptions& opt);
 struct ClientCmdOptions {
   std::string coordinator;  // "HOST:PORT,HOST:PORT,..."
   std::string token_file;
-  int timeout_ms = 10000;   // whole operation, retries included
-  std::string tls_ca;       // PEM file: TLS, verifying the servers against this CA
+  int timeout_ms = 10000;  // whole operation, retries included
+  std::string tls_ca;      // PEM file: TLS, verifying the servers against this CA
 };
 
 // Every node's view as a table, or one JSON object with --json: leader,
@@ -43,8 +43,8 @@ int RunStatus(const ClientCmdOptions& opt, bool json);
 struct KvCmdOptions {
   std::string op;  // get | put | cas | watch
   std::string key;
-  std::string value;     // put, cas: the new value
-  std::string expected;  // cas: the required current value
+  std::string value;           // put, cas: the new value
+  std::string expected;        // cas: the required current value
   bool expect_absent = false;  // cas: the key must not exist (expected ignored)
   // watch: prints the value (one line) each time it changes, after `count`
   // lines it exits (0: never). A server-side watch from revision to revision,
@@ -60,8 +60,8 @@ int RunKv(const ClientCmdOptions& opt, const KvCmdOptions& kv);
 int RunJobShow(const ClientCmdOptions& opt, bool json);
 
 struct KvBenchOptions {
-  int clients = 1;         // concurrent clients, one thread and one client id each
-  int ops = 1000;          // puts per client
+  int clients = 1;  // concurrent clients, one thread and one client id each
+  int ops = 1000;   // puts per client
   int value_bytes = 128;
 };
 // Puts from `clients` threads; prints one line of JSON: ops, seconds,

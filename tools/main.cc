@@ -1,11 +1,9 @@
 // The `cohort` command-line tool. CLI11 is included here and nowhere else.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
-
-#include "cohort/config.h"
 #include <iostream>
 
+#include "cohort/config.h"
 #include "collectives/bench/runner.h"
 #include "sharding/shard_report.h"
 #include "tools/commands.h"
@@ -64,73 +62,119 @@ struct Commands {
   CLI::App* kv_bench = nullptr;
 };
 
-
 void AddTrain(CLI::App& app, Commands& c) {
   c.train_cmd = app.add_subcommand("train", "Run one training worker (under mpirun: one rank)");
   c.train_cmd->add_option("--config", c.train.config_path, "YAML training config")->required();
-  c.train_cmd->add_option("--steps", c.train.steps, "Override train.steps (0: no step; with --save-params, the initial parameters)");
-  c.train_cmd->add_option("--backend", c.train.backend,
-                        "Communication backend: auto | mpi | shm | gloo | nccl (auto: nccl on GPUs)");
-  c.train_cmd->add_option("--device", c.train.device,
-                        "Where to train: cpu | cuda (the GPU of each rank's local rank) | auto (cuda when every "
-                        "rank has a GPU); default: train.device of the config (cpu)")
+  c.train_cmd->add_option(
+      "--steps", c.train.steps,
+      "Override train.steps (0: no step; with --save-params, the initial parameters)");
+  c.train_cmd->add_option(
+      "--backend", c.train.backend,
+      "Communication backend: auto | mpi | shm | gloo | nccl (auto: nccl on GPUs)");
+  c.train_cmd
+      ->add_option(
+          "--device", c.train.device,
+          "Where to train: cpu | cuda (the GPU of each rank's local rank) | auto (cuda when every "
+          "rank has a GPU); default: train.device of the config (cpu)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  c.train_cmd->add_option("--store-dir", c.train.store_dir, "gloo: rendezvous directory every rank sees (default: a temp dir, one host)");
-  c.train_cmd->add_option("--save-params", c.train.save_params, "Write the final parameters (safetensors); {rank} in the path: every rank writes its own");
-  c.train_cmd->add_option("--timeline", c.train.timeline, "Write a Chrome trace (Perfetto) of every rank's steps");
-  c.train_cmd->add_option("--history", c.train.history, "Write one JSON line per logged step and per evaluation (rank 0)");
-  c.train_cmd->add_option("--threads", c.train.threads, "BLAS threads per rank (default: cores / ranks on this host)");
-  c.train_cmd->add_option("--log-level", c.train.log_level, "stderr log level: debug | info | warn | error");
+  c.train_cmd->add_option(
+      "--store-dir", c.train.store_dir,
+      "gloo: rendezvous directory every rank sees (default: a temp dir, one host)");
+  c.train_cmd->add_option(
+      "--save-params", c.train.save_params,
+      "Write the final parameters (safetensors); {rank} in the path: every rank writes its own");
+  c.train_cmd->add_option("--timeline", c.train.timeline,
+                          "Write a Chrome trace (Perfetto) of every rank's steps");
+  c.train_cmd->add_option("--history", c.train.history,
+                          "Write one JSON line per logged step and per evaluation (rank 0)");
+  c.train_cmd->add_option("--threads", c.train.threads,
+                          "BLAS threads per rank (default: cores / ranks on this host)");
+  c.train_cmd->add_option("--log-level", c.train.log_level,
+                          "stderr log level: debug | info | warn | error");
   c.train_cmd->add_flag("--verbose,-v", c.train.verbose, "Every rank logs at info level to stderr");
-  c.train_cmd->add_flag("--no-resume", c.train.no_resume, "Start afresh even when checkpoint.dir holds a checkpoint");
-  c.train_cmd->add_option("--checkpoint-dir", c.train.checkpoint_dir, "Override checkpoint.dir (every rank must see it)");
-  c.train_cmd->add_option("--checkpoint-every", c.train.checkpoint_every, "Override checkpoint.every (steps; 0: only at the end)");
-  c.train_cmd->add_option("--metrics-port", c.train.metrics_port,
-                        "Serve Prometheus metrics on this port (+ local rank under mpirun; 0: any free port)");
-  c.train_cmd->add_option("--metrics-address", c.train.metrics_address, "Bind address of the metrics endpoint (0.0.0.0)");
+  c.train_cmd->add_flag("--no-resume", c.train.no_resume,
+                        "Start afresh even when checkpoint.dir holds a checkpoint");
+  c.train_cmd->add_option("--checkpoint-dir", c.train.checkpoint_dir,
+                          "Override checkpoint.dir (every rank must see it)");
+  c.train_cmd->add_option("--checkpoint-every", c.train.checkpoint_every,
+                          "Override checkpoint.every (steps; 0: only at the end)");
+  c.train_cmd->add_option(
+      "--metrics-port", c.train.metrics_port,
+      "Serve Prometheus metrics on this port (+ local rank under mpirun; 0: any free port)");
+  c.train_cmd->add_option("--metrics-address", c.train.metrics_address,
+                          "Bind address of the metrics endpoint (0.0.0.0)");
 
-  c.launch_cmd = app.add_subcommand(
-      "launch", "Elastic agent: start N local workers (-- CMD ...), restart dead ones, re-form the job in place");
+  c.launch_cmd = app.add_subcommand("launch",
+                                    "Elastic agent: start N local workers (-- CMD ...), restart "
+                                    "dead ones, re-form the job in place");
   c.launch_cmd->add_option("--nproc", c.launch.nproc, "Workers to start on this host")->required();
-  c.launch_cmd->add_option("--min", c.launch.min, "Fewest workers the job trains with (default: --nproc)");
+  c.launch_cmd->add_option("--min", c.launch.min,
+                           "Fewest workers the job trains with (default: --nproc)");
   c.launch_cmd->add_option("--max", c.launch.max, "Most workers in one epoch (default: --nproc)");
-  c.launch_cmd->add_option("--coordinator", c.launch.coordinator, "HOST:PORT,... of a running coordinator (default: embedded)");
-  c.launch_cmd->add_option("--token-file", c.launch.token_file, "The coordinator's shared secret (with --coordinator)");
-  c.launch_cmd->add_option("--data-dir", c.launch.data_dir, "Embedded coordinator's WAL directory (default: a temp dir)");
+  c.launch_cmd->add_option("--coordinator", c.launch.coordinator,
+                           "HOST:PORT,... of a running coordinator (default: embedded)");
+  c.launch_cmd->add_option("--token-file", c.launch.token_file,
+                           "The coordinator's shared secret (with --coordinator)");
+  c.launch_cmd->add_option("--data-dir", c.launch.data_dir,
+                           "Embedded coordinator's WAL directory (default: a temp dir)");
   c.launch_cmd->add_option("--job", c.launch.job, "Key prefix of the job in the coordinator");
-  c.launch_cmd->add_option("--max-restarts", c.launch.max_restarts, "Restarts of dead workers, in all (default 0)");
-  c.launch_cmd->add_option("--collective-timeout-ms", c.launch.collective_timeout_ms,
-                         "Gloo bootstrap and operation timeout: how long a hung peer can block the others");
-  c.launch_cmd->add_option("--snapshot-every", c.launch.snapshot_every, "Steps between in-memory copies of the state");
-  c.launch_cmd->add_option("--join-grace-ms", c.launch.join_grace_ms,
-                         "The first epoch waits this long for --nproc workers, then starts with >= --min");
+  c.launch_cmd->add_option("--max-restarts", c.launch.max_restarts,
+                           "Restarts of dead workers, in all (default 0)");
+  c.launch_cmd->add_option(
+      "--collective-timeout-ms", c.launch.collective_timeout_ms,
+      "Gloo bootstrap and operation timeout: how long a hung peer can block the others");
+  c.launch_cmd->add_option("--snapshot-every", c.launch.snapshot_every,
+                           "Steps between in-memory copies of the state");
+  c.launch_cmd->add_option(
+      "--join-grace-ms", c.launch.join_grace_ms,
+      "The first epoch waits this long for --nproc workers, then starts with >= --min");
   c.launch_cmd->add_option("--health-pause-ms", c.launch.health_pause_ms,
-                         "Heartbeat silence tolerated before a worker is suspected");
-  c.launch_cmd->add_option("--phi-threshold", c.launch.phi_threshold, "Suspicion (phi) above which a worker is evicted");
-  c.launch_cmd->add_option("--probe-interval-ms", c.launch.probe_interval_ms, "Health probes of every worker, this often (default 100)");
-  c.launch_cmd->add_option("--probe-deadline-ms", c.launch.probe_deadline_ms, "A probe unanswered this long failed (default 250)");
-  c.launch_cmd->add_option("--failure-threshold", c.launch.failure_threshold, "Consecutive failed probes that evict a worker (default 4)");
-  c.launch_cmd->add_option("--cooldown-ms", c.launch.cooldown_ms, "Evicted worker: first re-probe after this; doubles per re-open (default 1000)");
-  c.launch_cmd->add_option("--hung-kill-ms", c.launch.hung_kill_ms, "Kill a worker still evicted this long after its eviction (0: never; default 60000)");
+                           "Heartbeat silence tolerated before a worker is suspected");
+  c.launch_cmd->add_option("--phi-threshold", c.launch.phi_threshold,
+                           "Suspicion (phi) above which a worker is evicted");
+  c.launch_cmd->add_option("--probe-interval-ms", c.launch.probe_interval_ms,
+                           "Health probes of every worker, this often (default 100)");
+  c.launch_cmd->add_option("--probe-deadline-ms", c.launch.probe_deadline_ms,
+                           "A probe unanswered this long failed (default 250)");
+  c.launch_cmd->add_option("--failure-threshold", c.launch.failure_threshold,
+                           "Consecutive failed probes that evict a worker (default 4)");
+  c.launch_cmd->add_option(
+      "--cooldown-ms", c.launch.cooldown_ms,
+      "Evicted worker: first re-probe after this; doubles per re-open (default 1000)");
+  c.launch_cmd->add_option(
+      "--hung-kill-ms", c.launch.hung_kill_ms,
+      "Kill a worker still evicted this long after its eviction (0: never; default 60000)");
   c.launch_cmd->add_option("--log-level", c.launch_log_level, "debug | info | warn | error");
-  c.launch_cmd->add_option("--metrics-port", c.launch.metrics_port,
-                         "Worker i serves Prometheus metrics on this port + i (0: any free port)");
-  c.launch_cmd->add_option("--metrics-address", c.launch.metrics_address, "Bind address of the workers' metrics (0.0.0.0)");
+  c.launch_cmd->add_option(
+      "--metrics-port", c.launch.metrics_port,
+      "Worker i serves Prometheus metrics on this port + i (0: any free port)");
+  c.launch_cmd->add_option("--metrics-address", c.launch.metrics_address,
+                           "Bind address of the workers' metrics (0.0.0.0)");
   c.launch_cmd->add_option("command", c.launch.command, "The worker command, after --");
 }
 
 void AddModelTools(CLI::App& app, Commands& c) {
-  c.eval_cmd = app.add_subcommand("eval", "Evaluate the newest committed checkpoint on its held-out split");
-  c.eval_cmd->add_option("--checkpoint", c.eval_opt.checkpoint, "Checkpoint directory (checkpoint.dir)")->required();
-  c.eval_cmd->add_option("--config", c.eval_opt.config_path, "Config (default: the one saved with the checkpoint)");
+  c.eval_cmd =
+      app.add_subcommand("eval", "Evaluate the newest committed checkpoint on its held-out split");
+  c.eval_cmd
+      ->add_option("--checkpoint", c.eval_opt.checkpoint, "Checkpoint directory (checkpoint.dir)")
+      ->required();
+  c.eval_cmd->add_option("--config", c.eval_opt.config_path,
+                         "Config (default: the one saved with the checkpoint)");
   c.eval_cmd->add_flag("--json", c.eval_opt.json, "Print JSON (with the confusion matrix)");
 
-  c.generate_cmd = app.add_subcommand("generate", "Sample text from the newest committed GPT checkpoint");
-  c.generate_cmd->add_option("--checkpoint", c.gen_opt.checkpoint, "Checkpoint directory (checkpoint.dir)")->required();
-  c.generate_cmd->add_option("--prompt", c.gen_opt.prompt, "Text to continue (one token per byte)")->required();
+  c.generate_cmd =
+      app.add_subcommand("generate", "Sample text from the newest committed GPT checkpoint");
+  c.generate_cmd
+      ->add_option("--checkpoint", c.gen_opt.checkpoint, "Checkpoint directory (checkpoint.dir)")
+      ->required();
+  c.generate_cmd->add_option("--prompt", c.gen_opt.prompt, "Text to continue (one token per byte)")
+      ->required();
   c.generate_cmd->add_option("--tokens", c.gen_opt.sampling.tokens, "Tokens to sample")->required();
-  c.generate_cmd->add_option("--temperature", c.gen_opt.sampling.temperature, "Softmax temperature (0: greedy)");
-  c.generate_cmd->add_option("--top-k", c.gen_opt.sampling.top_k, "Sample from the k most likely tokens (0: all)");
+  c.generate_cmd->add_option("--temperature", c.gen_opt.sampling.temperature,
+                             "Softmax temperature (0: greedy)");
+  c.generate_cmd->add_option("--top-k", c.gen_opt.sampling.top_k,
+                             "Sample from the k most likely tokens (0: all)");
   c.generate_cmd->add_option("--seed", c.gen_opt.sampling.seed, "Sampling seed");
   c.generate_cmd->add_flag("--json", c.gen_opt.json, "Print {tokens, prompt_len, text} as JSON");
 
@@ -139,12 +183,15 @@ void AddModelTools(CLI::App& app, Commands& c) {
   c.inspect_cmd = c.ckpt_cmd->add_subcommand("inspect", "List the checkpoints in a directory");
   c.inspect_cmd->add_option("dir", c.ckpt_dir, "Checkpoint directory (checkpoint.dir)")->required();
   c.inspect_cmd->add_flag("--json", c.ckpt_json, "Print JSON");
-  c.ckverify_cmd = c.ckpt_cmd->add_subcommand("verify", "Check every committed checkpoint's shards");
-  c.ckverify_cmd->add_option("dir", c.ckpt_dir, "Checkpoint directory (checkpoint.dir)")->required();
+  c.ckverify_cmd =
+      c.ckpt_cmd->add_subcommand("verify", "Check every committed checkpoint's shards");
+  c.ckverify_cmd->add_option("dir", c.ckpt_dir, "Checkpoint directory (checkpoint.dir)")
+      ->required();
   for (CLI::App* cmd : {c.inspect_cmd, c.ckverify_cmd}) {
     cmd->add_option("--coordinator", c.ckpt_coord.coordinator,
                     "Also show whether this coordinator (HOST:PORT,...) committed each checkpoint");
-    cmd->add_option("--token-file", c.ckpt_coord.token_file, "The coordinator's shared secret (with --coordinator)");
+    cmd->add_option("--token-file", c.ckpt_coord.token_file,
+                    "The coordinator's shared secret (with --coordinator)");
     cmd->add_option("--job", c.ckpt_coord.job, "The job's key prefix in the coordinator");
   }
 }
@@ -152,29 +199,40 @@ void AddModelTools(CLI::App& app, Commands& c) {
 void AddData(CLI::App& app, Commands& c) {
   c.data_cmd = app.add_subcommand("data", "Write and check datasets");
   c.data_cmd->require_subcommand(1);
-  c.gen_cmd = c.data_cmd->add_subcommand("gen", "Write the synthetic teacher dataset as shard files");
+  c.gen_cmd =
+      c.data_cmd->add_subcommand("gen", "Write the synthetic teacher dataset as shard files");
   c.gen_cmd->add_option("--out", c.gen.out_dir, "Output directory")->required();
   c.gen_cmd->add_option("--samples", c.gen.samples, "Samples in total");
   c.gen_cmd->add_option("--shards", c.gen.num_shards, "Number of shard files");
-  c.gen_cmd->add_option("--seed", c.gen.teacher.seed, "Seed (same as the config's seed for identical data)");
+  c.gen_cmd->add_option("--seed", c.gen.teacher.seed,
+                        "Seed (same as the config's seed for identical data)");
   c.gen_cmd->add_option("--features", c.gen.teacher.features, "Input features");
   c.gen_cmd->add_option("--classes", c.classes, "Classes");
   c.gen_cmd->add_option("--teacher-hidden", c.gen.teacher.hidden, "Width of the teacher network");
-  c.verify_cmd = c.data_cmd->add_subcommand(
-      "verify", "Check every shard's header and checksum, or every llm.c token file's header, size and tokens");
+  c.verify_cmd = c.data_cmd->add_subcommand("verify",
+                                            "Check every shard's header and checksum, or every "
+                                            "llm.c token file's header, size and tokens");
   c.verify_cmd->add_option("dir", c.verify_dir, "Dataset directory")->required();
   c.tokenize_cmd = c.data_cmd->add_subcommand(
-      "tokenize", "Text files to llm.c token files (bytes as tokens, vocab 256): train shards and a val file");
-  c.tokenize_cmd->add_option("--input", c.tokenize.inputs, "Text files or directories (a directory's regular files; "
-                           "binary ones skipped)")->required();
-  c.tokenize_cmd->add_option("--out", c.tokenize.out_dir, "Output directory (created if missing)")->required();
+      "tokenize",
+      "Text files to llm.c token files (bytes as tokens, vocab 256): train shards and a val file");
+  c.tokenize_cmd
+      ->add_option("--input", c.tokenize.inputs,
+                   "Text files or directories (a directory's regular files; "
+                   "binary ones skipped)")
+      ->required();
+  c.tokenize_cmd->add_option("--out", c.tokenize.out_dir, "Output directory (created if missing)")
+      ->required();
   c.tokenize_cmd->add_option("--shards", c.tokenize.shards, "Training files (default 1)");
-  c.tokenize_cmd->add_option("--val-fraction", c.tokenize.val_fraction, "Share of the tokens, at the end, for validation (default 0.1)");
-  c.tokenize_cmd->add_option("--name", c.tokenize.name, "File name prefix: NAME_train_000000.bin ... (default text)");
+  c.tokenize_cmd->add_option("--val-fraction", c.tokenize.val_fraction,
+                             "Share of the tokens, at the end, for validation (default 0.1)");
+  c.tokenize_cmd->add_option("--name", c.tokenize.name,
+                             "File name prefix: NAME_train_000000.bin ... (default text)");
   c.tokenize_cmd->add_flag("--json", c.tokenize_json, "Print one JSON object");
 
   c.shard_cmd = app.add_subcommand(
-      "shard", "Consistent-hash shard placement, and how many shards move when workers join or leave");
+      "shard",
+      "Consistent-hash shard placement, and how many shards move when workers join or leave");
   c.shard_cmd->add_option("--workers", c.shard.workers, "Workers before the change")->required();
   c.shard_cmd->add_option("--shards", c.shard.shards, "Dataset shards")->required();
   c.shard_cmd->add_option("--vnodes", c.shard.vnodes, "Virtual nodes per worker (ring, bounded)");
@@ -182,7 +240,8 @@ void AddData(CLI::App& app, Commands& c) {
   c.shard_cmd->add_option("--leave", c.shard.leave, "Workers that leave (chosen by --seed)");
   c.shard_cmd->add_option("--scheme", c.shard.scheme, "ring | bounded | jump | rendezvous | all");
   c.shard_cmd->add_option("--seed", c.shard.seed, "Hash seed and choice of leaving workers");
-  c.shard_cmd->add_option("--eps", c.shard.eps, "Bounded-loads slack: no worker above (1+eps) x mean");
+  c.shard_cmd->add_option("--eps", c.shard.eps,
+                          "Bounded-loads slack: no worker above (1+eps) x mean");
   c.shard_cmd->add_flag("--json", c.shard.json, "Print one JSON object instead of the table");
 }
 
@@ -195,39 +254,55 @@ void AddBench(CLI::App& app, Commands& c) {
   c.bench_cmd->add_option("-n,--iters", c.bench.iters, "Timed iterations per size");
   c.bench_cmd->add_option("-w,--warmup_iters", c.bench.warmup, "Warm-up iterations per size");
   c.bench_cmd->add_option("-c,--check", c.bench.check, "Check every element of every result (0/1)");
-  c.bench_cmd->add_option("-d,--datatype", c.bench.dtype, "float|double|half|bfloat16|int32|int64|all");
+  c.bench_cmd->add_option("-d,--datatype", c.bench.dtype,
+                          "float|double|half|bfloat16|int32|int64|all");
   c.bench_cmd->add_option("-o,--redop", c.bench.op, "sum|avg|max|min|prod|all");
   c.bench_cmd->add_option("-r,--root", c.bench.root, "Root of broadcast and reduce");
-  c.bench_cmd->add_option("-R,--registered", c.bench.registered, "1: buffers registered with the communicator");
-  c.bench_cmd->add_option("--op", c.bench.collective, "allreduce|reducescatter|allgather|broadcast|reduce|alltoall");
-  c.bench_cmd->add_option("--backend", c.bench.backends, "Backends to compare, comma-separated: mpi,shm,gloo,auto");
+  c.bench_cmd->add_option("-R,--registered", c.bench.registered,
+                          "1: buffers registered with the communicator");
+  c.bench_cmd->add_option("--op", c.bench.collective,
+                          "allreduce|reducescatter|allgather|broadcast|reduce|alltoall");
+  c.bench_cmd->add_option("--backend", c.bench.backends,
+                          "Backends to compare, comma-separated: mpi,shm,gloo,auto");
   c.bench_cmd->add_option("--json", c.bench.json, "Write every row as a JSON list to FILE");
-  c.bench_cmd->add_option("--plot", c.bench.plot, "Draw busbw against size per backend to FILE.png");
+  c.bench_cmd->add_option("--plot", c.bench.plot,
+                          "Draw busbw against size per backend to FILE.png");
 }
 
 void AddCoordinator(CLI::App& app, Commands& c) {
   // One Raft node, and the client commands.
   c.coord_cmd = app.add_subcommand("coordinator", "Run one Raft node of the coordinator");
   c.coord_cmd->add_option("--id", c.coord.id, "This node's id (one of --peers)")->required();
-  c.coord_cmd->add_option("--peers", c.coord.peers, "Every node: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT")->required();
+  c.coord_cmd
+      ->add_option("--peers", c.coord.peers, "Every node: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT")
+      ->required();
   c.coord_cmd->add_option("--data-dir", c.coord.data_dir, "WAL and snapshot directory")->required();
-  c.coord_cmd->add_option("--token-file", c.coord.token_file, "File holding the cluster's shared secret")->required();
-  c.coord_cmd->add_option("--listen", c.coord.listen, "Bind address (default: this node's --peers entry)");
+  c.coord_cmd
+      ->add_option("--token-file", c.coord.token_file, "File holding the cluster's shared secret")
+      ->required();
+  c.coord_cmd->add_option("--listen", c.coord.listen,
+                          "Bind address (default: this node's --peers entry)");
   c.coord_cmd->add_option("--tick-ms", c.coord.tick_ms, "Raft tick");
   c.coord_cmd->add_option("--heartbeat-ms", c.coord.heartbeat_ms, "Leader heartbeat interval");
-  c.coord_cmd->add_option("--election-ms", c.coord.election_ms, "Election timeout (randomised in [t, 2t))");
-  c.coord_cmd->add_option("--snapshot-every", c.coord.snapshot_every, "Applied entries between snapshots");
+  c.coord_cmd->add_option("--election-ms", c.coord.election_ms,
+                          "Election timeout (randomised in [t, 2t))");
+  c.coord_cmd->add_option("--snapshot-every", c.coord.snapshot_every,
+                          "Applied entries between snapshots");
   c.coord_cmd->add_option("--log-level", c.coord.log_level, "debug | info | warn | error");
   c.coord_cmd->add_option("--tls-cert", c.coord.tls_cert, "TLS: this node's certificate (PEM)");
   c.coord_cmd->add_option("--tls-key", c.coord.tls_key, "TLS: its private key (PEM)");
-  c.coord_cmd->add_option("--tls-ca", c.coord.tls_ca, "TLS: CA that signed every node's certificate (PEM)");
-  c.coord_cmd->add_option("--metrics-port", c.coord.metrics_port, "Serve Prometheus metrics on this port (0: any free port)");
-  c.coord_cmd->add_option("--metrics-address", c.coord.metrics_address, "Bind address of the metrics endpoint (0.0.0.0)");
+  c.coord_cmd->add_option("--tls-ca", c.coord.tls_ca,
+                          "TLS: CA that signed every node's certificate (PEM)");
+  c.coord_cmd->add_option("--metrics-port", c.coord.metrics_port,
+                          "Serve Prometheus metrics on this port (0: any free port)");
+  c.coord_cmd->add_option("--metrics-address", c.coord.metrics_address,
+                          "Bind address of the metrics endpoint (0.0.0.0)");
   c.status_cmd = app.add_subcommand("status", "Leader, term, commit index and every node's view");
   // The flags every coordinator c.client command takes.
   const auto add_client_flags = [&c](CLI::App* cmd, const char* timeout_help) {
     cmd->add_option("--coordinator", c.client.coordinator, "HOST:PORT,HOST:PORT,...")->required();
-    cmd->add_option("--token-file", c.client.token_file, "File holding the cluster's shared secret")->required();
+    cmd->add_option("--token-file", c.client.token_file, "File holding the cluster's shared secret")
+        ->required();
     cmd->add_option("--timeout-ms", c.client.timeout_ms, timeout_help);
     cmd->add_option("--tls-ca", c.client.tls_ca, "TLS: CA of the nodes' certificates (PEM)");
   };
@@ -244,20 +319,25 @@ void AddCoordinator(CLI::App& app, Commands& c) {
   c.kv_put->add_option("value", c.kv.value, "Value")->required();
   c.kv_cas = c.kv_cmd->add_subcommand("cas", "Set KEY to NEW if it holds OLD (exit 1 if not)");
   c.kv_cas->add_option("key", c.kv.key, "Key")->required();
-  c.kv_cas->add_option("old", c.kv.expected, "Required current value (ignored with --absent)")->required();
+  c.kv_cas->add_option("old", c.kv.expected, "Required current value (ignored with --absent)")
+      ->required();
   c.kv_cas->add_option("new", c.kv.value, "New value")->required();
   c.kv_cas->add_flag("--absent", c.kv.expect_absent, "Swap only if KEY does not exist");
-  c.kv_watch = c.kv_cmd->add_subcommand("watch", "Print KEY's value each time it changes (server-side watch)");
+  c.kv_watch = c.kv_cmd->add_subcommand(
+      "watch", "Print KEY's value each time it changes (server-side watch)");
   c.kv_watch->add_option("key", c.kv.key, "Key")->required();
-  c.kv_watch->add_option("--count", c.kv.count, "Exit after this many values (0: run until interrupted)");
+  c.kv_watch->add_option("--count", c.kv.count,
+                         "Exit after this many values (0: run until interrupted)");
   c.kv_watch->add_flag("--prefix", c.kv.prefix, "Every key starting with KEY (prints KEY VALUE)");
   c.job_cmd = app.add_subcommand("job", "The job registry in the coordinator");
   c.job_cmd->require_subcommand(1);
   add_client_flags(c.job_cmd, "Deadline of the operation, retries included");
   c.job_cmd->fallthrough();
-  c.job_show = c.job_cmd->add_subcommand("show", "Epoch, members and ranks, last committed checkpoint");
+  c.job_show =
+      c.job_cmd->add_subcommand("show", "Epoch, members and ranks, last committed checkpoint");
   c.job_show->add_flag("--json", c.job_json, "Print one JSON object");
-  c.kv_bench = c.kv_cmd->add_subcommand("bench", "Put load: throughput and commit latency p50/p99 (JSON)");
+  c.kv_bench =
+      c.kv_cmd->add_subcommand("bench", "Put load: throughput and commit latency p50/p99 (JSON)");
   c.kv_bench->add_option("--clients", c.kv_bench_opt.clients, "Concurrent clients (threads)");
   c.kv_bench->add_option("--ops", c.kv_bench_opt.ops, "Puts per client");
   c.kv_bench->add_option("--value-bytes", c.kv_bench_opt.value_bytes, "Bytes per value");

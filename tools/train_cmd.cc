@@ -66,9 +66,12 @@ void CatchStopSignals() {
 
 std::string HumanCount(int64_t n) {
   char buf[32];
-  if (n >= 1000000) std::snprintf(buf, sizeof(buf), "%.2fM", static_cast<double>(n) / 1e6);
-  else if (n >= 1000) std::snprintf(buf, sizeof(buf), "%.1fk", static_cast<double>(n) / 1e3);
-  else std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(n));
+  if (n >= 1000000)
+    std::snprintf(buf, sizeof(buf), "%.2fM", static_cast<double>(n) / 1e6);
+  else if (n >= 1000)
+    std::snprintf(buf, sizeof(buf), "%.1fk", static_cast<double>(n) / 1e3);
+  else
+    std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(n));
   return buf;
 }
 
@@ -135,17 +138,20 @@ Status BuildGroups(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) 
   }
   // Tensor groups are contiguous ranks; data groups stride across them. A
   // tensor size that does not divide the world is reported by Trainer::Create.
-  const int tensor = comm.size() % job->config.parallel.tensor == 0 ? job->config.parallel.tensor : 1;
+  const int tensor =
+      comm.size() % job->config.parallel.tensor == 0 ? job->config.parallel.tensor : 1;
   COHORT_ASSIGN_OR_RETURN(job->tensor_mpi, comm.Split(comm.rank() / tensor, comm.rank()));
   COHORT_ASSIGN_OR_RETURN(job->data_mpi, comm.Split(comm.rank() % tensor, comm.rank()));
   BackendOptions bo;
   bo.store_dir = opt.store_dir;
   bo.nccl_device = job->place.cuda_device;
   job->backends = std::make_unique<BackendSet>(comm, bo);
-  COHORT_ASSIGN_OR_RETURN(job->tensor_comm, job->backends->Make(job->place.backend, *job->tensor_mpi,
-                                                                "tensor-" + std::to_string(comm.rank() / tensor)));
-  COHORT_ASSIGN_OR_RETURN(job->data_comm, job->backends->Make(job->place.backend, *job->data_mpi,
-                                                              "data-" + std::to_string(comm.rank() % tensor)));
+  COHORT_ASSIGN_OR_RETURN(job->tensor_comm,
+                          job->backends->Make(job->place.backend, *job->tensor_mpi,
+                                              "tensor-" + std::to_string(comm.rank() / tensor)));
+  COHORT_ASSIGN_OR_RETURN(job->data_comm,
+                          job->backends->Make(job->place.backend, *job->data_mpi,
+                                              "data-" + std::to_string(comm.rank() % tensor)));
   return Status::Ok();
 }
 
@@ -161,8 +167,10 @@ Status Resume(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) {
     local_restore = job->trainer->Restore(*ck);
     step = ck->layout.step;
     job->resumed = "resumed from " + CheckpointStepDir(c.checkpoint.dir, step) + " (written by " +
-                   std::to_string(ck->layout.world_size) + " ranks: data " + std::to_string(ck->layout.data) +
-                   " x tensor " + std::to_string(ck->layout.tensor) + ", ZeRO-" + std::to_string(ck->layout.zero) + ")";
+                   std::to_string(ck->layout.world_size) + " ranks: data " +
+                   std::to_string(ck->layout.data) + " x tensor " +
+                   std::to_string(ck->layout.tensor) + ", ZeRO-" + std::to_string(ck->layout.zero) +
+                   ")";
   } else if (ck.status().code() != StatusCode::kNotFound) {
     local_restore = ck.status();
   }
@@ -171,8 +179,9 @@ Status Resume(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) {
   COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &lo, 1, DType::kI64, ReduceOp::kMin));
   COHORT_RETURN_IF_ERROR(comm.AllReduce(&step, &hi, 1, DType::kI64, ReduceOp::kMax));
   if (lo != hi) {
-    return DataLoss("ranks found different checkpoints in " + c.checkpoint.dir + " (steps " + std::to_string(lo) +
-                    " and " + std::to_string(hi) + "); is the directory shared by every rank?");
+    return DataLoss("ranks found different checkpoints in " + c.checkpoint.dir + " (steps " +
+                    std::to_string(lo) + " and " + std::to_string(hi) +
+                    "); is the directory shared by every rank?");
   }
   if (comm.rank() == 0) {
     for (const auto& w : warnings) std::fprintf(stderr, "cohort train: warning: %s\n", w.c_str());
@@ -184,19 +193,22 @@ void PrintHeader(const TrainOptions& opt, MpiCommunicator& comm, const MpiJob& j
   const Config& c = job.config;
   std::string layout;
   if (c.parallel.tensor > 1 || c.parallel.zero > 0) {
-    layout = " = data " + std::to_string(job.data_comm->size()) + " x tensor " + std::to_string(job.tensor_comm->size());
+    layout = " = data " + std::to_string(job.data_comm->size()) + " x tensor " +
+             std::to_string(job.tensor_comm->size());
     if (c.parallel.zero > 0) layout += ", ZeRO-" + std::to_string(c.parallel.zero);
   }
   std::string device = job.gpu ? job.gpu->Describe() : "cpu";
-  if ((opt.device.empty() ? c.train.device : opt.device) == "auto") device += " [" + job.place.reason + "]";
+  if ((opt.device.empty() ? c.train.device : opt.device) == "auto")
+    device += " [" + job.place.reason + "]";
   const Trainer& t = *job.trainer;
-  std::printf("cohort train: %d rank%s (%s%s) on %s, %s (%s params), batch %lld/data rank (%lld global), "
-              "%lld steps, BLAS threads %d\n",
-              comm.size(), comm.size() == 1 ? "" : "s", std::string(job.data_comm->backend()).c_str(), layout.c_str(),
-              device.c_str(), DescribeModel(c.model).c_str(), HumanCount(t.model().full_num_params()).c_str(),
-              static_cast<long long>(t.batch_per_rank()),
-              static_cast<long long>(t.batch_per_rank() * job.data_comm->size()), static_cast<long long>(c.train.steps),
-              kernels::BlasThreads());
+  std::printf(
+      "cohort train: %d rank%s (%s%s) on %s, %s (%s params), batch %lld/data rank (%lld global), "
+      "%lld steps, BLAS threads %d\n",
+      comm.size(), comm.size() == 1 ? "" : "s", std::string(job.data_comm->backend()).c_str(),
+      layout.c_str(), device.c_str(), DescribeModel(c.model).c_str(),
+      HumanCount(t.model().full_num_params()).c_str(), static_cast<long long>(t.batch_per_rank()),
+      static_cast<long long>(t.batch_per_rank() * job.data_comm->size()),
+      static_cast<long long>(c.train.steps), kernels::BlasThreads());
   std::fflush(stdout);
 }
 
@@ -220,7 +232,8 @@ void WriteHistory(std::ofstream& history, int64_t step, const StepReport& r) {
 
 // --save-params: rank 0 writes the whole model; with {rank} in the path
 // every rank writes its own copy (to check that replicas agree).
-Status SaveParams(const TrainOptions& opt, MpiCommunicator& comm, MpiJob& job, const TrainSummary& s) {
+Status SaveParams(const TrainOptions& opt, MpiCommunicator& comm, MpiJob& job,
+                  const TrainSummary& s) {
   Status save;
   if (!opt.save_params.empty()) {
     auto full = job.trainer->FullParams();  // collective over the tensor group
@@ -240,32 +253,59 @@ Status SaveParams(const TrainOptions& opt, MpiCommunicator& comm, MpiJob& job, c
 nlohmann::json Summary(const MpiJob& job, const TrainSummary& s, double wall_start, int stopped) {
   const Config& c = job.config;
   const double final_loss = job.losses.Final();
-  nlohmann::json j = {
-      {"world_size", s.world_size}, {"backend", std::string(job.data_comm->backend())}, {"steps", s.steps},
-      {"device", s.device}, {"data_parallel", s.data_parallel}, {"tensor_parallel", s.tensor_parallel},
-      {"zero", s.zero}, {"local_params", s.local_params}, {"tensor_comm_ms", s.tensor_comm_ms},
-      {"global_batch", s.global_batch}, {"params", s.num_params}, {"initial_loss", s.initial_loss},
-      {"final_loss", final_loss}, {"last_loss", s.last_loss},
-      {"loss_ratio", s.initial_loss > 0 ? final_loss / s.initial_loss : 0.0}, {"samples_per_s", s.samples_per_s},
-      {"train_s", s.train_s}, {"wall_s", MonotonicSeconds() - wall_start}, {"step_ms", s.step_ms},
-      {"data_ms", s.data_ms}, {"forward_ms", s.forward_ms}, {"backward_ms", s.backward_ms},
-      {"allreduce_ms", s.allreduce_ms}, {"optimizer_ms", s.optimizer_ms}, {"allreduce_share", s.allreduce_share},
-      {"allreduce_wait_ms", s.allreduce_wait_ms}, {"buckets", job.trainer->buckets().size()},
-      {"overlap", c.train.overlap},
-      {"compression", c.train.compression == DType::kBF16 ? "bf16" : c.train.compression == DType::kF16 ? "fp16" : "none"},
-      {"precision", s.precision}, {"loss_scale", s.loss_scale}, {"skipped_steps", s.skipped_steps},
-      {"optimizer_state_bytes", s.optimizer_state_bytes}, {"start_step", s.start_step}, {"end_step", s.end_step},
-      {"stopped_early", s.stopped_early}, {"stop_signal", s.stopped_early ? sigabbrev_np(stopped) : ""},
-      {"checkpoints_committed", s.checkpoints_committed}, {"checkpoint_ms", s.checkpoint_ms},
-      {"checkpoints_written", s.checkpoints_written}, {"checkpoint_write_ms", s.checkpoint_write_ms},
-      {"blas_threads", kernels::BlasThreads()}, {"config_hash", std::to_string(c.Hash())}};
+  nlohmann::json j = {{"world_size", s.world_size},
+                      {"backend", std::string(job.data_comm->backend())},
+                      {"steps", s.steps},
+                      {"device", s.device},
+                      {"data_parallel", s.data_parallel},
+                      {"tensor_parallel", s.tensor_parallel},
+                      {"zero", s.zero},
+                      {"local_params", s.local_params},
+                      {"tensor_comm_ms", s.tensor_comm_ms},
+                      {"global_batch", s.global_batch},
+                      {"params", s.num_params},
+                      {"initial_loss", s.initial_loss},
+                      {"final_loss", final_loss},
+                      {"last_loss", s.last_loss},
+                      {"loss_ratio", s.initial_loss > 0 ? final_loss / s.initial_loss : 0.0},
+                      {"samples_per_s", s.samples_per_s},
+                      {"train_s", s.train_s},
+                      {"wall_s", MonotonicSeconds() - wall_start},
+                      {"step_ms", s.step_ms},
+                      {"data_ms", s.data_ms},
+                      {"forward_ms", s.forward_ms},
+                      {"backward_ms", s.backward_ms},
+                      {"allreduce_ms", s.allreduce_ms},
+                      {"optimizer_ms", s.optimizer_ms},
+                      {"allreduce_share", s.allreduce_share},
+                      {"allreduce_wait_ms", s.allreduce_wait_ms},
+                      {"buckets", job.trainer->buckets().size()},
+                      {"overlap", c.train.overlap},
+                      {"compression", c.train.compression == DType::kBF16  ? "bf16"
+                                      : c.train.compression == DType::kF16 ? "fp16"
+                                                                           : "none"},
+                      {"precision", s.precision},
+                      {"loss_scale", s.loss_scale},
+                      {"skipped_steps", s.skipped_steps},
+                      {"optimizer_state_bytes", s.optimizer_state_bytes},
+                      {"start_step", s.start_step},
+                      {"end_step", s.end_step},
+                      {"stopped_early", s.stopped_early},
+                      {"stop_signal", s.stopped_early ? sigabbrev_np(stopped) : ""},
+                      {"checkpoints_committed", s.checkpoints_committed},
+                      {"checkpoint_ms", s.checkpoint_ms},
+                      {"checkpoints_written", s.checkpoints_written},
+                      {"checkpoint_write_ms", s.checkpoint_write_ms},
+                      {"blas_threads", kernels::BlasThreads()},
+                      {"config_hash", std::to_string(c.Hash())}};
   AddRunFields(c, s, &j);
   return j;
 }
 
 // Trains with the built job; returns the summary. *stopped: the signal that
 // ended it early (the same on every rank), or 0.
-Result<TrainSummary> RunSteps(const TrainOptions& opt, MpiCommunicator& comm, MpiJob& job, int* stopped) {
+Result<TrainSummary> RunSteps(const TrainOptions& opt, MpiCommunicator& comm, MpiJob& job,
+                              int* stopped) {
   const bool lead = comm.rank() == 0;
   Trainer& trainer = *job.trainer;
   std::ofstream history;
@@ -283,8 +323,8 @@ Result<TrainSummary> RunSteps(const TrainOptions& opt, MpiCommunicator& comm, Mp
     PrintLine(ProgressLine(job.config, r, r.step, r.total_steps));
   };
   if (lead && !job.resumed.empty()) {
-    PrintLine(job.resumed + " at step " + std::to_string(first_step) + "; " + std::to_string(to_run) +
-              " steps to go");
+    PrintLine(job.resumed + " at step " + std::to_string(first_step) + "; " +
+              std::to_string(to_run) + " steps to go");
   }
   trainer.set_step_hook([&job](int64_t step, double loss) {
     job.losses.Record(step, loss);
@@ -316,7 +356,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, 
     COHORT_RETURN_IF_ERROR(comm.Barrier());  // a common time origin for ranks on one host
     job.timeline = std::make_unique<Timeline>(comm.rank(), MonotonicSeconds());
   }
-  COHORT_ASSIGN_OR_RETURN(job.trainer, Trainer::Create(job.config, groups, job.timeline.get(), job.gpu.get()));
+  COHORT_ASSIGN_OR_RETURN(job.trainer,
+                          Trainer::Create(job.config, groups, job.timeline.get(), job.gpu.get()));
   if (job.metrics) {
     job.metrics->OnTrainerStart();
     job.trainer->set_step_observer([&job](const StepStats& st) { job.metrics->OnStep(st); });
@@ -326,7 +367,8 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, 
   COHORT_ASSIGN_OR_RETURN(TrainSummary s, RunSteps(opt, comm, job, stopped));
   const Config& c = job.config;
   if (lead && s.stopped_early) {
-    PrintLine("stopped by " + std::string(strsignal(*stopped)) + " after step " + std::to_string(s.end_step) +
+    PrintLine("stopped by " + std::string(strsignal(*stopped)) + " after step " +
+              std::to_string(s.end_step) +
               (c.checkpoint.dir.empty() ? " (no checkpoint.dir: the progress is lost)"
                                         : "; checkpoint committed in " + c.checkpoint.dir));
   }
@@ -339,11 +381,13 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, 
 
 // Elastic mode: one worker of a `cohort launch` job (runtime/elastic/worker.h).
 int RunElasticTrain(const TrainOptions& opt, const elastic::ElasticEnv& env) {
-  InitLogging(env.worker, opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
+  InitLogging(env.worker,
+              opt.verbose ? LogLevel::kInfo : ParseLogLevel(opt.log_level, LogLevel::kWarn));
   // Die with the launcher rather than train on as an orphan.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   const auto fail = [&](const Status& st) {
-    std::fprintf(stderr, "cohort train: error: member %s: %s\n", env.worker.c_str(), st.message().c_str());
+    std::fprintf(stderr, "cohort train: error: member %s: %s\n", env.worker.c_str(),
+                 st.message().c_str());
     return 1;
   };
   if (auto threads = ApplyBlasThreadRule(opt.threads); !threads.ok()) return fail(threads.status());
@@ -386,7 +430,9 @@ int RunTrain(const TrainOptions& opt, int* argc, char*** argv) {
   }
   if (elastic->has_value()) {
     if (opt.backend != "auto" && opt.backend != "gloo") {
-      std::fprintf(stderr, "cohort train: error: elastic training runs on gloo; --backend %s is not supported there\n",
+      std::fprintf(stderr,
+                   "cohort train: error: elastic training runs on gloo; --backend %s is not "
+                   "supported there\n",
                    opt.backend.c_str());
       return 2;
     }
@@ -440,15 +486,17 @@ int RunDataGen(const DataGenOptions& opt) {
     std::fprintf(stderr, "cohort data gen: error: %s\n", r.status().message().c_str());
     return 1;
   }
-  std::printf("{\"dir\": \"%s\", \"samples\": %lld, \"shards\": %d, \"bytes\": %lld}\n", opt.out_dir.c_str(),
-              static_cast<long long>(opt.samples), opt.num_shards, static_cast<long long>(*r));
+  std::printf("{\"dir\": \"%s\", \"samples\": %lld, \"shards\": %d, \"bytes\": %lld}\n",
+              opt.out_dir.c_str(), static_cast<long long>(opt.samples), opt.num_shards,
+              static_cast<long long>(*r));
   return 0;
 }
 
 namespace {
 
 // The coordinator's committed checkpoints, or nullopt when not asked.
-Result<std::optional<std::vector<CommittedCheckpoint>>> AskCoordinator(const CkptCoordinatorOptions& c) {
+Result<std::optional<std::vector<CommittedCheckpoint>>> AskCoordinator(
+    const CkptCoordinatorOptions& c) {
   if (c.coordinator.empty()) return std::optional<std::vector<CommittedCheckpoint>>();
   if (c.token_file.empty()) return InvalidArgument("--coordinator needs --token-file");
   coordinator::ClientOptions co;
@@ -479,7 +527,8 @@ int RunCkptInspect(const std::string& dir, bool json, const CkptCoordinatorOptio
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& c : *all) {
-      nlohmann::json e = {{"step", c.step}, {"path", c.path}, {"committed", c.committed}, {"bytes", c.bytes}};
+      nlohmann::json e = {
+          {"step", c.step}, {"path", c.path}, {"committed", c.committed}, {"bytes", c.bytes}};
       if (*committed) e["coordinator"] = verdict(c);
       if (c.committed) {
         e["world_size"] = c.layout.world_size;
@@ -493,16 +542,18 @@ int RunCkptInspect(const std::string& dir, bool json, const CkptCoordinatorOptio
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%-12s %-10s %6s %6s %6s %5s %-9s %10s %-11s\n", "step", "state", "world", "data", "tensor", "zero",
-              "optimizer", "KiB", "coordinator");
+  std::printf("%-12s %-10s %6s %6s %6s %5s %-9s %10s %-11s\n", "step", "state", "world", "data",
+              "tensor", "zero", "optimizer", "KiB", "coordinator");
   for (const auto& c : *all) {
     if (c.committed) {
-      std::printf("%-12lld %-10s %6d %6d %6d %5d %-9s %10lld %-11s\n", static_cast<long long>(c.step), "committed",
-                  c.layout.world_size, c.layout.data, c.layout.tensor, c.layout.zero, c.layout.optimizer.c_str(),
+      std::printf("%-12lld %-10s %6d %6d %6d %5d %-9s %10lld %-11s\n",
+                  static_cast<long long>(c.step), "committed", c.layout.world_size, c.layout.data,
+                  c.layout.tensor, c.layout.zero, c.layout.optimizer.c_str(),
                   static_cast<long long>(c.bytes / 1024), verdict(c).c_str());
     } else {
-      std::printf("%-12lld %-10s %6s %6s %6s %5s %-9s %10lld %-11s\n", static_cast<long long>(c.step), "partial", "-",
-                  "-", "-", "-", "-", static_cast<long long>(c.bytes / 1024), verdict(c).c_str());
+      std::printf("%-12lld %-10s %6s %6s %6s %5s %-9s %10lld %-11s\n",
+                  static_cast<long long>(c.step), "partial", "-", "-", "-", "-", "-",
+                  static_cast<long long>(c.bytes / 1024), verdict(c).c_str());
     }
   }
   return 0;
@@ -521,7 +572,8 @@ int RunCkptVerify(const std::string& dir, const CkptCoordinatorOptions& coord) {
     return 1;
   }
   const auto suffix = [&](const CheckpointInfo& c) {
-    return *committed ? " (coordinator: " + elastic::CoordinatorVerdict(**committed, c.path) + ")" : std::string();
+    return *committed ? " (coordinator: " + elastic::CoordinatorVerdict(**committed, c.path) + ")"
+                      : std::string();
   };
   int bad = 0, good = 0;
   for (const auto& c : *all) {
@@ -531,7 +583,8 @@ int RunCkptVerify(const std::string& dir, const CkptCoordinatorOptions& coord) {
       std::printf("ok       %s%s\n", c.path.c_str(), suffix(c).c_str());
       ++good;
     } else {
-      std::printf("DAMAGED  %s%s: %s\n", c.path.c_str(), suffix(c).c_str(), ck.status().message().c_str());
+      std::printf("DAMAGED  %s%s: %s\n", c.path.c_str(), suffix(c).c_str(),
+                  ck.status().message().c_str());
       ++bad;
     }
   }

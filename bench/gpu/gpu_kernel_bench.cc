@@ -70,23 +70,45 @@ std::vector<Row> MemoryBoundRows(size_t n, double* copy_ms_out) {
 
   std::vector<Row> rows;
   const int reps = 20;
-  const double copy_ms = MedianMs([&] { BENCH_CUDA(cudaMemcpyAsync(flat, p, n * 4, cudaMemcpyDeviceToDevice)); }, reps);
+  const double copy_ms = MedianMs(
+      [&] { BENCH_CUDA(cudaMemcpyAsync(flat, p, n * 4, cudaMemcpyDeviceToDevice)); }, reps);
   rows.push_back({"copy (cudaMemcpy D2D)", copy_ms, 2 * fbytes, 0});
   int64_t step = 1;
   const cohort::kernels::AdamWOptions ao;
-  rows.push_back({"adamw (multi-tensor, 8 tensors)",
-                  MedianMs([&] { kc::MultiTensorAdamWUpdate(adam.data(), kTensors, ao, step++); }, reps),
-                  28 * elems, 0});
+  rows.push_back(
+      {"adamw (multi-tensor, 8 tensors)",
+       MedianMs([&] { kc::MultiTensorAdamWUpdate(adam.data(), kTensors, ao, step++); }, reps),
+       28 * elems, 0});
   const cohort::kernels::SgdOptions so{0.01f, 0.9f, 0.0f, false};
-  rows.push_back({"sgd momentum (multi-tensor)",
-                  MedianMs([&] { kc::MultiTensorSgdMomentumUpdate(sgd.data(), kTensors, so, false); }, reps),
-                  20 * elems, 0});
-  rows.push_back({"cast fp32->bf16", MedianMs([&] { kc::CastFromFloat(p, DType::kBF16, half, static_cast<int64_t>(n), 1.0f); }, reps), 6.0 * n, 0});
-  rows.push_back({"cast bf16->fp32", MedianMs([&] { kc::CastToFloat(DType::kBF16, half, flat, static_cast<int64_t>(n), 1.0f); }, reps), 6.0 * n, 0});
-  rows.push_back({"cast fp32->fp16", MedianMs([&] { kc::CastFromFloat(p, DType::kF16, half, static_cast<int64_t>(n), 1.0f); }, reps), 6.0 * n, 0});
-  rows.push_back({"pack (8 tensors)", MedianMs([&] { kc::Pack(srcs.data(), counts.data(), kTensors, flat); }, reps), 8 * elems, 0});
-  rows.push_back({"unpack (8 tensors)", MedianMs([&] { kc::Unpack(flat, dsts.data(), counts.data(), kTensors); }, reps), 8 * elems, 0});
-  rows.push_back({"scale + inf/nan check", MedianMs([&] { kc::ScaleCheckFinite(g, static_cast<int64_t>(n), 1.0f, flag); }, reps), 8.0 * n, 0});
+  rows.push_back(
+      {"sgd momentum (multi-tensor)",
+       MedianMs([&] { kc::MultiTensorSgdMomentumUpdate(sgd.data(), kTensors, so, false); }, reps),
+       20 * elems, 0});
+  rows.push_back(
+      {"cast fp32->bf16",
+       MedianMs([&] { kc::CastFromFloat(p, DType::kBF16, half, static_cast<int64_t>(n), 1.0f); },
+                reps),
+       6.0 * n, 0});
+  rows.push_back(
+      {"cast bf16->fp32",
+       MedianMs([&] { kc::CastToFloat(DType::kBF16, half, flat, static_cast<int64_t>(n), 1.0f); },
+                reps),
+       6.0 * n, 0});
+  rows.push_back(
+      {"cast fp32->fp16",
+       MedianMs([&] { kc::CastFromFloat(p, DType::kF16, half, static_cast<int64_t>(n), 1.0f); },
+                reps),
+       6.0 * n, 0});
+  rows.push_back({"pack (8 tensors)",
+                  MedianMs([&] { kc::Pack(srcs.data(), counts.data(), kTensors, flat); }, reps),
+                  8 * elems, 0});
+  rows.push_back({"unpack (8 tensors)",
+                  MedianMs([&] { kc::Unpack(flat, dsts.data(), counts.data(), kTensors); }, reps),
+                  8 * elems, 0});
+  rows.push_back(
+      {"scale + inf/nan check",
+       MedianMs([&] { kc::ScaleCheckFinite(g, static_cast<int64_t>(n), 1.0f, flag); }, reps),
+       8.0 * n, 0});
   *copy_ms_out = copy_ms;
   return rows;
 }
@@ -96,40 +118,62 @@ void AddGemmRows(std::vector<Row>* rows_out) {
   std::vector<Row>& rows = *rows_out;
   const int64_t d = 4096;
   const double flops = 2.0 * d * d * d;
-  float *ga = Alloc(size_t(d * d), 0.01f), *gb = Alloc(size_t(d * d), 0.02f), *gc = Alloc(size_t(d * d), 0.0f);
+  float *ga = Alloc(size_t(d * d), 0.01f), *gb = Alloc(size_t(d * d), 0.02f),
+        *gc = Alloc(size_t(d * d), 0.0f);
   void *ha = nullptr, *hb = nullptr, *hc = nullptr;
   BENCH_CUDA(cudaMalloc(&ha, d * d * 2));
   BENCH_CUDA(cudaMalloc(&hb, d * d * 2));
   BENCH_CUDA(cudaMalloc(&hc, d * d * 2));
   kc::CastFromFloat(ga, DType::kBF16, ha, d * d, 1.0f);
   kc::CastFromFloat(gb, DType::kBF16, hb, d * d, 1.0f);
-  rows.push_back({"gemm fp32 4096^3", MedianMs([&] { kc::Gemm(false, true, d, d, d, 1, ga, d, gb, d, 0, gc, d); }, 10), 0, flops});
-  rows.push_back({"gemm bf16->fp32 4096^3", MedianMs([&] { kc::GemmMixed(false, true, d, d, d, 1, DType::kBF16, ha, d, hb, d, 0, DType::kF32, gc, d); }, 20), 0, flops});
-  rows.push_back({"gemm bf16->bf16 4096^3", MedianMs([&] { kc::GemmMixed(false, true, d, d, d, 1, DType::kBF16, ha, d, hb, d, 0, DType::kBF16, hc, d); }, 20), 0, flops});
+  rows.push_back({"gemm fp32 4096^3",
+                  MedianMs([&] { kc::Gemm(false, true, d, d, d, 1, ga, d, gb, d, 0, gc, d); }, 10),
+                  0, flops});
+  rows.push_back({"gemm bf16->fp32 4096^3",
+                  MedianMs(
+                      [&] {
+                        kc::GemmMixed(false, true, d, d, d, 1, DType::kBF16, ha, d, hb, d, 0,
+                                      DType::kF32, gc, d);
+                      },
+                      20),
+                  0, flops});
+  rows.push_back({"gemm bf16->bf16 4096^3",
+                  MedianMs(
+                      [&] {
+                        kc::GemmMixed(false, true, d, d, d, 1, DType::kBF16, ha, d, hb, d, 0,
+                                      DType::kBF16, hc, d);
+                      },
+                      20),
+                  0, flops});
 }
 
 void PrintTable(const char* device, size_t n, const std::vector<Row>& rows, double copy_gbs) {
-  std::printf("\nGPU kernels on %s (%zu Mi elements per buffer; GB/s = bytes read + written / time)\n", device, n >> 20);
+  std::printf(
+      "\nGPU kernels on %s (%zu Mi elements per buffer; GB/s = bytes read + written / time)\n",
+      device, n >> 20);
   std::printf("%-34s %10s %10s %12s\n", "kernel", "time ms", "GB/s", "vs copy");
   for (const Row& r : rows) {
     if (r.flops > 0) {
-      std::printf("%-34s %10.3f %10s %9.1f TFLOP/s\n", r.name.c_str(), r.ms, "-", r.flops / r.ms / 1e9);
+      std::printf("%-34s %10.3f %10s %9.1f TFLOP/s\n", r.name.c_str(), r.ms, "-",
+                  r.flops / r.ms / 1e9);
     } else {
       const double gbs = r.bytes / r.ms / 1e6;
-      std::printf("%-34s %10.3f %10.1f %11.0f%%\n", r.name.c_str(), r.ms, gbs, 100 * gbs / copy_gbs);
+      std::printf("%-34s %10.3f %10.1f %11.0f%%\n", r.name.c_str(), r.ms, gbs,
+                  100 * gbs / copy_gbs);
     }
   }
 }
 
 // False (after perror) when the file cannot be written.
-bool WriteJson(const std::string& json_path, const char* device, size_t n, const std::vector<Row>& rows,
-               double copy_gbs) {
+bool WriteJson(const std::string& json_path, const char* device, size_t n,
+               const std::vector<Row>& rows, double copy_gbs) {
   FILE* f = std::fopen(json_path.c_str(), "w");
   if (f == nullptr) {
     std::perror(json_path.c_str());
     return false;
   }
-  std::fprintf(f, "{\"device\": \"%s\", \"elements\": %zu, \"copy_GBps\": %.1f, \"kernels\": [", device, n, copy_gbs);
+  std::fprintf(f, "{\"device\": \"%s\", \"elements\": %zu, \"copy_GBps\": %.1f, \"kernels\": [",
+               device, n, copy_gbs);
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(f, "%s\n  {\"name\": \"%s\", \"ms\": %.4f", i ? "," : "", r.name.c_str(), r.ms);
@@ -151,8 +195,10 @@ int main(int argc, char** argv) {
   std::string json_path;
   size_t n = size_t{64} << 20;  // 64 Mi floats = 256 MiB per buffer
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--elements") && i + 1 < argc) n = std::stoull(argv[++i]);
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc)
+      json_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--elements") && i + 1 < argc)
+      n = std::stoull(argv[++i]);
     else {
       std::fprintf(stderr, "usage: %s [--json PATH] [--elements N]\n", argv[0]);
       return 1;

@@ -21,15 +21,14 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <algorithm>
-#include <chrono>
 
 #include "bench/gpu/bench_util.h"
 #include "kernels/cuda/kernels.h"
@@ -71,7 +70,8 @@ TrainerPath RunTrainerPath(int64_t W, int L, int64_t B, int steps) {
     return out;
   }
   cohort::Compute& c = **compute;
-  cohort::Mlp model(std::vector<int64_t>(static_cast<size_t>(L + 1), W), Activation::kRelu, nullptr, &c);
+  cohort::Mlp model(std::vector<int64_t>(static_cast<size_t>(L + 1), W), Activation::kRelu, nullptr,
+                    &c);
   const int64_t n = model.num_params();
   cohort::OptimizerConfig oc;
   oc.type = cohort::OptimizerType::kAdamW;
@@ -84,7 +84,8 @@ TrainerPath RunTrainerPath(int64_t W, int L, int64_t B, int steps) {
   auto x = c.Alloc({B * W}, DType::kF32);
   auto y = c.Alloc({B}, DType::kI32);
   auto loss = c.Alloc({1}, DType::kF32);
-  if (!opt.ok() || !params.ok() || !grads.ok() || !params16.ok() || !x.ok() || !y.ok() || !loss.ok()) {
+  if (!opt.ok() || !params.ok() || !grads.ok() || !params16.ok() || !x.ok() || !y.ok() ||
+      !loss.ok()) {
     out.error = "allocation failed on " + c.Describe();
     return out;
   }
@@ -107,8 +108,9 @@ TrainerPath RunTrainerPath(int64_t W, int L, int64_t B, int steps) {
   cohort::Status failed;
   auto step = [&] {
     c.CastFromFloat(params->data<float>(), DType::kBF16, params16->raw(), n, 1.0f);
-    cohort::Status s = model.ForwardBackwardTo(params->data<float>(), x->data<float>(), y->data<int32_t>(), B,
-                                               grads->data<float>(), loss->data<float>(), nullptr, nullptr, &p);
+    cohort::Status s =
+        model.ForwardBackwardTo(params->data<float>(), x->data<float>(), y->data<int32_t>(), B,
+                                grads->data<float>(), loss->data<float>(), nullptr, nullptr, &p);
     if (!s.ok() && failed.ok()) failed = s;
     (*opt)->Step(params->data<float>(), grads->data<float>());
     s = c.Sync();
@@ -125,7 +127,8 @@ TrainerPath RunTrainerPath(int64_t W, int L, int64_t B, int steps) {
   for (int i = 0; i < steps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     step();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
   out.ms = ms[ms.size() / 2];
@@ -145,13 +148,20 @@ struct Args {
 bool ParseArgs(int argc, char** argv, Args* a) {
   for (int i = 1; i < argc; ++i) {
     const bool more = i + 1 < argc;
-    if (!std::strcmp(argv[i], "--json") && more) a->json_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--steps") && more) a->steps = std::stoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--width") && more) a->width = std::stoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--batch") && more) a->batch = std::stoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--layers") && more) a->layers = std::stoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--json") && more)
+      a->json_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--steps") && more)
+      a->steps = std::stoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--width") && more)
+      a->width = std::stoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batch") && more)
+      a->batch = std::stoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--layers") && more)
+      a->layers = std::stoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--json PATH] [--steps N] [--width W] [--batch B] [--layers L]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--json PATH] [--steps N] [--width W] [--batch B] [--layers L]\n",
+                   argv[0]);
       return false;
     }
   }
@@ -192,7 +202,8 @@ KernelMlp MakeKernelMlp(int64_t W, int64_t L, int64_t B) {
   m.wbf = DeviceAlloc<uint16_t>(size_t(L * wn));
   {
     std::mt19937 rng(1);
-    std::uniform_real_distribution<float> u(-1.0f / std::sqrt(float(W)), 1.0f / std::sqrt(float(W)));
+    std::uniform_real_distribution<float> u(-1.0f / std::sqrt(float(W)),
+                                            1.0f / std::sqrt(float(W)));
     std::vector<float> h(size_t(L * wn));
     for (auto& x : h) x = u(rng);
     Upload(m.w, h);
@@ -223,7 +234,8 @@ KernelMlp MakeKernelMlp(int64_t W, int64_t L, int64_t B) {
   for (int64_t l = 0; l < L; ++l) {
     m.params.push_back({m.w + l * wn, m.dw + l * wn, m.mw + l * wn, m.vw + l * wn, wn});
   }
-  for (int64_t l = 0; l < L; ++l) m.params.push_back({m.b + l * W, m.db + l * W, m.mb + l * W, m.vb + l * W, W});
+  for (int64_t l = 0; l < L; ++l)
+    m.params.push_back({m.b + l * W, m.db + l * W, m.mb + l * W, m.vb + l * W, W});
   return m;
 }
 
@@ -237,7 +249,8 @@ void KernelStep(KernelMlp& m) {
     const void* wl = static_cast<const uint16_t*>(m.wbf) + l * wn;
     // y = x W^T (W is out x in, row-major), then bias + activation in place.
     kc::GemmMixed(false, true, B, W, W, 1.0f, bf, m.xbf[l], W, wl, W, 0.0f, f32, m.y[l], W);
-    kc::BiasActForward(m.y[l], m.b + l * W, m.y[l], B, W, l + 1 < L ? Activation::kRelu : Activation::kNone);
+    kc::BiasActForward(m.y[l], m.b + l * W, m.y[l], B, W,
+                       l + 1 < L ? Activation::kRelu : Activation::kNone);
     if (l + 1 < L) kc::CastFromFloat(m.y[l], bf, m.xbf[l + 1], B * W, 1.0f);
   }
   kc::SoftmaxCrossEntropyForward(m.y[L - 1], m.labels, m.probs, B, W, m.loss);
@@ -248,7 +261,8 @@ void KernelStep(KernelMlp& m) {
     kc::BiasGrad(dz, m.db + l * W, B, W);
     kc::CastFromFloat(dz, bf, m.dzbf, B * W, 1.0f);
     // dW = dz^T x (fp32, straight into the master gradient); dx = dz W.
-    kc::GemmMixed(true, false, W, W, B, 1.0f, bf, m.dzbf, W, m.xbf[l], W, 0.0f, f32, m.dw + l * wn, W);
+    kc::GemmMixed(true, false, W, W, B, 1.0f, bf, m.dzbf, W, m.xbf[l], W, 0.0f, f32, m.dw + l * wn,
+                  W);
     if (l > 0) {
       const void* wl = static_cast<const uint16_t*>(m.wbf) + l * wn;
       kc::GemmMixed(false, false, B, W, W, 1.0f, bf, m.dzbf, W, wl, W, 0.0f, f32, m.dx, W);
@@ -306,26 +320,30 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gpu_train_bench: the trainer path failed: %s\n", tp.error.c_str());
     return 2;
   }
-  std::printf("Cohort trainer path (runtime/mlp + optimizer on a CUDA Compute, same model): %.3f ms/step, "
-              "%.0f samples/s, %.1f TFLOP/s; loss %.4f -> %.4f\n",
-              tp.ms, B / tp.ms * 1e3, flops / tp.ms / 1e9, tp.first_loss, tp.last_loss);
-  std::printf("\nCohort MLP step (%lld x %lld, %lld layers, batch %lld, bf16 GEMMs, fp32 master, AdamW): "
-              "%.3f ms/step, %.0f samples/s, %.1f TFLOP/s; loss %.4f -> %.4f\n",
-              (long long)W, (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9,
-              first_loss, last_loss);
+  std::printf(
+      "Cohort trainer path (runtime/mlp + optimizer on a CUDA Compute, same model): %.3f ms/step, "
+      "%.0f samples/s, %.1f TFLOP/s; loss %.4f -> %.4f\n",
+      tp.ms, B / tp.ms * 1e3, flops / tp.ms / 1e9, tp.first_loss, tp.last_loss);
+  std::printf(
+      "\nCohort MLP step (%lld x %lld, %lld layers, batch %lld, bf16 GEMMs, fp32 master, AdamW): "
+      "%.3f ms/step, %.0f samples/s, %.1f TFLOP/s; loss %.4f -> %.4f\n",
+      (long long)W, (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9,
+      first_loss, last_loss);
   if (!json_path.empty()) {
     FILE* f = std::fopen(json_path.c_str(), "w");
     if (f == nullptr) {
       std::perror(json_path.c_str());
       return 1;
     }
-    std::fprintf(f,
-                 "{\"impl\": \"cohort\", \"width\": %lld, \"layers\": %lld, \"batch\": %lld, \"ms_per_step\": %.4f, "
-                 "\"samples_per_s\": %.1f, \"TFLOPs\": %.2f, \"loss_first\": %.5f, \"loss_last\": %.5f, "
-                 "\"trainer_ms_per_step\": %.4f, \"trainer_samples_per_s\": %.1f, \"trainer_TFLOPs\": %.2f, "
-                 "\"trainer_loss_first\": %.5f, \"trainer_loss_last\": %.5f}\n",
-                 (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9, first_loss, last_loss,
-                 tp.ms, B / tp.ms * 1e3, flops / tp.ms / 1e9, tp.first_loss, tp.last_loss);
+    std::fprintf(
+        f,
+        "{\"impl\": \"cohort\", \"width\": %lld, \"layers\": %lld, \"batch\": %lld, "
+        "\"ms_per_step\": %.4f, "
+        "\"samples_per_s\": %.1f, \"TFLOPs\": %.2f, \"loss_first\": %.5f, \"loss_last\": %.5f, "
+        "\"trainer_ms_per_step\": %.4f, \"trainer_samples_per_s\": %.1f, \"trainer_TFLOPs\": %.2f, "
+        "\"trainer_loss_first\": %.5f, \"trainer_loss_last\": %.5f}\n",
+        (long long)W, (long long)L, (long long)B, ms, B / ms * 1e3, flops / ms / 1e9, first_loss,
+        last_loss, tp.ms, B / tp.ms * 1e3, flops / tp.ms / 1e9, tp.first_loss, tp.last_loss);
     std::fclose(f);
   }
   return 0;

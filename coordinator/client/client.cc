@@ -8,8 +8,8 @@
 #include <random>
 #include <thread>
 
-#include "coordinator/health/failure_detector.h"
 #include "coordinator/client/rpc_metadata.h"
+#include "coordinator/health/failure_detector.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace cohort::coordinator {
@@ -21,18 +21,30 @@ namespace {
 
 StatusCode FromGrpc(grpc::StatusCode c) {
   switch (c) {
-    case grpc::StatusCode::OK: return StatusCode::kOk;
-    case grpc::StatusCode::INVALID_ARGUMENT: return StatusCode::kInvalidArgument;
-    case grpc::StatusCode::NOT_FOUND: return StatusCode::kNotFound;
-    case grpc::StatusCode::DATA_LOSS: return StatusCode::kDataLoss;
-    case grpc::StatusCode::UNAVAILABLE: return StatusCode::kUnavailable;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return StatusCode::kDeadlineExceeded;
-    case grpc::StatusCode::ABORTED: return StatusCode::kAborted;
-    case grpc::StatusCode::FAILED_PRECONDITION: return StatusCode::kFailedPrecondition;
-    case grpc::StatusCode::UNIMPLEMENTED: return StatusCode::kUnimplemented;
-    case grpc::StatusCode::PERMISSION_DENIED: return StatusCode::kPermissionDenied;
-    case grpc::StatusCode::UNAUTHENTICATED: return StatusCode::kPermissionDenied;
-    default: return StatusCode::kInternal;
+    case grpc::StatusCode::OK:
+      return StatusCode::kOk;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return StatusCode::kInvalidArgument;
+    case grpc::StatusCode::NOT_FOUND:
+      return StatusCode::kNotFound;
+    case grpc::StatusCode::DATA_LOSS:
+      return StatusCode::kDataLoss;
+    case grpc::StatusCode::UNAVAILABLE:
+      return StatusCode::kUnavailable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return StatusCode::kDeadlineExceeded;
+    case grpc::StatusCode::ABORTED:
+      return StatusCode::kAborted;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return StatusCode::kFailedPrecondition;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return StatusCode::kUnimplemented;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return StatusCode::kPermissionDenied;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return StatusCode::kPermissionDenied;
+    default:
+      return StatusCode::kInternal;
   }
 }
 
@@ -49,7 +61,8 @@ JobInfo JobFromProto(const pb::JobResponse& j) {
   JobInfo out;
   out.epoch = j.epoch();
   for (const pb::MemberInfo& m : j.members()) {
-    out.members.push_back(MemberInfo{m.id(), m.address(), static_cast<MemberState>(m.state()), m.last_heartbeat_ms(), m.rank()});
+    out.members.push_back(MemberInfo{m.id(), m.address(), static_cast<MemberState>(m.state()),
+                                     m.last_heartbeat_ms(), m.rank()});
   }
   out.ranks.assign(j.ranks().begin(), j.ranks().end());
   if (j.has_checkpoint()) out.last_checkpoint = CheckpointFromProto(j.last_checkpoint());
@@ -94,10 +107,12 @@ struct Client::Impl {
     auto it = endpoints.find(addr);
     if (it != endpoints.end()) return it->second;
     grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(limits::kPeerReconnectMin.count()));
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                static_cast<int>(limits::kPeerReconnectMin.count()));
     // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC takes it as the minimum
     // connect timeout, and 50 ms cut TLS handshakes short on a loaded machine.
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(limits::kPeerReconnectMax.count()));
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                static_cast<int>(limits::kPeerReconnectMax.count()));
     args.SetMaxReceiveMessageSize(limits::kMaxRpcBytes);
     health::CircuitBreaker::Options bo;
     bo.failure_threshold = 3;
@@ -116,13 +131,15 @@ struct Client::Impl {
   }
 
   Status Lease(pb::LeaseOp op, uint64_t lease, uint64_t ttl_ms, uint64_t* granted);
-  Status Member(pb::MemberOp op, const std::string& member, const std::string& address, uint64_t epoch);
+  Status Member(pb::MemberOp op, const std::string& member, const std::string& address,
+                uint64_t epoch);
 
   // The leader when known and its breaker lets it through; else the next
   // endpoint whose breaker is not open; else the next one regardless.
   std::string Pick() {
     Clock::time_point now = Clock::now();
-    if (!leader.empty() && Get(leader).breaker.Update(now) != health::BreakerState::kOpen) return leader;
+    if (!leader.empty() && Get(leader).breaker.Update(now) != health::BreakerState::kOpen)
+      return leader;
     for (size_t i = 0; i < order.size(); ++i) {
       const std::string& a = order[(next + i) % order.size()];
       if (Get(a).breaker.Update(now) != health::BreakerState::kOpen) {
@@ -136,15 +153,17 @@ struct Client::Impl {
   }
 
   // A checkpoint propose or commit (req holds its own fields), fenced by epoch.
-  Status CheckpointWrite(uint64_t epoch, uint64_t step, pb::CheckpointRequest& req, const char* what) {
+  Status CheckpointWrite(uint64_t epoch, uint64_t step, pb::CheckpointRequest& req,
+                         const char* what) {
     req.set_epoch(epoch);
     req.set_step(step);
     req.set_client_id(opt.client_id);
     req.set_seq(++seq);
     pb::JobWriteResponse resp;
-    return Call(what + std::to_string(step), [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-      return stub->Checkpoint(ctx, req, &resp);
-    });
+    return Call(what + std::to_string(step),
+                [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                  return stub->Checkpoint(ctx, req, &resp);
+                });
   }
 
   // Runs `fn(stub, ctx)` until it succeeds, fails for good, or the deadline passes.
@@ -162,7 +181,8 @@ struct Client::Impl {
       Endpoint& ep = Get(addr);
       grpc::ClientContext ctx;
       ctx.AddMetadata(kTokenMetadata, opt.token);
-      ctx.set_deadline(std::chrono::system_clock::now() + (std::min(deadline, now + opt.attempt_timeout + extra) - now));
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       (std::min(deadline, now + opt.attempt_timeout + extra) - now));
       grpc::Status s = fn(ep.stub.get(), &ctx);
       now = Clock::now();
       if (s.ok()) {
@@ -173,7 +193,8 @@ struct Client::Impl {
       last_error = addr + ": " + s.error_message();
       StatusCode code = FromGrpc(s.error_code());
       std::string hint = Metadata(ctx, kLeaderAddressMetadata);
-      bool answered = !Metadata(ctx, kLeaderIdMetadata).empty() || code == StatusCode::kFailedPrecondition ||
+      bool answered = !Metadata(ctx, kLeaderIdMetadata).empty() ||
+                      code == StatusCode::kFailedPrecondition ||
                       code == StatusCode::kPermissionDenied || code == StatusCode::kInvalidArgument;
       if (answered) {
         ep.breaker.OnSuccess(now);
@@ -206,12 +227,14 @@ struct Client::Impl {
       redirects = 0;
       // Exponential backoff with jitter in [backoff/2, backoff].
       auto half = backoff.count() / 2;
-      auto sleep = std::chrono::milliseconds(half + static_cast<int64_t>(rng() % static_cast<uint64_t>(half + 1)));
+      auto sleep = std::chrono::milliseconds(
+          half + static_cast<int64_t>(rng() % static_cast<uint64_t>(half + 1)));
       if (Clock::now() + sleep >= deadline) break;
       std::this_thread::sleep_for(sleep);
       backoff = std::min(backoff * 2, limits::kClientBackoffMax);
     }
-    return DeadlineExceeded(what + " did not succeed within " + std::to_string(opt.deadline.count()) +
+    return DeadlineExceeded(what + " did not succeed within " +
+                            std::to_string(opt.deadline.count()) +
                             " ms; last error: " + last_error);
   }
 };
@@ -222,7 +245,8 @@ Client::~Client() = default;
 Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   if (options.endpoints.empty()) return InvalidArgument("no coordinator endpoints given");
   if (options.endpoints.size() > limits::kMaxEndpoints) {
-    return InvalidArgument("too many coordinator endpoints (at most " + std::to_string(limits::kMaxEndpoints) + ")");
+    return InvalidArgument("too many coordinator endpoints (at most " +
+                           std::to_string(limits::kMaxEndpoints) + ")");
   }
   if (options.token.empty()) return InvalidArgument("empty cluster token; give --token-file");
   auto impl = std::make_unique<Impl>();
@@ -246,9 +270,10 @@ Result<PutResult> Client::Put(const std::string& key, const std::string& value, 
   req.set_client_id(impl_->opt.client_id);
   req.set_seq(++impl_->seq);  // the same number on every retry
   pb::PutResponse resp;
-  COHORT_RETURN_IF_ERROR(impl_->Call("put '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->Put(ctx, req, &resp);
-  }));
+  COHORT_RETURN_IF_ERROR(
+      impl_->Call("put '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+        return stub->Put(ctx, req, &resp);
+      }));
   PutResult out;
   if (resp.has_previous()) out.previous = resp.previous();
   out.index = resp.index();
@@ -266,9 +291,10 @@ Result<CasResult> Client::Cas(const std::string& key, const std::optional<std::s
   req.set_client_id(impl_->opt.client_id);
   req.set_seq(++impl_->seq);
   pb::CasResponse resp;
-  COHORT_RETURN_IF_ERROR(impl_->Call("cas '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->Cas(ctx, req, &resp);
-  }));
+  COHORT_RETURN_IF_ERROR(
+      impl_->Call("cas '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+        return stub->Cas(ctx, req, &resp);
+      }));
   CasResult out;
   out.swapped = resp.swapped();
   if (resp.has_previous()) out.previous = resp.previous();
@@ -281,9 +307,10 @@ Result<std::optional<std::string>> Client::Get(const std::string& key) {
   pb::GetRequest req;
   req.set_key(key);
   pb::GetResponse resp;
-  COHORT_RETURN_IF_ERROR(impl_->Call("get '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->Get(ctx, req, &resp);
-  }));
+  COHORT_RETURN_IF_ERROR(
+      impl_->Call("get '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+        return stub->Get(ctx, req, &resp);
+      }));
   if (!resp.found()) return std::optional<std::string>();
   return std::optional<std::string>(resp.value());
 }
@@ -322,9 +349,10 @@ Result<bool> Client::Delete(const std::string& key) {
   req.set_client_id(impl_->opt.client_id);
   req.set_seq(++impl_->seq);
   pb::DeleteResponse resp;
-  COHORT_RETURN_IF_ERROR(impl_->Call("delete '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->Delete(ctx, req, &resp);
-  }));
+  COHORT_RETURN_IF_ERROR(impl_->Call("delete '" + key + "'",
+                                     [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                                       return stub->Delete(ctx, req, &resp);
+                                     }));
   return resp.deleted();
 }
 
@@ -336,9 +364,10 @@ Result<int64_t> Client::Add(const std::string& key, int64_t delta, uint64_t leas
   req.set_client_id(impl_->opt.client_id);
   req.set_seq(++impl_->seq);
   pb::AddResponse resp;
-  COHORT_RETURN_IF_ERROR(impl_->Call("add to '" + key + "'", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->Add(ctx, req, &resp);
-  }));
+  COHORT_RETURN_IF_ERROR(impl_->Call("add to '" + key + "'",
+                                     [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                                       return stub->Add(ctx, req, &resp);
+                                     }));
   return resp.value();
 }
 
@@ -377,9 +406,10 @@ Status Client::Impl::Lease(pb::LeaseOp op, uint64_t lease, uint64_t ttl_ms, uint
   req.set_client_id(opt.client_id);
   req.set_seq(++seq);
   pb::LeaseResponse resp;
-  COHORT_RETURN_IF_ERROR(Call("lease " + std::to_string(lease), [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->Lease(ctx, req, &resp);
-  }));
+  COHORT_RETURN_IF_ERROR(Call("lease " + std::to_string(lease),
+                              [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                                return stub->Lease(ctx, req, &resp);
+                              }));
   if (granted) *granted = resp.lease();
   return Status::Ok();
 }
@@ -390,10 +420,15 @@ Result<uint64_t> Client::GrantLease(std::chrono::milliseconds ttl) {
   COHORT_RETURN_IF_ERROR(impl_->Lease(pb::LEASE_GRANT, 0, static_cast<uint64_t>(ttl.count()), &id));
   return id;
 }
-Status Client::KeepAlive(uint64_t lease) { return impl_->Lease(pb::LEASE_KEEPALIVE, lease, 0, nullptr); }
-Status Client::RevokeLease(uint64_t lease) { return impl_->Lease(pb::LEASE_REVOKE, lease, 0, nullptr); }
+Status Client::KeepAlive(uint64_t lease) {
+  return impl_->Lease(pb::LEASE_KEEPALIVE, lease, 0, nullptr);
+}
+Status Client::RevokeLease(uint64_t lease) {
+  return impl_->Lease(pb::LEASE_REVOKE, lease, 0, nullptr);
+}
 
-Status Client::Impl::Member(pb::MemberOp op, const std::string& member, const std::string& address, uint64_t epoch) {
+Status Client::Impl::Member(pb::MemberOp op, const std::string& member, const std::string& address,
+                            uint64_t epoch) {
   pb::MemberRequest req;
   req.set_op(op);
   req.set_member(member);
@@ -403,7 +438,9 @@ Status Client::Impl::Member(pb::MemberOp op, const std::string& member, const st
   req.set_seq(++seq);
   pb::JobWriteResponse resp;
   return Call("member '" + member + "' " + pb::MemberOp_Name(op),
-              [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) { return stub->Member(ctx, req, &resp); });
+              [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+                return stub->Member(ctx, req, &resp);
+              });
 }
 
 Status Client::Join(const std::string& member, const std::string& address, uint64_t epoch) {
@@ -433,7 +470,8 @@ Result<uint64_t> Client::CommitEpoch(uint64_t epoch, const std::vector<std::stri
   return resp.epoch();
 }
 
-Status Client::ProposeCheckpoint(uint64_t epoch, uint64_t step, const std::string& path, const std::string& checksum) {
+Status Client::ProposeCheckpoint(uint64_t epoch, uint64_t step, const std::string& path,
+                                 const std::string& checksum) {
   pb::CheckpointRequest req;
   req.set_commit(false);
   req.set_path(path);
@@ -450,9 +488,10 @@ Status Client::CommitCheckpoint(uint64_t epoch, uint64_t step) {
 Result<JobInfo> Client::GetJob() {
   pb::JobRequest req;
   pb::JobResponse resp;
-  COHORT_RETURN_IF_ERROR(impl_->Call("get job", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
-    return stub->GetJob(ctx, req, &resp);
-  }));
+  COHORT_RETURN_IF_ERROR(
+      impl_->Call("get job", [&](pb::Coordinator::Stub* stub, grpc::ClientContext* ctx) {
+        return stub->GetJob(ctx, req, &resp);
+      }));
   return JobFromProto(resp);
 }
 

@@ -42,7 +42,8 @@ namespace cohort::coordinator {
 struct ClientOptions {
   std::vector<std::string> endpoints;  // "host:port", at most limits::kMaxEndpoints
   std::string token;                   // the cluster's shared secret
-  std::chrono::milliseconds deadline = limits::kClientDefaultDeadline;  // per operation, retries included
+  std::chrono::milliseconds deadline =
+      limits::kClientDefaultDeadline;  // per operation, retries included
   std::chrono::milliseconds attempt_timeout = limits::kClientAttemptTimeout;
   uint64_t client_id = 0;  // 0: a random id
   std::string tls_ca_pem;  // non-empty: TLS, servers verified against this CA (PEM contents)
@@ -71,7 +72,7 @@ struct WatchEvent {
 struct WatchResult {
   std::vector<WatchEvent> events;  // empty: the timeout passed with no change
   uint64_t revision = 0;           // the key space's revision when answered: watch again after it
-  bool more = false;               // more changes than one answer: watch again after the last mod_revision
+  bool more = false;  // more changes than one answer: watch again after the last mod_revision
 };
 
 struct MemberInfo {
@@ -126,8 +127,8 @@ class Client {
   // (NotFound when the lease does not exist).
   Result<PutResult> Put(const std::string& key, const std::string& value, uint64_t lease = 0);
   // Swaps in `value` when the key holds `expected` (nullopt: when absent).
-  Result<CasResult> Cas(const std::string& key, const std::optional<std::string>& expected, const std::string& value,
-                        uint64_t lease = 0);
+  Result<CasResult> Cas(const std::string& key, const std::optional<std::string>& expected,
+                        const std::string& value, uint64_t lease = 0);
   // Linearizable read; nullopt when the key is absent.
   Result<std::optional<std::string>> Get(const std::string& key);
   // Whether the key existed.
@@ -155,7 +156,8 @@ class Client {
   Status MarkFailed(const std::string& member, uint64_t epoch);
   // Commits epoch + 1 with `members` in rank order; returns the new epoch.
   Result<uint64_t> CommitEpoch(uint64_t epoch, const std::vector<std::string>& members);
-  Status ProposeCheckpoint(uint64_t epoch, uint64_t step, const std::string& path, const std::string& checksum);
+  Status ProposeCheckpoint(uint64_t epoch, uint64_t step, const std::string& path,
+                           const std::string& checksum);
   Status CommitCheckpoint(uint64_t epoch, uint64_t step);
   // Linearizable view of the job.
   Result<JobInfo> GetJob();

@@ -25,13 +25,15 @@ void PhiAccrualDetector::Heartbeat(TimePoint now) {
 double PhiAccrualDetector::Phi(TimePoint now) const {
   if (!has_last_) return 0.0;
   const double n = static_cast<double>(intervals_.size());
-  const double mean = n > 0 ? sum_ / n : static_cast<double>(options_.first_interval_estimate.count());
+  const double mean =
+      n > 0 ? sum_ / n : static_cast<double>(options_.first_interval_estimate.count());
   const double var = n > 1 ? std::max(0.0, sum_sq_ / n - mean * mean) : (mean / 4) * (mean / 4);
   const double stddev = std::max(std::sqrt(var), static_cast<double>(options_.min_stddev.count()));
   const double silent = std::chrono::duration<double, std::milli>(now - last_).count();
   // P(next arrival later than `silent`) under N(mean + pause, stddev); the
   // logistic approximation of the normal tail keeps it finite and monotone.
-  const double y = (silent - mean - static_cast<double>(options_.acceptable_pause.count())) / stddev;
+  const double y =
+      (silent - mean - static_cast<double>(options_.acceptable_pause.count())) / stddev;
   const double e = std::exp(-y * (1.5976 + 0.070566 * y * y));
   const double p_later = y > 0 ? e / (1.0 + e) : 1.0 - 1.0 / (1.0 + e);
   return -std::log10(std::max(p_later, 1e-300));
@@ -39,9 +41,12 @@ double PhiAccrualDetector::Phi(TimePoint now) const {
 
 std::string_view BreakerStateName(BreakerState s) {
   switch (s) {
-    case BreakerState::kClosed: return "closed";
-    case BreakerState::kOpen: return "open";
-    case BreakerState::kHalfOpen: return "half-open";
+    case BreakerState::kClosed:
+      return "closed";
+    case BreakerState::kOpen:
+      return "open";
+    case BreakerState::kHalfOpen:
+      return "half-open";
   }
   return "?";
 }

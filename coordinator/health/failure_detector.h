@@ -27,9 +27,9 @@ using Millis = std::chrono::milliseconds;
 class PhiAccrualDetector {
  public:
   struct Options {
-    size_t window = 100;                  // inter-arrival samples kept (bounded)
-    Millis min_stddev{20};                // floor, so a very regular sender is not judged too harshly
-    Millis acceptable_pause{0};           // added to the mean: tolerated extra silence
+    size_t window = 100;         // inter-arrival samples kept (bounded)
+    Millis min_stddev{20};       // floor, so a very regular sender is not judged too harshly
+    Millis acceptable_pause{0};  // added to the mean: tolerated extra silence
     Millis first_interval_estimate{500};  // assumed interval before two heartbeats arrived
   };
   PhiAccrualDetector() : PhiAccrualDetector(Options{}) {}
@@ -68,7 +68,8 @@ class CircuitBreaker {
     PhiAccrualDetector::Options detector;
   };
   CircuitBreaker() : CircuitBreaker(Options{}) {}
-  explicit CircuitBreaker(Options options) : options_(options), detector_(options.detector), cooldown_(options.cooldown) {}
+  explicit CircuitBreaker(Options options)
+      : options_(options), detector_(options.detector), cooldown_(options.cooldown) {}
 
   // A probe or heartbeat answered / failed at `now`.
   void OnSuccess(TimePoint now);

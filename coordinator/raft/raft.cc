@@ -30,28 +30,44 @@ bool ConfState::Contains(NodeId id) const {
 
 const char* MessageTypeName(MessageType t) {
   switch (t) {
-    case MessageType::kPreVote: return "PreVote";
-    case MessageType::kPreVoteResp: return "PreVoteResp";
-    case MessageType::kVote: return "Vote";
-    case MessageType::kVoteResp: return "VoteResp";
-    case MessageType::kApp: return "App";
-    case MessageType::kAppResp: return "AppResp";
-    case MessageType::kHeartbeat: return "Heartbeat";
-    case MessageType::kHeartbeatResp: return "HeartbeatResp";
-    case MessageType::kSnap: return "Snap";
-    case MessageType::kTimeoutNow: return "TimeoutNow";
-    case MessageType::kReadIndex: return "ReadIndex";
-    case MessageType::kReadIndexResp: return "ReadIndexResp";
+    case MessageType::kPreVote:
+      return "PreVote";
+    case MessageType::kPreVoteResp:
+      return "PreVoteResp";
+    case MessageType::kVote:
+      return "Vote";
+    case MessageType::kVoteResp:
+      return "VoteResp";
+    case MessageType::kApp:
+      return "App";
+    case MessageType::kAppResp:
+      return "AppResp";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatResp:
+      return "HeartbeatResp";
+    case MessageType::kSnap:
+      return "Snap";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
+    case MessageType::kReadIndex:
+      return "ReadIndex";
+    case MessageType::kReadIndexResp:
+      return "ReadIndexResp";
   }
   return "?";
 }
 
 const char* RoleName(Role r) {
   switch (r) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   return "?";
 }
@@ -91,7 +107,8 @@ Raft::Raft(const Config& config, InitialState state)
   term_ = state.hard_state.term;
   vote_ = state.hard_state.vote;
   commit_ = std::max(state.hard_state.commit, snapshot_.meta.index);
-  COHORT_CHECK(commit_ <= last_index()) << "commit " << commit_ << " beyond last index " << last_index();
+  COHORT_CHECK(commit_ <= last_index())
+      << "commit " << commit_ << " beyond last index " << last_index();
   applied_ = snapshot_.meta.index;
   stabled_ = last_index();
   RecomputeConf();
@@ -109,7 +126,8 @@ std::optional<uint64_t> Raft::TermAt(uint64_t index) const {
 
 const Entry& Raft::EntryAt(uint64_t index) const {
   COHORT_CHECK(index > snapshot_.meta.index && index <= last_index())
-      << "EntryAt(" << index << ") outside (" << snapshot_.meta.index << ", " << last_index() << "]";
+      << "EntryAt(" << index << ") outside (" << snapshot_.meta.index << ", " << last_index()
+      << "]";
   return entries_[index - snapshot_.meta.index - 1];
 }
 
@@ -135,7 +153,8 @@ void Raft::AppendToLog(std::vector<Entry> ents) {
 }
 
 void Raft::TruncateFrom(uint64_t index) {
-  COHORT_CHECK(index > commit_) << "truncating committed entry " << index << " (commit " << commit_ << ")";
+  COHORT_CHECK(index > commit_) << "truncating committed entry " << index << " (commit " << commit_
+                                << ")";
   COHORT_CHECK(index > snapshot_.meta.index);
   while (last_index() >= index) entries_.pop_back();
   if (stabled_ >= index) stabled_ = index - 1;
@@ -229,7 +248,8 @@ void Raft::Reset(uint64_t term) {
 
 void Raft::ResetRandomizedElectionTimeout() {
   randomized_election_timeout_ =
-      cfg_.election_tick + static_cast<int>(rng_.Uniform(static_cast<uint64_t>(cfg_.election_tick)));
+      cfg_.election_tick +
+      static_cast<int>(rng_.Uniform(static_cast<uint64_t>(cfg_.election_tick)));
 }
 
 void Raft::BecomeFollower(uint64_t term, NodeId lead) {
@@ -340,7 +360,8 @@ void Raft::Step(const Message& m) {
   if (m.term > term_) {
     if (m.type == MessageType::kPreVote || m.type == MessageType::kVote) {
       bool force = m.context == kCampaignTransfer;
-      bool in_lease = cfg_.check_quorum && lead_ != kNoNode && election_elapsed_ < cfg_.election_tick;
+      bool in_lease =
+          cfg_.check_quorum && lead_ != kNoNode && election_elapsed_ < cfg_.election_tick;
       // Dissertation 9.6: a server that heard from a leader within the
       // minimum election timeout neither grants a vote nor adopts the term.
       if (!force && in_lease) return;
@@ -381,10 +402,16 @@ void Raft::Step(const Message& m) {
     return;
   }
   switch (role_) {
-    case Role::kLeader: StepLeader(m); break;
+    case Role::kLeader:
+      StepLeader(m);
+      break;
     case Role::kPreCandidate:
-    case Role::kCandidate: StepCandidate(m); break;
-    case Role::kFollower: StepFollower(m); break;
+    case Role::kCandidate:
+      StepCandidate(m);
+      break;
+    case Role::kFollower:
+      StepFollower(m);
+      break;
   }
 }
 
@@ -392,7 +419,8 @@ void Raft::HandleVote(const Message& m) {
   bool pre = m.type == MessageType::kPreVote;
   // Paper 5.2: at most one vote per term (first come, first served); a
   // follower that knows a leader of this term votes for no one else.
-  bool can_vote = vote_ == m.from || (vote_ == kNoNode && lead_ == kNoNode) || (pre && m.term > term_);
+  bool can_vote =
+      vote_ == m.from || (vote_ == kNoNode && lead_ == kNoNode) || (pre && m.term > term_);
   Message r;
   r.type = pre ? MessageType::kPreVoteResp : MessageType::kVoteResp;
   r.to = m.from;
@@ -434,7 +462,8 @@ void Raft::StepFollower(const Message& m) {
     case MessageType::kReadIndexResp:
       read_states_.push_back({m.index, m.context});
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -459,7 +488,8 @@ void Raft::StepCandidate(const Message& m) {
     case MessageType::kVoteResp:
       if (!pre) Poll(m.from, !m.reject, false);
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -554,7 +584,8 @@ void Raft::StepLeader(const Message& m) {
       pr.recent_active = true;
       HandleHeartbeatResp(m, pr);
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -570,11 +601,15 @@ void Raft::HandleAppResp(const Message& m, Progress& pr) {
   bool was_paused = pr.IsPaused();
   if (!pr.MaybeUpdate(m.index)) return;
   switch (pr.state) {
-    case ProgressState::kProbe: pr.BecomeReplicate(); break;
+    case ProgressState::kProbe:
+      pr.BecomeReplicate();
+      break;
     case ProgressState::kSnapshot:
       if (pr.match >= pr.pending_snapshot) pr.BecomeReplicate();
       break;
-    case ProgressState::kReplicate: pr.inflights.FreeLE(m.index); break;
+    case ProgressState::kReplicate:
+      pr.inflights.FreeLE(m.index);
+      break;
   }
   if (MaybeCommit()) {
     if (role_ != Role::kLeader) return;  // stepped down after committing its removal
@@ -680,7 +715,8 @@ bool Raft::SendAppend(NodeId to, bool send_if_empty) {
   m.log_term = *prev_term;
   m.commit = commit_;
   size_t bytes = 0;
-  for (uint64_t i = pr.next; i <= last_index() && m.entries.size() < cfg_.max_entries_per_msg; ++i) {
+  for (uint64_t i = pr.next; i <= last_index() && m.entries.size() < cfg_.max_entries_per_msg;
+       ++i) {
     const Entry& e = EntryAt(i);
     if (!m.entries.empty() && bytes + EntryBytes(e) > cfg_.max_bytes_per_msg) break;
     bytes += EntryBytes(e);
@@ -808,12 +844,12 @@ Result<uint64_t> Raft::Propose(std::string data) {
                               std::to_string(lead_) + "); send the proposal to the leader");
   }
   if (lead_transferee_ != kNoNode) {
-    return FailedPrecondition("leadership is being transferred to node " + std::to_string(lead_transferee_) +
-                              "; retry at the new leader");
+    return FailedPrecondition("leadership is being transferred to node " +
+                              std::to_string(lead_transferee_) + "; retry at the new leader");
   }
   if (data.size() > limits::kMaxEntryBytes) {
-    return InvalidArgument("proposal of " + std::to_string(data.size()) + " bytes exceeds the limit of " +
-                           std::to_string(limits::kMaxEntryBytes));
+    return InvalidArgument("proposal of " + std::to_string(data.size()) +
+                           " bytes exceeds the limit of " + std::to_string(limits::kMaxEntryBytes));
   }
   if (last_index() - commit_ >= limits::kMaxUncommittedEntries) {
     return Unavailable("too many uncommitted entries (" + std::to_string(last_index() - commit_) +
@@ -885,7 +921,8 @@ Status Raft::ReadIndex(uint64_t request_id) {
     if (TermAt(commit_) != term_) {
       return Unavailable("leader has not committed an entry of its term yet; retry shortly");
     }
-    if (pending_reads_.size() >= limits::kMaxPendingReads) return Unavailable("too many pending reads");
+    if (pending_reads_.size() >= limits::kMaxPendingReads)
+      return Unavailable("too many pending reads");
     HandleReadIndexOnLeader(id_, request_id);
     return Status::Ok();
   }
@@ -911,7 +948,8 @@ void Raft::ReportSnapshot(NodeId to, bool ok) {
 Result<Snapshot> Raft::CreateSnapshot(uint64_t index, std::string data) {
   COHORT_CHECK(!ready_outstanding_);
   if (index <= snapshot_.meta.index) {
-    return FailedPrecondition("snapshot index " + std::to_string(index) + " is not above the current one (" +
+    return FailedPrecondition("snapshot index " + std::to_string(index) +
+                              " is not above the current one (" +
                               std::to_string(snapshot_.meta.index) + ")");
   }
   if (index > applied_) {
@@ -948,7 +986,8 @@ Ready Raft::GetReady() {
   for (uint64_t i = std::max(stabled_ + 1, first_index()); i <= last_index(); ++i) {
     rd.entries.push_back(EntryAt(i));
   }
-  for (uint64_t i = applied_ + 1; i <= AppliableUpTo(); ++i) rd.committed_entries.push_back(EntryAt(i));
+  for (uint64_t i = applied_ + 1; i <= AppliableUpTo(); ++i)
+    rd.committed_entries.push_back(EntryAt(i));
   rd.messages = std::move(msgs_);
   msgs_.clear();
   rd.read_states = std::move(read_states_);

@@ -66,7 +66,7 @@ struct Config {
 // the entries after it are re-applied from the log up to the commit index.
 struct InitialState {
   HardState hard_state;
-  Snapshot snapshot;          // meta.index 0 for a fresh node
+  Snapshot snapshot;           // meta.index 0 for a fresh node
   std::vector<Entry> entries;  // contiguous, starting at snapshot.meta.index + 1
 };
 
@@ -86,11 +86,11 @@ struct SoftState {
 
 struct Ready {
   SoftState soft_state;
-  std::optional<HardState> hard_state;  // set when it changed
-  std::vector<Entry> entries;           // to persist before sending
-  std::optional<Snapshot> snapshot;     // received from a leader: persist and apply
+  std::optional<HardState> hard_state;   // set when it changed
+  std::vector<Entry> entries;            // to persist before sending
+  std::optional<Snapshot> snapshot;      // received from a leader: persist and apply
   std::vector<Entry> committed_entries;  // to apply, in order
-  std::vector<Message> messages;        // to send after persisting
+  std::vector<Message> messages;         // to send after persisting
   std::vector<ReadState> read_states;
   // An fsync is needed before the messages go out: the term, the vote,
   // entries or a snapshot changed. A commit-index-only change need not be
@@ -249,7 +249,7 @@ class Raft {
   std::deque<Entry> entries_;
   uint64_t commit_ = 0;
   uint64_t applied_ = 0;
-  uint64_t stabled_ = 0;  // entries <= stabled_ are on the driver's disk
+  uint64_t stabled_ = 0;           // entries <= stabled_ are on the driver's disk
   bool snapshot_pending_ = false;  // snapshot_ came from a leader, not yet persisted
 
   // Configuration: the latest in the log (conf_index_ its entry; 0 when it

@@ -70,17 +70,17 @@ struct Snapshot {
 };
 
 enum class MessageType : uint8_t {
-  kPreVote,        // "would you vote for me at term+1?" (dissertation 9.6)
+  kPreVote,  // "would you vote for me at term+1?" (dissertation 9.6)
   kPreVoteResp,
-  kVote,           // RequestVote
+  kVote,  // RequestVote
   kVoteResp,
-  kApp,            // AppendEntries
+  kApp,  // AppendEntries
   kAppResp,
-  kHeartbeat,      // empty AppendEntries that carries commit and a read context
+  kHeartbeat,  // empty AppendEntries that carries commit and a read context
   kHeartbeatResp,
-  kSnap,           // InstallSnapshot (the whole snapshot in one message)
-  kTimeoutNow,     // leadership transfer: start an election now (dissertation 3.10)
-  kReadIndex,      // follower -> leader: confirm a read index (dissertation 6.4)
+  kSnap,        // InstallSnapshot (the whole snapshot in one message)
+  kTimeoutNow,  // leadership transfer: start an election now (dissertation 3.10)
+  kReadIndex,   // follower -> leader: confirm a read index (dissertation 6.4)
   kReadIndexResp,
 };
 const char* MessageTypeName(MessageType t);

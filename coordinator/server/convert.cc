@@ -55,8 +55,8 @@ Result<raft::Message> FromProto(const pb::Message& m) {
   static_assert(static_cast<int>(raft::MessageType::kPreVote) == pb::MSG_PRE_VOTE);
   static_assert(static_cast<int>(raft::MessageType::kSnap) == pb::MSG_SNAP);
   if (m.type() < 0 || m.type() > kMaxMessageType) {
-    return InvalidArgument("raft message of unknown type " + std::to_string(m.type()) + " from node " +
-                           std::to_string(m.from()));
+    return InvalidArgument("raft message of unknown type " + std::to_string(m.type()) +
+                           " from node " + std::to_string(m.from()));
   }
   raft::Message out;
   out.type = static_cast<raft::MessageType>(m.type());
@@ -75,8 +75,8 @@ Result<raft::Message> FromProto(const pb::Message& m) {
     } else if (e.type() == pb::ENTRY_CONF_CHANGE) {
       re.type = raft::EntryType::kConfChange;
     } else {
-      return InvalidArgument("raft entry of unknown type " + std::to_string(e.type()) + " at index " +
-                             std::to_string(e.index()));
+      return InvalidArgument("raft entry of unknown type " + std::to_string(e.type()) +
+                             " at index " + std::to_string(e.index()));
     }
     re.data = e.data();
     out.entries.push_back(std::move(re));
@@ -97,7 +97,8 @@ void FillJob(const KvStateMachine& kv, pb::JobResponse* out) {
     pb::MemberInfo* mi = out->add_members();
     mi->set_id(id);
     mi->set_address(m.address);
-    mi->set_state(static_cast<pb::MemberState>(m.state));  // same numbers (coordinator/kv/job_types.h)
+    mi->set_state(
+        static_cast<pb::MemberState>(m.state));  // same numbers (coordinator/kv/job_types.h)
     mi->set_last_heartbeat_ms(m.last_heartbeat_ms);
     auto it = rank.find(id);
     mi->set_rank(it == rank.end() ? -1 : it->second);

@@ -171,7 +171,8 @@ void Node::Impl::ApplyEntry(const raft::Entry& e) {
             Aborted("sequence number older than this client's last write; not applied"));
       } else if (result.code != StatusCode::kOk) {
         it->second.waiter->Complete(
-            Status(result.code, result.error, static_cast<int>(result.refusal)));  // no leader hint: not a redirect
+            Status(result.code, result.error,
+                   static_cast<int>(result.refusal)));  // no leader hint: not a redirect
       } else {
         it->second.waiter->Complete(Status::Ok(), 0, result, e.index);
       }

@@ -254,7 +254,8 @@ NodeMetrics Node::Metrics() const {
     m.last_index = v.last;
     m.snapshot_index = v.snapshot;
     m.epoch = v.job.epoch();
-    for (const pb::MemberInfo& mi : v.job.members()) ++m.members_by_state[MemberStateName(static_cast<MemberState>(mi.state()))];
+    for (const pb::MemberInfo& mi : v.job.members())
+      ++m.members_by_state[MemberStateName(static_cast<MemberState>(mi.state()))];
   }
   std::lock_guard<std::mutex> lock(impl_->metrics_mu);
   m.rpcs = impl_->rpcs;

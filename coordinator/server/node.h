@@ -66,7 +66,7 @@ struct NodeOptions {
   std::chrono::milliseconds tick = limits::kDefaultTick;
   std::chrono::milliseconds heartbeat = limits::kDefaultHeartbeat;  // multiple of tick
   std::chrono::milliseconds election = limits::kDefaultElection;    // > heartbeat, multiple of tick
-  uint64_t snapshot_every = limits::kDefaultSnapshotEvery;          // applied entries between snapshots
+  uint64_t snapshot_every = limits::kDefaultSnapshotEvery;  // applied entries between snapshots
   // TLS: all three PEM files, or none for plaintext. The node serves with
   // cert/key and verifies its peers' certificates against ca (a peer's
   // certificate must name its --peers host, e.g. IP:127.0.0.1).
@@ -78,18 +78,19 @@ struct NodeOptions {
 // A node's numbers for its metrics endpoint (tools/coordinator_cmd.cc):
 // copied out at the time of the call.
 struct NodeMetrics {
-  std::string role;      // follower | candidate | leader (raft::RoleName)
+  std::string role;         // follower | candidate | leader (raft::RoleName)
   raft::NodeId leader = 0;  // 0: none known
   uint64_t term = 0, commit_index = 0, applied_index = 0, last_index = 0, snapshot_index = 0;
-  uint64_t epoch = 0;                          // the job's epoch as this node applied it
+  uint64_t epoch = 0;                           // the job's epoch as this node applied it
   std::map<std::string, int> members_by_state;  // joining | active | failed | left -> count
   struct Rpc {
     uint64_t calls = 0;
     std::map<std::string, uint64_t> errors;  // gRPC code name (e.g. PERMISSION_DENIED) -> count
   };
-  std::map<std::string, Rpc> rpcs;  // "Service/Method" (e.g. "Coordinator/Put") -> counts, since start
-  uint64_t wal_syncs = 0;           // WAL writes that ended in fsync
-  double wal_sync_seconds = 0;      // their total time (write + fsync)
+  std::map<std::string, Rpc>
+      rpcs;                     // "Service/Method" (e.g. "Coordinator/Put") -> counts, since start
+  uint64_t wal_syncs = 0;       // WAL writes that ended in fsync
+  double wal_sync_seconds = 0;  // their total time (write + fsync)
   // The job controller's breaker per member (0 closed, 1 half-open, 2 open);
   // empty unless this node leads.
   std::map<std::string, int> breakers;

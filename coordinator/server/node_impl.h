@@ -41,6 +41,7 @@
 #include "coordinator/server/node.h"
 #include "coordinator/server/peer_transport.h"
 #include "coordinator/storage/wal.h"
+#include "core/clock.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace cohort::coordinator {
@@ -98,20 +99,17 @@ using Query = std::function<std::optional<std::string>(const KvStateMachine&, ui
 struct Request {
   enum class Kind { kPropose, kRead };
   Kind kind = Kind::kPropose;
-  KvCommand cmd;        // kPropose; the leader stamps now_ms when it proposes
-  Query query;          // kRead
+  KvCommand cmd;  // kPropose; the leader stamps now_ms when it proposes
+  Query query;    // kRead
   Clock::duration watch =
       Clock::duration::zero();  // kRead: how long the query may wait for a change
   std::shared_ptr<Waiter> waiter;
 };
 
-// Wall clock in ms since the Unix epoch: the timestamps the leader writes
-// into commands (heartbeats, lease deadlines). Never read while applying.
-inline uint64_t WallMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
+// Wall clock in ms since the Unix epoch (core/clock.h): the timestamps the
+// leader writes into commands (heartbeats, lease deadlines). Never read while
+// applying.
+inline uint64_t WallMs() { return static_cast<uint64_t>(WallClockMs()); }
 
 // What Status reports, copied out of the Raft thread after every round.
 struct StatusView {

@@ -69,7 +69,8 @@ void Unlift(Node* call) {
 }
 
 // Checks one key's operations.
-bool CheckOne(const std::vector<const KvOp*>& ops, uint64_t max_states, uint64_t* explored, bool* gave_up) {
+bool CheckOne(const std::vector<const KvOp*>& ops, uint64_t max_states, uint64_t* explored,
+              bool* gave_up) {
   size_t n = ops.size();
   std::vector<Node> nodes(2 * n + 1);
   Node* head = &nodes[2 * n];
@@ -163,18 +164,30 @@ LinearizabilityResult CheckKvLinearizable(const std::vector<KvOp>& history, uint
 
 std::string DescribeKvHistory(const std::vector<KvOp>& history, const std::string& key) {
   std::ostringstream os;
-  auto show = [](const std::optional<std::string>& v) { return v ? "'" + *v + "'" : std::string("nil"); };
+  auto show = [](const std::optional<std::string>& v) {
+    return v ? "'" + *v + "'" : std::string("nil");
+  };
   for (const KvOp& op : history) {
     if (op.key != key) continue;
     os << "  client " << op.client << " [" << op.call << ", ";
-    if (op.completed) os << op.ret; else os << "inf";
+    if (op.completed)
+      os << op.ret;
+    else
+      os << "inf";
     os << "] ";
     switch (op.kind) {
-      case KvOp::Kind::kGet: os << "get -> " << (op.completed ? show(op.out) : "?"); break;
-      case KvOp::Kind::kPut: os << "put '" << op.value << "' prev " << (op.completed ? show(op.out) : "?"); break;
+      case KvOp::Kind::kGet:
+        os << "get -> " << (op.completed ? show(op.out) : "?");
+        break;
+      case KvOp::Kind::kPut:
+        os << "put '" << op.value << "' prev " << (op.completed ? show(op.out) : "?");
+        break;
       case KvOp::Kind::kCas:
         os << "cas " << show(op.expected) << " -> '" << op.value << "' ";
-        if (op.completed) os << (op.ok ? "ok" : "failed") << " prev " << show(op.out); else os << "?";
+        if (op.completed)
+          os << (op.ok ? "ok" : "failed") << " prev " << show(op.out);
+        else
+          os << "?";
         break;
     }
     os << "\n";

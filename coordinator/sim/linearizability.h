@@ -21,8 +21,8 @@ struct KvOp {
   Kind kind = Kind::kGet;
   uint64_t client = 0;
   int64_t call = 0;
-  int64_t ret = 0;          // ignored when !completed
-  bool completed = false;   // the output below is known
+  int64_t ret = 0;         // ignored when !completed
+  bool completed = false;  // the output below is known
   std::string key;
   std::string value;                    // kPut, kCas: new value
   std::optional<std::string> expected;  // kCas
@@ -33,14 +33,15 @@ struct KvOp {
 
 struct LinearizabilityResult {
   bool linearizable = true;
-  bool gave_up = false;       // the search passed max_states for some key
-  std::string failing_key;    // when !linearizable
+  bool gave_up = false;     // the search passed max_states for some key
+  std::string failing_key;  // when !linearizable
   uint64_t states_explored = 0;
 };
 
 // `max_states` bounds the memo table per key (the search is NP-complete in
 // general; with a few clients it stays small).
-LinearizabilityResult CheckKvLinearizable(const std::vector<KvOp>& history, uint64_t max_states = 2'000'000);
+LinearizabilityResult CheckKvLinearizable(const std::vector<KvOp>& history,
+                                          uint64_t max_states = 2'000'000);
 
 // Human-readable dump of one key's operations, for failure reports.
 std::string DescribeKvHistory(const std::vector<KvOp>& history, const std::string& key);

@@ -7,13 +7,14 @@
 // exits 1. A COHORT_CHECK inside the core aborts; the handler below still
 // names the seed.
 
+#include <unistd.h>
+
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
 #include <string>
-#include <unistd.h>
 
 #include "coordinator/sim/simulator.h"
 
@@ -64,18 +65,26 @@ int main(int argc, char** argv) {
       return true;
     };
     bool ok = true;
-    if (a == "--seed-start") ok = value(&seed_start);
-    else if (a == "--seeds") ok = value(&seeds);
-    else if (a == "--nodes") ok = value(&nodes);
-    else if (a == "--steps") ok = value(&steps);
-    else if (a == "--liveness-ticks") ok = value(&liveness);
-    else if (a == "--verbose") verbose = true;
-    else return Usage(("unknown flag " + a).c_str());
+    if (a == "--seed-start")
+      ok = value(&seed_start);
+    else if (a == "--seeds")
+      ok = value(&seeds);
+    else if (a == "--nodes")
+      ok = value(&nodes);
+    else if (a == "--steps")
+      ok = value(&steps);
+    else if (a == "--liveness-ticks")
+      ok = value(&liveness);
+    else if (a == "--verbose")
+      verbose = true;
+    else
+      return Usage(("unknown flag " + a).c_str());
     if (!ok) return Usage(("flag " + a + " needs a non-negative integer").c_str());
   }
   if (nodes != 3 && nodes != 5) return Usage("--nodes must be 3 or 5");
   if (steps < 1 || steps > 10'000'000) return Usage("--steps must be in [1, 10000000]");
-  if (liveness < 50 || liveness > 1'000'000) return Usage("--liveness-ticks must be in [50, 1000000]");
+  if (liveness < 50 || liveness > 1'000'000)
+    return Usage("--liveness-ticks must be in [50, 1000000]");
   std::signal(SIGABRT, OnAbort);
 
   cohort::coordinator::SimStats total;
@@ -92,23 +101,30 @@ int main(int argc, char** argv) {
     cohort::coordinator::SimResult r = cohort::coordinator::RunSimulation(opt);
     total.Add(r.stats);
     if (!r.ok) {
-      std::fprintf(stderr, "raft_sim: FAILED seed %llu\n%s\nreplay: raft_sim --seed-start %llu --seeds 1 --nodes %llu --steps %llu --verbose\n",
-                   static_cast<unsigned long long>(s), r.failure.c_str(), static_cast<unsigned long long>(s),
-                   static_cast<unsigned long long>(nodes), static_cast<unsigned long long>(steps));
+      std::fprintf(stderr,
+                   "raft_sim: FAILED seed %llu\n%s\nreplay: raft_sim --seed-start %llu --seeds 1 "
+                   "--nodes %llu --steps %llu --verbose\n",
+                   static_cast<unsigned long long>(s), r.failure.c_str(),
+                   static_cast<unsigned long long>(s), static_cast<unsigned long long>(nodes),
+                   static_cast<unsigned long long>(steps));
       return 1;
     }
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf(
-      "raft_sim: %llu seeds ok (seeds %llu..%llu, %llu nodes): %llu steps, %llu elections, %llu commits, "
-      "%llu client ops (%llu reads), %llu faults (%llu drops, %llu dups, %llu partitions, %llu crashes, %llu torn writes, %llu torn tails recovered), "
+      "raft_sim: %llu seeds ok (seeds %llu..%llu, %llu nodes): %llu steps, %llu elections, %llu "
+      "commits, "
+      "%llu client ops (%llu reads), %llu faults (%llu drops, %llu dups, %llu partitions, %llu "
+      "crashes, %llu torn writes, %llu torn tails recovered), "
       "%llu snapshots, %llu installs, %llu conf changes, %llu transfers; %.2f s, %.0f seeds/min\n",
-      (unsigned long long)seeds, (unsigned long long)seed_start, (unsigned long long)(seed_start + seeds - 1),
-      (unsigned long long)nodes, (unsigned long long)total.steps, (unsigned long long)total.elections,
-      (unsigned long long)total.commits, (unsigned long long)total.client_ops, (unsigned long long)total.reads,
-      (unsigned long long)total.faults, (unsigned long long)total.drops, (unsigned long long)total.duplicates,
-      (unsigned long long)total.partitions, (unsigned long long)total.crashes, (unsigned long long)total.torn_crashes,
-      (unsigned long long)total.torn_tails_recovered,
+      (unsigned long long)seeds, (unsigned long long)seed_start,
+      (unsigned long long)(seed_start + seeds - 1), (unsigned long long)nodes,
+      (unsigned long long)total.steps, (unsigned long long)total.elections,
+      (unsigned long long)total.commits, (unsigned long long)total.client_ops,
+      (unsigned long long)total.reads, (unsigned long long)total.faults,
+      (unsigned long long)total.drops, (unsigned long long)total.duplicates,
+      (unsigned long long)total.partitions, (unsigned long long)total.crashes,
+      (unsigned long long)total.torn_crashes, (unsigned long long)total.torn_tails_recovered,
       (unsigned long long)total.snapshots, (unsigned long long)total.snapshot_installs,
       (unsigned long long)total.conf_changes, (unsigned long long)total.transfers, secs,
       secs > 0 ? seeds * 60.0 / secs : 0.0);

@@ -70,18 +70,18 @@ constexpr size_t kMaxInFlightMessages = 20000;
 
 // Fault rates, all drawn from the seed.
 struct Faults {
-  double drop = 0;           // per message
-  double duplicate = 0;      // per message
-  int max_delay = 1;         // ticks; delays in [1, max_delay] reorder messages
-  double partition = 0;      // per tick: a new random partition
-  double heal = 0;           // per tick: partitions heal
-  double crash = 0;          // per tick: a random up node crashes
+  double drop = 0;             // per message
+  double duplicate = 0;        // per message
+  int max_delay = 1;           // ticks; delays in [1, max_delay] reorder messages
+  double partition = 0;        // per tick: a new random partition
+  double heal = 0;             // per tick: partitions heal
+  double crash = 0;            // per tick: a random up node crashes
   double crash_mid_write = 0;  // per Ready: the node dies while writing it (torn write)
-  double zero_tail = 0;      // per crash: unsynced bytes come back as zeros
+  double zero_tail = 0;        // per crash: unsynced bytes come back as zeros
   int min_down = 5, max_down = 60;
-  double client_op = 0;      // per tick per idle client
-  double conf_change = 0;    // per tick
-  double transfer = 0;       // per tick
+  double client_op = 0;          // per tick per idle client
+  double conf_change = 0;        // per tick
+  double transfer = 0;           // per tick
   uint64_t snapshot_every = 20;  // entries applied between compactions
 };
 
@@ -159,7 +159,9 @@ class Sim {
   bool AllIdle() const;
   int64_t Now() { return ++clock_; }
   void Log(const std::string& s) {
-    if (opt_.verbose) std::fprintf(stderr, "[seed %llu t=%lld] %s\n", (unsigned long long)opt_.seed, (long long)tick_, s.c_str());
+    if (opt_.verbose)
+      std::fprintf(stderr, "[seed %llu t=%lld] %s\n", (unsigned long long)opt_.seed,
+                   (long long)tick_, s.c_str());
   }
 
   SimOptions opt_;
@@ -228,7 +230,9 @@ void Sim::Fail(const std::string& what) {
 void Sim::Boot(Node& n) {
   n.wal = std::make_unique<Wal>(&n.fs, WalOptions{"/data", 2048});
   Result<InitialState> st = n.wal->Load();
-  if (!st.ok()) return Fail("fresh node " + std::to_string(n.id) + " failed to load: " + st.status().ToString());
+  if (!st.ok())
+    return Fail("fresh node " + std::to_string(n.id) +
+                " failed to load: " + st.status().ToString());
   std::vector<NodeId> voters;
   for (size_t i = 1; i < nodes_.size(); ++i) voters.push_back(i);
   InitialState init = Bootstrap(voters);
@@ -242,7 +246,8 @@ void Sim::Restart(Node& n) {
   n.wal = std::make_unique<Wal>(&n.fs, WalOptions{"/data", 2048});
   Result<InitialState> st = n.wal->Load();
   if (!st.ok()) {
-    return Fail("node " + std::to_string(n.id) + " refused to restart after a crash: " + st.status().ToString());
+    return Fail("node " + std::to_string(n.id) +
+                " refused to restart after a crash: " + st.status().ToString());
   }
   InitialState init = std::move(st).value();
   if (n.wal->stats().torn_bytes_truncated > 0) ++stats_.torn_tails_recovered;
@@ -254,8 +259,9 @@ void Sim::Restart(Node& n) {
   n.raft = std::make_unique<Raft>(NodeConfig(n.id), std::move(init));
   n.waiting_reads.clear();
   n.up = true;
-  Log("restart node " + std::to_string(n.id) + " term " + std::to_string(n.raft->term()) + " last " +
-      std::to_string(n.raft->last_index()) + " commit " + std::to_string(n.raft->commit()));
+  Log("restart node " + std::to_string(n.id) + " term " + std::to_string(n.raft->term()) +
+      " last " + std::to_string(n.raft->last_index()) + " commit " +
+      std::to_string(n.raft->commit()));
 }
 
 void Sim::Crash(Node& n, bool mid_write) {
@@ -264,7 +270,8 @@ void Sim::Crash(Node& n, bool mid_write) {
   n.wal.reset();
   n.waiting_reads.clear();
   n.fs.Crash(rng_, f_.zero_tail);
-  n.restart_at = tick_ + f_.min_down + static_cast<int64_t>(rng_.Uniform(f_.max_down - f_.min_down + 1));
+  n.restart_at =
+      tick_ + f_.min_down + static_cast<int64_t>(rng_.Uniform(f_.max_down - f_.min_down + 1));
   ++stats_.crashes;
   ++stats_.faults;
   if (mid_write) ++stats_.torn_crashes;
@@ -296,9 +303,10 @@ void Sim::ApplyEntry(Node& n, const Entry& e) {
   uint32_t h = EntryHash(e);
   if (e.index <= applied_.size()) {
     if (applied_[e.index - 1].term != e.term || applied_[e.index - 1].hash != h) {
-      return Fail("state machine safety: node " + std::to_string(n.id) + " applied index " + std::to_string(e.index) +
-                  " term " + std::to_string(e.term) + " but another node applied term " +
-                  std::to_string(applied_[e.index - 1].term) + " there");
+      return Fail("state machine safety: node " + std::to_string(n.id) + " applied index " +
+                  std::to_string(e.index) + " term " + std::to_string(e.term) +
+                  " but another node applied term " + std::to_string(applied_[e.index - 1].term) +
+                  " there");
     }
   } else if (e.index == applied_.size() + 1) {
     applied_.push_back({e.term, h, n.raft->term()});
@@ -314,8 +322,11 @@ void Sim::ApplyEntry(Node& n, const Entry& e) {
   if (r.stale) return Fail("stale command applied: client " + std::to_string(cmd->client_id));
   // Answer the client if this node is the one it is waiting on.
   for (Client& c : clients_) {
-    if (!c.busy || c.id != cmd->client_id || c.cmd.seq != cmd->seq || c.node != n.id || !c.submitted) continue;
-    if (history_[c.op].kind == KvOp::Kind::kGet) continue;  // a late duplicate of its previous write
+    if (!c.busy || c.id != cmd->client_id || c.cmd.seq != cmd->seq || c.node != n.id ||
+        !c.submitted)
+      continue;
+    if (history_[c.op].kind == KvOp::Kind::kGet)
+      continue;  // a late duplicate of its previous write
     KvOp& op = history_[c.op];
     op.completed = true;
     op.ret = Now();
@@ -359,18 +370,20 @@ void Sim::ProcessReady(Node& n) {
     Ready rd = n.raft->GetReady();
     // Log matching, checked on everything a node stores.
     for (const Entry& e : rd.entries) {
-      std::optional<uint64_t> prev = e.index - 1 == 0 ? std::optional<uint64_t>(0) : n.raft->TermAt(e.index - 1);
+      std::optional<uint64_t> prev =
+          e.index - 1 == 0 ? std::optional<uint64_t>(0) : n.raft->TermAt(e.index - 1);
       EntryInfo info{EntryHash(e), prev.value_or(0), prev.has_value()};
       auto [it, inserted] = seen_entries_.emplace(std::make_pair(e.index, e.term), info);
       if (!inserted) {
         if (it->second.hash != info.hash) {
-          return Fail("log matching: two different entries at index " + std::to_string(e.index) + " term " +
-                      std::to_string(e.term) + " (node " + std::to_string(n.id) + ")");
+          return Fail("log matching: two different entries at index " + std::to_string(e.index) +
+                      " term " + std::to_string(e.term) + " (node " + std::to_string(n.id) + ")");
         }
         if (it->second.prev_known && info.prev_known && it->second.prev_term != info.prev_term) {
-          return Fail("log matching: entry " + std::to_string(e.index) + " term " + std::to_string(e.term) +
-                      " follows term " + std::to_string(info.prev_term) + " on node " + std::to_string(n.id) +
-                      " but term " + std::to_string(it->second.prev_term) + " elsewhere");
+          return Fail("log matching: entry " + std::to_string(e.index) + " term " +
+                      std::to_string(e.term) + " follows term " + std::to_string(info.prev_term) +
+                      " on node " + std::to_string(n.id) + " but term " +
+                      std::to_string(it->second.prev_term) + " elsewhere");
         }
       }
     }
@@ -397,8 +410,9 @@ void Sim::ProcessReady(Node& n) {
       ++stats_.snapshot_installs;
       uint64_t si = rd.snapshot->meta.index;
       if (si <= applied_.size() && applied_[si - 1].term != rd.snapshot->meta.term) {
-        return Fail("snapshot at index " + std::to_string(si) + " has term " + std::to_string(rd.snapshot->meta.term) +
-                    " but term " + std::to_string(applied_[si - 1].term) + " was applied there");
+        return Fail("snapshot at index " + std::to_string(si) + " has term " +
+                    std::to_string(rd.snapshot->meta.term) + " but term " +
+                    std::to_string(applied_[si - 1].term) + " was applied there");
       }
     }
     for (const Entry& e : rd.committed_entries) {
@@ -424,7 +438,8 @@ void Sim::Deliver() {
   std::vector<InFlight> later;
   for (InFlight& m : net_) (m.deliver_at <= tick_ ? due : later).push_back(std::move(m));
   net_ = std::move(later);
-  std::sort(due.begin(), due.end(), [](const InFlight& a, const InFlight& b) { return a.order < b.order; });
+  std::sort(due.begin(), due.end(),
+            [](const InFlight& a, const InFlight& b) { return a.order < b.order; });
   for (InFlight& d : due) {
     if (failed_) return;
     const Message& m = d.msg;
@@ -557,7 +572,8 @@ void Sim::MaybeAdminActions() {
       }
       if (l->raft->ProposeConfChange(cc).ok()) {
         ++stats_.conf_changes;
-        Log(std::string(cc.type == ConfChange::Type::kAddNode ? "add" : "remove") + " node " + std::to_string(cc.node));
+        Log(std::string(cc.type == ConfChange::Type::kAddNode ? "add" : "remove") + " node " +
+            std::to_string(cc.node));
         ProcessReady(*l);
       }
     }
@@ -596,8 +612,9 @@ void Sim::CheckLeader(Node& n) {
     if (a.commit_term_bound >= term) continue;
     std::optional<uint64_t> t = n.raft->TermAt(idx);
     if (!t || *t != a.term || EntryHash(n.raft->EntryAt(idx)) != a.hash) {
-      Fail("leader completeness: leader " + std::to_string(n.id) + " of term " + std::to_string(term) +
-           " lacks committed entry " + std::to_string(idx) + " (term " + std::to_string(a.term) + ")");
+      Fail("leader completeness: leader " + std::to_string(n.id) + " of term " +
+           std::to_string(term) + " lacks committed entry " + std::to_string(idx) + " (term " +
+           std::to_string(a.term) + ")");
       return;
     }
   }
@@ -727,8 +744,9 @@ std::string Sim::DescribeNodes() const {
   std::ostringstream os;
   for (int i = 1; i <= opt_.nodes; ++i) {
     const Raft& r = *nodes_[i]->raft;
-    os << " node " << i << ": " << RoleName(r.role()) << " term " << r.term() << " vote " << r.vote() << " last "
-       << r.last_index() << "/" << r.TermAt(r.last_index()).value_or(0) << " commit " << r.commit() << " voters {";
+    os << " node " << i << ": " << RoleName(r.role()) << " term " << r.term() << " vote "
+       << r.vote() << " last " << r.last_index() << "/" << r.TermAt(r.last_index()).value_or(0)
+       << " commit " << r.commit() << " voters {";
     for (NodeId v : r.conf().voters) os << " " << v;
     os << " };";
   }
@@ -745,8 +763,8 @@ void Sim::CheckHistory() {
   LinearizabilityResult lr = CheckKvLinearizable(hist);
   stats_.lin_states += lr.states_explored;
   if (!lr.linearizable) {
-    Fail(std::string(lr.gave_up ? "linearizability check gave up" : "history is not linearizable") + " on key '" +
-         lr.failing_key + "':\n" + DescribeKvHistory(hist, lr.failing_key));
+    Fail(std::string(lr.gave_up ? "linearizability check gave up" : "history is not linearizable") +
+         " on key '" + lr.failing_key + "':\n" + DescribeKvHistory(hist, lr.failing_key));
   }
 }
 

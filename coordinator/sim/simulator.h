@@ -22,17 +22,17 @@ namespace cohort::coordinator {
 
 struct SimOptions {
   uint64_t seed = 1;
-  int nodes = 3;        // 3 or 5
-  int steps = 1000;     // ticks of the safety phase
+  int nodes = 3;             // 3 or 5
+  int steps = 1000;          // ticks of the safety phase
   int liveness_ticks = 400;  // bound on the liveness phase
   bool verbose = false;      // print fault and leader events to stderr
 };
 
 struct SimStats {
   uint64_t steps = 0;
-  uint64_t elections = 0;     // distinct (term, leader) pairs seen
-  uint64_t commits = 0;       // log indexes applied cluster-wide
-  uint64_t faults = 0;        // all of the below
+  uint64_t elections = 0;  // distinct (term, leader) pairs seen
+  uint64_t commits = 0;    // log indexes applied cluster-wide
+  uint64_t faults = 0;     // all of the below
   uint64_t drops = 0, duplicates = 0, partitions = 0, crashes = 0, torn_crashes = 0;
   uint64_t torn_tails_recovered = 0;  // restarts that truncated a torn WAL tail
   uint64_t messages = 0;

@@ -139,11 +139,13 @@ Status MemFileSystem::MakeDirs(const std::string& dir) {
 }
 
 Result<std::vector<std::string>> MemFileSystem::ListDir(const std::string& dir) {
-  if (std::find(dirs_.begin(), dirs_.end(), dir) == dirs_.end()) return NotFound("no directory " + dir);
+  if (std::find(dirs_.begin(), dirs_.end(), dir) == dirs_.end())
+    return NotFound("no directory " + dir);
   std::vector<std::string> names;
   std::string prefix = dir + "/";
   for (const auto& [path, f] : files_) {
-    if (path.compare(0, prefix.size(), prefix) == 0 && path.find('/', prefix.size()) == std::string::npos) {
+    if (path.compare(0, prefix.size(), prefix) == 0 &&
+        path.find('/', prefix.size()) == std::string::npos) {
       names.push_back(path.substr(prefix.size()));
     }
   }

@@ -41,7 +41,8 @@ std::string Hex16(uint64_t v) {
 bool ParseHexName(const std::string& name, const char* prefix, const char* suffix, uint64_t* v) {
   std::string p(prefix), s(suffix);
   if (name.size() != p.size() + 16 + s.size()) return false;
-  if (name.compare(0, p.size(), p) != 0 || name.compare(name.size() - s.size(), s.size(), s) != 0) return false;
+  if (name.compare(0, p.size(), p) != 0 || name.compare(name.size() - s.size(), s.size(), s) != 0)
+    return false;
   uint64_t x = 0;
   for (size_t i = p.size(); i < p.size() + 16; ++i) {
     char c = name[i];
@@ -87,7 +88,8 @@ std::string ResetPayload(uint64_t index, uint64_t term) {
 }
 
 bool AllZero(const std::string& s, size_t from) {
-  return std::all_of(s.begin() + static_cast<ptrdiff_t>(from), s.end(), [](char c) { return c == 0; });
+  return std::all_of(s.begin() + static_cast<ptrdiff_t>(from), s.end(),
+                     [](char c) { return c == 0; });
 }
 
 std::string At(const std::string& path, uint64_t offset) {
@@ -112,11 +114,14 @@ std::string EncodeSnapshotFile(const Snapshot& s) {
 Result<Snapshot> DecodeSnapshotFile(const std::string& contents, const std::string& path) {
   if (contents.size() < sizeof(kSnapMagic) + 4 ||
       contents.compare(0, sizeof(kSnapMagic), std::string(kSnapMagic, sizeof(kSnapMagic))) != 0) {
-    return DataLoss("snapshot " + path + " has no valid header (byte offset 0); restore it from a peer or remove it");
+    return DataLoss("snapshot " + path +
+                    " has no valid header (byte offset 0); restore it from a peer or remove it");
   }
-  std::string_view body(contents.data() + sizeof(kSnapMagic) + 4, contents.size() - sizeof(kSnapMagic) - 4);
+  std::string_view body(contents.data() + sizeof(kSnapMagic) + 4,
+                        contents.size() - sizeof(kSnapMagic) - 4);
   if (Crc32c(body.data(), body.size()) != LoadU32(contents.data() + sizeof(kSnapMagic))) {
-    return DataLoss("snapshot " + path + " fails its CRC32C check (byte offset 12); the file is corrupted");
+    return DataLoss("snapshot " + path +
+                    " fails its CRC32C check (byte offset 12); the file is corrupted");
   }
   Decoder d(body);
   Snapshot s;
@@ -135,7 +140,9 @@ Result<Snapshot> DecodeSnapshotFile(const std::string& contents, const std::stri
 
 Wal::Wal(FileSystem* fs, WalOptions options) : fs_(fs), options_(std::move(options)) {}
 
-std::string Wal::SegmentPath(uint64_t seq) const { return options_.dir + "/wal-" + Hex16(seq) + ".log"; }
+std::string Wal::SegmentPath(uint64_t seq) const {
+  return options_.dir + "/wal-" + Hex16(seq) + ".log";
+}
 
 std::vector<std::string> Wal::SegmentNames() const {
   std::vector<std::string> out;
@@ -224,7 +231,8 @@ Result<InitialState> Wal::Load() {
   Replay r;
   stats_.torn_bytes_truncated = 0;
   for (size_t si = 0; si < files.seqs.size(); ++si) {
-    COHORT_RETURN_IF_ERROR(ReplaySegment(files.seqs[si], /*last_segment=*/si + 1 == files.seqs.size(), &r));
+    COHORT_RETURN_IF_ERROR(
+        ReplaySegment(files.seqs[si], /*last_segment=*/si + 1 == files.seqs.size(), &r));
   }
 
   const SnapshotMeta& sm = st.snapshot.meta;
@@ -252,9 +260,10 @@ Status Wal::ReplaySegment(uint64_t seq, bool last_segment, Replay* r) {
       break;
     }
     if (!f.why.empty()) {
-      return DataLoss("WAL corrupted: " + f.why + " in " + At(path, off) +
-                      "; the node cannot recover on its own: restore its data directory from a peer "
-                      "(remove it and rejoin)");
+      return DataLoss(
+          "WAL corrupted: " + f.why + " in " + At(path, off) +
+          "; the node cannot recover on its own: restore its data directory from a peer "
+          "(remove it and rejoin)");
     }
     std::string_view payload(data.data() + off + kHeaderBytes, f.len);
     COHORT_RETURN_IF_ERROR(ReplayRecord(payload, path, off, r, &seg));
@@ -290,9 +299,9 @@ Status Wal::ReplayRecord(std::string_view payload, const std::string& path, uint
         r->base = e.index - 1;
       }
       if (e.index <= r->base || e.index > r->base + r->log.size() + 1) {
-        return DataLoss("WAL entry index " + std::to_string(e.index) + " does not follow the log (" +
-                        std::to_string(r->base + 1) + ".." + std::to_string(r->base + r->log.size()) + ") in " +
-                        At(path, off));
+        return DataLoss("WAL entry index " + std::to_string(e.index) +
+                        " does not follow the log (" + std::to_string(r->base + 1) + ".." +
+                        std::to_string(r->base + r->log.size()) + ") in " + At(path, off));
       }
       r->log.resize(e.index - r->base - 1);
       seg->max_index = std::max(seg->max_index, e.index);
@@ -343,7 +352,8 @@ Result<bool> Wal::ReconcileWithSnapshot(const SnapshotMeta& sm, Replay* r) const
       }
     } else {
       return DataLoss("WAL in " + options_.dir + " starts at index " + std::to_string(first) +
-                      " but the newest snapshot ends at " + std::to_string(sm.index) + ": entries are missing");
+                      " but the newest snapshot ends at " + std::to_string(sm.index) +
+                      ": entries are missing");
     }
   } else {
     need_reset = base != sm.index || (r->base_term_known && r->base_term != sm.term);
@@ -433,8 +443,8 @@ Status Wal::Save(const std::optional<HardState>& hard_state, const std::vector<E
   for (const Entry& e : entries) {
     std::string p = EntryPayload(e);
     if (p.size() > raft::limits::kMaxWalRecordBytes) {
-      return InvalidArgument("entry " + std::to_string(e.index) + " of " + std::to_string(e.data.size()) +
-                             " bytes exceeds the WAL record limit");
+      return InvalidArgument("entry " + std::to_string(e.index) + " of " +
+                             std::to_string(e.data.size()) + " bytes exceeds the WAL record limit");
     }
     AppendRecord(&buf, p);
     seg.max_index = std::max(seg.max_index, e.index);

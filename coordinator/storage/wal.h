@@ -75,8 +75,8 @@ class Wal final : public Storage {
   // snapshot (true: a reset record must follow); open the last segment for
   // appends (a new one when there is none) and write that reset record.
   Status ReplaySegment(uint64_t seq, bool last_segment, Replay* r);
-  static Status ReplayRecord(std::string_view payload, const std::string& path, uint64_t off, Replay* r,
-                             Segment* seg);
+  static Status ReplayRecord(std::string_view payload, const std::string& path, uint64_t off,
+                             Replay* r, Segment* seg);
   Result<bool> ReconcileWithSnapshot(const raft::SnapshotMeta& sm, Replay* r) const;
   Status OpenLastSegment(const raft::SnapshotMeta& sm, bool need_reset);
 

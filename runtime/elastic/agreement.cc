@@ -15,16 +15,17 @@ Status BroadcastState(Communicator& comm, LoadedCheckpoint* state, int root) {
   COHORT_RETURN_IF_ERROR(comm.Broadcast(counts, 2, DType::kI64, root));
   state->layout.step = counts[0];
   state->layout.optimizer_steps = counts[1];
-  COHORT_RETURN_IF_ERROR(comm.Broadcast(state->params.data(), state->params.size(), DType::kF32, root));
+  COHORT_RETURN_IF_ERROR(
+      comm.Broadcast(state->params.data(), state->params.size(), DType::kF32, root));
   for (auto& [name, v] : state->optim) {  // std::map: the same order on every rank
     COHORT_RETURN_IF_ERROR(comm.Broadcast(v.data(), v.size(), DType::kF32, root));
   }
   return Status::Ok();
 }
 
-Result<std::optional<LoadedCheckpoint>> ShareNewestState(Communicator& comm,
-                                                         const std::optional<LoadedCheckpoint>& held,
-                                                         const std::function<LoadedCheckpoint()>& empty, int* root) {
+Result<std::optional<LoadedCheckpoint>> ShareNewestState(
+    Communicator& comm, const std::optional<LoadedCheckpoint>& held,
+    const std::function<LoadedCheckpoint()>& empty, int* root) {
   if (root != nullptr) *root = -1;
   const int64_t mine = held ? held->layout.step : -1;
   COHORT_ASSIGN_OR_RETURN(int64_t newest, NewestStep(comm, mine));

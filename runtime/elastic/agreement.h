@@ -22,10 +22,9 @@ Result<int64_t> NewestStep(Communicator& comm, int64_t mine);
 // returns a state of the right shapes to receive into. nullopt on every rank
 // when no rank holds a state. *root (may be null): the rank it came from, or
 // -1.
-Result<std::optional<LoadedCheckpoint>> ShareNewestState(Communicator& comm,
-                                                         const std::optional<LoadedCheckpoint>& held,
-                                                         const std::function<LoadedCheckpoint()>& empty,
-                                                         int* root = nullptr);
+Result<std::optional<LoadedCheckpoint>> ShareNewestState(
+    Communicator& comm, const std::optional<LoadedCheckpoint>& held,
+    const std::function<LoadedCheckpoint()>& empty, int* root = nullptr);
 
 // Broadcasts `state` from `root` (its holder) into every rank's `state`,
 // whose tensors have the holder's shapes.

@@ -15,8 +15,9 @@
 namespace cohort::elastic {
 
 // Aborted when `latest` passes `epoch` before the bootstrap finished.
-Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> store, int rank, int world,
-                                                        const GlooOptions& go, const std::atomic<uint64_t>& latest,
+Result<std::unique_ptr<GlooCommunicator>> BootstrapGloo(std::shared_ptr<Store> store, int rank,
+                                                        int world, const GlooOptions& go,
+                                                        const std::atomic<uint64_t>& latest,
                                                         uint64_t epoch);
 
 }  // namespace cohort::elastic

@@ -29,21 +29,27 @@ Result<std::vector<CommittedCheckpoint>> ListCommittedCheckpoints(coordinator::C
   if (history) {
     nlohmann::json h = nlohmann::json::parse(*history, nullptr, false);
     if (!h.is_array()) {
-      return DataLoss("coordinator key " + CheckpointHistoryKey(job) + " is not a JSON list of checkpoints");
+      return DataLoss("coordinator key " + CheckpointHistoryKey(job) +
+                      " is not a JSON list of checkpoints");
     }
     for (const auto& e : h) {
-      if (!e.is_object() || !e.contains("step") || !e.contains("path") || !e.contains("checksum")) continue;
-      out.push_back({e["step"].get<int64_t>(), e["path"].get<std::string>(), e["checksum"].get<std::string>()});
+      if (!e.is_object() || !e.contains("step") || !e.contains("path") || !e.contains("checksum"))
+        continue;
+      out.push_back({e["step"].get<int64_t>(), e["path"].get<std::string>(),
+                     e["checksum"].get<std::string>()});
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step > b.step; });
   out.erase(std::unique(out.begin(), out.end(),
-                        [](const auto& a, const auto& b) { return a.step == b.step && a.checksum == b.checksum; }),
+                        [](const auto& a, const auto& b) {
+                          return a.step == b.step && a.checksum == b.checksum;
+                        }),
             out.end());
   return out;
 }
 
-std::string CoordinatorVerdict(const std::vector<CommittedCheckpoint>& committed, const std::string& step_dir) {
+std::string CoordinatorVerdict(const std::vector<CommittedCheckpoint>& committed,
+                               const std::string& step_dir) {
   const std::string path = std::filesystem::absolute(step_dir).lexically_normal().string();
   auto sum = ReadManifestChecksum(step_dir);
   bool named = false;
@@ -55,23 +61,26 @@ std::string CoordinatorVerdict(const std::vector<CommittedCheckpoint>& committed
   return named ? "changed" : "no";
 }
 
-Result<std::unique_ptr<CoordinatorCommitter>> CoordinatorCommitter::Create(const coordinator::ClientOptions& options,
-                                                                           std::string job, uint64_t epoch,
-                                                                           int64_t* committed) {
+Result<std::unique_ptr<CoordinatorCommitter>> CoordinatorCommitter::Create(
+    const coordinator::ClientOptions& options, std::string job, uint64_t epoch,
+    int64_t* committed) {
   COHORT_ASSIGN_OR_RETURN(auto client, coordinator::Client::Create(options));
   return std::unique_ptr<CoordinatorCommitter>(
       new CoordinatorCommitter(std::move(client), std::move(job), epoch, committed));
 }
 
-Result<bool> CoordinatorCommitter::Commit(const CheckpointLayout& layout, const std::string& step_dir,
+Result<bool> CoordinatorCommitter::Commit(const CheckpointLayout& layout,
+                                          const std::string& step_dir,
                                           const std::string& checksum) {
   const uint64_t step = static_cast<uint64_t>(layout.step);
   const std::string path = std::filesystem::absolute(step_dir).lexically_normal().string();
   // A refusal for the epoch is the end of this epoch, not of the job.
   auto refused = [&](const Status& s) -> Status {
     if (s.code() == StatusCode::kFailedPrecondition) {
-      return Status(StatusCode::kAborted, "the coordinator refused checkpoint step " + std::to_string(step) + " of epoch " +
-                     std::to_string(epoch_) + ": " + s.message(), s.detail());  // keeps the Refusal
+      return Status(StatusCode::kAborted,
+                    "the coordinator refused checkpoint step " + std::to_string(step) +
+                        " of epoch " + std::to_string(epoch_) + ": " + s.message(),
+                    s.detail());  // keeps the Refusal
     }
     return s.WithContext("committing checkpoint " + path + " through the coordinator");
   };

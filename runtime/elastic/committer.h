@@ -39,7 +39,8 @@ Result<std::vector<CommittedCheckpoint>> ListCommittedCheckpoints(coordinator::C
 // (it names this directory with the checksum its MANIFEST.json has now),
 // "changed" (it names the directory with another checksum: rewritten or
 // damaged since) or "no". `committed` is ListCommittedCheckpoints' answer.
-std::string CoordinatorVerdict(const std::vector<CommittedCheckpoint>& committed, const std::string& step_dir);
+std::string CoordinatorVerdict(const std::vector<CommittedCheckpoint>& committed,
+                               const std::string& step_dir);
 
 // Commits through the coordinator on behalf of the rank 0 of `epoch`. Uses
 // its own client (the caller's may be in use on another thread). Not
@@ -47,9 +48,9 @@ std::string CoordinatorVerdict(const std::vector<CommittedCheckpoint>& committed
 class CoordinatorCommitter final : public CheckpointCommitter {
  public:
   // `committed` (may be null, not owned) counts the checkpoints it commits.
-  static Result<std::unique_ptr<CoordinatorCommitter>> Create(const coordinator::ClientOptions& options,
-                                                              std::string job, uint64_t epoch,
-                                                              int64_t* committed = nullptr);
+  static Result<std::unique_ptr<CoordinatorCommitter>> Create(
+      const coordinator::ClientOptions& options, std::string job, uint64_t epoch,
+      int64_t* committed = nullptr);
   // Aborted when the coordinator refuses the epoch (superseded); false when
   // it declines the step as not newer than its last committed one.
   Result<bool> Commit(const CheckpointLayout& layout, const std::string& step_dir,

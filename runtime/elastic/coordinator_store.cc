@@ -10,11 +10,12 @@ using coordinator::WatchResult;
 
 using Clock = std::chrono::steady_clock;
 
-Result<std::shared_ptr<CoordinatorStore>> CoordinatorStore::Create(coordinator::ClientOptions options,
-                                                                   std::string prefix) {
+Result<std::shared_ptr<CoordinatorStore>> CoordinatorStore::Create(
+    coordinator::ClientOptions options, std::string prefix) {
   if (prefix.empty()) return InvalidArgument("CoordinatorStore: empty prefix");
   options.client_id = 0;  // every pooled client draws its own id
-  COHORT_ASSIGN_OR_RETURN(std::unique_ptr<coordinator::Client> first, coordinator::Client::Create(options));
+  COHORT_ASSIGN_OR_RETURN(std::unique_ptr<coordinator::Client> first,
+                          coordinator::Client::Create(options));
   auto store = std::shared_ptr<CoordinatorStore>(
       new CoordinatorStore(std::move(options), std::move(prefix)));
   store->Return(std::move(first));

@@ -81,5 +81,4 @@ struct ElasticEnv {
 // naming the variable when one is malformed or missing.
 Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment();
 
-
 }  // namespace cohort::elastic

@@ -20,11 +20,15 @@ class EpochStore final : public Store {
   // committed, as the heartbeat follows it.
   EpochStore(std::shared_ptr<Store> base, const std::atomic<uint64_t>* latest, uint64_t epoch)
       : base_(std::move(base)), latest_(latest), epoch_(epoch) {}
-  Status Set(std::string_view key, std::string_view value) override { return base_->Set(key, value); }
+  Status Set(std::string_view key, std::string_view value) override {
+    return base_->Set(key, value);
+  }
   // As the base's Get, in slices of at most 200 ms; Aborted once the job's
   // epoch is past this one.
   Result<std::string> Get(std::string_view key, std::chrono::milliseconds timeout) override;
-  Result<int64_t> Add(std::string_view key, int64_t delta) override { return base_->Add(key, delta); }
+  Result<int64_t> Add(std::string_view key, int64_t delta) override {
+    return base_->Add(key, delta);
+  }
   Result<bool> Check(std::string_view key) override { return base_->Check(key); }
 
  private:

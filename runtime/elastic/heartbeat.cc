@@ -7,7 +7,11 @@ namespace cohort::elastic {
 
 Heartbeat::Heartbeat(coordinator::ClientOptions co, std::string job, std::string member,
                      std::string address, const std::atomic<int64_t>* step)
-    : co_(std::move(co)), job_(std::move(job)), member_(std::move(member)), address_(std::move(address)), step_(step) {
+    : co_(std::move(co)),
+      job_(std::move(job)),
+      member_(std::move(member)),
+      address_(std::move(address)),
+      step_(step) {
   thread_ = std::thread([this] { Loop(); });
 }
 

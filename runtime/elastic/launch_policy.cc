@@ -22,8 +22,8 @@ std::optional<std::string> GiveUpReason(int alive_here, int alive_elsewhere, int
   const int alive = alive_here + alive_elsewhere;
   if (alive >= min || restarts < max_restarts) return std::nullopt;
   return std::to_string(alive) + " worker(s) alive in the job (" + std::to_string(alive_here) +
-         " here), fewer than --min " + std::to_string(min) + ", and no restart left (--max-restarts " +
-         std::to_string(max_restarts) + ")";
+         " here), fewer than --min " + std::to_string(min) +
+         ", and no restart left (--max-restarts " + std::to_string(max_restarts) + ")";
 }
 
 }  // namespace cohort::elastic

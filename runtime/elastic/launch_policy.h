@@ -11,10 +11,10 @@ namespace cohort::elastic {
 
 // A worker process ended.
 struct ExitFacts {
-  bool exited_zero = false;  // it finished the job
-  bool job_finishing = false;  // another worker already finished it
-  bool stopping = false;       // the launcher is stopping on a signal
-  bool failed = false;         // the job already failed
+  bool exited_zero = false;            // it finished the job
+  bool job_finishing = false;          // another worker already finished it
+  bool stopping = false;               // the launcher is stopping on a signal
+  bool failed = false;                 // the job already failed
   int restarts = 0, max_restarts = 0;  // used so far, allowed in all
 };
 enum class ExitAction {
@@ -28,7 +28,8 @@ ExitAction DecideOnExit(const ExitFacts& f);
 // A live worker as the coordinator's registry sees it, each poll.
 struct EvictionFacts {
   bool failed_in_registry = false;  // the job controller evicted it
-  std::optional<std::chrono::steady_clock::time_point> evicted_since;  // when the launcher first saw that
+  std::optional<std::chrono::steady_clock::time_point>
+      evicted_since;  // when the launcher first saw that
   std::chrono::steady_clock::time_point now;
   std::chrono::milliseconds hung_kill{0};  // 0: never kill
 };

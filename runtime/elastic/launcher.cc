@@ -24,9 +24,9 @@
 #include <thread>
 
 #include "coordinator/client/client.h"
+#include "coordinator/client/flags.h"
 #include "coordinator/controller/job_controller.h"
 #include "coordinator/server/embedded.h"
-#include "coordinator/client/flags.h"
 #include "core/clock.h"
 #include "core/logging.h"
 #include "runtime/elastic/env.h"
@@ -41,8 +41,9 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr Ms kLoopInterval{10};     // waitpid polling: the kill -9 detection granularity
 constexpr Ms kJobPollInterval{50};  // registry reads (joins, heartbeats)
-constexpr Ms kFinishGrace{30000};     // after the first worker finished, how long the rest may take
-constexpr Ms kEarlyDetection{1000};  // how much earlier than the launcher a worker may see a failure
+constexpr Ms kFinishGrace{30000};   // after the first worker finished, how long the rest may take
+constexpr Ms kEarlyDetection{
+    1000};  // how much earlier than the launcher a worker may see a failure
 
 std::atomic<int> g_signal{0};
 void OnSignal(int signo) { g_signal.store(signo); }
@@ -155,9 +156,10 @@ Status Launcher::PublishJobConfig(bool replace) {
   if (!theirs.ok()) return theirs.status();
   const std::string diff = mine.Diff(*theirs);
   if (!diff.empty()) {
-    return FailedPrecondition("the job on coordinator " + coordinator_ +
-                              " was started with other parameters (this launcher vs the job: " +
-                              diff + "); give the same --min/--max/health flags as the first launcher");
+    return FailedPrecondition(
+        "the job on coordinator " + coordinator_ +
+        " was started with other parameters (this launcher vs the job: " + diff +
+        "); give the same --min/--max/health flags as the first launcher");
   }
   return Status::Ok();
 }
@@ -219,8 +221,10 @@ Status Launcher::Start() {
     // is its only one, so it runs the job again from what the coordinator
     // holds (its committed checkpoints). The previous run's members are gone.
     restart = true;
-    std::fprintf(stderr, "cohort launch: job '%s' in %s finished at epoch %llu; running it again from there\n",
-                 o_.job.c_str(), o_.data_dir.c_str(), static_cast<unsigned long long>(epoch_));
+    std::fprintf(
+        stderr,
+        "cohort launch: job '%s' in %s finished at epoch %llu; running it again from there\n",
+        o_.job.c_str(), o_.data_dir.c_str(), static_cast<unsigned long long>(epoch_));
     for (const auto& m : job.members) {
       if (coordinator::IsLive(m.state)) (void)client_->MarkFailed(m.id, epoch_);
     }
@@ -261,7 +265,8 @@ Status Launcher::Spawn(Slot& s) {
       std::string(kEnvCollectiveTimeoutMs) + "=" + std::to_string(o_.collective_timeout_ms),
       std::string(kEnvSnapshotEvery) + "=" + std::to_string(o_.snapshot_every),
   };
-  if (o_.metrics_port != kMetricsOff) {  // slot i serves P + i (checked in RunLaunch); 0: any free port
+  if (o_.metrics_port !=
+      kMetricsOff) {  // slot i serves P + i (checked in RunLaunch); 0: any free port
     env.push_back(std::string(kEnvMetricsPort) + "=" +
                   std::to_string(o_.metrics_port == 0 ? 0 : o_.metrics_port + s.index));
     env.push_back(std::string(kEnvMetricsAddress) + "=" + o_.metrics_address);
@@ -287,7 +292,8 @@ void Launcher::KillAll(int sig) {
 
 void Launcher::Reap() {
   while (auto ended = spawner_.Reap()) {
-    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const Slot& s) { return s.pid == ended->first; });
+    auto it = std::find_if(slots_.begin(), slots_.end(),
+                           [&](const Slot& s) { return s.pid == ended->first; });
     if (it != slots_.end()) OnExit(*it, ended->first, ended->second);
   }
 }
@@ -324,8 +330,8 @@ void Launcher::OnExit(Slot& s, int pid, int status) {
   if (action == ExitAction::kRestart) {
     ++restarts_;
     ++s.incarnation;
-    std::fprintf(stderr, "cohort launch: %s; restarting it (restart %d of %d)\n", cause.c_str(), restarts_,
-                 o_.max_restarts);
+    std::fprintf(stderr, "cohort launch: %s; restarting it (restart %d of %d)\n", cause.c_str(),
+                 restarts_, o_.max_restarts);
     Status sp = Spawn(s);
     if (!sp.ok()) failed_ = sp.message();
   } else {
@@ -335,7 +341,8 @@ void Launcher::OnExit(Slot& s, int pid, int status) {
 }
 
 // Evictions by the coordinator's job controller of a worker still alive here.
-void Launcher::CheckEviction(Slot& s, const coordinator::MemberInfo& m, SteadyClock::time_point now) {
+void Launcher::CheckEviction(Slot& s, const coordinator::MemberInfo& m,
+                             SteadyClock::time_point now) {
   EvictionFacts f;
   f.failed_in_registry = m.state == coordinator::MemberState::kFailed;
   f.evicted_since = s.evicted_since;
@@ -351,14 +358,16 @@ void Launcher::CheckEviction(Slot& s, const coordinator::MemberInfo& m, SteadyCl
         auto j = nlohmann::json::parse(**h, nullptr, false);
         if (!j.is_discarded()) why = j.value("reason", "");
       }
-      const std::string cause = "worker " + s.member + " (pid " + std::to_string(s.pid) +
-                                ") evicted by the coordinator: " + (why.empty() ? "unhealthy" : why);
+      const std::string cause =
+          "worker " + s.member + " (pid " + std::to_string(s.pid) +
+          ") evicted by the coordinator: " + (why.empty() ? "unhealthy" : why);
       failures_.push_back({cause, WallClockMs()});
       std::fprintf(stderr, "cohort launch: %s; it may join again once it answers\n", cause.c_str());
       return;
     }
     case EvictionAction::kAnswersAgain:
-      std::fprintf(stderr, "cohort launch: worker %s answers again (%s)\n", s.member.c_str(), coordinator::MemberStateName(m.state));
+      std::fprintf(stderr, "cohort launch: worker %s answers again (%s)\n", s.member.c_str(),
+                   coordinator::MemberStateName(m.state));
       s.evicted_since.reset();
       return;
     case EvictionAction::kKill:
@@ -399,7 +408,8 @@ Status Launcher::Tick() {
   for (const auto& m : job.members) {
     if (coordinator::IsLive(m.state) && m.id.rfind(mine, 0) != 0) ++elsewhere;
   }
-  if (auto why = GiveUpReason(running, elsewhere, o_.min, restarts_, o_.max_restarts)) failed_ = *why;
+  if (auto why = GiveUpReason(running, elsewhere, o_.min, restarts_, o_.max_restarts))
+    failed_ = *why;
   return Status::Ok();
 }
 
@@ -413,7 +423,8 @@ nlohmann::json Launcher::Recoveries(const nlohmann::json& worker_rec) {
     const std::string prefix = coordinator::ResumedPrefix(o_.job);
     for (const auto& ev : w->events) {
       if (ev.deleted || ev.key.size() <= prefix.size()) continue;
-      resumed[std::strtoull(ev.key.c_str() + prefix.size(), nullptr, 10)] = std::strtoll(ev.value.c_str(), nullptr, 10);
+      resumed[std::strtoull(ev.key.c_str() + prefix.size(), nullptr, 10)] =
+          std::strtoll(ev.value.c_str(), nullptr, 10);
     }
   }
   nlohmann::json rec = nlohmann::json::array();
@@ -429,7 +440,8 @@ nlohmann::json Launcher::Recoveries(const nlohmann::json& worker_rec) {
       for (const auto& w : worker_rec) {
         const int64_t d = w.value("detected_at_ms", f.at_ms);
         // A survivor's collective can fail before the launcher reaps the death.
-        if (d > previous_failure && d > f.at_ms - kEarlyDetection.count() && d < detected) detected = d;
+        if (d > previous_failure && d > f.at_ms - kEarlyDetection.count() && d < detected)
+          detected = d;
       }
       r["resumed_at_ms"] = first->second;
       r["detected_at_ms"] = detected;
@@ -453,7 +465,8 @@ LaunchResult Launcher::Finish() {
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("epoch")) continue;
     if (!best || j.value("epoch", 0) > best->value("epoch", 0) ||
-        (j.value("epoch", 0) == best->value("epoch", 0) && j.value("rank", 0) < best->value("rank", 0))) {
+        (j.value("epoch", 0) == best->value("epoch", 0) &&
+         j.value("rank", 0) < best->value("rank", 0))) {
       best = j;
     }
   }
@@ -466,7 +479,8 @@ LaunchResult Launcher::Finish() {
   out["nproc"] = o_.nproc;
   out["min"] = o_.min;
   out["max"] = o_.max;
-  const nlohmann::json worker_rec = best ? best->value("recoveries", nlohmann::json::array()) : nlohmann::json::array();
+  const nlohmann::json worker_rec =
+      best ? best->value("recoveries", nlohmann::json::array()) : nlohmann::json::array();
   out["recoveries"] = Recoveries(worker_rec);
   out["worker_recoveries"] = worker_rec;
   if (stopping_signal_ != 0) {
@@ -494,11 +508,12 @@ LaunchResult Launcher::Run() {
     std::fprintf(stderr, "cohort launch: error: %s\n", st.message().c_str());
     return {1, nlohmann::json::object()};
   }
-  std::fprintf(stderr, "cohort launch: %d workers (min %d, max %d), coordinator %s%s\n", o_.nproc, o_.min, o_.max,
-               coordinator_.c_str(), embedded_ ? " (embedded)" : "");
+  std::fprintf(stderr, "cohort launch: %d workers (min %d, max %d), coordinator %s%s\n", o_.nproc,
+               o_.min, o_.max, coordinator_.c_str(), embedded_ ? " (embedded)" : "");
   while (AnyRunning()) {
     if (const int sig = g_signal.exchange(0); sig != 0) {
-      if (stopping_signal_ == 0) std::fprintf(stderr, "cohort launch: %s: stopping the workers\n", strsignal(sig));
+      if (stopping_signal_ == 0)
+        std::fprintf(stderr, "cohort launch: %s: stopping the workers\n", strsignal(sig));
       stopping_signal_ = sig;
       KillAll(sig);
     }
@@ -508,8 +523,10 @@ LaunchResult Launcher::Run() {
     }
     if (!failed_.empty()) KillAll(SIGKILL);
     if (finishing_ && SteadyClock::now() - finish_at_ > kFinishGrace) {
-      std::fprintf(stderr, "cohort launch: workers still running %lld s after the job finished; killing them\n",
-                   static_cast<long long>(kFinishGrace.count() / 1000));
+      std::fprintf(
+          stderr,
+          "cohort launch: workers still running %lld s after the job finished; killing them\n",
+          static_cast<long long>(kFinishGrace.count() / 1000));
       KillAll(SIGKILL);
     }
     std::this_thread::sleep_for(kLoopInterval);
@@ -520,7 +537,8 @@ LaunchResult Launcher::Run() {
 // fork/exec; the child dies with the launcher (PR_SET_PDEATHSIG).
 class ForkSpawnerImpl final : public ProcessSpawner {
  public:
-  Result<int> Spawn(const std::vector<std::string>& command, const std::vector<std::string>& env) override {
+  Result<int> Spawn(const std::vector<std::string>& command,
+                    const std::vector<std::string>& env) override {
     std::vector<std::string> vars = env;  // putenv keeps pointers into these until exec
     std::vector<char*> argv;
     for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
@@ -535,7 +553,8 @@ class ForkSpawnerImpl final : public ProcessSpawner {
       ::signal(SIGTERM, SIG_DFL);
       for (auto& e : vars) ::putenv(e.data());
       ::execvp(argv[0], argv.data());
-      std::fprintf(stderr, "cohort launch: error: cannot run %s: %s\n", argv[0], std::strerror(errno));
+      std::fprintf(stderr, "cohort launch: error: cannot run %s: %s\n", argv[0],
+                   std::strerror(errno));
       ::_exit(127);
     }
     return static_cast<int>(pid);
@@ -564,27 +583,33 @@ Status CheckLaunchOptions(LaunchOptions* po) {
   if (o.max < 0) o.max = o.nproc;
   if (o.command.empty()) {
     return InvalidArgument(
-        "no command to run: give it after --, e.g. cohort launch --nproc 4 -- cohort train --config "
+        "no command to run: give it after --, e.g. cohort launch --nproc 4 -- cohort train "
+        "--config "
         "examples/mlp.yaml");
   }
-  if (o.nproc < 1) return InvalidArgument("--nproc must be at least 1 (got " + std::to_string(o.nproc) + ")");
+  if (o.nproc < 1)
+    return InvalidArgument("--nproc must be at least 1 (got " + std::to_string(o.nproc) + ")");
   if (o.min < 1 || o.min > o.nproc) {
     return InvalidArgument("--min " + std::to_string(o.min) + " must be between 1 and --nproc " +
                            std::to_string(o.nproc));
   }
   if (o.max < o.nproc) {
-    return InvalidArgument("--max " + std::to_string(o.max) + " must be at least --nproc " + std::to_string(o.nproc));
+    return InvalidArgument("--max " + std::to_string(o.max) + " must be at least --nproc " +
+                           std::to_string(o.nproc));
   }
   if (o.max_restarts < 0) return InvalidArgument("--max-restarts must not be negative");
-  if (o.collective_timeout_ms < 100) return InvalidArgument("--collective-timeout-ms must be at least 100");
+  if (o.collective_timeout_ms < 100)
+    return InvalidArgument("--collective-timeout-ms must be at least 100");
   if (o.snapshot_every < 1) return InvalidArgument("--snapshot-every must be at least 1");
   if (o.metrics_port != kMetricsOff) {
-    COHORT_RETURN_IF_ERROR(SlotMetricsPort(o.metrics_port, o.nproc - 1).status());  // the highest slot's port
+    COHORT_RETURN_IF_ERROR(
+        SlotMetricsPort(o.metrics_port, o.nproc - 1).status());  // the highest slot's port
   }
   if (o.probe_interval_ms < coordinator::kMinProbeInterval.count() ||
       o.probe_interval_ms > coordinator::kMaxProbeInterval.count()) {
-    return InvalidArgument("--probe-interval-ms must be in [" + std::to_string(coordinator::kMinProbeInterval.count()) +
-                           ", " + std::to_string(coordinator::kMaxProbeInterval.count()) + "]");
+    return InvalidArgument("--probe-interval-ms must be in [" +
+                           std::to_string(coordinator::kMinProbeInterval.count()) + ", " +
+                           std::to_string(coordinator::kMaxProbeInterval.count()) + "]");
   }
   if (o.probe_deadline_ms < 1 || o.probe_deadline_ms > coordinator::kMaxProbeInterval.count())
     return InvalidArgument("--probe-deadline-ms must be in [1, " +
@@ -592,7 +617,8 @@ Status CheckLaunchOptions(LaunchOptions* po) {
   if (o.failure_threshold < 1) return InvalidArgument("--failure-threshold must be at least 1");
   if (!(o.phi_threshold > 0)) return InvalidArgument("--phi-threshold must be positive");
   if (o.cooldown_ms < 1 || o.cooldown_ms > coordinator::kMaxCooldown.count())
-    return InvalidArgument("--cooldown-ms must be in [1, " + std::to_string(coordinator::kMaxCooldown.count()) + "]");
+    return InvalidArgument("--cooldown-ms must be in [1, " +
+                           std::to_string(coordinator::kMaxCooldown.count()) + "]");
   if (o.health_pause_ms < 0) return InvalidArgument("--health-pause-ms must not be negative");
   if (o.hung_kill_ms < 0) return InvalidArgument("--hung-kill-ms must not be negative");
   if (Status v = coordinator::ValidateJobConfig(ConfigOf(o)); !v.ok()) {

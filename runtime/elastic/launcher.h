@@ -42,24 +42,29 @@ namespace cohort::elastic {
 
 struct LaunchOptions {
   int nproc = 0;
-  int min = -1;                          // -1: nproc
-  int max = -1;                          // -1: nproc
-  std::string coordinator;               // empty: an embedded one-node coordinator
-  std::string token_file;                // with coordinator
-  std::string data_dir;                  // embedded coordinator's WAL (default: a temp dir)
-  std::string job = "job";               // key prefix of the job in the coordinator
-  int max_restarts = 0;                  // restarts of dead workers, in all
-  int64_t collective_timeout_ms = 5000;  // gloo bootstrap and operations: how long a hung peer blocks
-  int64_t snapshot_every = 10;           // steps between in-memory copies of the state
+  int min = -1;             // -1: nproc
+  int max = -1;             // -1: nproc
+  std::string coordinator;  // empty: an embedded one-node coordinator
+  std::string token_file;   // with coordinator
+  std::string data_dir;     // embedded coordinator's WAL (default: a temp dir)
+  std::string job = "job";  // key prefix of the job in the coordinator
+  int max_restarts = 0;     // restarts of dead workers, in all
+  int64_t collective_timeout_ms =
+      5000;                     // gloo bootstrap and operations: how long a hung peer blocks
+  int64_t snapshot_every = 10;  // steps between in-memory copies of the state
   // The first epoch waits this long for all nproc workers, then takes >= min.
   int64_t join_grace_ms = coordinator::kDefaultJoinGrace.count();
   // Health thresholds of the job controller (coordinator/controller/job_controller.h).
-  int64_t health_pause_ms = coordinator::kDefaultHealthPause.count();      // heartbeat silence tolerated
-  double phi_threshold = coordinator::kDefaultPhiThreshold;                // the breaker opens above it
-  int64_t probe_interval_ms = coordinator::kDefaultProbeInterval.count();  // health probes, this often
-  int64_t probe_deadline_ms = coordinator::kDefaultProbeDeadline.count();  // a probe not answered in time failed
-  int failure_threshold = coordinator::kDefaultFailureThreshold;          // consecutive failed probes: open
-  int64_t cooldown_ms = coordinator::kDefaultCooldown.count();             // open -> half-open; doubles per re-open
+  int64_t health_pause_ms =
+      coordinator::kDefaultHealthPause.count();              // heartbeat silence tolerated
+  double phi_threshold = coordinator::kDefaultPhiThreshold;  // the breaker opens above it
+  int64_t probe_interval_ms =
+      coordinator::kDefaultProbeInterval.count();  // health probes, this often
+  int64_t probe_deadline_ms =
+      coordinator::kDefaultProbeDeadline.count();  // a probe not answered in time failed
+  int failure_threshold = coordinator::kDefaultFailureThreshold;  // consecutive failed probes: open
+  int64_t cooldown_ms =
+      coordinator::kDefaultCooldown.count();  // open -> half-open; doubles per re-open
   int64_t hung_kill_ms = 60000;  // an evicted worker still evicted this long is killed (0: never)
   int metrics_port = -1;         // worker i serves P + i (0: any free port); -1: off
   std::string metrics_address;   // the workers' metrics bind address (empty: 0.0.0.0)
@@ -77,7 +82,8 @@ class ProcessSpawner {
   virtual ~ProcessSpawner() = default;
   // Starts `argv` with `env` (NAME=value) added to this process's
   // environment; dies with the launcher. Returns the pid.
-  virtual Result<int> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env) = 0;
+  virtual Result<int> Spawn(const std::vector<std::string>& argv,
+                            const std::vector<std::string>& env) = 0;
   virtual void Signal(int pid, int sig) = 0;
   // A child that ended since the last call: its pid and wait status.
   virtual std::optional<std::pair<int, int>> Reap() = 0;
@@ -85,7 +91,7 @@ class ProcessSpawner {
 std::unique_ptr<ProcessSpawner> ForkSpawner();
 
 struct LaunchResult {
-  int exit_code = 0;     // 0 done, 1 failed, 128 + signal when stopped
+  int exit_code = 0;       // 0 done, 1 failed, 128 + signal when stopped
   nlohmann::json summary;  // the final rank 0's summary + the launcher's fields
 };
 

@@ -71,26 +71,30 @@ struct EpochRun {
   std::unique_ptr<GlooCommunicator> comm;
   std::unique_ptr<Communicator> self;
   std::unique_ptr<Trainer> trainer;
-  std::unique_ptr<CoordinatorCommitter> committer;  // rank 0 with checkpoint.dir; the trainer points to it
+  std::unique_ptr<CoordinatorCommitter>
+      committer;  // rank 0 with checkpoint.dir; the trainer points to it
   ResizeDecision resize;
   bool lead() const { return rank == 0; }
 };
 
 Status CheckElasticConfig(Config* c, int nproc) {
   if (c->train.device == "cuda") {
-    return InvalidArgument("config " + c->source +
-                           ": elastic training (cohort launch) runs on the CPU over gloo for now; train.device "
-                           "cuda needs an mpirun job (cohort train under mpirun, NCCL between the GPUs)");
+    return InvalidArgument(
+        "config " + c->source +
+        ": elastic training (cohort launch) runs on the CPU over gloo for now; train.device "
+        "cuda needs an mpirun job (cohort train under mpirun, NCCL between the GPUs)");
   }
   c->train.device = "cpu";  // auto: the CPU, as above
   if (c->parallel.tensor != 1) {
-    return InvalidArgument("config " + c->source +
-                           ": elastic training (cohort launch) supports data parallelism only (ZeRO 0 or 1) for "
-                           "now; set parallel.tensor 1");
+    return InvalidArgument(
+        "config " + c->source +
+        ": elastic training (cohort launch) supports data parallelism only (ZeRO 0 or 1) for "
+        "now; set parallel.tensor 1");
   }
   if (c->train.global_batch > 0) {  // the per-rank batch is what an elastic job keeps
     if (c->train.global_batch % nproc != 0) {
-      return InvalidArgument("config " + c->source + ": train.global_batch " + std::to_string(c->train.global_batch) +
+      return InvalidArgument("config " + c->source + ": train.global_batch " +
+                             std::to_string(c->train.global_batch) +
                              " does not divide over --nproc " + std::to_string(nproc));
     }
     c->train.batch_per_rank = c->train.global_batch / nproc;
@@ -103,7 +107,8 @@ Status CheckElasticConfig(Config* c, int nproc) {
 
 class Worker::Impl {
  public:
-  Impl(WorkerOptions o, ElasticEnv env) : o_(std::move(o)), env_(std::move(env)), config_(o_.config) {}
+  Impl(WorkerOptions o, ElasticEnv env)
+      : o_(std::move(o)), env_(std::move(env)), config_(o_.config) {}
   Status Setup();
   Result<nlohmann::json> Run();
 
@@ -142,14 +147,14 @@ class Worker::Impl {
   int64_t samples_seen_ = 0, steps_run_ = 0, steps_redone_ = 0, max_step_ = 0;
   std::vector<Recovery> recoveries_;
   std::vector<EpochRecord> epoch_log_;
-  int64_t start_batch_per_rank_ = 0;   // the per-rank batch at --nproc ranks
-  int64_t checkpoints_committed_ = 0;  // through the coordinator, while this worker was rank 0
+  int64_t start_batch_per_rank_ = 0;    // the per-rank batch at --nproc ranks
+  int64_t checkpoints_committed_ = 0;   // through the coordinator, while this worker was rank 0
   std::optional<Recovery> recovering_;  // set between a failed epoch and the next completed step
   int epochs_joined_ = 0;
   uint64_t joined_epoch_ = 0;  // the job's epoch when this worker joined
   double train_start_ = 0;
-  nlohmann::json summary_ = nlohmann::json::object();      // of the epoch that finished the job
-  std::unique_ptr<WorkerMetrics> metrics_;                 // with a metrics port
+  nlohmann::json summary_ = nlohmann::json::object();       // of the epoch that finished the job
+  std::unique_ptr<WorkerMetrics> metrics_;                  // with a metrics port
   std::unique_ptr<metrics::MetricsServer> metrics_server_;  // reads metrics_: declared after it
 };
 
@@ -171,10 +176,11 @@ Status Worker::Impl::StartMetrics() {
   }
   if (port < 0) return Status::Ok();
   metrics_ = std::make_unique<WorkerMetrics>();
-  COHORT_ASSIGN_OR_RETURN(metrics_server_,
-                          ServeMetrics(&metrics_->registry(),
-                                       env_.metrics_address.empty() ? o_.metrics_address : env_.metrics_address,
-                                       port, "cohort train: member " + env_.worker));
+  COHORT_ASSIGN_OR_RETURN(
+      metrics_server_,
+      ServeMetrics(&metrics_->registry(),
+                   env_.metrics_address.empty() ? o_.metrics_address : env_.metrics_address, port,
+                   "cohort train: member " + env_.worker));
   return Status::Ok();
 }
 
@@ -229,8 +235,9 @@ Result<std::optional<coordinator::JobInfo>> Worker::Impl::WaitForEpoch(uint64_t 
     if (done.ok() && done->has_value()) return std::optional<coordinator::JobInfo>();
     std::this_thread::sleep_for(kEpochPollInterval);
   }
-  return DeadlineExceeded("member '" + env_.worker + "' was in no epoch after epoch " + std::to_string(after) +
-                          " for " + std::to_string(kMaxEpochWait.count() / 1000) +
+  return DeadlineExceeded("member '" + env_.worker + "' was in no epoch after epoch " +
+                          std::to_string(after) + " for " +
+                          std::to_string(kMaxEpochWait.count() / 1000) +
                           " s; is the launcher (or whatever commits epochs) running?");
 }
 
@@ -246,55 +253,66 @@ Result<EpochRun> Worker::Impl::BuildEpoch(const coordinator::JobInfo& job, int r
   go.prefix = "gloo";
   go.hostname = host_;  // peers on other hosts must reach this rank
   go.timeout = env_.collective_timeout;
-  COHORT_ASSIGN_OR_RETURN(e.comm, BootstrapGloo(store, rank, e.world, go, heartbeat_->latest_epoch(), e.epoch));
+  COHORT_ASSIGN_OR_RETURN(
+      e.comm, BootstrapGloo(store, rank, e.world, go, heartbeat_->latest_epoch(), e.epoch));
   COHORT_ASSIGN_OR_RETURN(e.self, e.comm->SplitGroup(rank, 0));
   ParallelGroups groups{e.comm.get(), e.comm.get(), e.self.get()};
   // The resize policy: this epoch's batch and learning rate.
-  COHORT_ASSIGN_OR_RETURN(e.resize, PlanResize(config_.elastic, start_batch_per_rank_, env_.nproc, e.world,
-                                               config_.optimizer.lr));
+  COHORT_ASSIGN_OR_RETURN(e.resize, PlanResize(config_.elastic, start_batch_per_rank_, env_.nproc,
+                                               e.world, config_.optimizer.lr));
   if (e.resize.rounded && e.lead()) {
-    COHORT_LOG_WARN("elastic.batch global: {} does not divide over {} ranks; {} per rank ({} global)",
-                    start_batch_per_rank_ * env_.nproc, e.world, e.resize.batch_per_rank, e.resize.global_batch);
+    COHORT_LOG_WARN(
+        "elastic.batch global: {} does not divide over {} ranks; {} per rank ({} global)",
+        start_batch_per_rank_ * env_.nproc, e.world, e.resize.batch_per_rank,
+        e.resize.global_batch);
   }
   Config epoch_config = config_;
   epoch_config.train.batch_per_rank = e.resize.batch_per_rank;
   epoch_config.optimizer.lr = static_cast<float>(e.resize.lr);
   // The policy scales the whole schedule: its floor with its peak, so a
   // cosine decay still falls from the (scaled) peak to the (scaled) floor.
-  epoch_config.train.lr_schedule.min_lr = static_cast<float>(config_.train.lr_schedule.min_lr * e.resize.lr_scale);
+  epoch_config.train.lr_schedule.min_lr =
+      static_cast<float>(config_.train.lr_schedule.min_lr * e.resize.lr_scale);
   COHORT_ASSIGN_OR_RETURN(e.trainer, Trainer::Create(epoch_config, groups));
   if (metrics_) {
     metrics_->SetLayout(rank, e.world, e.epoch);
     metrics_->OnTrainerStart();
     e.trainer->set_step_observer([this](const StepStats& st) {
-      if (recovering_) metrics_->OnRecovery();  // the first step after a failure (the step hook records it)
+      if (recovering_)
+        metrics_->OnRecovery();  // the first step after a failure (the step hook records it)
       metrics_->OnStep(st);
     });
   }
   if (e.lead() && !config_.checkpoint.dir.empty()) {
-    COHORT_ASSIGN_OR_RETURN(e.committer,
-                            CoordinatorCommitter::Create(co_, env_.job, e.epoch, &checkpoints_committed_));
+    COHORT_ASSIGN_OR_RETURN(
+        e.committer, CoordinatorCommitter::Create(co_, env_.job, e.epoch, &checkpoints_committed_));
     e.trainer->set_checkpoint_committer(e.committer.get());
   }
   return e;
 }
 
-int64_t Worker::Impl::LoadCommittedCheckpoint(uint64_t epoch, int64_t newest, int64_t* committed_step) {
+int64_t Worker::Impl::LoadCommittedCheckpoint(uint64_t epoch, int64_t newest,
+                                              int64_t* committed_step) {
   // A failure here only costs the checkpoint: the copies in memory remain.
   auto listed = ListCommittedCheckpoints(*client_, env_.job);
-  if (!listed.ok()) COHORT_LOG_WARN("cannot list committed checkpoints: {}", listed.status().message());
-  std::vector<CommittedCheckpoint> committed = listed.ok() ? *listed : std::vector<CommittedCheckpoint>{};
+  if (!listed.ok())
+    COHORT_LOG_WARN("cannot list committed checkpoints: {}", listed.status().message());
+  std::vector<CommittedCheckpoint> committed =
+      listed.ok() ? *listed : std::vector<CommittedCheckpoint>{};
   for (const auto& c : committed) *committed_step = std::max(*committed_step, c.step);
-  std::erase_if(committed, [&](const CommittedCheckpoint& c) { return c.step <= newest || o_.no_resume; });
+  std::erase_if(committed,
+                [&](const CommittedCheckpoint& c) { return c.step <= newest || o_.no_resume; });
   if (committed.empty()) return -1;
   std::vector<std::string> warnings;
   auto ck = LoadNewestCommitted(committed, &warnings);
   for (const auto& w : warnings) COHORT_LOG_WARN("{}", w);
   if (!ck.ok()) {
-    COHORT_LOG_WARN("no committed checkpoint newer than step {} loads: {}", newest, ck.status().message());
+    COHORT_LOG_WARN("no committed checkpoint newer than step {} loads: {}", newest,
+                    ck.status().message());
     return -1;
   }
-  Print("cohort train: epoch " + std::to_string(epoch) + ": restoring the coordinator-committed checkpoint at step " +
+  Print("cohort train: epoch " + std::to_string(epoch) +
+        ": restoring the coordinator-committed checkpoint at step " +
         std::to_string(ck->layout.step));
   const int64_t step = ck->layout.step;
   snapshot_ = std::move(*ck);
@@ -305,15 +323,18 @@ int64_t Worker::Impl::LoadCommittedCheckpoint(uint64_t epoch, int64_t newest, in
 // first loads the coordinator's newest committed checkpoint when it is newer
 // than all of them.
 Result<std::string> Worker::Impl::RestoreNewestState(EpochRun& e) {
-  COHORT_ASSIGN_OR_RETURN(int64_t newest, NewestStep(*e.comm, snapshot_ ? snapshot_->layout.step : -1));
-  int64_t from_lead[2] = {-1, 0};  // the committed checkpoint rank 0 loaded; the newest committed step
+  COHORT_ASSIGN_OR_RETURN(int64_t newest,
+                          NewestStep(*e.comm, snapshot_ ? snapshot_->layout.step : -1));
+  int64_t from_lead[2] = {-1,
+                          0};  // the committed checkpoint rank 0 loaded; the newest committed step
   if (e.lead() && !config_.checkpoint.dir.empty()) {
     from_lead[0] = LoadCommittedCheckpoint(e.epoch, newest, &from_lead[1]);
   }
   COHORT_RETURN_IF_ERROR(e.comm->Broadcast(from_lead, 2, DType::kI64, 0));
   // Steps redone after a recovery must not rewrite a committed checkpoint.
   e.trainer->set_checkpoint_floor(from_lead[1]);
-  COHORT_ASSIGN_OR_RETURN(auto state, ShareNewestState(*e.comm, snapshot_, [&] { return e.trainer->EmptyState(); }));
+  COHORT_ASSIGN_OR_RETURN(
+      auto state, ShareNewestState(*e.comm, snapshot_, [&] { return e.trainer->EmptyState(); }));
   if (!state) {
     COHORT_ASSIGN_OR_RETURN(auto start, e.trainer->CaptureState());
     snapshot_ = std::move(start);
@@ -322,38 +343,41 @@ Result<std::string> Worker::Impl::RestoreNewestState(EpochRun& e) {
   COHORT_RETURN_IF_ERROR(e.trainer->Restore(*state));
   snapshot_ = std::move(state);
   // Rank 0 loaded a checkpoint only when it beat every copy: then it is the newest state.
-  return from_lead[0] >= 0 ? "checkpoint step " + std::to_string(from_lead[0]) : std::string("snapshot");
+  return from_lead[0] >= 0 ? "checkpoint step " + std::to_string(from_lead[0])
+                           : std::string("snapshot");
 }
 
 void Worker::Impl::SetStepHook(EpochRun& e, int64_t total, bool* first_step) {
   const int64_t global_batch = e.trainer->batch_per_rank() * e.world;
-  e.trainer->set_step_hook([this, &e, total, global_batch, first_step](int64_t step, double loss) -> Status {
-    losses_.Record(step, loss);
-    samples_seen_ += global_batch;
-    ++steps_run_;
-    max_step_ = std::max(max_step_, step);
-    last_step_.store(step);
-    if (*first_step) {
-      *first_step = false;
-      // Best effort: only the launcher's recovery figures read it.
-      if (e.lead()) (void)client_->Put(ResumedKey(env_.job, e.epoch), std::to_string(WallClockMs()));
-    }
-    if (recovering_) {
-      recovering_->epoch = e.epoch;
-      recovering_->resumed_at_ms = WallClockMs();
-      recoveries_.push_back(*recovering_);
-      recovering_.reset();
-    }
-    if (step % env_.snapshot_every == 0) {
-      COHORT_ASSIGN_OR_RETURN(auto state, e.trainer->CaptureState());
-      snapshot_ = std::move(state);
-    }
-    const uint64_t latest = heartbeat_->latest_epoch().load();
-    if (step < total && latest > e.epoch) {
-      return Aborted("epoch " + std::to_string(latest) + " committed (membership changed)");
-    }
-    return Status::Ok();
-  });
+  e.trainer->set_step_hook(
+      [this, &e, total, global_batch, first_step](int64_t step, double loss) -> Status {
+        losses_.Record(step, loss);
+        samples_seen_ += global_batch;
+        ++steps_run_;
+        max_step_ = std::max(max_step_, step);
+        last_step_.store(step);
+        if (*first_step) {
+          *first_step = false;
+          // Best effort: only the launcher's recovery figures read it.
+          if (e.lead())
+            (void)client_->Put(ResumedKey(env_.job, e.epoch), std::to_string(WallClockMs()));
+        }
+        if (recovering_) {
+          recovering_->epoch = e.epoch;
+          recovering_->resumed_at_ms = WallClockMs();
+          recoveries_.push_back(*recovering_);
+          recovering_.reset();
+        }
+        if (step % env_.snapshot_every == 0) {
+          COHORT_ASSIGN_OR_RETURN(auto state, e.trainer->CaptureState());
+          snapshot_ = std::move(state);
+        }
+        const uint64_t latest = heartbeat_->latest_epoch().load();
+        if (step < total && latest > e.epoch) {
+          return Aborted("epoch " + std::to_string(latest) + " committed (membership changed)");
+        }
+        return Status::Ok();
+      });
 }
 
 Status Worker::Impl::TrainEpoch(EpochRun& e) {
@@ -364,7 +388,8 @@ Status Worker::Impl::TrainEpoch(EpochRun& e) {
   if (e.lead()) {
     char line[256];
     std::snprintf(line, sizeof(line),
-                  "cohort train: epoch %llu: %d rank%s (gloo), batch %lld/rank (%lld global), lr %g, from step %lld "
+                  "cohort train: epoch %llu: %d rank%s (gloo), batch %lld/rank (%lld global), lr "
+                  "%g, from step %lld "
                   "of %lld",
                   static_cast<unsigned long long>(e.epoch), e.world, e.world == 1 ? "" : "s",
                   static_cast<long long>(trainer.batch_per_rank()),
@@ -392,11 +417,13 @@ Status Worker::Impl::RunEpoch(const coordinator::JobInfo& job, int rank) {
   ++epochs_joined_;
   COHORT_ASSIGN_OR_RETURN(std::string restored_from, RestoreNewestState(e));
   const int64_t batch = e.trainer->batch_per_rank();
-  epoch_log_.push_back({e.epoch, e.world, batch, batch * e.world, e.resize.lr, e.trainer->step(), restored_from});
+  epoch_log_.push_back(
+      {e.epoch, e.world, batch, batch * e.world, e.resize.lr, e.trainer->step(), restored_from});
   return TrainEpoch(e);
 }
 
-nlohmann::json Worker::Impl::Summary(const TrainSummary& s, uint64_t epoch, int rank, int world) const {
+nlohmann::json Worker::Impl::Summary(const TrainSummary& s, uint64_t epoch, int rank,
+                                     int world) const {
   const int64_t total = config_.train.steps;
   nlohmann::json rec = nlohmann::json::array();
   for (const auto& r : recoveries_) {
@@ -464,9 +491,10 @@ Result<nlohmann::json> Worker::Impl::Run() {
       COHORT_LOG_WARN("member {}: the job finished while it waited for an epoch", env_.worker);
       return nlohmann::json::object();
     }
-    const int rank =
-        static_cast<int>(std::find(job->ranks.begin(), job->ranks.end(), env_.worker) - job->ranks.begin());
-    COHORT_LOG_INFO("member {}: epoch {} rank {} of {}", env_.worker, job->epoch, rank, job->ranks.size());
+    const int rank = static_cast<int>(std::find(job->ranks.begin(), job->ranks.end(), env_.worker) -
+                                      job->ranks.begin());
+    COHORT_LOG_INFO("member {}: epoch {} rank {} of {}", env_.worker, job->epoch, rank,
+                    job->ranks.size());
     Status st = RunEpoch(*job, rank);
     if (st.ok()) break;
     if (Fatal(st)) return st;

@@ -43,10 +43,11 @@
 namespace cohort::elastic {
 
 struct WorkerOptions {
-  Config config;              // loaded, with the command's overrides (steps, checkpoint, device) applied
-  bool no_resume = false;     // ignore the coordinator's committed checkpoints
-  std::string save_params;    // non-empty: the final rank 0 writes the whole model there (safetensors)
-  int metrics_port = -1;      // the command's --metrics-port (-1: off); the launcher's port wins
+  Config config;  // loaded, with the command's overrides (steps, checkpoint, device) applied
+  bool no_resume = false;  // ignore the coordinator's committed checkpoints
+  std::string
+      save_params;        // non-empty: the final rank 0 writes the whole model there (safetensors)
+  int metrics_port = -1;  // the command's --metrics-port (-1: off); the launcher's port wins
   std::string metrics_address;
   // Rank 0's lines for people (epochs, progress); default: standard output.
   std::function<void(const std::string&)> print;

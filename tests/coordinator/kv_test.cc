@@ -19,7 +19,8 @@ KvCommand Put(uint64_t client, uint64_t seq, std::string k, std::string v) {
   return c;
 }
 
-KvCommand Cas(uint64_t client, uint64_t seq, std::string k, std::optional<std::string> expected, std::string v) {
+KvCommand Cas(uint64_t client, uint64_t seq, std::string k, std::optional<std::string> expected,
+              std::string v) {
   KvCommand c = Put(client, seq, std::move(k), std::move(v));
   c.op = KvCommand::Op::kCas;
   c.expected = std::move(expected);

@@ -1,9 +1,10 @@
 // The WGL linearizability checker on hand-made histories, and a few seeds of
 // the whole simulator.
 
+#include "coordinator/sim/linearizability.h"
+
 #include <gtest/gtest.h>
 
-#include "coordinator/sim/linearizability.h"
 #include "coordinator/sim/simulator.h"
 
 namespace cohort::coordinator {
@@ -28,13 +29,14 @@ constexpr auto kPut = KvOp::Kind::kPut;
 constexpr auto kCas = KvOp::Kind::kCas;
 
 TEST(Linearizability, SequentialHistory) {
-  std::vector<KvOp> h = {Op(kPut, 1, 1, 2, "a"), Op(kGet, 2, 3, 4, "", "a"), Op(kPut, 1, 5, 6, "b", "a"),
-                         Op(kGet, 2, 7, 8, "", "b")};
+  std::vector<KvOp> h = {Op(kPut, 1, 1, 2, "a"), Op(kGet, 2, 3, 4, "", "a"),
+                         Op(kPut, 1, 5, 6, "b", "a"), Op(kGet, 2, 7, 8, "", "b")};
   EXPECT_TRUE(CheckKvLinearizable(h).linearizable);
 }
 
 TEST(Linearizability, StaleReadAfterCompletedWriteFails) {
-  std::vector<KvOp> h = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 1, 3, 4, "b", "a"), Op(kGet, 2, 5, 6, "", "a")};
+  std::vector<KvOp> h = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 1, 3, 4, "b", "a"),
+                         Op(kGet, 2, 5, 6, "", "a")};
   LinearizabilityResult r = CheckKvLinearizable(h);
   EXPECT_FALSE(r.linearizable);
   EXPECT_EQ(r.failing_key, "k");
@@ -42,22 +44,25 @@ TEST(Linearizability, StaleReadAfterCompletedWriteFails) {
 
 TEST(Linearizability, ConcurrentOpsMayReorder) {
   // The read overlaps the write: either order is fine.
-  std::vector<KvOp> h = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 1, 3, 8, "b", "a"), Op(kGet, 2, 4, 5, "", "b"),
-                         Op(kGet, 3, 6, 7, "", "b")};
+  std::vector<KvOp> h = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 1, 3, 8, "b", "a"),
+                         Op(kGet, 2, 4, 5, "", "b"), Op(kGet, 3, 6, 7, "", "b")};
   EXPECT_TRUE(CheckKvLinearizable(h).linearizable);
   // ...but two reads may not see b then a.
-  std::vector<KvOp> bad = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 1, 3, 10, "b", "a"), Op(kGet, 2, 4, 5, "", "b"),
-                           Op(kGet, 3, 6, 7, "", "a")};
+  std::vector<KvOp> bad = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 1, 3, 10, "b", "a"),
+                           Op(kGet, 2, 4, 5, "", "b"), Op(kGet, 3, 6, 7, "", "a")};
   EXPECT_FALSE(CheckKvLinearizable(bad).linearizable);
 }
 
 TEST(Linearizability, PendingWriteMayOrMayNotTakeEffect) {
-  std::vector<KvOp> took = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 2, 3, -1, "b"), Op(kGet, 3, 4, 5, "", "b")};
+  std::vector<KvOp> took = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 2, 3, -1, "b"),
+                            Op(kGet, 3, 4, 5, "", "b")};
   EXPECT_TRUE(CheckKvLinearizable(took).linearizable);
-  std::vector<KvOp> lost = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 2, 3, -1, "b"), Op(kGet, 3, 4, 5, "", "a")};
+  std::vector<KvOp> lost = {Op(kPut, 1, 1, 2, "a"), Op(kPut, 2, 3, -1, "b"),
+                            Op(kGet, 3, 4, 5, "", "a")};
   EXPECT_TRUE(CheckKvLinearizable(lost).linearizable);
   // Not before it was called.
-  std::vector<KvOp> early = {Op(kPut, 1, 1, 2, "a"), Op(kGet, 3, 3, 4, "", "b"), Op(kPut, 2, 5, -1, "b")};
+  std::vector<KvOp> early = {Op(kPut, 1, 1, 2, "a"), Op(kGet, 3, 3, 4, "", "b"),
+                             Op(kPut, 2, 5, -1, "b")};
   EXPECT_FALSE(CheckKvLinearizable(early).linearizable);
 }
 

@@ -54,9 +54,14 @@ inline std::string Describe(const Message& m) {
     case MessageType::kSnap:
       os << " snap=" << m.snapshot->meta.term << "/" << m.snapshot->meta.index;
       break;
-    case MessageType::kTimeoutNow: break;
-    case MessageType::kReadIndex: os << " id=" << m.context; break;
-    case MessageType::kReadIndexResp: os << " index=" << m.index << " id=" << m.context; break;
+    case MessageType::kTimeoutNow:
+      break;
+    case MessageType::kReadIndex:
+      os << " id=" << m.context;
+      break;
+    case MessageType::kReadIndexResp:
+      os << " index=" << m.index << " id=" << m.context;
+      break;
   }
   return os.str();
 }

@@ -3,9 +3,10 @@
 // Algorithm" (2014); "dissertation" is Ongaro, "Consensus: Bridging Theory and
 // Practice" (2014).
 
+#include "coordinator/raft/raft.h"
+
 #include <gtest/gtest.h>
 
-#include "coordinator/raft/raft.h"
 #include "tests/coordinator/raft_harness.h"
 
 namespace cohort::coordinator::raft {
@@ -21,11 +22,13 @@ std::string Join(const Lines& l) {
   for (const std::string& x : l) s += "  " + x + "\n";
   return s;
 }
-#define EXPECT_TRANSCRIPT(actual, ...)                                          \
-  do {                                                                          \
-    Lines expected_ = __VA_ARGS__;                                              \
-    Lines actual_ = (actual);                                                   \
-    EXPECT_EQ(actual_, expected_) << "actual:\n" << Join(actual_) << "expected:\n" << Join(expected_); \
+#define EXPECT_TRANSCRIPT(actual, ...)                              \
+  do {                                                              \
+    Lines expected_ = __VA_ARGS__;                                  \
+    Lines actual_ = (actual);                                       \
+    EXPECT_EQ(actual_, expected_) << "actual:\n"                    \
+                                  << Join(actual_) << "expected:\n" \
+                                  << Join(expected_);               \
   } while (0)
 
 Message Msg(MessageType t, NodeId from, NodeId to, uint64_t term) {
@@ -57,23 +60,23 @@ TEST(RaftElection, PreVoteThenVoteThenNoop) {
   EXPECT_EQ(c[1].role(), Role::kPreCandidate);
   EXPECT_EQ(c[1].term(), 1u);
   EXPECT_TRANSCRIPT(c.Stabilize(), {
-      "1->2 PreVote term=2 log=1/3",
-      "1->3 PreVote term=2 log=1/3",
-      "2->1 PreVoteResp term=2",
-      "3->1 PreVoteResp term=2",
-      "1->2 Vote term=2 log=1/3",
-      "1->3 Vote term=2 log=1/3",
-      "2->1 VoteResp term=2",
-      "3->1 VoteResp term=2",
-      "1->2 App term=2 prev=1/3 commit=3 entries=[2/4]",
-      "1->3 App term=2 prev=1/3 commit=3 entries=[2/4]",
-      "2->1 AppResp term=2 index=4",
-      "3->1 AppResp term=2 index=4",
-      "1->2 App term=2 prev=2/4 commit=4 entries=[]",
-      "1->3 App term=2 prev=2/4 commit=4 entries=[]",
-      "2->1 AppResp term=2 index=4",
-      "3->1 AppResp term=2 index=4",
-  });
+                                       "1->2 PreVote term=2 log=1/3",
+                                       "1->3 PreVote term=2 log=1/3",
+                                       "2->1 PreVoteResp term=2",
+                                       "3->1 PreVoteResp term=2",
+                                       "1->2 Vote term=2 log=1/3",
+                                       "1->3 Vote term=2 log=1/3",
+                                       "2->1 VoteResp term=2",
+                                       "3->1 VoteResp term=2",
+                                       "1->2 App term=2 prev=1/3 commit=3 entries=[2/4]",
+                                       "1->3 App term=2 prev=1/3 commit=3 entries=[2/4]",
+                                       "2->1 AppResp term=2 index=4",
+                                       "3->1 AppResp term=2 index=4",
+                                       "1->2 App term=2 prev=2/4 commit=4 entries=[]",
+                                       "1->3 App term=2 prev=2/4 commit=4 entries=[]",
+                                       "2->1 AppResp term=2 index=4",
+                                       "3->1 AppResp term=2 index=4",
+                                   });
   EXPECT_EQ(c[1].role(), Role::kLeader);
   for (NodeId id : {1, 2, 3}) {
     EXPECT_EQ(c[id].term(), 2u);
@@ -135,10 +138,10 @@ TEST(RaftElection, OneVotePerTermFirstComeFirstServed) {
   c.Step(v2);
   c.Step(v);
   EXPECT_TRANSCRIPT(c.Pending(), {
-      "3->1 VoteResp term=5",
-      "3->2 VoteResp term=5 reject",
-      "3->1 VoteResp term=5",
-  });
+                                     "3->1 VoteResp term=5",
+                                     "3->2 VoteResp term=5 reject",
+                                     "3->1 VoteResp term=5",
+                                 });
   EXPECT_EQ(c[3].vote(), 1u);
   EXPECT_EQ(c[3].term(), 5u);
 }
@@ -151,7 +154,8 @@ TEST(RaftElection, VoteRequiresUpToDateLog) {
     bool granted;
   };
   // The voter's log: terms [1, 2, 2] (last 2/3).
-  for (Case k : std::vector<Case>{{2, 3, true}, {2, 4, true}, {3, 1, true}, {2, 2, false}, {1, 9, false}}) {
+  for (Case k :
+       std::vector<Case>{{2, 3, true}, {2, 4, true}, {3, 1, true}, {2, 2, false}, {1, 9, false}}) {
     Cluster c(std::map<NodeId, InitialState>{{1, LogWithTerms({1, 2, 2}, 2, {1, 2, 3})}},
               ClusterOptions{.pre_vote = false});
     Message v = Msg(MessageType::kVote, 2, 1, 3);
@@ -159,7 +163,8 @@ TEST(RaftElection, VoteRequiresUpToDateLog) {
     v.index = k.last_index;
     c.Step(v);
     ASSERT_EQ(c.queue().size(), 1u);
-    EXPECT_EQ(!c.queue().front().reject, k.granted) << "candidate log " << k.last_term << "/" << k.last_index;
+    EXPECT_EQ(!c.queue().front().reject, k.granted)
+        << "candidate log " << k.last_term << "/" << k.last_index;
     EXPECT_EQ(c[1].term(), 3u);  // the higher term is adopted either way
   }
 }
@@ -235,7 +240,8 @@ TEST(RaftPreVote, WithoutPreVoteRejoiningNodeDisruptsLeader) {
 
 TEST(RaftPreVote, PreVoteRejectedByVoterWithLongerLog) {
   // A pre-vote applies the same up-to-date rule as a vote (paper 5.4.1).
-  Cluster c(std::map<NodeId, InitialState>{{1, LogWithTerms({1, 1}, 1, {1, 2, 3})}}, ClusterOptions{});
+  Cluster c(std::map<NodeId, InitialState>{{1, LogWithTerms({1, 1}, 1, {1, 2, 3})}},
+            ClusterOptions{});
   Message pv = Msg(MessageType::kPreVote, 2, 1, 2);
   pv.log_term = 1;
   pv.index = 1;
@@ -308,7 +314,8 @@ TEST(RaftCheckQuorum, StaleLeaderLearnsHigherTermFromAppResp) {
 TEST(RaftLog, FollowerRejectsAppendWithoutMatchingPrev) {
   // Paper 5.3 (consistency check): a follower without an entry matching
   // prevLogIndex/prevLogTerm rejects, hinting its last index.
-  Cluster c(std::map<NodeId, InitialState>{{2, LogWithTerms({1, 1}, 2, {1, 2, 3})}}, ClusterOptions{});
+  Cluster c(std::map<NodeId, InitialState>{{2, LogWithTerms({1, 1}, 2, {1, 2, 3})}},
+            ClusterOptions{});
   Message app = Msg(MessageType::kApp, 1, 2, 2);
   app.index = 5;
   app.log_term = 2;
@@ -334,19 +341,22 @@ TEST(RaftLog, ConflictingSuffixIsReplacedByLeaders) {
   EXPECT_EQ(c[1].term(), 4u);
   for (NodeId id : {1, 2, 3}) {
     ASSERT_EQ(c[id].last_index(), 4u) << "node " << id;
-    for (uint64_t i = 1; i <= 4; ++i) EXPECT_EQ(c[id].TermAt(i), c[1].TermAt(i)) << "node " << id << " index " << i;
+    for (uint64_t i = 1; i <= 4; ++i)
+      EXPECT_EQ(c[id].TermAt(i), c[1].TermAt(i)) << "node " << id << " index " << i;
     EXPECT_EQ(c[id].commit(), 4u);
   }
   // Node 2 first rejected the leader's guess and was probed back.
   bool saw_reject = false;
-  for (const std::string& l : t) saw_reject |= l.rfind("2->1 AppResp term=4 index=3 reject", 0) == 0;
+  for (const std::string& l : t)
+    saw_reject |= l.rfind("2->1 AppResp term=4 index=3 reject", 0) == 0;
   EXPECT_TRUE(saw_reject) << Join(t);
 }
 
 TEST(RaftLog, StaleReorderedAppendDoesNotTruncate) {
   // Paper 5.3: "if an existing entry conflicts ... delete it"; an entry that
   // matches is kept, so an old append arriving late cannot shorten the log.
-  Cluster c(std::map<NodeId, InitialState>{{2, LogWithTerms({1, 1, 1}, 1, {1, 2})}}, ClusterOptions{});
+  Cluster c(std::map<NodeId, InitialState>{{2, LogWithTerms({1, 1, 1}, 1, {1, 2})}},
+            ClusterOptions{});
   Message app = Msg(MessageType::kApp, 1, 2, 1);
   app.index = 0;
   app.log_term = 0;
@@ -619,20 +629,20 @@ TEST(RaftTransfer, TimeoutNowElectsTransferee) {
   ASSERT_TRUE(c[1].TransferLeadership(2).ok());
   EXPECT_EQ(c[1].Propose("x").status().code(), StatusCode::kFailedPrecondition);
   EXPECT_TRANSCRIPT(c.Stabilize(), {
-      "1->2 TimeoutNow term=2",
-      "2->1 Vote term=3 log=2/4 transfer",
-      "2->3 Vote term=3 log=2/4 transfer",
-      "1->2 VoteResp term=3",
-      "3->2 VoteResp term=3",
-      "2->1 App term=3 prev=2/4 commit=4 entries=[3/5]",
-      "2->3 App term=3 prev=2/4 commit=4 entries=[3/5]",
-      "1->2 AppResp term=3 index=5",
-      "3->2 AppResp term=3 index=5",
-      "2->1 App term=3 prev=3/5 commit=5 entries=[]",
-      "2->3 App term=3 prev=3/5 commit=5 entries=[]",
-      "1->2 AppResp term=3 index=5",
-      "3->2 AppResp term=3 index=5",
-  });
+                                       "1->2 TimeoutNow term=2",
+                                       "2->1 Vote term=3 log=2/4 transfer",
+                                       "2->3 Vote term=3 log=2/4 transfer",
+                                       "1->2 VoteResp term=3",
+                                       "3->2 VoteResp term=3",
+                                       "2->1 App term=3 prev=2/4 commit=4 entries=[3/5]",
+                                       "2->3 App term=3 prev=2/4 commit=4 entries=[3/5]",
+                                       "1->2 AppResp term=3 index=5",
+                                       "3->2 AppResp term=3 index=5",
+                                       "2->1 App term=3 prev=3/5 commit=5 entries=[]",
+                                       "2->3 App term=3 prev=3/5 commit=5 entries=[]",
+                                       "1->2 AppResp term=3 index=5",
+                                       "3->2 AppResp term=3 index=5",
+                                   });
   EXPECT_EQ(c[2].role(), Role::kLeader);
   EXPECT_EQ(c[1].role(), Role::kFollower);
 }
@@ -673,11 +683,11 @@ TEST(RaftReadIndex, LeaderConfirmsLeadershipBeforeServing) {
   ASSERT_TRUE(c[1].ReadIndex(7).ok());
   EXPECT_TRUE(c.reads(1).empty());  // not before a quorum answers
   EXPECT_TRANSCRIPT(c.Stabilize(), {
-      "1->2 Heartbeat term=2 commit=4 ctx=1",
-      "1->3 Heartbeat term=2 commit=4 ctx=1",
-      "2->1 HeartbeatResp term=2 ctx=1",
-      "3->1 HeartbeatResp term=2 ctx=1",
-  });
+                                       "1->2 Heartbeat term=2 commit=4 ctx=1",
+                                       "1->3 Heartbeat term=2 commit=4 ctx=1",
+                                       "2->1 HeartbeatResp term=2 ctx=1",
+                                       "3->1 HeartbeatResp term=2 ctx=1",
+                                   });
   ASSERT_EQ(c.reads(1).size(), 1u);
   EXPECT_EQ(c.reads(1)[0], (ReadState{4, 7}));
 }
@@ -700,7 +710,8 @@ TEST(RaftReadIndex, RefusedBeforeLeaderCommitsItsTerm) {
   c.Stabilize(8);
   ASSERT_EQ(c[1].role(), Role::kLeader);
   EXPECT_EQ(c[1].ReadIndex(1).code(), StatusCode::kUnavailable);
-  EXPECT_EQ(Cluster({1, 2, 3})[2].ReadIndex(1).code(), StatusCode::kUnavailable);  // no leader known
+  EXPECT_EQ(Cluster({1, 2, 3})[2].ReadIndex(1).code(),
+            StatusCode::kUnavailable);  // no leader known
 }
 
 TEST(RaftReadIndex, DeposedLeaderCannotServe) {

@@ -1,6 +1,8 @@
 // Tests of the write-ahead log and snapshot files (coordinator/storage/wal.h),
 // over the in-memory file system (with its crash model) and over POSIX.
 
+#include "coordinator/storage/wal.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,7 +10,6 @@
 #include <filesystem>
 
 #include "coordinator/raft/encoding.h"
-#include "coordinator/storage/wal.h"
 
 namespace cohort::coordinator {
 namespace {
@@ -47,7 +48,9 @@ TEST(Wal, RoundTrip) {
     Wal w(&fs, WalOptions{"/w"});
     ASSERT_TRUE(w.Load().ok());
     ASSERT_TRUE(w.Save(HardState{2, 3, 4}, Range(1, 1, 3), std::nullopt, true).ok());
-    ASSERT_TRUE(w.Save(HardState{2, 3, 5}, {E(2, 4), E(2, 5, std::string(5000, 'z'))}, std::nullopt, true).ok());
+    ASSERT_TRUE(
+        w.Save(HardState{2, 3, 5}, {E(2, 4), E(2, 5, std::string(5000, 'z'))}, std::nullopt, true)
+            .ok());
   }
   Result<InitialState> st = Reload(&fs);
   ASSERT_TRUE(st.ok()) << st.status().ToString();
@@ -123,9 +126,9 @@ TEST(Wal, PartialHeaderZeroedTailAndBadLastCrcAreTorn) {
       ASSERT_TRUE(w.Save(std::nullopt, {E(1, 3)}, std::nullopt, true).ok());
     }
     std::string* f = fs.MutableContents("/w/wal-0000000000000001.log");
-    if (kind == 0) *f += std::string("\x05\x00\x00", 3);   // partial header
-    if (kind == 1) *f += std::string(64, '\0');            // zeroed, allocated tail
-    if (kind == 2) (*f)[f->size() - 1] ^= 0x40;            // last record's payload hit
+    if (kind == 0) *f += std::string("\x05\x00\x00", 3);  // partial header
+    if (kind == 1) *f += std::string(64, '\0');           // zeroed, allocated tail
+    if (kind == 2) (*f)[f->size() - 1] ^= 0x40;           // last record's payload hit
     Result<InitialState> st = Reload(&fs);
     ASSERT_TRUE(st.ok()) << "kind " << kind << ": " << st.status().ToString();
     EXPECT_EQ(st->entries.size(), kind == 2 ? 2u : 3u) << "kind " << kind;
@@ -147,7 +150,8 @@ TEST(Wal, MidFileCorruptionIsRefusedWithFileAndOffset) {
   Result<InitialState> st = Reload(&fs);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), StatusCode::kDataLoss);
-  EXPECT_NE(st.status().message().find("/w/wal-0000000000000001.log"), std::string::npos) << st.status().ToString();
+  EXPECT_NE(st.status().message().find("/w/wal-0000000000000001.log"), std::string::npos)
+      << st.status().ToString();
   EXPECT_NE(st.status().message().find("byte offset " + std::to_string(second)), std::string::npos)
       << st.status().ToString();
   EXPECT_NE(st.status().message().find("CRC32C"), std::string::npos);
@@ -158,13 +162,15 @@ TEST(Wal, TornTailInOlderSegmentIsRefused) {
   {
     Wal w(&fs, WalOptions{"/w", 64});
     ASSERT_TRUE(w.Load().ok());
-    for (uint64_t i = 1; i <= 6; ++i) ASSERT_TRUE(w.Save(HardState{1, 1, 0}, {E(1, i)}, std::nullopt, true).ok());
+    for (uint64_t i = 1; i <= 6; ++i)
+      ASSERT_TRUE(w.Save(HardState{1, 1, 0}, {E(1, i)}, std::nullopt, true).ok());
     ASSERT_GE(w.SegmentNames().size(), 3u);
   }
   *fs.MutableContents("/w/wal-0000000000000001.log") += std::string("\x07\x00", 2);
   Result<InitialState> st = Reload(&fs, 64);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.status().message().find("wal-0000000000000001.log at byte offset"), std::string::npos)
+  EXPECT_NE(st.status().message().find("wal-0000000000000001.log at byte offset"),
+            std::string::npos)
       << st.status().ToString();
 }
 
@@ -192,7 +198,8 @@ TEST(Wal, SegmentsRollAndCoveredOnesAreRemovedAfterSnapshot) {
   MemFileSystem fs;
   Wal w(&fs, WalOptions{"/w", 200});
   ASSERT_TRUE(w.Load().ok());
-  for (uint64_t i = 1; i <= 40; ++i) ASSERT_TRUE(w.Save(HardState{1, 1, i}, {E(1, i)}, std::nullopt, true).ok());
+  for (uint64_t i = 1; i <= 40; ++i)
+    ASSERT_TRUE(w.Save(HardState{1, 1, i}, {E(1, i)}, std::nullopt, true).ok());
   size_t before = w.SegmentNames().size();
   ASSERT_GT(before, 5u);
   Snapshot s;
@@ -242,7 +249,8 @@ TEST(Wal, LostResetRecordIsRepairedOnLoad) {
     Snapshot s;
     s.meta = {9, 3, ConfState{{1, 2}}};
     ASSERT_TRUE(w.Save(HardState{3, 0, 9}, {}, s, false).ok());
-    fs.MutableContents("/w/wal-0000000000000001.log")->resize(synced);  // the reset record never landed
+    fs.MutableContents("/w/wal-0000000000000001.log")
+        ->resize(synced);  // the reset record never landed
   }
   {
     Wal w(&fs, WalOptions{"/w"});
@@ -277,7 +285,8 @@ TEST(Wal, CorruptSnapshotFileIsRefused) {
 }
 
 TEST(Wal, PosixRoundTripWithCorruptionRefused) {
-  std::string dir = std::filesystem::temp_directory_path() / ("cohort_wal_test_" + std::to_string(::getpid()));
+  std::string dir =
+      std::filesystem::temp_directory_path() / ("cohort_wal_test_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   {
     Wal w(PosixFileSystem(), WalOptions{dir, 256});
@@ -316,7 +325,8 @@ TEST(Wal, PosixRoundTripWithCorruptionRefused) {
   Wal w(PosixFileSystem(), WalOptions{dir, 256});
   Result<InitialState> st = w.Load();
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.status().message().find(segs[0] + " at byte offset 0"), std::string::npos) << st.status().ToString();
+  EXPECT_NE(st.status().message().find(segs[0] + " at byte offset 0"), std::string::npos)
+      << st.status().ToString();
   std::filesystem::remove_all(dir);
 }
 

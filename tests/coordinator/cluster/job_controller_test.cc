@@ -4,6 +4,8 @@
 // members answer, evicts a member whose probes fail and commits an epoch
 // without it, takes it back once it answers and joins again, re-forms on a
 // worker's request, and keeps doing so after the leader is killed.
+#include "coordinator/controller/job_controller.h"
+
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -12,7 +14,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "coordinator/controller/job_controller.h"
 #include "proto/health.grpc.pb.h"
 #include "tests/coordinator/cluster/cluster_fixture.h"
 
@@ -125,7 +126,8 @@ TEST_F(ControllerTest, ReformsOnRequestAndMovesWithTheLeader) {
   ASSERT_NE(leader, 0u);
   nodes_[leader].reset();  // the controller that decided so far is gone
   w0_.serving_ = false;
-  ASSERT_TRUE(WaitFor([&] { return Epoch(*c) == 3; })) << "the new leader's controller did not evict w0";
+  ASSERT_TRUE(WaitFor([&] { return Epoch(*c) == 3; }))
+      << "the new leader's controller did not evict w0";
   EXPECT_EQ(Ranks(*c), (std::vector<std::string>{"w1"}));
 }
 

@@ -2,6 +2,8 @@
 // 3-node cluster of real Nodes on 127.0.0.1 driven through the
 // client library (leader discovery, redirects, at-most-once writes, token
 // check, failover, catch-up through a snapshot).
+#include "coordinator/server/node.h"
+
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,7 +15,6 @@
 
 #include "coordinator/client/client.h"
 #include "coordinator/server/convert.h"
-#include "coordinator/server/node.h"
 #include "tests/coordinator/cluster/cluster_fixture.h"
 
 namespace cohort::coordinator {
@@ -29,7 +30,8 @@ TEST(Convert, MessageRoundTrip) {
   m.term = 7;
   m.log_term = 6;
   m.index = 41;
-  m.entries = {{6, 42, raft::EntryType::kNormal, "a"}, {7, 43, raft::EntryType::kConfChange, std::string("\0b", 2)}};
+  m.entries = {{6, 42, raft::EntryType::kNormal, "a"},
+               {7, 43, raft::EntryType::kConfChange, std::string("\0b", 2)}};
   m.commit = 40;
   m.reject = true;
   m.reject_hint = 39;
@@ -112,8 +114,11 @@ TEST_F(ClusterTest, WritesReadsFailoverAndCatchUp) {
   nodes_[old].reset();
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(c->Put("after", "failover").ok());
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("failover (in-process, graceful stop of the leader): %lld ms\n", static_cast<long long>(ms));
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  std::printf("failover (in-process, graceful stop of the leader): %lld ms\n",
+              static_cast<long long>(ms));
   for (int i = 20; i < 40; ++i) ASSERT_TRUE(c->Put("k" + std::to_string(i), "v").ok());
 
   // The old leader restarts behind a compacted log: it catches up (snapshot).

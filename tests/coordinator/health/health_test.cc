@@ -107,7 +107,8 @@ TEST(CircuitBreaker, LoadedButAliveWorkerIsNotEvicted) {
   int64_t t = 0;
   for (int i = 0; i < 10000; ++i) {
     const int64_t next = t + 100 + jitter(rng);
-    for (int64_t probe = t + 50; probe < next; probe += 50) ASSERT_EQ(b.Update(T(probe)), BreakerState::kClosed) << i;
+    for (int64_t probe = t + 50; probe < next; probe += 50)
+      ASSERT_EQ(b.Update(T(probe)), BreakerState::kClosed) << i;
     t = next;
     b.OnSuccess(T(t));
   }

@@ -100,8 +100,10 @@ TEST_P(AgreementTest, EveryRankGetsTheNewestFromTheLowestHolder) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, AgreementTest,
     testing::Values(Case{"nobody", {-1, -1, -1}, -1, 0}, Case{"one_holder", {-1, 20, -1}, 1, 20},
-                    Case{"newest_wins", {10, 30, 20}, 1, 30}, Case{"lowest_of_equal", {10, 30, 30}, 1, 30},
-                    Case{"rank0_newest", {40, 30, -1, 40}, 0, 40}, Case{"last_rank_only", {-1, -1, -1, 5}, 3, 5},
+                    Case{"newest_wins", {10, 30, 20}, 1, 30},
+                    Case{"lowest_of_equal", {10, 30, 30}, 1, 30},
+                    Case{"rank0_newest", {40, 30, -1, 40}, 0, 40},
+                    Case{"last_rank_only", {-1, -1, -1, 5}, 3, 5},
                     Case{"step_zero_counts", {0, -1}, 0, 0}, Case{"single_rank", {7}, 0, 7}),
     [](const testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
 

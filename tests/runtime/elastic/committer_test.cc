@@ -2,6 +2,8 @@
 // single-node coordinator (EmbeddedCoordinator) in this process: commit,
 // epoch fencing, a step that is not newer, the bounded history, and
 // CoordinatorVerdict for `cohort ckpt inspect --coordinator`.
+#include "runtime/elastic/committer.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,7 +12,6 @@
 #include "coordinator/client/client.h"
 #include "coordinator/server/embedded.h"
 #include "runtime/checkpoint.h"
-#include "runtime/elastic/committer.h"
 
 namespace cohort::elastic {
 namespace {

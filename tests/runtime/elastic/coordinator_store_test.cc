@@ -3,6 +3,8 @@
 // another thread sets, Add is atomic, and a Gloo communicator of 3 ranks (as
 // threads) bootstraps through it and all-reduces. Also the embedded
 // single-node coordinator.
+#include "runtime/elastic/coordinator_store.h"
+
 #include <gtest/gtest.h>
 
 #include <future>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "collectives/gloo/gloo_communicator.h"
-#include "runtime/elastic/coordinator_store.h"
 #include "coordinator/server/embedded.h"
 #include "tests/coordinator/cluster/cluster_fixture.h"
 

@@ -43,14 +43,14 @@ TEST(DecideOnEvictionTest, Table) {
     EvictionAction want;
   };
   const Row rows[] = {
-      {false, std::nullopt, 100, 1000, EvictionAction::kNone},          // healthy
-      {true, std::nullopt, 100, 1000, EvictionAction::kEvicted},        // newly evicted
-      {true, at(0), 500, 1000, EvictionAction::kNone},                  // evicted, within the grace
-      {true, at(0), 1000, 1000, EvictionAction::kNone},                 // exactly at it: not yet
-      {true, at(0), 1001, 1000, EvictionAction::kKill},                 // past it
-      {true, at(0), 999999, 0, EvictionAction::kNone},                  // 0: never kill
-      {false, at(0), 5000, 1000, EvictionAction::kAnswersAgain},        // back before the kill
-      {true, std::nullopt, 999999, 1, EvictionAction::kEvicted},        // first seen: no kill yet
+      {false, std::nullopt, 100, 1000, EvictionAction::kNone},    // healthy
+      {true, std::nullopt, 100, 1000, EvictionAction::kEvicted},  // newly evicted
+      {true, at(0), 500, 1000, EvictionAction::kNone},            // evicted, within the grace
+      {true, at(0), 1000, 1000, EvictionAction::kNone},           // exactly at it: not yet
+      {true, at(0), 1001, 1000, EvictionAction::kKill},           // past it
+      {true, at(0), 999999, 0, EvictionAction::kNone},            // 0: never kill
+      {false, at(0), 5000, 1000, EvictionAction::kAnswersAgain},  // back before the kill
+      {true, std::nullopt, 999999, 1, EvictionAction::kEvicted},  // first seen: no kill yet
   };
   for (size_t i = 0; i < std::size(rows); ++i) {
     EvictionFacts f;
@@ -68,9 +68,9 @@ TEST(GiveUpReasonTest, Table) {
     bool give_up;
   };
   const Row rows[] = {
-      {4, 0, 2, 0, 0, false}, {2, 0, 2, 0, 0, false}, {1, 0, 2, 0, 0, true},  {1, 1, 2, 0, 0, false},
-      {1, 0, 2, 0, 1, false},  // a restart left
-      {1, 0, 2, 1, 1, true},   {0, 0, 1, 5, 5, true},  {0, 3, 2, 5, 5, false},
+      {4, 0, 2, 0, 0, false}, {2, 0, 2, 0, 0, false}, {1, 0, 2, 0, 0, true},
+      {1, 1, 2, 0, 0, false}, {1, 0, 2, 0, 1, false},  // a restart left
+      {1, 0, 2, 1, 1, true},  {0, 0, 1, 5, 5, true},  {0, 3, 2, 5, 5, false},
   };
   for (size_t i = 0; i < std::size(rows); ++i) {
     const Row& r = rows[i];
@@ -80,7 +80,8 @@ TEST(GiveUpReasonTest, Table) {
   auto why = GiveUpReason(1, 0, 2, 3, 3);
   ASSERT_TRUE(why.has_value());
   EXPECT_EQ(*why,
-            "1 worker(s) alive in the job (1 here), fewer than --min 2, and no restart left (--max-restarts 3)");
+            "1 worker(s) alive in the job (1 here), fewer than --min 2, and no restart left "
+            "(--max-restarts 3)");
 }
 
 }  // namespace
