@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real 3-process coordinator cluster on 127.0.0.1 (issue 6):
+# A real 3-process coordinator cluster on 127.0.0.1:
 #   writes through `cohort kv`, kill -9 of the leader and the time until a
 #   put succeeds again (printed; asserted only under a generous bound), no
 #   acknowledged write lost, the old leader restarts and catches up, a node

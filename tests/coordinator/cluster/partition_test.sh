@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A network partition of a real 3-node coordinator cluster (issue 6).
+# A network partition of a real 3-node coordinator cluster.
 #
 # Each node runs in its own network namespace with one veth into a bridge in
 # a fourth ("hub") namespace, which is also where the clients run:
