@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <thread>
 #include <vector>
 
@@ -74,6 +75,9 @@ struct Case {
   int want_root;  // -1: nobody holds a state
   int64_t want_step;
 };
+
+// The case's name, so that test listings (ctest -N) are the same in every build.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class AgreementTest : public testing::TestWithParam<Case> {};
 
