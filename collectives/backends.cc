@@ -179,7 +179,8 @@ Result<Communicator*> BackendSet::Make(const std::string& backend, Communicator&
       AgreeOnStatus(world_, c.ok() ? Status::Ok() : c.status()).WithContext("auto backend"));
   if ((*c)->members().size() > 1) {
     COHORT_LOG_INFO(
-        "auto backend for {} ({} ranks) calibrated in {:.0f} ms:\n{}", name, group.size(),
+        "auto backend for {} ({} ranks) {} in {:.0f} ms:\n{}", name, group.size(),
+        (*c)->from_cache() ? "read from " + (*c)->cache_path() : std::string("calibrated"),
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
         (*c)->DescribeTable());
   }

@@ -13,6 +13,7 @@ namespace cohort::tools {
 
 struct TrainOptions {
   std::string config_path;
+  bool recalibrate = false;  // --recalibrate: measure the auto backend's table again
   int64_t steps =
       -1;  // -1: train.steps from the config; 0: none (--save-params writes the initial parameters)
   std::string backend = "auto";  // auto | mpi | shm | gloo | nccl (for the data and tensor groups)

@@ -71,6 +71,10 @@ void AddTrain(CLI::App& app, Commands& c) {
   c.train_cmd->add_option(
       "--backend", c.train.backend,
       "Communication backend: auto | mpi | shm | gloo | nccl (auto: nccl on GPUs)");
+  c.train_cmd->add_flag(
+      "--recalibrate", c.train.recalibrate,
+      "auto: measure the routing table again instead of reading it from the cache "
+      "($COHORT_CACHE_DIR, else ~/.cache/cohort)");
   c.train_cmd
       ->add_option(
           "--device", c.train.device,
@@ -264,6 +268,9 @@ void AddBench(CLI::App& app, Commands& c) {
                           "allreduce|reducescatter|allgather|broadcast|reduce|alltoall");
   c.bench_cmd->add_option("--backend", c.bench.backends,
                           "Backends to compare, comma-separated: mpi,shm,gloo,auto");
+  c.bench_cmd->add_flag(
+      "--recalibrate", c.bench.recalibrate,
+      "auto: measure the routing table again instead of reading it from the cache");
   c.bench_cmd->add_option("--json", c.bench.json, "Write every row as a JSON list to FILE");
   c.bench_cmd->add_option("--plot", c.bench.plot,
                           "Draw busbw against size per backend to FILE.png");

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "collectives/auto/auto_cache.h"
 #include "collectives/backends.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "coordinator/client/client.h"
@@ -143,6 +144,9 @@ Status BuildGroups(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) 
   COHORT_ASSIGN_OR_RETURN(job->tensor_mpi, comm.Split(comm.rank() / tensor, comm.rank()));
   COHORT_ASSIGN_OR_RETURN(job->data_mpi, comm.Split(comm.rank() % tensor, comm.rank()));
   BackendOptions bo;
+  bo.autos.cache_dir =
+      DefaultCacheDir();  // auto's calibration cache (collectives/auto/auto_cache.h)
+  bo.autos.recalibrate = opt.recalibrate;
   bo.store_dir = opt.store_dir;
   bo.nccl_device = job->place.cuda_device;
   job->backends = std::make_unique<BackendSet>(comm, bo);

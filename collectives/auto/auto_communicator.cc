@@ -1,10 +1,17 @@
 #include "collectives/auto/auto_communicator.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+
+#include "collectives/auto/auto_cache.h"
+#include "core/file_util.h"
+#include "core/logging.h"
 
 namespace cohort {
 
@@ -77,8 +84,67 @@ Result<std::unique_ptr<AutoCommunicator>> AutoCommunicator::Create(std::vector<M
       break;
     }
   }
-  COHORT_RETURN_IF_ERROR(c->Calibrate(options).WithContext("auto backend calibration"));
+  COHORT_RETURN_IF_ERROR(c->LoadOrCalibrate(options).WithContext("auto backend calibration"));
   return c;
+}
+
+namespace {
+
+// Broadcasts `text` from rank 0 (its length, then its bytes as 32-bit words).
+Status BroadcastText(Communicator& c, std::string* text) {
+  int64_t n = static_cast<int64_t>(text->size());
+  COHORT_RETURN_IF_ERROR(c.Broadcast(&n, 1, DType::kI64, 0));
+  std::vector<int32_t> words((static_cast<size_t>(n) + 3) / 4, 0);
+  if (c.rank() == 0) std::memcpy(words.data(), text->data(), text->size());
+  if (!words.empty())
+    COHORT_RETURN_IF_ERROR(c.Broadcast(words.data(), words.size(), DType::kI32, 0));
+  text->assign(reinterpret_cast<const char*>(words.data()), static_cast<size_t>(n));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status AutoCommunicator::LoadOrCalibrate(const AutoOptions& options) {
+  if (options.cache_dir.empty() || members_.size() == 1) return Calibrate(options);
+  Communicator& first = *members_[0].comm;
+  // The key: the members, the options, the build, and every rank's host.
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  const int64_t mine = static_cast<int64_t>(std::hash<std::string>{}(host));
+  std::vector<int64_t> hosts(static_cast<size_t>(size()));
+  COHORT_RETURN_IF_ERROR(first.AllGather(&mine, hosts.data(), 1, DType::kI64));
+  std::vector<std::string> names;
+  for (const Member& m : members_) names.push_back(m.name);
+  // Rank 0 decides, for every rank: its key and the table it read, if valid.
+  std::string key = AutoCacheKey(names, hosts, options, AutoBuildId());
+  cache_path_ = AutoCachePath(options.cache_dir, key);
+  std::string text;
+  if (rank() == 0 && !options.recalibrate) {
+    auto read = ReadFile(cache_path_);
+    Status valid = read.status();
+    if (read.ok()) valid = DecodeAutoTable(*read, key, members_.size()).status();
+    if (valid.ok()) {
+      text = std::move(*read);
+    } else if (valid.code() != StatusCode::kNotFound) {
+      COHORT_LOG_WARN("auto: not using the calibration cache {}: {}; measuring again", cache_path_,
+                      valid.message());
+    }
+  }
+  COHORT_RETURN_IF_ERROR(BroadcastText(first, &key));
+  COHORT_RETURN_IF_ERROR(BroadcastText(first, &text));
+  if (!text.empty()) {
+    COHORT_ASSIGN_OR_RETURN(table_, DecodeAutoTable(text, key, members_.size()));
+    from_cache_ = true;
+    return Status::Ok();
+  }
+  COHORT_RETURN_IF_ERROR(Calibrate(options));
+  if (rank() == 0) {
+    Status w = MakeDirs(options.cache_dir);
+    if (w.ok()) w = WriteFileAtomic(cache_path_, EncodeAutoTable(key, table_));
+    if (!w.ok())
+      COHORT_LOG_WARN("auto: cannot write the calibration cache {}: {}", cache_path_, w.message());
+  }
+  return Status::Ok();
 }
 
 AutoCommunicator::~AutoCommunicator() {

@@ -25,6 +25,10 @@
 // ordinary memory to it.
 //
 // Sub-communicators (SplitGroup) split every member and keep the table.
+//
+// With AutoOptions::cache_dir, rank 0 reads the table measured for the same
+// build, members, hosts and options from the cache (auto_cache.h) and
+// broadcasts it; without a valid one, the ranks measure and rank 0 writes it.
 #include <array>
 #include <chrono>
 #include <map>
@@ -47,6 +51,10 @@ struct AutoOptions {
   size_t max_allreduce_calibration_bytes = size_t{32} << 20;
   int iterations_small = 10;  // timed runs per cell up to 256 KiB
   int iterations_large = 3;   // timed runs per cell above
+  // The calibration cache (collectives/auto/auto_cache.h): a directory, or
+  // empty to measure at every start.
+  std::string cache_dir;
+  bool recalibrate = false;  // measure even when the cache holds a table, and rewrite it
 };
 
 // The operations the table routes.
@@ -92,6 +100,10 @@ class AutoCommunicator final : public Communicator {
   // The table as rows of (op, registered, size, member times, winner).
   const std::array<std::array<std::vector<Cell>, 2>, kAutoOps>& table() const { return table_; }
   const std::vector<Member>& members() const { return members_; }
+  // Whether the table came from the calibration cache (not measured), and
+  // the cache file it came from or was written to (empty: no cache).
+  bool from_cache() const { return from_cache_; }
+  const std::string& cache_path() const { return cache_path_; }
 
   Status AllReduce(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) override;
   Status Broadcast(void* buf, size_t count, DType dtype, int root) override;
@@ -111,6 +123,9 @@ class AutoCommunicator final : public Communicator {
  private:
   AutoCommunicator() = default;
   Status Calibrate(const AutoOptions& options);
+  // The cached table when rank 0 has a valid one, else Calibrate (and rank
+  // 0 writes the cache). Collective.
+  Status LoadOrCalibrate(const AutoOptions& options);
   Result<double> TimeCell(int member, AutoOp op, size_t bytes, char* a, char* b, int iterations);
   bool IsRegistered(const void* p, size_t bytes) const;
   int Pick(AutoOp op, size_t bytes, bool registered) const;  // member index
@@ -120,6 +135,8 @@ class AutoCommunicator final : public Communicator {
   int registrar_ = -1;  // member that allocates registered memory; -1: none (heap)
   std::map<const char*, size_t> registered_;                      // start -> bytes
   std::array<std::array<std::vector<Cell>, 2>, kAutoOps> table_;  // [op][registered]
+  bool from_cache_ = false;
+  std::string cache_path_;
 };
 
 }  // namespace cohort

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "collectives/auto/auto_cache.h"
 #include "collectives/backends.h"
 #include "collectives/bench/bench.h"
 #include "collectives/mpi/mpi_communicator.h"
@@ -233,7 +234,11 @@ int Run(const BenchCmdOptions& o) {
   // Each backend runs over its own duplicate of the MPI world, so that the
   // control communicator's traffic never mixes with the measured one.
   std::vector<std::unique_ptr<MpiCommunicator>> groups;
-  BackendSet made(*control, BackendOptions{});
+  BackendOptions bo;
+  bo.autos.cache_dir =
+      DefaultCacheDir();  // auto's calibration cache (collectives/auto/auto_cache.h)
+  bo.autos.recalibrate = o.recalibrate;
+  BackendSet made(*control, bo);
   for (const std::string& name : plan.backends) {
     auto g = MpiCommunicator::World();
     if (!g.ok()) return fail(g.status(), lead);

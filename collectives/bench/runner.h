@@ -24,6 +24,7 @@ struct BenchCmdOptions {
   std::string backends = "mpi";          // --backend NAME[,NAME...]: mpi, shm
   std::string json;                      // --json FILE: every row as a JSON list
   std::string plot;                      // --plot FILE.png: busbw against size per backend
+  bool recalibrate = false;  // --recalibrate: measure auto's table again (not from the cache)
 };
 
 // Runs the benchmark (initialises and finalises MPI). Returns 0 when every
