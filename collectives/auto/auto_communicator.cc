@@ -94,10 +94,13 @@ namespace {
 Status BroadcastText(Communicator& c, std::string* text) {
   int64_t n = static_cast<int64_t>(text->size());
   COHORT_RETURN_IF_ERROR(c.Broadcast(&n, 1, DType::kI64, 0));
+  if (n == 0) {
+    text->clear();
+    return Status::Ok();
+  }
   std::vector<int32_t> words((static_cast<size_t>(n) + 3) / 4, 0);
   if (c.rank() == 0) std::memcpy(words.data(), text->data(), text->size());
-  if (!words.empty())
-    COHORT_RETURN_IF_ERROR(c.Broadcast(words.data(), words.size(), DType::kI32, 0));
+  COHORT_RETURN_IF_ERROR(c.Broadcast(words.data(), words.size(), DType::kI32, 0));
   text->assign(reinterpret_cast<const char*>(words.data()), static_cast<size_t>(n));
   return Status::Ok();
 }
