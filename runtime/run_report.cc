@@ -85,15 +85,16 @@ Status WriteParams(const std::string& path,
        {"world_size", std::to_string(world)}});
 }
 
-double LossLog::At(int64_t step) const {
-  auto it = losses_.find(step);
-  return it == losses_.end() ? -1.0 : it->second;
+void LossLog::Record(int64_t step, double loss) {
+  if (step == 1 && initial_ < 0) initial_ = loss;
+  tail_[step] = loss;
+  if (tail_.size() > kTail) tail_.erase(tail_.begin());
 }
 
 double LossLog::Final() const {
   double sum = 0;
   int n = 0;
-  for (auto it = losses_.rbegin(); it != losses_.rend() && n < 10; ++it, ++n) sum += it->second;
+  for (auto it = tail_.rbegin(); it != tail_.rend(); ++it, ++n) sum += it->second;  // newest first
   return n > 0 ? sum / n : 0.0;
 }
 

@@ -35,18 +35,21 @@ Status WriteParams(const std::string& path,
                    const std::vector<std::pair<std::string, Tensor>>& params, const Config& c,
                    int64_t steps, int world);
 
-// The losses of a job by global step (a step done again after a recovery
-// overwrites its first loss).
+// The losses of a job by global step: the first loss of step 1 and the
+// last kTail steps (a step done again after a recovery overwrites its loss).
+// Bounded: a step hook records every step.
 class LossLog {
  public:
-  void Record(int64_t step, double loss) { losses_[step] = loss; }
-  // The loss of `step`, or -1 when it was not recorded.
-  double At(int64_t step) const;
-  // final_loss: the mean of the last min(10, recorded) steps' losses.
+  static constexpr size_t kTail = 10;
+  void Record(int64_t step, double loss);
+  // The first loss recorded for step 1, or -1 when step 1 was not recorded.
+  double Initial() const { return initial_; }
+  // final_loss: the mean of the losses of the last min(kTail, recorded) steps.
   double Final() const;
 
  private:
-  std::map<int64_t, double> losses_;
+  double initial_ = -1;
+  std::map<int64_t, double> tail_;  // the kTail highest steps
 };
 
 // The BLAS threads of this process: `requested` when > 0; else 0 (leave

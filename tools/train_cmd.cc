@@ -193,7 +193,7 @@ Status Resume(const TrainOptions& opt, MpiCommunicator& comm, MpiJob* job) {
   return Status::Ok();
 }
 
-void PrintHeader(const TrainOptions& opt, MpiCommunicator& comm, const MpiJob& job) {
+void PrintHeader(MpiCommunicator& comm, const MpiJob& job) {
   const Config& c = job.config;
   std::string layout;
   if (c.parallel.tensor > 1 || c.parallel.zero > 0) {
@@ -202,8 +202,7 @@ void PrintHeader(const TrainOptions& opt, MpiCommunicator& comm, const MpiJob& j
     if (c.parallel.zero > 0) layout += ", ZeRO-" + std::to_string(c.parallel.zero);
   }
   std::string device = job.gpu ? job.gpu->Describe() : "cpu";
-  if ((opt.device.empty() ? c.train.device : opt.device) == "auto")
-    device += " [" + job.place.reason + "]";
+  if (c.train.device == "auto") device += " [" + job.place.reason + "]";
   const Trainer& t = *job.trainer;
   std::printf(
       "cohort train: %d rank%s (%s%s) on %s, %s (%s params), batch %lld/data rank (%lld global), "
@@ -367,7 +366,7 @@ Status Train(const TrainOptions& opt, MpiCommunicator& comm, double wall_start, 
     job.trainer->set_step_observer([&job](const StepStats& st) { job.metrics->OnStep(st); });
   }
   COHORT_RETURN_IF_ERROR(Resume(opt, comm, &job));
-  if (lead) PrintHeader(opt, comm, job);
+  if (lead) PrintHeader(comm, job);
   COHORT_ASSIGN_OR_RETURN(TrainSummary s, RunSteps(opt, comm, job, stopped));
   const Config& c = job.config;
   if (lead && s.stopped_early) {

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "runtime/device_select.h"
+
 namespace cohort::elastic {
 
 namespace {
@@ -40,13 +42,14 @@ Result<std::optional<ElasticEnv>> ElasticEnvFromEnvironment() {
   e.worker = worker;
   if (const char* j = std::getenv(kEnvJobId); j != nullptr && *j != '\0') e.job = j;
   if (const char* s = std::getenv(kEnvSummaryFile); s != nullptr) e.summary_file = s;
-  COHORT_ASSIGN_OR_RETURN(int64_t lr, EnvInt(kEnvLocalRank, 0, 0, 1 << 20));
+  // COHORT_LOCAL_RANK first (the launcher always sets it), as every reader of a local rank.
+  COHORT_ASSIGN_OR_RETURN(LocalRankInfo lr, LocalRankFromEnv());
   COHORT_ASSIGN_OR_RETURN(int64_t np, EnvInt(kEnvNproc, 1, 1, 1 << 20));
   COHORT_ASSIGN_OR_RETURN(
       int64_t to, EnvInt(kEnvCollectiveTimeoutMs, kDefaultCollectiveTimeout.count(), 100, 3600000));
   COHORT_ASSIGN_OR_RETURN(int64_t se,
                           EnvInt(kEnvSnapshotEvery, kDefaultSnapshotEvery, 1, int64_t{1} << 40));
-  e.local_rank = static_cast<int>(lr);
+  e.local_rank = lr.local_rank;
   e.nproc = static_cast<int>(np);
   e.collective_timeout = std::chrono::milliseconds(to);
   e.snapshot_every = se;

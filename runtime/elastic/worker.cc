@@ -444,7 +444,7 @@ nlohmann::json Worker::Impl::Summary(const TrainSummary& s, uint64_t epoch, int 
                            {"restored_from", e.restored_from}});
   }
   const double wall = MonotonicSeconds() - train_start_;
-  const double initial = losses_.At(1), final_loss = losses_.Final();
+  const double initial = losses_.Initial(), final_loss = losses_.Final();
   nlohmann::json j = {{"world_size", world},
                       {"backend", "gloo"},
                       {"elastic", true},
